@@ -1,0 +1,471 @@
+"""Codecs, hashing and chunking of artifact values. Pure: no SQL here.
+
+A value is *encoded* by the first codec that accepts it, safest first:
+
+========  ==========================================================  =========
+name      accepts                                                     safe to
+                                                                      load from
+                                                                      strangers
+========  ==========================================================  =========
+json      None/bool/int (64-bit)/finite float/str, lists and dicts     yes
+          of them with str keys, no shared or cyclic containers
+bytes     exactly ``bytes``                                           yes
+npy       ``numpy.ndarray`` without object dtype (``.npy``, no pickle) yes
+pickle    everything else (cloudpickle, protocol 5)                   no
+========  ==========================================================  =========
+
+The encoded bytes stream through a :class:`ChunkSink`, which cuts them into chunks
+of at most :data:`CHUNK_SIZE` bytes without ever holding the whole encoding, and
+computes the blob key (sha256 of the encoded bytes) on the way. Decoding reads a
+file-like object over the stored chunks, so a 100 MiB array is rebuilt in place.
+
+Example
+-------
+>>> import io
+>>> codec = choose_codec({"lr": 0.01, "layers": [64, 32]})
+>>> codec.name
+'json'
+>>> chunks = []
+>>> sink = ChunkSink(lambda key, data: chunks.append(bytes(data)))
+>>> codec.encode({"lr": 0.01}, sink)
+>>> encoded = sink.close()
+>>> codec.decode(io.BytesIO(b"".join(chunks)))
+{'lr': 0.01}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import sys
+from dataclasses import dataclass
+from typing import IO, Any, Callable
+
+from .errors import CodecError
+
+__all__ = [
+    "CHUNK_SIZE",
+    "Codec",
+    "ChunkSink",
+    "EncodedBlob",
+    "CODECS",
+    "choose_codec",
+    "get_codec",
+    "type_name",
+    "compress_chunk",
+    "decompress_chunk",
+]
+
+#: Largest chunk stored in one row; well below SQLite's 1 GB value limit.
+CHUNK_SIZE = 16 * 1024 * 1024
+
+#: Small enough to keep as a JSON value in SQL (SPEC §3).
+JSON_SQL_LIMIT = 64 * 1024
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class EncodedBlob:
+    """What encoding a value produced: its key, size, and the chunk keys in order.
+
+    Example
+    -------
+    >>> sink = ChunkSink(lambda key, data: None)
+    >>> sink.write(b"abc")
+    >>> sink.close().size
+    3
+    """
+
+    key: str
+    size: int
+    chunk_keys: tuple[str, ...]
+
+
+class ChunkSink(io.RawIOBase):
+    """A write-only file that cuts what it receives into chunks of ``chunk_size``.
+
+    ``on_chunk(key, data)`` is called with each full chunk (a bytes-like object that
+    is only valid during the call) and its sha256; :meth:`close` flushes the last
+    partial chunk and returns the :class:`EncodedBlob`. Large writes are sliced
+    without copying.
+
+    Example
+    -------
+    >>> seen = []
+    >>> sink = ChunkSink(lambda key, data: seen.append(len(data)), chunk_size=4)
+    >>> sink.write(b"abcdefghij")
+    >>> blob = sink.close()
+    >>> seen, blob.size
+    ([4, 4, 2], 10)
+    """
+
+    def __init__(self, on_chunk: Callable[[str, Any], object], chunk_size: int = CHUNK_SIZE) -> None:
+        super().__init__()
+        self._on_chunk = on_chunk
+        self._chunk_size = chunk_size
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._chunk_keys: list[str] = []
+        self._result: EncodedBlob | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def _emit(self, data: bytes | bytearray | memoryview) -> None:
+        key = hashlib.sha256(data).hexdigest()
+        self._chunk_keys.append(key)
+        self._on_chunk(key, data)
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if not n:
+            return 0
+        self._hash.update(view)
+        self._size += n
+        pos = 0
+        if self._buffer:
+            take = min(self._chunk_size - len(self._buffer), n)
+            self._buffer += view[:take]
+            pos = take
+            if len(self._buffer) == self._chunk_size:
+                self._emit(self._buffer)
+                self._buffer = bytearray()
+        # Whole chunks straight from the caller's buffer: no copy.
+        while n - pos >= self._chunk_size:
+            self._emit(view[pos : pos + self._chunk_size])
+            pos += self._chunk_size
+        if pos < n:
+            self._buffer += view[pos:]
+        return n
+
+    def close(self) -> EncodedBlob:  # type: ignore[override]
+        if self._result is None:
+            if self._buffer or not self._chunk_keys:
+                self._emit(self._buffer)
+                self._buffer = bytearray()
+            self._result = EncodedBlob(self._hash.hexdigest(), self._size, tuple(self._chunk_keys))
+            super().close()
+        return self._result
+
+
+class Codec:
+    """One way of turning a value into bytes and back.
+
+    Subclasses set ``name`` (recorded per artifact), ``safe`` (decoding cannot run
+    code) and implement :meth:`accepts`, :meth:`encode` and :meth:`decode`.
+
+    Example
+    -------
+    >>> get_codec("bytes").safe
+    True
+    """
+
+    name: str = ""
+    safe: bool = True
+
+    def accepts(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def encode(self, value: Any, sink: IO[bytes] | ChunkSink) -> None:
+        raise NotImplementedError
+
+    def decode(self, stream: IO[bytes], size: int | None = None) -> Any:
+        raise NotImplementedError
+
+
+def _is_plain_json(value: Any) -> bool:
+    """True when ``value`` survives a JSON round trip unchanged (types included)."""
+    stack = [value]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if item is None or kind is bool or kind is str:
+            continue
+        if kind is int:
+            if not _INT64_MIN <= item <= _INT64_MAX:
+                return False
+            continue
+        if kind is float:
+            if not math.isfinite(item):
+                return False
+            continue
+        if kind is list or kind is dict:
+            if id(item) in seen:  # shared or cyclic: JSON would lose the identity
+                return False
+            seen.add(id(item))
+            if kind is dict:
+                for key in item:
+                    if type(key) is not str:
+                        return False
+                stack.extend(item.values())
+            else:
+                stack.extend(item)
+            continue
+        return False
+    return True
+
+
+class JsonCodec(Codec):
+    """Plain data as compact UTF-8 JSON; refuses anything JSON would change.
+
+    Example
+    -------
+    >>> JsonCodec().accepts((1, 2)), JsonCodec().accepts([1, 2])
+    (False, True)
+    """
+
+    name = "json"
+
+    def accepts(self, value: Any) -> bool:
+        return _is_plain_json(value)
+
+    @staticmethod
+    def dumps(value: Any) -> bytes:
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            return text.encode("utf-8")
+        except (ValueError, RecursionError, UnicodeEncodeError) as exc:
+            raise CodecError(f"value is not plain JSON: {exc}") from exc
+
+    def encode(self, value: Any, sink: IO[bytes] | ChunkSink) -> None:
+        sink.write(self.dumps(value))
+
+    def decode(self, stream: IO[bytes], size: int | None = None) -> Any:
+        return json.loads(stream.read())
+
+
+class BytesCodec(Codec):
+    """Exactly ``bytes``, stored as is.
+
+    Example
+    -------
+    >>> BytesCodec().accepts(b"x"), BytesCodec().accepts(bytearray(b"x"))
+    (True, False)
+    """
+
+    name = "bytes"
+
+    def accepts(self, value: Any) -> bool:
+        return type(value) is bytes
+
+    def encode(self, value: Any, sink: IO[bytes] | ChunkSink) -> None:
+        sink.write(value)
+
+    def decode(self, stream: IO[bytes], size: int | None = None) -> Any:
+        if size is None:
+            return stream.read()
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        pos = 0
+        while pos < size:
+            n = stream.readinto(view[pos:])  # type: ignore[attr-defined]
+            if not n:
+                raise CodecError("stored bytes are shorter than recorded")
+            pos += n
+        del view
+        return bytes(buffer)
+
+
+class NpyCodec(Codec):
+    """numpy arrays without object dtype, in ``.npy`` form (never pickled).
+
+    Only used when numpy is already imported by the user's code, so runstore itself
+    never imports numpy to store a value.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> NpyCodec().accepts(np.zeros(3)), NpyCodec().accepts(np.array([None]))
+    (True, False)
+    """
+
+    name = "npy"
+
+    def accepts(self, value: Any) -> bool:
+        np = sys.modules.get("numpy")
+        if np is None or type(value) is not np.ndarray:
+            return False
+        return not value.dtype.hasobject
+
+    def encode(self, value: Any, sink: IO[bytes] | ChunkSink) -> None:
+        import numpy as np
+        from numpy.lib import format as npformat
+
+        header = npformat.header_data_from_array_1_0(value)
+        try:
+            npformat.write_array_header_1_0(sink, header)
+        except ValueError:  # header too large for format 1.0
+            npformat.write_array_header_2_0(sink, header)
+        if value.size == 0:
+            return
+        if value.flags.c_contiguous:
+            sink.write(value.reshape(-1).view(np.uint8).data)
+        elif value.flags.f_contiguous:
+            sink.write(value.T.reshape(-1).view(np.uint8).data)
+        else:  # strided view: copy a bounded piece at a time
+            step = max(CHUNK_SIZE // max(value.itemsize, 1), 1)
+            for piece in np.nditer(
+                value, flags=["external_loop", "buffered", "zerosize_ok"], buffersize=step, order="C"
+            ):
+                sink.write(piece.tobytes("C"))
+
+    def decode(self, stream: IO[bytes], size: int | None = None) -> Any:
+        import numpy as np
+        from numpy.lib import format as npformat
+
+        version = npformat.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(stream)
+        else:
+            shape, fortran, dtype = npformat.read_array_header_2_0(stream)
+        if dtype.hasobject:
+            raise CodecError("refusing an object-dtype .npy payload")
+        array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+        if array.size:
+            target = memoryview(array.reshape(-1, order="A").view(np.uint8))
+            pos, total = 0, array.nbytes
+            while pos < total:
+                n = stream.readinto(target[pos:])  # type: ignore[attr-defined]
+                if not n:
+                    raise CodecError("stored array is shorter than its header says")
+                pos += n
+            del target
+        return array
+
+
+class PickleCodec(Codec):
+    """Everything else, with cloudpickle protocol 5. Unsafe to load from strangers.
+
+    Example
+    -------
+    >>> PickleCodec().safe
+    False
+    """
+
+    name = "pickle"
+    safe = False
+
+    def accepts(self, value: Any) -> bool:
+        return True
+
+    def encode(self, value: Any, sink: IO[bytes] | ChunkSink) -> None:
+        import cloudpickle
+
+        try:
+            cloudpickle.dump(value, sink, protocol=5)
+        except Exception as exc:  # pickling can fail in arbitrary user code
+            raise CodecError(f"cannot pickle {type_name(value)}: {exc}") from exc
+
+    def decode(self, stream: IO[bytes], size: int | None = None) -> Any:
+        import pickle
+
+        return pickle.load(stream)
+
+
+#: Codecs by name, in the order they are tried.
+CODECS: dict[str, Codec] = {c.name: c for c in (JsonCodec(), BytesCodec(), NpyCodec(), PickleCodec())}
+
+
+def choose_codec(value: Any) -> Codec:
+    """Return the safest codec that encodes ``value`` exactly.
+
+    Example
+    -------
+    >>> choose_codec(float("nan")).name
+    'pickle'
+    >>> choose_codec(b"raw").name
+    'bytes'
+    """
+    for codec in CODECS.values():
+        if codec.accepts(value):
+            return codec
+    raise CodecError(f"no codec for {type_name(value)}")  # pragma: no cover - pickle accepts all
+
+
+def get_codec(name: str) -> Codec:
+    """Look a codec up by the name recorded with an artifact.
+
+    Example
+    -------
+    >>> get_codec("json").name
+    'json'
+    """
+    try:
+        return CODECS[name]
+    except KeyError:
+        raise CodecError(f"unknown encoding {name!r}: written by a newer runstore?") from None
+
+
+def type_name(value: Any) -> str:
+    """The qualified type name shown for an artifact (``dict``, ``numpy.ndarray``).
+
+    Example
+    -------
+    >>> type_name({}), type_name(1.5)
+    ('dict', 'float')
+    """
+    kind = type(value)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+# ---------------------------------------------------------------- compression
+
+_SAMPLE = 256 * 1024
+
+
+def _zstd() -> Any:
+    import zstandard
+
+    return zstandard
+
+
+def compress_chunk(data: bytes | bytearray | memoryview) -> tuple[str, bytes | bytearray | memoryview]:
+    """Compress one chunk with zstd unless it does not pay; returns (compression, data).
+
+    A sample of the chunk is compressed first, so incompressible data (random
+    floats, already-compressed files) costs almost nothing.
+
+    Example
+    -------
+    >>> compress_chunk(b"a" * 100000)[0]
+    'zstd'
+    >>> import os
+    >>> compress_chunk(os.urandom(1000))[0]
+    'none'
+    """
+    zstandard = _zstd()
+    n = len(data)
+    if n < 64:
+        return "none", data
+    if n > 4 * _SAMPLE:
+        sample = zstandard.ZstdCompressor(level=1).compress(memoryview(data)[:_SAMPLE])
+        if len(sample) > 0.9 * _SAMPLE:
+            return "none", data
+    packed = zstandard.ZstdCompressor(level=3).compress(data)
+    if len(packed) >= 0.95 * n:
+        return "none", data
+    return "zstd", packed
+
+
+def decompress_chunk(compression: str, data: bytes, raw_size: int) -> bytes:
+    """Undo :func:`compress_chunk`.
+
+    Example
+    -------
+    >>> method, packed = compress_chunk(b"b" * 5000)
+    >>> decompress_chunk(method, bytes(packed), 5000) == b"b" * 5000
+    True
+    """
+    if compression == "none":
+        return data
+    if compression == "zstd":
+        return _zstd().ZstdDecompressor().decompress(data, max_output_size=raw_size)
+    raise CodecError(f"unknown chunk compression {compression!r}")

@@ -1,0 +1,166 @@
+"""Which namespace and which store the client uses, held in ContextVars.
+
+``namespace(ns)`` sets the namespace for the current context (the main thread of a
+script, or one running task); ``use_store(store)`` does the same for the store
+within a ``with`` block. Nothing here is process-global mutable state: a task
+running in a worker thread sees its own values. A new thread starts from the
+defaults (identity namespace, discovered store) unless it is started with
+``contextvars.copy_context().run``.
+
+Example
+-------
+>>> import os
+>>> os.environ["RUNSTORE_USER"] = "anne"
+>>> namespace(None) is None
+True
+>>> default_namespace()
+'user:anne'
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Iterator
+
+from .util import resolve_username
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = [
+    "namespace",
+    "get_namespace",
+    "default_namespace",
+    "identity",
+    "use_store",
+    "get_store",
+    "get_metadata",
+]
+
+_UNSET = object()
+_namespace: ContextVar[object] = ContextVar("runstore_namespace", default=_UNSET)
+_store: ContextVar["Store | None"] = ContextVar("runstore_store", default=None)
+_discovered: dict[str, "Store"] = {}
+
+
+def identity() -> str:
+    """This process's identity tag: ``production:<token>`` in a production run, else ``user:<name>``.
+
+    Example
+    -------
+    >>> import os
+    >>> os.environ["RUNSTORE_USER"] = "will"
+    >>> identity()
+    'user:will'
+    """
+    token = os.environ.get("RUNSTORE_PRODUCTION_TOKEN")
+    if token:
+        return token if token.startswith("production:") else f"production:{token}"
+    return f"user:{resolve_username()}"
+
+
+def namespace(ns: str | None) -> str | None:
+    """Switch the client namespace; ``None`` or ``""`` means global (no filtering).
+
+    Any tag can be a namespace: ``user:will``, ``production:TrainFlow-0-x7k2``, or a
+    user tag such as ``crazy_test``. Returns the new namespace.
+
+    Example
+    -------
+    >>> namespace("user:will")
+    'user:will'
+    >>> namespace("") is None
+    True
+    """
+    _namespace.set(ns or None)
+    return get_namespace()
+
+
+def get_namespace() -> str | None:
+    """The current client namespace (the identity until ``namespace()`` is called).
+
+    Example
+    -------
+    >>> _ = namespace("crazy_test")
+    >>> get_namespace()
+    'crazy_test'
+    """
+    value = _namespace.get()
+    if value is _UNSET:
+        return default_namespace()
+    return value  # type: ignore[return-value]
+
+
+def default_namespace() -> str:
+    """Reset the namespace to this user's identity and return it.
+
+    Example
+    -------
+    >>> import os
+    >>> os.environ["RUNSTORE_USER"] = "anne"
+    >>> default_namespace()
+    'user:anne'
+    """
+    ns = identity()
+    _namespace.set(ns)
+    return ns
+
+
+@contextmanager
+def use_store(store: "Store | str | os.PathLike[str]") -> Iterator["Store"]:
+    """Make ``store`` the default store of every client object inside the block.
+
+    Example
+    -------
+    >>> from runstore import Store
+    >>> with use_store(Store(":memory:")) as store:
+    ...     get_store() is store
+    True
+    """
+    from .store import Store
+
+    if not isinstance(store, Store):
+        store = Store(store)
+    token = _store.set(store)
+    try:
+        yield store
+    finally:
+        _store.reset(token)
+
+
+def get_store() -> "Store":
+    """The store client objects use: the ``use_store`` one, else the discovered one (SPEC §2).
+
+    Example
+    -------
+    >>> from runstore import Store
+    >>> with use_store(Store(":memory:")):
+    ...     get_store().describe()
+    'sqlite@:memory:'
+    """
+    active = _store.get()
+    if active is not None:
+        return active
+    from .store import Store, discover_path
+
+    path, _ = discover_path()
+    key = str(path)
+    store = _discovered.get(key)
+    if store is None:
+        store = _discovered[key] = Store(path)
+    return store
+
+
+def get_metadata() -> str:
+    """Name the store in use, e.g. ``sqlite@/home/anne/proj/runstore.db``.
+
+    Example
+    -------
+    >>> from runstore import Store
+    >>> with use_store(Store(":memory:")):
+    ...     get_metadata()
+    'sqlite@:memory:'
+    """
+    return get_store().describe()

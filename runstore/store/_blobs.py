@@ -1,0 +1,299 @@
+"""Content-addressed, chunked, compressed blobs inside the store file.
+
+Writing a value: encode it through a :class:`~runstore.blobs.ChunkSink`; each chunk
+is looked up by its own sha256 and only compressed and written when new. Chunks of
+a large value are written in short transactions as they come (bounded memory); the
+blob row and its chunk list become visible in the caller's transaction, together
+with the artifact rows that reference them, so a reader never sees half a value.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..blobs import (
+    CHUNK_SIZE,
+    JSON_SQL_LIMIT,
+    ChunkSink,
+    EncodedBlob,
+    JsonCodec,
+    choose_codec,
+    compress_chunk,
+    decompress_chunk,
+    get_codec,
+    type_name,
+)
+from ..errors import CodecError, NotFound, StoreError, UntrustedArtifact
+from ..trust import trust_mac
+from ..util import now
+
+__all__ = ["StoredValue", "PreparedValue", "BlobsMixin"]
+
+#: Encoded chunks held in memory before they are flushed in their own transaction.
+_PENDING_LIMIT = 2 * CHUNK_SIZE
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """Where a value lives: blob key plus what an artifact row records about it.
+
+    Example
+    -------
+    >>> from runstore import Store
+    >>> ref = Store(":memory:").put_value([1, 2, 3])
+    >>> ref.encoding, ref.type, ref.json_value
+    ('json', 'list', '[1,2,3]')
+    """
+
+    blob_key: str
+    encoding: str
+    size: int
+    type: str
+    json_value: str | None = None
+
+
+@dataclass
+class PreparedValue:
+    """An encoded value whose blob row is not visible yet (see :meth:`BlobsMixin.prepare_value`)."""
+
+    stored: StoredValue
+    chunk_keys: tuple[str, ...]
+    pending: list[tuple[str, str, int, Any]] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)
+
+
+class _ChunkCollector:
+    """Receives chunks from a ChunkSink; keeps new ones pending, flushes when large."""
+
+    def __init__(self, store: "BlobsMixin") -> None:
+        self.store = store
+        self.pending: list[tuple[str, str, int, Any]] = []
+        self.pending_bytes = 0
+        self.touched: list[str] = []
+        self.seen: set[str] = set()
+
+    def add(self, key: str, data: Any) -> None:
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if self.store._chunk_exists(key):
+            self.touched.append(key)
+            return
+        compression, payload = compress_chunk(data)
+        self.pending.append((key, compression, len(data), payload))
+        self.pending_bytes += len(payload)
+        if self.pending_bytes >= _PENDING_LIMIT:
+            with self.store.write() as conn:
+                self.store._insert_chunks(conn, self.pending, self.touched)
+            self.pending, self.touched, self.pending_bytes = [], [], 0
+
+
+class _BlobReader(io.RawIOBase):
+    """A read-only file over a blob's chunks, fetching one chunk at a time."""
+
+    def __init__(self, store: "BlobsMixin", parts: list[tuple[int, str, int]]) -> None:
+        super().__init__()
+        self._store = store
+        self._parts = parts
+        self._index = 0
+        self._chunk: memoryview | None = None
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:  # type: ignore[override]
+        view = memoryview(target).cast("B")
+        while self._chunk is None or self._pos >= len(self._chunk):
+            if self._index >= len(self._parts):
+                return 0
+            chunk_id, compression, raw_size = self._parts[self._index]
+            self._index += 1
+            self._chunk = None
+            with self._store.read() as conn:
+                row = conn.execute("SELECT data FROM blob_chunks WHERE chunk_id = ?", (chunk_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"{self._store.where}: a chunk of a stored value is missing; run `runstore doctor`")
+            self._chunk = memoryview(decompress_chunk(compression, row[0], raw_size))
+            self._pos = 0
+        n = min(len(view), len(self._chunk) - self._pos)
+        view[:n] = self._chunk[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+class BlobsMixin:
+    """Store methods that save and load values as blobs. Mixed into ``Store``."""
+
+    # provided by Database
+    where: str
+    write: Any
+    read: Any
+
+    # ------------------------------------------------------------ writing
+
+    def _chunk_exists(self, key: str) -> bool:
+        with self.read() as conn:
+            return conn.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (key,)).fetchone() is not None
+
+    def _insert_chunks(
+        self, conn: sqlite3.Connection, pending: Iterable[tuple[str, str, int, Any]], touched: Iterable[str]
+    ) -> None:
+        stamp = now()
+        conn.executemany(
+            "INSERT OR IGNORE INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(key, compression, raw, stamp, data) for key, compression, raw, data in pending],
+        )
+        conn.executemany(
+            "UPDATE blob_chunks SET touched_at = ? WHERE chunk_key = ?", [(stamp, key) for key in touched]
+        )
+
+    def prepare_value(self, value: Any) -> PreparedValue:
+        """Encode ``value`` and write its large chunks; the blob is not visible yet.
+
+        Pass the result to :meth:`commit_values` (or to the runtime's attempt
+        commit) inside a write transaction to make it visible atomically with the
+        rows that use it. Memory stays bounded by about two chunks plus the value.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> prepared = store.prepare_value({"a": 1})
+        >>> with store.write() as conn:
+        ...     store.commit_values(conn, [prepared])
+        >>> store.load_value(prepared.stored.blob_key, "json")
+        {'a': 1}
+        """
+        codec = choose_codec(value)
+        collector = _ChunkCollector(self)
+        sink = ChunkSink(collector.add)
+        json_value = None
+        if isinstance(codec, JsonCodec):
+            data = codec.dumps(value)
+            if len(data) <= JSON_SQL_LIMIT:
+                json_value = data.decode("utf-8")
+            sink.write(data)
+        else:
+            codec.encode(value, sink)
+        blob: EncodedBlob = sink.close()
+        stored = StoredValue(blob.key, codec.name, blob.size, type_name(value), json_value)
+        return PreparedValue(stored, blob.chunk_keys, collector.pending, collector.touched)
+
+    def commit_values(self, conn: sqlite3.Connection, prepared: Iterable[PreparedValue]) -> None:
+        """Make prepared values visible, inside the caller's write transaction."""
+        stamp = now()
+        for item in prepared:
+            self._insert_chunks(conn, item.pending, item.touched)
+            key = item.stored.blob_key
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO blobs(blob_key, size, n_chunks, created_at) VALUES (?, ?, ?, ?)",
+                (key, item.stored.size, len(item.chunk_keys), stamp),
+            ).rowcount
+            if inserted:
+                conn.executemany(
+                    "INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, ?, ?)",
+                    [(key, seq, chunk) for seq, chunk in enumerate(item.chunk_keys)],
+                )
+            if not get_codec(item.stored.encoding).safe:
+                conn.execute(
+                    "INSERT OR IGNORE INTO blob_trust(blob_key, mac) VALUES (?, ?)", (key, trust_mac(key))
+                )
+            item.pending = []
+            item.touched = []
+
+    def put_value(self, value: Any) -> StoredValue:
+        """Store ``value`` as a blob (once per distinct encoding) and return its reference.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> a = store.put_value(list(range(10)))
+        >>> b = store.put_value(list(range(10)))
+        >>> a.blob_key == b.blob_key
+        True
+        """
+        prepared = self.prepare_value(value)
+        with self.write() as conn:
+            self.commit_values(conn, [prepared])
+        return prepared.stored
+
+    # ------------------------------------------------------------ reading
+
+    def _blob_parts(self, blob_key: str) -> tuple[int, list[tuple[int, str, int]]]:
+        with self.read() as conn:
+            row = conn.execute("SELECT size FROM blobs WHERE blob_key = ?", (blob_key,)).fetchone()
+            if row is None:
+                raise NotFound(f"no stored value with key {blob_key[:16]}… in {self.where}")
+            parts = conn.execute(
+                "SELECT c.chunk_id, c.compression, c.raw_size FROM blob_parts p "
+                "JOIN blob_chunks c ON c.chunk_key = p.chunk_key WHERE p.blob_key = ? ORDER BY p.seq",
+                (blob_key,),
+            ).fetchall()
+        return row[0], parts
+
+    def open_blob(self, blob_key: str) -> io.BufferedReader:
+        """A binary file over a stored blob's encoded bytes (no decoding, no trust needed).
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> ref = store.put_value(b"hello")
+        >>> store.open_blob(ref.blob_key).read()
+        b'hello'
+        """
+        _, parts = self._blob_parts(blob_key)
+        return io.BufferedReader(_BlobReader(self, parts), buffer_size=1 << 20)
+
+    def is_trusted(self, blob_key: str) -> bool:
+        """Whether this user wrote or trusted the blob (only matters for pickles).
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> store.is_trusted(store.put_value(object()).blob_key)
+        True
+        """
+        with self.read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM blob_trust WHERE blob_key = ? AND mac = ?", (blob_key, trust_mac(blob_key))
+            ).fetchone()
+        return row is not None
+
+    def load_value(self, blob_key: str, encoding: str) -> Any:
+        """Decode a stored value. Pickles load only when :meth:`is_trusted`.
+
+        Raises
+        ------
+        UntrustedArtifact
+            For a pickled value this user neither wrote nor trusted.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> ref = store.put_value((1, "two"))
+        >>> store.load_value(ref.blob_key, ref.encoding)
+        (1, 'two')
+        """
+        codec = get_codec(encoding)
+        if not codec.safe and not self.is_trusted(blob_key):
+            raise UntrustedArtifact(
+                f"a pickled value in {self.where} was written by someone else; loading it could run "
+                f"their code. If you trust this file, run: runstore trust {self.where}"
+            )
+        size, parts = self._blob_parts(blob_key)
+        stream = io.BufferedReader(_BlobReader(self, parts), buffer_size=1 << 20)
+        try:
+            return codec.decode(stream, size)
+        except (CodecError, NotFound, StoreError):
+            raise
+        except Exception as exc:
+            raise CodecError(f"cannot decode stored {encoding} value {blob_key[:16]}…: {exc}") from exc

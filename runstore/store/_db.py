@@ -1,0 +1,429 @@
+"""The SQLite connection policy, transactions, schema upgrades, backup and checks.
+
+This is the only place that opens SQLite connections. Every pragma is in
+:data:`PRAGMAS` and applied to every new connection. Connections are per thread and
+per process: after ``fork`` a child opens its own instead of sharing its parent's.
+Writes take the write lock up front (``BEGIN IMMEDIATE``), so a transaction never
+fails half way on lock upgrade; every ``sqlite3`` error is translated into a
+:class:`~runstore.errors.StoreError` subclass at this boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid as uuidlib
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import quote
+
+from ..errors import (
+    NotAStoreError,
+    RunstoreError,
+    SchemaVersionError,
+    StoreBusyError,
+    StoreError,
+    StoreFullError,
+    StoreReadOnlyError,
+)
+from ..schema import MIGRATIONS, SCHEMA_VERSION
+from ..util import now
+
+__all__ = ["Database", "PRAGMAS", "BUSY_TIMEOUT", "translate_error"]
+
+#: Seconds a writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT = 60.0
+
+#: Applied to every connection, in this order (journal_mode only when writable).
+PRAGMAS: tuple[tuple[str, str], ...] = (
+    ("busy_timeout", str(int(BUSY_TIMEOUT * 1000))),
+    ("journal_mode", "wal"),
+    ("synchronous", "NORMAL"),
+    ("foreign_keys", "ON"),
+)
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def translate_error(exc: BaseException, where: str) -> RunstoreError:
+    """Turn a ``sqlite3`` (or OS) error into the runstore error a user can act on.
+
+    Example
+    -------
+    >>> import sqlite3
+    >>> type(translate_error(sqlite3.OperationalError("database is locked"), "x.db")).__name__
+    'StoreBusyError'
+    """
+    if isinstance(exc, RunstoreError):
+        return exc
+    text = str(exc)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return StoreBusyError(
+            f"{where}: another process held the write lock for more than {BUSY_TIMEOUT:.0f} s"
+        )
+    if "readonly" in low or "read-only" in low or "permission denied" in low:
+        return StoreReadOnlyError(f"{where} is read-only: {text}")
+    if "full" in low or "too big" in low or "file too large" in low:
+        return StoreFullError(f"{where}: the disk is full ({text}); nothing was half written")
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return NotAStoreError(f"{where} is damaged or not a runstore database ({text})")
+    return StoreError(f"{where}: {text}")
+
+
+def _split_sql(script: str) -> list[str]:
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+class Database:
+    """One SQLite file (or ``":memory:"``) opened with runstore's connection policy.
+
+    Parameters
+    ----------
+    path : str or Path
+        The database file, or ``":memory:"`` for a private in-memory store.
+    readonly : bool
+        Open with ``mode=ro``: reads work, any write raises ``StoreReadOnlyError``.
+    create : bool
+        Create the file when it does not exist (otherwise ``StoreError``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, create: bool = True) -> None:
+        self.in_memory = str(path) == ":memory:"
+        self.readonly = readonly
+        self.path: Path | None = None if self.in_memory else Path(path).expanduser().resolve()
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        self._connections: list[sqlite3.Connection] = []
+        self._uuid: str | None = None
+        self._closed = False
+        if self.path is not None:
+            self._check_file(create)
+        self._ensure_schema()
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def where(self) -> str:
+        """How error messages name this store (its path, or ``:memory:``)."""
+        return ":memory:" if self.path is None else str(self.path)
+
+    @property
+    def uuid(self) -> str:
+        """This store's UUID, fixed when the file was created.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> len(Store(":memory:").uuid)
+        36
+        """
+        if self._uuid is None:
+            with self.read() as conn:
+                row = conn.execute("SELECT value FROM store_info WHERE key = 'uuid'").fetchone()
+            self._uuid = row[0]
+        return self._uuid
+
+    # ------------------------------------------------------------ opening
+
+    def _check_file(self, create: bool) -> None:
+        assert self.path is not None
+        path = self.path
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory, not a runstore database file")
+        if not path.exists():
+            if self.readonly or not create:
+                raise StoreError(f"{path} does not exist")
+            if not os.access(path.parent, os.W_OK):
+                raise StoreReadOnlyError(f"cannot create {path}: directory {path.parent} is not writable")
+            return
+        if not os.access(path, os.R_OK):
+            raise StoreReadOnlyError(f"cannot read {path}: permission denied")
+        if not self.readonly and not os.access(path, os.W_OK):
+            raise StoreReadOnlyError(
+                f"{path} is not writable; open it read-only (Store(path, readonly=True)) to read it"
+            )
+        size = path.stat().st_size
+        if size == 0:
+            return  # SQLite treats an empty file as an empty database
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+        if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+            raise NotAStoreError(f"{path} is not a runstore database (not a SQLite file)")
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = int.from_bytes(header[28:32], "big")
+        counter_valid = header[24:28] == header[92:96]
+        wal = path.with_name(path.name + "-wal")
+        if counter_valid and pages and not wal.exists() and size < pages * page_size:
+            raise NotAStoreError(
+                f"{path} is truncated: {size} bytes, but its header promises {pages * page_size}"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.path is None:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            else:
+                mode = "ro" if self.readonly else "rwc"
+                uri = f"file:{quote(str(self.path))}?mode={mode}"
+                conn = sqlite3.connect(
+                    uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                )
+            for name, value in PRAGMAS:
+                if name == "journal_mode" and (self.readonly or self.path is None):
+                    continue
+                conn.execute(f"PRAGMA {name} = {value}").fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.where) from exc
+        self._connections.append(conn)
+        return conn
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's (and this process's) connection, opened on first use.
+
+        A child process made by ``fork`` never reuses its parent's connection.
+        """
+        if self._closed:
+            raise StoreError(f"{self.where}: the store was closed")
+        if self.path is None:
+            conn = getattr(self, "_memory_conn", None)
+            if conn is None:
+                conn = self._memory_conn = self._connect()
+            return conn
+        if os.getpid() != self._pid:  # forked: drop the parent's connections unclosed
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._connections = []
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _ensure_schema(self) -> None:
+        conn = self.connection()
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.where) from exc
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.where} has schema version {version}, but this runstore reads up to "
+                f"version {SCHEMA_VERSION}; upgrade runstore to open it"
+            )
+        if self.readonly:
+            raise StoreReadOnlyError(
+                f"{self.where} has schema version {version} and needs an upgrade to "
+                f"{SCHEMA_VERSION}; open it once writable"
+            )
+        if version > 0 and self.path is not None:
+            self._backup_before_migration(version)
+        self._migrate()
+
+    def _backup_before_migration(self, version: int) -> Path:
+        assert self.path is not None
+        target = self.path.with_name(f"{self.path.stem}.v{version}-backup{self.path.suffix or '.db'}")
+        counter = 1
+        while target.exists():
+            target = self.path.with_name(f"{self.path.stem}.v{version}-backup-{counter}{self.path.suffix or '.db'}")
+            counter += 1
+        self.backup(target)
+        return target
+
+    def _migrate(self) -> None:
+        conn = self.connection()
+        with self._memory_lock():
+            try:
+                conn.execute("BEGIN EXCLUSIVE")
+                try:
+                    # Re-read under the lock: another process may have migrated meanwhile.
+                    version = conn.execute("PRAGMA user_version").fetchone()[0]
+                    if version > SCHEMA_VERSION:
+                        raise SchemaVersionError(
+                            f"{self.where} has schema version {version}, newer than {SCHEMA_VERSION}"
+                        )
+                    for target in range(version, SCHEMA_VERSION):
+                        for statement in _split_sql(MIGRATIONS[target]):
+                            conn.execute(statement)
+                    if version == 0:
+                        conn.execute(
+                            "INSERT INTO store_info(key, value) VALUES ('uuid', ?), ('created_at', ?)",
+                            (str(uuidlib.uuid4()), repr(now())),
+                        )
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self.where) from exc
+
+    # ------------------------------------------------------------ transactions
+
+    def _memory_lock(self) -> Any:
+        # One shared connection for :memory:, so threads take turns; files need no lock.
+        return self._lock if self.path is None else nullcontext()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the write lock from its first statement.
+
+        Nested calls join the outer transaction. Any error rolls everything back and
+        ``sqlite3`` errors come out as :class:`~runstore.errors.StoreError`.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> with store.write() as conn:
+        ...     _ = conn.execute("INSERT INTO flows(name, created_at) VALUES ('A', 0)")
+        """
+        if self.readonly:
+            raise StoreReadOnlyError(f"{self.where} was opened read-only")
+        with self._memory_lock():
+            conn = self.connection()
+            if conn.in_transaction:
+                yield conn
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self.where) from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if isinstance(exc, sqlite3.Error):
+                    raise translate_error(exc, self.where) from exc
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reads; ``sqlite3`` errors come out as ``StoreError``.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> with Store(":memory:").read() as conn:
+        ...     conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+        0
+        """
+        with self._memory_lock():
+            conn = self.connection()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self.where) from exc
+
+    # ------------------------------------------------------------ maintenance
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file, so copying the ``.db`` alone shares everything.
+
+        Best effort: when another process is reading, SQLite checkpoints what it can.
+        """
+        if self.readonly or self.path is None:
+            return
+        with self.read() as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def backup(self, target: str | os.PathLike[str]) -> Path:
+        """Write a consistent copy of the whole store to ``target`` (which must not exist).
+
+        Safe while other processes write: it uses SQLite's online backup API. The copy
+        is written to a temporary name first, so a crash never leaves half a file.
+
+        Example
+        -------
+        >>> import tempfile, pathlib
+        >>> from runstore import Store
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "copy.db"
+        >>> Store(":memory:").backup(out).exists()
+        True
+        """
+        out = Path(target).expanduser().resolve()
+        if out.exists():
+            raise StoreError(f"{out} already exists; choose a new file name for the backup")
+        if not os.access(out.parent, os.W_OK):
+            raise StoreReadOnlyError(f"cannot write {out}: directory is not writable")
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            dest = sqlite3.connect(str(tmp))
+            try:
+                with self.read() as conn:
+                    conn.backup(dest)
+                dest.execute("PRAGMA journal_mode = wal").fetchall()
+                dest.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                dest.close()
+            os.replace(tmp, out)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, str(out)) from exc
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                if leftover.exists():
+                    leftover.unlink()
+        return out
+
+    def integrity_problems(self) -> list[str]:
+        """Problems SQLite finds in the file (``integrity_check`` and foreign keys).
+
+        An empty list means the file is sound.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> Store(":memory:").integrity_problems()
+        []
+        """
+        with self.read() as conn:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+            problems = [] if rows == ["ok"] else rows
+            for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall():
+                problems.append(f"{table} row {rowid} points to a missing {parent} row")
+        return problems
+
+    def close(self) -> None:
+        """Close every connection this object opened (in this process).
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> Store(":memory:").close()
+        """
+        if self._pid == os.getpid():
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+        self._connections = []
+        self._local = threading.local()
+        self._memory_conn = None
+        self._closed = True
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
