@@ -32,11 +32,25 @@ from .errors import (
     UnknownUser,
     UntrustedArtifact,
 )
+from .client import DataArtifact, Flow, Run, Runstore, Step, Task
+from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
 from .store import Store
 
 __all__ = [
     "__version__",
     "Store",
+    # client
+    "Runstore",
+    "Flow",
+    "Run",
+    "Step",
+    "Task",
+    "DataArtifact",
+    "namespace",
+    "get_namespace",
+    "default_namespace",
+    "get_metadata",
+    "use_store",
     # errors
     "RunstoreError",
     "StoreError",
