@@ -353,10 +353,25 @@ SELECT
 FROM runs r JOIN flows f ON f.flow_id = r.flow_id;
 """
 
+# Production deployments (SPEC §7): one row per deployed flow. Only a hash of the token
+# that authorizes the next deploy is kept; the deployer keeps the token itself.
+_V3_DEPLOYMENTS = """
+CREATE TABLE deployments (
+    flow_id     INTEGER PRIMARY KEY REFERENCES flows(flow_id) ON DELETE CASCADE,
+    generation  INTEGER NOT NULL,
+    namespace   TEXT NOT NULL UNIQUE,
+    token_hash  TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    code_id     INTEGER REFERENCES code_packages(code_id),
+    script_name TEXT,
+    deployed_at REAL NOT NULL
+);
+"""
+
 # run_tags carries a copy of its run's status, kept true by triggers whoever writes,
 # so "the newest successful run of flow F in namespace N" is one range scan of a
 # partial index however many newer runs failed (tests/test_client_queries.py).
-_V3_CLIENT_INDEXES = """
+_V4_CLIENT_INDEXES = """
 ALTER TABLE run_tags ADD COLUMN run_status TEXT NOT NULL DEFAULT 'running';
 
 UPDATE run_tags SET run_status = (SELECT status FROM runs WHERE runs.run_id = run_tags.run_id);
@@ -379,7 +394,7 @@ END;
 """
 
 #: Ordered migrations; entry i takes a file from user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_CLIENT_INDEXES]
+MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES]
 
 #: The schema version this runstore writes.
 SCHEMA_VERSION = len(MIGRATIONS)
