@@ -38,7 +38,7 @@ __all__ = ["make_tag_command"]
 class _CommandError(click.ClickException):
     """One line on stderr, with the exit code of the runstore error behind it."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1) -> None:  # 2 = usage error
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -74,10 +74,10 @@ def _resolve_run(store: "Store", flow_name: str, run_id: str | None, ns: str | N
         if latest is None:
             raise _CommandError(f"No run found for {flow_name} in namespace {ns}. "
                                 "You can switch the namespace using --namespace")
-        raise click.UsageError(f"Please specify a run-id using --run-id. {flow_name}'s latest run in "
-                               f"namespace {ns} has id {latest.id}.")
+        raise _CommandError(f"Please specify a run-id using --run-id. {flow_name}'s latest run in "
+                               f"namespace {ns} has id {latest.id}.", 2)
     if "/" in run_id:
-        raise click.UsageError(f"Run-id {run_id} is not a valid run-id")
+        raise _CommandError(f"Run-id {run_id} is not a valid run-id", 2)
     try:
         return Run(f"{flow_name}/{run_id}", _context=(store, ns))
     except NotFound:
@@ -163,11 +163,11 @@ def make_tag_command(flow_name: str, store: "Store | Callable[[], Store] | None"
         Example: python flow.py tag replace --run-id 3 --remove candidate --add best
         """
         if not to_add and not to_remove:
-            raise click.UsageError("Specify at least one tag to add (--add) and one tag to remove (--remove)")
+            raise _CommandError("Specify at least one tag to add (--add) and one tag to remove (--remove)", 2)
         if not to_remove:
-            raise click.UsageError("Specify at least one tag to remove; else please use tag add.")
+            raise _CommandError("Specify at least one tag to remove; else please use tag add.", 2)
         if not to_add:
-            raise click.UsageError("Specify at least one tag to add, else please use tag remove.")
+            raise _CommandError("Specify at least one tag to add, else please use tag remove.", 2)
         _edit(store, flow_name, run_id, ns, to_remove, to_add)
 
     @tag.command("list")
@@ -186,7 +186,7 @@ def make_tag_command(flow_name: str, store: "Store | Callable[[], Store] | None"
         Example: python flow.py tag list --my-runs --group-by-tag
         """
         if all_runs and my_runs:
-            raise click.UsageError("Option --all cannot be used together with --my-runs.")
+            raise _CommandError("Option --all cannot be used together with --my-runs.", 2)
         the_store = _store_from(store)
         ns = identity() if my_runs else None
         wanted = run_id or run_arg

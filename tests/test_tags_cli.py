@@ -64,7 +64,7 @@ def test_errors_are_one_line_with_metaflow_wording(store):
         result = invoke(store, *args)
         assert result.exit_code == code, (args, result.output)
         assert message in result.output, (args, result.output)
-        assert "Traceback" not in result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert tags_of(store, 1) == {"t1"} and tags_of(store, 2) == set()
 
 
