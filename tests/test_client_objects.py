@@ -117,6 +117,9 @@ def test_step_and_task_members(store):
     assert task.runtime_name == "local" and task.index is None and task.current_attempt == 0
     assert task.id in fan.parent["start"] and "999999" not in run["start"] and "x" not in run["start"]
     assert task.origin_pathspec is None
+    assert run["start"].parent_steps == [] and run["start"].child_steps == [fan]
+    assert fan.parent_steps == [run["start"]] and fan.child_steps == [run["end"]]
+    assert run["end"].child_steps == [] and "Task('PredictionFlow/1/fan/0" not in repr(tasks)
 
 
 def test_private_artifacts_hidden_but_reachable(store):
