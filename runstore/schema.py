@@ -195,6 +195,13 @@ def _iso(column: str) -> str:
     return f"strftime('%Y-%m-%dT%H:%M:%fZ', {column}, 'unixepoch')"
 
 
+def _timings(alias: str) -> str:
+    """created_at, finished_at (ISO text), created_ts, finished_ts (epoch) and duration_s."""
+    return (f"{_iso(alias + '.created_at')} AS created_at, {_iso(alias + '.finished_at')} AS finished_at, "
+            f"{alias}.created_at AS created_ts, {alias}.finished_at AS finished_ts, "
+            f"{alias}.finished_at - {alias}.created_at AS duration_s")
+
+
 #: A run's status as users see it: a running run whose heartbeat is stale is crashed.
 #: (The client also reports a run as crashed at once when its local owner process is
 #: gone, which SQL cannot see.)
@@ -204,6 +211,10 @@ RUN_STATUS_SQL = (
 )
 
 _TASK_PATH = "f.name || '/' || r.run_number || '/' || s.name || '/' || t.task_id"
+#: From a task row ``t`` to its step ``s``, run ``r`` and flow ``f``.
+_TASK_JOINS = """JOIN steps s ON s.step_id = t.step_id
+JOIN runs r ON r.run_id = t.run_id
+JOIN flows f ON f.flow_id = r.flow_id"""
 
 _V2_VIEWS = f"""
 CREATE VIEW runs_view AS
@@ -217,11 +228,7 @@ SELECT
     r.user_name                                  AS user,
     r.namespace                                  AS namespace,
     {RUN_STATUS_SQL}                             AS status,
-    {_iso('r.created_at')}                       AS created_at,
-    {_iso('r.finished_at')}                      AS finished_at,
-    r.created_at                                 AS created_ts,
-    r.finished_at                                AS finished_ts,
-    r.finished_at - r.created_at                 AS duration_s,
+    {_timings('r')},
     r.invocation                                 AS invocation,
     r.origin_pathspec                            AS origin_pathspec,
     r.end_step                                   AS end_step,
@@ -264,20 +271,14 @@ SELECT
     t.status                                     AS status,
     t.attempt                                    AS attempt,
     r.user_name                                  AS user,
-    {_iso('t.created_at')}                       AS created_at,
-    {_iso('t.finished_at')}                      AS finished_at,
-    t.created_at                                 AS created_ts,
-    t.finished_at                                AS finished_ts,
-    t.finished_at - t.created_at                 AS duration_s,
+    {_timings('t')},
     t.foreach_path                               AS foreach_path,
     t.foreach_index                              AS foreach_index,
     t.origin_pathspec                            AS origin_pathspec,
     a.exception_type                             AS exception_type,
     a.exception_message                          AS exception_message
 FROM tasks t
-JOIN steps s ON s.step_id = t.step_id
-JOIN runs r ON r.run_id = t.run_id
-JOIN flows f ON f.flow_id = r.flow_id
+{_TASK_JOINS}
 LEFT JOIN attempts a ON a.task_id = t.task_id AND a.attempt = t.attempt;
 
 -- One row per artifact of the attempt the client shows by default: the task's
@@ -305,9 +306,7 @@ SELECT
     a.created_at                                 AS created_ts
 FROM artifacts a
 JOIN tasks t ON t.task_id = a.task_id
-JOIN steps s ON s.step_id = t.step_id
-JOIN runs r ON r.run_id = t.run_id
-JOIN flows f ON f.flow_id = r.flow_id
+{_TASK_JOINS}
 WHERE a.attempt = coalesce(
     (SELECT max(x.attempt) FROM attempts x WHERE x.task_id = a.task_id AND x.finished_at IS NOT NULL),
     t.attempt);
@@ -328,9 +327,7 @@ SELECT
     m.created_at                                 AS created_ts
 FROM metadata m
 JOIN tasks t ON t.task_id = m.task_id
-JOIN steps s ON s.step_id = t.step_id
-JOIN runs r ON r.run_id = t.run_id
-JOIN flows f ON f.flow_id = r.flow_id;
+{_TASK_JOINS};
 
 -- One row per run: its parameters as a JSON object (values larger than 64 KiB or not
 -- JSON-encodable appear as null; read them through the client).
