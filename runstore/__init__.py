@@ -32,11 +32,23 @@ from .errors import (
     UnknownUser,
     UntrustedArtifact,
 )
+from .current import current
+from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, step
+from .runtime import Runner
 from .store import Store
 
 __all__ = [
     "__version__",
     "Store",
+    "FlowSpec",
+    "step",
+    "Parameter",
+    "JSONType",
+    "IncludeFile",
+    "retry",
+    "catch",
+    "current",
+    "Runner",
     # errors
     "RunstoreError",
     "StoreError",
