@@ -96,6 +96,8 @@ def _parse_next(node: StepNode) -> None:
     func = tree.body[0]
     assert isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
     node.num_args = len(func.args.args)
+    first = node.line
+    node.line = first + func.lineno - 1  # the `def` line, not the decorator's
     body = [stmt for stmt in func.body if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))]
     tail = body[-1] if body else None
     call = tail.value if isinstance(tail, ast.Expr) else None
@@ -110,7 +112,7 @@ def _parse_next(node: StepNode) -> None:
         return
     assert isinstance(call, ast.Call)
     node.has_next = True
-    line = node.line + (call.lineno - 1) - (func.lineno - 1)
+    line = first + call.lineno - 1
     for arg in call.args:
         if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "self":
             node.out_funcs.append(arg.attr)
@@ -256,6 +258,7 @@ class FlowGraph:
         for node in self:
             for target in node.out_funcs:
                 self.nodes[target].in_funcs.append(node.name)
+        self._check_cycles()
         for node in self:
             if node.is_join and (node.foreach_var or len(node.out_funcs) > 1):
                 raise _fail(node, "is both a join step (it takes an extra argument) and a split step; "
@@ -266,9 +269,8 @@ class FlowGraph:
                 raise _fail(node, f"is reached from {', '.join(node.in_funcs)}: a step where branches "
                                   "meet must be a join, def {0}(self, inputs)".format(node.name))
             if node.type == "end":
-                if node.is_join:
-                    pass
-            elif node.foreach_var:
+                continue
+            if node.foreach_var:
                 node.type = "split-foreach"
             elif len(node.out_funcs) > 1:
                 node.type = "split-static"
@@ -276,11 +278,6 @@ class FlowGraph:
                 node.type = "join"
             elif node.name == "start":
                 node.type = "start"
-            if node.is_join and node.type == "end":
-                node.type = "join"
-        if self.nodes["end"].is_join:
-            self.nodes["end"].type = "end"
-        self._check_cycles()
         unreachable = [n for n in self if n.name not in set(self.topological())]
         if unreachable:
             raise _fail(unreachable[0], "is not reachable from start")
@@ -335,16 +332,8 @@ class FlowGraph:
         for node in self:
             if node.type in ("split-static", "split-foreach") and node.matching_join is None:
                 raise _fail(node, "is a split whose branches never meet in a join step")
-            if node.is_join:
-                split = self.nodes[next(s for s in self._splits_closed_by(node.name))]
-                if split.type == "split-static":
-                    # every branch of the split must reach this join through its own path
-                    pass
-
-    def _splits_closed_by(self, join: str) -> Iterator[str]:
-        for node in self:
-            if node.matching_join == join:
-                yield node.name
+            if node.type == "split-foreach" and any(d["name"] == "catch" for d in node.decorators):
+                raise _fail(node, "@catch cannot be used on a foreach split step")
 
 
 def _short(path: str) -> str:

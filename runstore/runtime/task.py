@@ -168,10 +168,17 @@ def install_output_capture() -> tuple[TextIO, TextIO]:
 # ---------------------------------------------------------------- running a task
 
 
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def _exception_info(exc: BaseException) -> tuple[str, str, str]:
+    """``(type qualname, message, traceback)`` with the runtime's own frames left out."""
     kind = type(exc)
     qual = f"{kind.__module__}.{kind.__qualname__}"
-    return qual, str(exc), "".join(traceback.format_exception(exc))
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME_DIR):
+        tb = tb.tb_next
+    return qual, str(exc), "".join(traceback.format_exception(kind, exc, tb))
 
 
 def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResult:
@@ -232,8 +239,7 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     catching = error is not None and spec.catch_enabled and spec.attempt >= spec.retries
     if error is not None:
         exception = _exception_info(error)
-        if not isinstance(error, (FlowDefinitionError,)) or True:
-            cap.write("stderr", exception[2])
+        cap.write("stderr", exception[2])
         status = "caught" if catching else "failed"
     if spec.catch_enabled and spec.catch_var:
         flow.__dict__[spec.catch_var] = CaughtException(*exception) if catching and exception else None
