@@ -34,8 +34,18 @@ from .errors import (
 )
 from .current import current
 from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, step
-from .runtime import Runner
 from .store import Store
+
+
+
+def __getattr__(name: str) -> object:
+    # Runner pulls in the runtime (scheduler, workers); load it on first use only.
+    if name == "Runner":
+        from .runtime import Runner
+
+        return Runner
+    raise AttributeError(f"module 'runstore' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",

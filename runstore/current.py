@@ -19,33 +19,39 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 __all__ = ["current", "Current", "TaskContext", "task_context"]
 
 
-@dataclass(frozen=True)
 class TaskContext:
-    """Everything ``current`` reports about one running task (set by the runtime)."""
+    """Everything ``current`` reports about one running task (set by the runtime).
 
-    flow_name: str
-    run_id: str
-    step_name: str
-    task_id: str
-    retry_count: int = 0
-    origin_run_id: str | None = None
-    namespace: str | None = None
-    username: str | None = None
-    parameter_names: tuple[str, ...] = ()
-    tags: frozenset[str] = frozenset()
-    is_production: bool = False
-    graph: dict[str, Any] | None = None
-    store: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    A plain class, not a dataclass: it is on the start-up path of every flow run.
+    """
 
-    def with_retry(self, retry_count: int) -> "TaskContext":
-        return replace(self, retry_count=retry_count)
+    __slots__ = ("flow_name", "run_id", "step_name", "task_id", "retry_count", "origin_run_id",
+                 "namespace", "username", "parameter_names", "tags", "is_production", "graph", "store", "extra")
+
+    def __init__(self, flow_name: str, run_id: str, step_name: str, task_id: str, retry_count: int = 0,
+                 origin_run_id: str | None = None, namespace: str | None = None, username: str | None = None,
+                 parameter_names: tuple[str, ...] = (), tags: frozenset[str] = frozenset(),
+                 is_production: bool = False, graph: dict[str, Any] | None = None, store: Any = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.flow_name = flow_name
+        self.run_id = run_id
+        self.step_name = step_name
+        self.task_id = task_id
+        self.retry_count = retry_count
+        self.origin_run_id = origin_run_id
+        self.namespace = namespace
+        self.username = username
+        self.parameter_names = parameter_names
+        self.tags = tags
+        self.is_production = is_production
+        self.graph = graph
+        self.store = store
+        self.extra = extra or {}
 
 
 _context: ContextVar[TaskContext | None] = ContextVar("runstore_current", default=None)

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .errors import FlowDefinitionError, MergeArtifactsError, ParameterError
 from .graph import STEP_MARK
@@ -130,7 +129,6 @@ def catch(func: Callable[..., Any] | None = None, *, var: str | None = None,
     return wrap(func) if func is not None else wrap
 
 
-@dataclass
 class CaughtException:
     """An exception recorded by ``@catch``: its type, message and traceback text.
 
@@ -141,9 +139,17 @@ class CaughtException:
     'builtins.ValueError: bad'
     """
 
-    type: str
-    message: str
-    traceback: str = ""
+    def __init__(self, type: str, message: str, traceback: str = "") -> None:
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+    def __repr__(self) -> str:
+        return f"CaughtException({self.type!r}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CaughtException) and (self.type, self.message, self.traceback) == (
+            other.type, other.message, other.traceback)
 
     @property
     def exception(self) -> str:
@@ -377,15 +383,23 @@ class IncludeFile(Parameter):
 # ---------------------------------------------------------------- task state
 
 
-@dataclass
 class ForeachFrame:
     """One level of foreach: the split step, its variable, this child's index and the count."""
 
-    step: str
-    var: str
-    index: int
-    num_splits: int
-    value_ref: Any = None
+    __slots__ = ("step", "var", "index", "num_splits", "value_ref")
+
+    def __init__(self, step: str, var: str, index: int, num_splits: int, value_ref: Any = None) -> None:
+        self.step = step
+        self.var = var
+        self.index = index
+        self.num_splits = num_splits
+        self.value_ref = value_ref
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.step, self.var, self.index, self.num_splits, self.value_ref)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.step, self.var, self.index, self.num_splits, self.value_ref = state
 
     def as_json(self) -> dict[str, Any]:
         ref = self.value_ref
@@ -393,21 +407,23 @@ class ForeachFrame:
                 "blob_key": getattr(ref, "blob_key", None), "encoding": getattr(ref, "encoding", None)}
 
 
-@dataclass
 class TaskState:
     """What a flow instance needs while it runs as a task (set by the runtime)."""
 
-    step_name: str
-    load: Callable[[Any], Any]
-    inherited: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    param_values: dict[str, Any] = field(default_factory=dict)
-    foreach: list[ForeachFrame] = field(default_factory=list)
-    is_join: bool = False
-    transition: tuple[tuple[str, ...], str | None] | None = None
-    input_value: Any = None
-    input_loaded: bool = False
-    readonly: bool = False
+    def __init__(self, step_name: str, load: Callable[[Any], Any], inherited: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None, foreach: list[ForeachFrame] | None = None,
+                 is_join: bool = False, readonly: bool = False) -> None:
+        self.step_name = step_name
+        self.load = load
+        self.inherited = inherited if inherited is not None else {}
+        self.params = params if params is not None else {}
+        self.param_values: dict[str, Any] = {}
+        self.foreach = foreach if foreach is not None else []
+        self.is_join = is_join
+        self.readonly = readonly
+        self.transition: tuple[tuple[str, ...], str | None] | None = None
+        self.input_value: Any = None
+        self.input_loaded = False
 
     def parameter(self, name: str) -> Any:
         if name not in self.param_values:
@@ -653,7 +669,3 @@ class Inputs:
             return self.__dict__["_by_step"][name]
         except KeyError:
             raise AttributeError(f"no input from step {name!r}") from None
-
-
-def _iter_values(value: Any) -> Iterable[Any]:
-    return list(value)

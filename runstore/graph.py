@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .errors import FlowDefinitionError
@@ -37,24 +36,28 @@ __all__ = ["FlowGraph", "StepNode", "STEP_MARK"]
 STEP_MARK = "_runstore_step"
 
 
-@dataclass
 class StepNode:
     """One step of a flow: its transitions, its type and where it is defined."""
 
-    name: str
-    func: Callable[..., Any]
-    line: int
-    file: str
-    out_funcs: list[str] = field(default_factory=list)
-    foreach_var: str | None = None
-    has_next: bool = False
-    num_args: int = 1
-    in_funcs: list[str] = field(default_factory=list)
-    type: str = "linear"
-    matching_join: str | None = None
-    split_parents: tuple[str, ...] = ()
-    decorators: list[dict[str, Any]] = field(default_factory=list)
-    doc: str = ""
+    def __init__(self, name: str, func: Callable[..., Any], line: int, file: str,
+                 decorators: list[dict[str, Any]], doc: str) -> None:
+        self.name = name
+        self.func = func
+        self.line = line
+        self.file = file
+        self.decorators = decorators
+        self.doc = doc
+        self.out_funcs: list[str] = []
+        self.in_funcs: list[str] = []
+        self.foreach_var: str | None = None
+        self.has_next = False
+        self.num_args = 1
+        self.type = "linear"
+        self.matching_join: str | None = None
+        self.split_parents: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"StepNode({self.name!r}, type={self.type!r}, next={self.out_funcs})"
 
     @property
     def is_join(self) -> bool:

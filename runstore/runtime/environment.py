@@ -16,8 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from functools import lru_cache
@@ -34,7 +32,14 @@ _SKIP_DIRS = {"__pycache__", "site-packages", "node_modules", "venv", "env", "bu
 
 
 def python_version() -> str:
-    return platform.python_version()
+    """``X.Y.Z`` of the running interpreter (without importing ``platform``: start-up cost)."""
+    return "%d.%d.%d" % sys.version_info[:3]
+
+
+def platform_name() -> str:
+    """``Linux-6.1.0-x86_64``-style description of this machine."""
+    u = os.uname()
+    return f"{u.sysname}-{u.release}-{u.machine}"
 
 
 def system_tags() -> list[str]:
@@ -122,6 +127,8 @@ def git_info(flow_dir: str) -> dict[str, Any] | None:
     top = _git_dir(Path(flow_dir).resolve())
     if top is None:
         return None
+    import subprocess
+
     try:
         out = subprocess.run(
             ["git", "-C", str(top), "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
@@ -154,7 +161,7 @@ def environment_metadata(flow_file: str | None) -> dict[str, str]:
         "user": resolve_username(),
         "runtime": "local",
         "python_version": python_version(),
-        "platform": platform.platform(),
+        "platform": platform_name(),
         "runstore_version": __version__,
         "script-name": os.path.basename(flow_file) if flow_file else "",
     }
@@ -166,7 +173,14 @@ def environment_metadata(flow_file: str | None) -> dict[str, str]:
 
 
 def flow_file_of(flow_class: type) -> str | None:
-    """The file a flow class is defined in (``None`` for classes made at runtime)."""
-    module = sys.modules.get(flow_class.__module__)
-    path = getattr(module, "__file__", None)
-    return os.path.abspath(path) if path else None
+    """The file a flow class is defined in (``None`` for classes made at runtime).
+
+    Taken from the start step's code object: right even when the module is
+    ``__main__`` of another tool (``python -m cProfile flow.py run``).
+    """
+    start = getattr(flow_class, "start", None)
+    code = getattr(start, "__code__", None)
+    path = code.co_filename if code is not None else None
+    if not path or path.startswith("<") or not os.path.isfile(path):
+        return None
+    return os.path.abspath(path)

@@ -19,7 +19,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
 from ..errors import RunstoreError
@@ -30,15 +29,19 @@ from .task import TaskResult, TaskSpec, run_task
 __all__ = ["Scheduler", "RunOutcome"]
 
 
-@dataclass
 class RunOutcome:
-    """How a run ended."""
+    """How a run ended: flow, internal run id, run number, status and the failed steps."""
 
-    flow_name: str
-    run_id: int
-    run_number: int
-    status: str
-    failed_steps: list[str] = field(default_factory=list)
+    def __init__(self, flow_name: str, run_id: int, run_number: int, status: str,
+                 failed_steps: list[str] | None = None) -> None:
+        self.flow_name = flow_name
+        self.run_id = run_id
+        self.run_number = run_number
+        self.status = status
+        self.failed_steps = failed_steps or []
+
+    def __repr__(self) -> str:
+        return f"RunOutcome({self.pathspec!r}, {self.status!r})"
 
     @property
     def pathspec(self) -> str:
@@ -49,11 +52,15 @@ class RunOutcome:
         return self.status == "succeeded"
 
 
-@dataclass
 class _Done:
-    task_id: int
-    step: str
-    frames: list[ForeachFrame]
+    """A finished task, as the graph walk needs it."""
+
+    __slots__ = ("task_id", "step", "frames")
+
+    def __init__(self, task_id: int, step: str, frames: list[ForeachFrame]) -> None:
+        self.task_id = task_id
+        self.step = step
+        self.frames = frames
 
 
 class Scheduler:

@@ -19,7 +19,6 @@ import os
 import sys
 import traceback
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..current import TaskContext, task_context
@@ -34,10 +33,20 @@ MAX_LOG_BYTES = 10 * 1024 * 1024
 RUNTIME_ARTIFACTS = frozenset({"_foreach_stack", "_graph_info"})
 
 
-@dataclass
 class TaskSpec:
-    """Everything a worker needs to run one attempt (picklable, small)."""
+    """Everything a worker needs to run one attempt (picklable, small).
 
+    Fields: task_id, step, attempt, run_id, run_number, flow_name, inputs
+    (``[(task_id, step)]``), frames (foreach frames), params (name -> StoredValue),
+    retries, catch_var, catch_enabled, tags, identity, username, client_namespace,
+    set_client_namespace, origin_run_id, max_num_splits, quiet, metadata, graph_info.
+    """
+
+    _DEFAULTS: dict[str, Any] = {
+        "retries": 0, "catch_var": None, "catch_enabled": False, "tags": (), "identity": None,
+        "username": None, "client_namespace": None, "set_client_namespace": False, "origin_run_id": None,
+        "max_num_splits": 100, "quiet": False, "metadata": {}, "graph_info": None,
+    }
     task_id: int
     step: str
     attempt: int
@@ -47,19 +56,23 @@ class TaskSpec:
     inputs: list[tuple[int, str]]
     frames: list[ForeachFrame]
     params: dict[str, Any]
-    retries: int = 0
-    catch_var: str | None = None
-    catch_enabled: bool = False
-    tags: tuple[str, ...] = ()
-    identity: str | None = None
-    username: str | None = None
-    client_namespace: Any = None
-    set_client_namespace: bool = False
-    origin_run_id: str | None = None
-    max_num_splits: int = 100
-    quiet: bool = False
-    metadata: dict[str, str] = field(default_factory=dict)
-    graph_info: dict[str, Any] | None = None
+    retries: int
+    catch_var: str | None
+    catch_enabled: bool
+    tags: tuple[str, ...]
+    identity: str | None
+    username: str | None
+    client_namespace: Any
+    set_client_namespace: bool
+    origin_run_id: str | None
+    max_num_splits: int
+    quiet: bool
+    metadata: dict[str, str]
+    graph_info: dict[str, Any] | None
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(self._DEFAULTS)
+        self.__dict__.update(fields)
 
     @property
     def prefix(self) -> str:
@@ -70,15 +83,16 @@ class TaskSpec:
         return ",".join(f"{f.step}:{f.index}" for f in self.frames) or None
 
 
-@dataclass
 class TaskResult:
     """What the scheduler learns from an attempt."""
 
-    task_id: int
-    attempt: int
-    status: str
-    foreach_refs: list[Any] | None = None
-    error: str | None = None
+    def __init__(self, task_id: int, attempt: int, status: str, foreach_refs: list[Any] | None = None,
+                 error: str | None = None) -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        self.status = status
+        self.foreach_refs = foreach_refs
+        self.error = error
 
 
 # ---------------------------------------------------------------- output capture
