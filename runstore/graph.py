@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import linecache
 import textwrap
 from typing import Any, Callable, Iterator
 
@@ -85,17 +86,52 @@ def _fail(node: StepNode | None, message: str) -> FlowDefinitionError:
     return FlowDefinitionError(prefix + message)
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _function_lines(func: Callable[..., Any]) -> list[str]:
+    """The source lines of a method, decorators included, found by indentation.
+
+    Much cheaper than ``inspect.getsourcelines`` (which tokenizes); on the start-up
+    path of every run. Returns ``[]`` when the source is not available.
+    """
+    code = func.__code__
+    lines = linecache.getlines(code.co_filename)
+    start = code.co_firstlineno - 1
+    if not lines or start >= len(lines):
+        return []
+    base = _indent(lines[start])
+    out: list[str] = []
+    in_body = False
+    for line in lines[start:]:
+        stripped = line.strip()
+        if not in_body:
+            out.append(line)
+            if _indent(line) == base and (stripped.startswith("def ") or stripped.startswith("async def ")):
+                in_body = True
+            continue
+        if stripped and not stripped.startswith("#") and _indent(line) <= base:
+            break
+        out.append(line)
+    return out
+
+
 def _parse_next(node: StepNode) -> None:
     """Fill ``out_funcs``/``foreach_var`` from the last ``self.next(...)`` of the step."""
-    try:
-        lines, _ = inspect.getsourcelines(node.func)
-    except (OSError, TypeError) as exc:
-        raise _fail(node, f"cannot read the source of the step ({exc})") from exc
-    source = textwrap.dedent("".join(lines))
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:  # pragma: no cover - the module imported fine
-        raise _fail(node, f"cannot parse the step: {exc}") from exc
+    tree = None
+    lines = _function_lines(node.func)
+    if lines:
+        try:
+            tree = ast.parse(textwrap.dedent("".join(lines)))
+        except SyntaxError:
+            tree = None
+    if tree is None:  # unusual layout: let inspect find the block (slower, handles everything)
+        try:
+            lines, _ = inspect.getsourcelines(node.func)
+            tree = ast.parse(textwrap.dedent("".join(lines)))
+        except (OSError, TypeError, SyntaxError) as exc:
+            raise _fail(node, f"cannot read the source of the step ({exc})") from exc
     func = tree.body[0]
     assert isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
     node.num_args = len(func.args.args)
@@ -149,10 +185,7 @@ class FlowGraph:
     def __init__(self, flow_class: type) -> None:
         self.name = flow_class.__name__
         self.nodes: dict[str, StepNode] = {}
-        try:
-            self.file = inspect.getsourcefile(flow_class) or "<unknown>"
-        except TypeError:
-            self.file = "<unknown>"
+        self.file = "<unknown>"
         for attr in dir(flow_class):
             func = getattr(flow_class, attr, None)
             if callable(func) and getattr(func, STEP_MARK, False):
@@ -160,12 +193,14 @@ class FlowGraph:
                 node = StepNode(
                     name=attr, func=func, line=code.co_firstlineno, file=_short(code.co_filename),
                     decorators=list(getattr(func, "_runstore_decorators", [])),
-                    doc=inspect.getdoc(func) or "",
+                    doc=inspect.cleandoc(func.__doc__) if func.__doc__ else "",
                 )
                 if attr != func.__name__:
                     raise _fail(node, f"is bound to the name {attr!r} but defined as {func.__name__!r}")
                 self.nodes[attr] = node
         self.nodes = dict(sorted(self.nodes.items(), key=lambda kv: kv[1].line))
+        if self.nodes:
+            self.file = next(iter(self.nodes.values())).func.__code__.co_filename
         for node in self.nodes.values():
             _parse_next(node)
         self._check()

@@ -120,11 +120,19 @@ def make_cli(flow_class: Any) -> click.Group:
                           max_num_splits=max_num_splits, namespace=user_namespace,
                           namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
                           on_run_created=created)
-        if not outcome.successful:
-            if ctx.obj["quiet"]:
-                for line in outcome.failed_steps:
-                    click.echo(line, err=True)
-            ctx.exit(1)
+        code = 0 if outcome.successful else 1
+        if not outcome.successful and ctx.obj["quiet"]:
+            for line in outcome.failed_steps:
+                click.echo(line, err=True)
+        if outcome.used_workers:
+            # No user code ran in this process (it ran in the workers), and the run is
+            # committed and checkpointed: skip interpreter teardown, which costs more
+            # than the run itself for small flows.
+            store.close()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        ctx.exit(code)
 
     for param in params:
         run.params.append(_param_option(param))

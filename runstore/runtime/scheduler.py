@@ -39,6 +39,7 @@ class RunOutcome:
         self.run_number = run_number
         self.status = status
         self.failed_steps = failed_steps or []
+        self.used_workers = False
 
     def __repr__(self) -> str:
         return f"RunOutcome({self.pathspec!r}, {self.status!r})"
@@ -157,7 +158,9 @@ class Scheduler:
             self.say("Workflow failed.")
             for line in self.failed:
                 self.say(f"    {line}")
-        return RunOutcome(name, record.run_id, record.run_number, status, list(self.failed))
+        outcome = RunOutcome(name, record.run_id, record.run_number, status, list(self.failed))
+        outcome.used_workers = not self.inline
+        return outcome
 
     def _store_parameters(self) -> None:
         store, record = self.store, self.record
@@ -327,5 +330,6 @@ class _Heartbeat:
                 pass
 
     def stop(self) -> None:
+        # No join: the thread wakes, sees the event and ends; a heartbeat in flight
+        # is one short transaction and harmless after the run is finished.
         self._stop.set()
-        self._thread.join(timeout=2)
