@@ -15,9 +15,10 @@ from typing import Any
 from ..errors import StoreError
 from ._blobs import BlobsMixin, PreparedValue, StoredValue
 from ._db import Database
+from ._deploy import Deployment, DeployMixin
 from ._runs import RunRecord, RunsMixin, effective_status
 
-__all__ = ["Store", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status"]
+__all__ = ["Store", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status"]
 
 DEFAULT_NAME = "runstore.db"
 
@@ -49,7 +50,7 @@ def discover_path(db: str | os.PathLike[str] | None = None, *, cwd: str | os.Pat
     return start / DEFAULT_NAME, False
 
 
-class Store(RunsMixin, BlobsMixin, Database):
+class Store(DeployMixin, RunsMixin, BlobsMixin, Database):
     """A runstore database: a file path, ``":memory:"``, or discovered (SPEC §2).
 
     Parameters
