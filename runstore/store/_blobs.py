@@ -148,9 +148,16 @@ class BlobsMixin:
             "VALUES (?, ?, ?, ?, ?)",
             [(key, compression, raw, stamp, data) for key, compression, raw, data in pending],
         )
-        conn.executemany(
-            "UPDATE blob_chunks SET touched_at = ? WHERE chunk_key = ?", [(stamp, key) for key in touched]
-        )
+        # Chunks found already stored are not rewritten, nor even "touched": an UPDATE
+        # of a 16 MiB row makes SQLite read and re-check the whole row. touched_at is
+        # the insert time (gc's grace period for chunks whose blob is not committed
+        # yet). A chunk found at prepare time must still be there at commit time.
+        for key in touched:
+            if conn.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (key,)).fetchone() is None:
+                raise StoreError(
+                    f"{self.where}: a stored chunk disappeared while a value was being saved "
+                    "(a concurrent gc?); save the value again"
+                )
 
     def prepare_value(self, value: Any) -> PreparedValue:
         """Encode ``value`` and write its large chunks; the blob is not visible yet.
