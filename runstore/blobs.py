@@ -181,7 +181,7 @@ class Codec:
 
 
 #: Deeper nesting goes to pickle: ``json`` recurses and would hit the recursion limit.
-_JSON_MAX_DEPTH = 200
+_JSON_MAX_DEPTH = 400
 
 
 def _utf8_ok(text: str) -> bool:
