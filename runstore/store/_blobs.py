@@ -287,14 +287,18 @@ class BlobsMixin:
 
     def _blob_parts(self, blob_key: str) -> tuple[int, list[tuple[int, str, int]]]:
         with self.read() as conn:
-            row = conn.execute("SELECT size FROM blobs WHERE blob_key = ?", (blob_key,)).fetchone()
+            row = conn.execute("SELECT size, n_chunks FROM blobs WHERE blob_key = ?", (blob_key,)).fetchone()
             if row is None:
                 raise NotFound(f"no stored value with key {blob_key[:16]}… in {self.where}")
             parts = conn.execute(
                 "SELECT c.chunk_id, c.compression, c.raw_size FROM blob_parts p "
-                "JOIN blob_chunks c ON c.chunk_key = p.chunk_key WHERE p.blob_key = ? ORDER BY p.seq",
+                "LEFT JOIN blob_chunks c ON c.chunk_key = p.chunk_key WHERE p.blob_key = ? ORDER BY p.seq",
                 (blob_key,),
             ).fetchall()
+        if len(parts) != row[1] or any(part[0] is None for part in parts) or sum(p[2] for p in parts) != row[0]:
+            raise StoreError(
+                f"{self.where}: chunks of stored value {blob_key[:16]}… are missing; run `runstore doctor`"
+            )
         return row[0], parts
 
     def open_blob(self, blob_key: str) -> io.BufferedReader:
