@@ -137,9 +137,14 @@ class Database:
         self._memory_conn: sqlite3.Connection | None = None
         self._uuid: str | None = None
         self._closed = False
+        self._verified = False
         if self.path is not None and self._check_file(create):
             self._create_file()
-        self._ensure_schema()
+        try:
+            self._ensure_schema()
+        except BaseException:
+            self.close()  # leave no connection (and no -wal/-shm) behind a refused file
+            raise
 
     # ------------------------------------------------------------ identity
 
@@ -190,6 +195,8 @@ class Database:
             size = path.stat().st_size
             with open(path, "rb") as fh:
                 header = fh.read(100)
+        except RunstoreError:
+            raise
         except OSError as exc:
             raise StoreError(f"{path}: {exc.strerror or exc}") from exc
         if size == 0:
@@ -261,8 +268,8 @@ class Database:
                 for name, value in PRAGMAS:
                     if name == "busy_timeout":
                         value = str(int(self.busy_timeout * 1000))
-                    if name == "journal_mode" and (self.readonly or self.path is None):
-                        continue
+                    if name == "journal_mode" and (self.readonly or self.path is None or not self._verified):
+                        continue  # never change a file before knowing it is ours (_ensure_schema)
                     conn.execute(f"PRAGMA {name} = {value}").fetchall()
                 if self.readonly:
                     # A read-only WAL file needs its -shm; in a read-only directory SQLite
@@ -326,6 +333,8 @@ class Database:
         except sqlite3.Error as exc:
             raise translate_error(exc, self.where, self.busy_timeout) from exc
         if version == SCHEMA_VERSION:
+            self._verified = True
+            self._set_journal_mode(conn)
             return
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(
@@ -339,10 +348,20 @@ class Database:
                 f"{self.where} has schema version {version} and needs an upgrade to "
                 f"{SCHEMA_VERSION}; open it once writable"
             )
+        self._verified = True
+        self._set_journal_mode(conn)
         if version > 0 and self.path is not None:
             self._backup_before_migration(version)
         with self._memory_lock():
             self._migrate(conn)
+
+    def _set_journal_mode(self, conn: sqlite3.Connection) -> None:
+        if self.readonly or self.path is None:
+            return
+        try:
+            conn.execute(f"PRAGMA journal_mode = {dict(PRAGMAS)['journal_mode']}").fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.where, self.busy_timeout) from exc
 
     def _backup_before_migration(self, version: int) -> Path:
         assert self.path is not None
