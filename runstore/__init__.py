@@ -33,10 +33,13 @@ from .errors import (
     UntrustedArtifact,
 )
 from .store import Store
+from .version import get_version, read_info_file
 
 __all__ = [
     "__version__",
     "Store",
+    "get_version",
+    "read_info_file",
     # errors
     "RunstoreError",
     "StoreError",
