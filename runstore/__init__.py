@@ -37,6 +37,7 @@ from .current import current
 from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, step
 from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
 from .store import Store
+from .version import get_version, read_info_file
 
 
 def __getattr__(name: str) -> object:
@@ -73,6 +74,8 @@ __all__ = [
     "catch",
     "current",
     "Runner",
+    "get_version",
+    "read_info_file",
     # errors
     "RunstoreError",
     "StoreError",

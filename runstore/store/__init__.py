@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ._blobs import BlobsMixin, PreparedValue, StoredValue
-from ._db import Database
+from ._db import BUSY_TIMEOUT, Database
 from ._deploy import Deployment, DeployMixin
 from ._queries import QueriesMixin
 from ._runs import RunRecord, RunsMixin, effective_status
@@ -63,6 +63,9 @@ class Store(QueriesMixin, DeployMixin, RunsMixin, BlobsMixin, Database):
         directory, else ``./runstore.db`` is created (said once on stderr).
     readonly : bool
         Open read-only: reads work, writes raise ``StoreReadOnlyError``.
+    busy_timeout : float
+        Seconds a write waits for another process's write lock before raising
+        ``StoreBusyError`` (default 60).
 
     Example
     -------
@@ -75,13 +78,13 @@ class Store(QueriesMixin, DeployMixin, RunsMixin, BlobsMixin, Database):
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, readonly: bool = False,
-                 create: bool = True) -> None:
+                 create: bool = True, busy_timeout: float = BUSY_TIMEOUT) -> None:
         if path is None:
             found_path, found = discover_path()
             if not found and create and not readonly:
                 print(f"runstore: creating a new store at {found_path}", file=sys.stderr)
             path = found_path
-        super().__init__(path, readonly=readonly, create=create)
+        super().__init__(path, readonly=readonly, create=create, busy_timeout=busy_timeout)
 
     def describe(self) -> str:
         """``sqlite@<path>``: how ``get_metadata()`` names this store.
