@@ -75,7 +75,7 @@ class EncodedBlob:
     Example
     -------
     >>> sink = ChunkSink(lambda key, data: None)
-    >>> sink.write(b"abc")
+    >>> _ = sink.write(b"abc")
     >>> sink.close().size
     3
     """
@@ -97,7 +97,7 @@ class ChunkSink(io.RawIOBase):
     -------
     >>> seen = []
     >>> sink = ChunkSink(lambda key, data: seen.append(len(data)), chunk_size=4)
-    >>> sink.write(b"abcdefghij")
+    >>> _ = sink.write(b"abcdefghij")
     >>> blob = sink.close()
     >>> seen, blob.size
     ([4, 4, 2], 10)

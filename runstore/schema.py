@@ -212,8 +212,23 @@ SELECT
 FROM runs r JOIN flows f ON f.flow_id = r.flow_id;
 """
 
+# Production deployments (SPEC §7): one row per deployed flow. Only a hash of the token
+# that authorizes the next deploy is kept; the deployer keeps the token itself.
+_V3_DEPLOYMENTS = """
+CREATE TABLE deployments (
+    flow_id     INTEGER PRIMARY KEY REFERENCES flows(flow_id) ON DELETE CASCADE,
+    generation  INTEGER NOT NULL,
+    namespace   TEXT NOT NULL UNIQUE,
+    token_hash  TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    code_id     INTEGER REFERENCES code_packages(code_id),
+    script_name TEXT,
+    deployed_at REAL NOT NULL
+);
+"""
+
 #: Ordered migrations; entry i takes a file from user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS]
+MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS]
 
 #: The schema version this runstore writes.
 SCHEMA_VERSION = len(MIGRATIONS)

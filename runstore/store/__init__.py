@@ -17,9 +17,10 @@ from ..errors import StoreError
 from ._admin import AdminMixin, DoctorReport, GcReport, SqlResult, TransferReport
 from ._blobs import BlobsMixin, PreparedValue, StoredValue
 from ._db import Database
+from ._deploy import Deployment, DeployMixin
 from ._runs import RunRecord, RunsMixin, effective_status
 
-__all__ = ["Store", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
+__all__ = ["Store", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
            "SqlResult", "GcReport", "TransferReport", "DoctorReport"]
 
 DEFAULT_NAME = "runstore.db"
@@ -52,7 +53,7 @@ def discover_path(db: str | os.PathLike[str] | None = None, *, cwd: str | os.Pat
     return start / DEFAULT_NAME, False
 
 
-class Store(AdminMixin, RunsMixin, BlobsMixin, Database):
+class Store(AdminMixin, DeployMixin, RunsMixin, BlobsMixin, Database):
     """A runstore database: a file path, ``":memory:"``, or discovered (SPEC §2).
 
     Parameters

@@ -340,7 +340,8 @@ class AdminMixin:
                 report.kept_after = live
                 report.code_packages = conn.execute(
                     "DELETE FROM code_packages WHERE created_at < ? AND code_id NOT IN"
-                    " (SELECT code_id FROM runs WHERE code_id IS NOT NULL)", (cutoff,)).rowcount
+                    " (SELECT code_id FROM runs WHERE code_id IS NOT NULL) AND code_id NOT IN"
+                    " (SELECT code_id FROM deployments WHERE code_id IS NOT NULL)", (cutoff,)).rowcount
                 dead_blobs = [row[0] for row in conn.execute(
                     "SELECT b.blob_key FROM blobs b WHERE b.created_at < :cut"
                     " AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.blob_key = b.blob_key)"
