@@ -8,6 +8,7 @@ non-zero, never a traceback.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from dataclasses import asdict
@@ -93,8 +94,10 @@ def _cell(value: Any, width: int | None = 60) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(value)} bytes>"
     text = "" if value is None else str(value)
+    if width is None:
+        return text
     text = text.replace("\n", "\\n")
-    return text if width is None or len(text) <= width else text[: width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _echo_table(columns: list[str], rows: list[Sequence[Any]]) -> None:
@@ -139,9 +142,11 @@ def sql(ctx: click.Context, query: str, as_json: bool, as_csv: bool) -> None:
     if as_json:
         _echo_json(result.as_dicts())
     elif as_csv:
-        writer = csv.writer(click.get_text_stream("stdout"), lineterminator="\n")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(result.columns)
         writer.writerows([[_cell(v, None) for v in row] for row in result.rows])
+        click.echo(buffer.getvalue(), nl=False)
     else:
         _echo_table(result.columns, result.rows)
 
