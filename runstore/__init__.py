@@ -32,11 +32,13 @@ from .errors import (
     UnknownUser,
     UntrustedArtifact,
 )
+from .frames import to_dataframe
 from .store import Store
 
 __all__ = [
     "__version__",
     "Store",
+    "to_dataframe",
     # errors
     "RunstoreError",
     "StoreError",

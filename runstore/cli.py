@@ -8,8 +8,11 @@ non-zero, never a traceback.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
+import itertools
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +38,16 @@ class _Group(click.Group):
         except RunstoreError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # never a traceback: one line, unless RUNSTORE_DEBUG asks for it
+            if os.environ.get("RUNSTORE_DEBUG"):
+                raise
+            click.echo(f"Error: {type(exc).__name__}: {exc} (set RUNSTORE_DEBUG=1 for details)", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -302,6 +315,323 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"warning: {line}")
         click.echo("ok" if report.ok else f"{len(report.problems)} problem(s) found")
     ctx.exit(0 if report.ok else 1)
+
+
+# ---------------------------------------------------------------- looking at runs
+
+
+def _global_namespace() -> None:
+    """Pathspec-addressed commands see every namespace: the user named the object."""
+    from .namespace import namespace
+
+    namespace(None)
+
+
+def _client(kind: str, pathspec: str, store: "Store") -> Any:
+    """The client object a pathspec names: Run (Flow/N), Step (+/step) or Task (+/id)."""
+    from . import client
+    from .errors import InvalidPathspec
+
+    depth = pathspec.strip("/").count("/") + 1
+    classes = {2: client.Run, 3: client.Step, 4: client.Task}
+    if kind == "run":
+        classes = {2: client.Run}
+    if depth not in classes:
+        shapes = "Flow/N" if kind == "run" else "Flow/N, Flow/N/step or Flow/N/step/task_id"
+        raise InvalidPathspec(f"{pathspec!r} is not a pathspec like {shapes}")
+    _global_namespace()
+    return classes[depth](pathspec.strip("/"), store=store)
+
+
+def _when(value: Any) -> str:
+    """ISO-8601 UTC, like the SQL views (client datetimes are UTC)."""
+    return "" if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds(run_or_task: Any) -> float | None:
+    created, finished = run_or_task.created_at, run_or_task.finished_at
+    return None if created is None or finished is None else (finished - created).total_seconds()
+
+
+def _preview(artifact: Any, limit: int = 60) -> str:
+    """A short value for people: only small JSON values are decoded (never a pickle)."""
+    if artifact.encoding == "json" and artifact.size <= 4096:
+        text = json.dumps(artifact.data)
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"<{artifact.type}, {artifact.size} B>"
+
+
+def _artifact_rows(task: Any) -> list[dict[str, Any]]:
+    return [{"name": a.id, "type": a.type, "encoding": a.encoding, "size": a.size, "value": _preview(a)}
+            for a in sorted(task, key=lambda a: a.id)]
+
+
+def _parameters(run: Any) -> dict[str, str]:
+    if "_parameters" not in run:
+        return {}
+    task = run["_parameters"].task
+    return {} if task is None else {a.id: _preview(a) for a in sorted(task, key=lambda a: a.id)
+                                     if not a.id.startswith("_")}
+
+
+@cli.command()
+@click.argument("flow", required=False)
+@click.option("--tag", "tags", multiple=True, help="Only runs carrying this tag (repeatable: all of them).")
+@click.option("--namespace", "ns", default=None, help="Namespace to list (default: yours, user:<name>).")
+@click.option("--all", "all_namespaces", is_flag=True, help="Runs of every namespace.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="At most N runs.")
+@click.option("--json", "as_json", is_flag=True, help="Runs as a JSON list.")
+@click.pass_context
+def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | None, all_namespaces: bool,
+         limit: int, as_json: bool) -> None:
+    """List runs, newest first: pathspec, status, start, duration, user, tags.
+
+    Without FLOW, the runs of every flow. Status 'crashed' means the run's
+    process is gone. Nothing is unpickled.
+
+    \b
+    Example:
+        runstore runs TrainFlow --tag baseline --limit 5
+        runstore runs --all --json
+    """
+    from . import client
+    from .namespace import default_namespace, namespace
+
+    if ns is not None and all_namespaces:
+        raise click.UsageError("use either --namespace or --all")
+    store = _open_store(ctx, readonly=True)
+    namespace(None) if all_namespaces else namespace(ns) if ns is not None else default_namespace()
+    flows = [client.Flow(flow, store=store)] if flow else client.Runstore(store=store).flows
+    found = [run for f in flows for run in itertools.islice(f.runs(*tags), limit)]
+    found = sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
+    rows = [{"pathspec": r.pathspec, "status": r.status, "created_at": _when(r.created_at),
+             "duration_s": None if _seconds(r) is None else round(_seconds(r), 3), "user": r.user,
+             "tags": sorted(r.user_tags)} for r in found]
+    if as_json:
+        _echo_json(rows)
+    elif rows:
+        _echo_table(["pathspec", "status", "started", "duration", "user", "tags"],
+                    [[r["pathspec"], r["status"], r["created_at"],
+                      "" if r["duration_s"] is None else f"{r['duration_s']:.1f}s", r["user"],
+                      " ".join(r["tags"])] for r in rows])
+    else:
+        click.echo("no runs", err=True)
+
+
+@cli.command()
+@click.argument("pathspec")
+@click.option("--json", "as_json", is_flag=True, help="Everything shown, as JSON.")
+@click.pass_context
+def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
+    """Show a run (Flow/N), step (Flow/N/step) or task (Flow/N/step/ID).
+
+    Status, timings, parameters, tags, origin, and artifacts with type, encoding
+    and size. Only small JSON values are displayed; nothing is unpickled.
+
+    \b
+    Example:
+        runstore show TrainFlow/12
+        runstore show TrainFlow/12/train/1043 --json
+    """
+    from . import client
+
+    obj = _client("any", pathspec, _open_store(ctx, readonly=True))
+    seconds = _seconds(obj)
+    info: dict[str, Any] = {"pathspec": obj.pathspec, "status": getattr(obj, "status", None),
+                            "created_at": _when(obj.created_at), "finished_at": _when(obj.finished_at),
+                            "duration_s": None if seconds is None else round(seconds, 3)}
+    if isinstance(obj, client.Run):
+        info.update(uuid=obj.uuid, user=obj.user, namespace=obj.namespace, origin=obj.origin_pathspec,
+                    user_tags=sorted(obj.user_tags), system_tags=sorted(obj.system_tags),
+                    parameters=_parameters(obj),
+                    steps=[{"step": s.id, "tasks": len(list(s)), "status": ",".join(sorted({t.status for t in s}))}
+                           for s in reversed(list(obj))])
+        end = obj.end_task
+        info["artifacts"] = _artifact_rows(end) if end is not None else []
+    elif isinstance(obj, client.Step):
+        info["tasks"] = [{"task": t.pathspec, "status": t.status, "attempt": t.current_attempt,
+                          "index": t.index, "started": _when(t.created_at)} for t in reversed(list(obj))]
+    else:
+        exc = obj.exception
+        info.update(attempt=obj.current_attempt, index=obj.index, foreach_path=obj.foreach_path,
+                    origin=obj.origin_pathspec, exception=None if exc is None else str(exc),
+                    metadata=obj.metadata_dict, artifacts=_artifact_rows(obj),
+                    stdout_bytes=obj.stdout_size, stderr_bytes=obj.stderr_size)
+    if as_json:
+        _echo_json(info)
+        return
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for key in ("parameters", "steps", "tasks", "artifacts", "metadata"):
+        values = info.pop(key, None)
+        tables[key] = [{"name": k, "value": v} for k, v in values.items()] if isinstance(values, dict) else values
+    for key, value in info.items():
+        if value not in (None, "", []):
+            text = " ".join(value) if isinstance(value, list) else value
+            click.echo(f"{key:<13} {text}")
+    for title, rows in tables.items():
+        if rows:
+            click.echo(f"\n{title}:")
+            _echo_table(list(rows[0]), [list(r.values()) for r in rows])
+
+
+@cli.command()
+@click.argument("pathspec")
+@click.option("--stderr", "which", flag_value="stderr", help="Show stderr instead of stdout.")
+@click.option("--stdout", "which", flag_value="stdout", default=True, hidden=True)
+@click.pass_context
+def logs(ctx: click.Context, pathspec: str, which: str) -> None:
+    """Print the stdout (or --stderr) of a task, or of every task of a step or run.
+
+    With several tasks each log is headed by its pathspec, in the order the tasks
+    ran. The latest attempt's log is shown.
+
+    \b
+    Example:
+        runstore logs TrainFlow/12/train
+        runstore logs TrainFlow/12 --stderr
+    """
+    from . import client
+
+    obj = _client("any", pathspec, _open_store(ctx, readonly=True))
+    if isinstance(obj, client.Task):
+        click.echo(getattr(obj, which), nl=False)
+        return
+    steps = [obj] if isinstance(obj, client.Step) else list(obj)
+    tasks = sorted((t for s in steps for t in s), key=lambda t: int(t.id))
+    for task in tasks:
+        text = getattr(task, which)
+        if text:
+            click.echo(f"[{task.pathspec}]")
+            click.echo(text, nl=not text.endswith("\n"))
+
+
+@cli.group()
+def tag() -> None:
+    """Add, remove, replace or list the user tags of a run.
+
+    System tags (user:, runtime:, python_version:, date: ...) cannot change.
+
+    \b
+    Example:
+        runstore tag add TrainFlow/12 best
+        runstore tag list TrainFlow/12
+    """
+
+
+def _tag_run(ctx: click.Context, run: str) -> Any:
+    return _client("run", run, _open_store(ctx))
+
+
+@tag.command(name="add")
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.pass_context
+def tag_add(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
+    """Add user TAGS to RUN.
+
+    \b
+    Example:
+        runstore tag add TrainFlow/12 best reviewed
+    """
+    obj = _tag_run(ctx, run)
+    obj.add_tags(tags)
+    click.echo(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}")
+
+
+@tag.command(name="remove")
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.pass_context
+def tag_remove(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
+    """Remove user TAGS from RUN (absent tags are ignored).
+
+    \b
+    Example:
+        runstore tag remove TrainFlow/12 reviewed
+    """
+    obj = _tag_run(ctx, run)
+    obj.remove_tags(tags)
+    click.echo(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}")
+
+
+@tag.command(name="replace")
+@click.argument("run")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def tag_replace(ctx: click.Context, run: str, old: str, new: str) -> None:
+    """Replace the user tag OLD of RUN by NEW, in one step.
+
+    \b
+    Example:
+        runstore tag replace TrainFlow/12 candidate champion
+    """
+    obj = _tag_run(ctx, run)
+    obj.replace_tag(old, new)
+    click.echo(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}")
+
+
+@tag.command(name="list")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="User and system tags as JSON.")
+@click.pass_context
+def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
+    """List the tags of RUN: user tags, then system tags.
+
+    \b
+    Example:
+        runstore tag list TrainFlow/12
+    """
+    obj = _client("run", run, _open_store(ctx, readonly=True))
+    tags = {"user": sorted(obj.user_tags), "system": sorted(obj.system_tags)}
+    if as_json:
+        _echo_json(tags)
+        return
+    click.echo(f"user tags:   {' '.join(tags['user'])}")
+    click.echo(f"system tags: {' '.join(tags['system'])}")
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.pass_context
+def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
+    """Compare two runs: parameters, environment, and code as a unified diff.
+
+    \b
+    Example:
+        runstore diff TrainFlow/11 TrainFlow/12
+    """
+    store = _open_store(ctx, readonly=True)
+    a, b = _client("run", run_a, store), _client("run", run_b, store)
+    sections = [("parameters", _parameters(a), _parameters(b)), ("environment", _environment(a), _environment(b))]
+    for title, left, right in sections:
+        changed = [(k, left.get(k, ""), right.get(k, "")) for k in sorted({*left, *right}) if left.get(k) != right.get(k)]
+        click.echo(f"{title}: " + ("same" if not changed else ""))
+        if changed:
+            _echo_table(["name", a.pathspec, b.pathspec], changed)
+    code_a, code_b = a.code, b.code
+    text_a = code_a.flowspec if code_a is not None else ""
+    text_b = code_b.flowspec if code_b is not None else ""
+    lines = list(difflib.unified_diff(
+        (text_a or "").splitlines(keepends=True), (text_b or "").splitlines(keepends=True),
+        fromfile=f"{a.pathspec}/{code_a.script_name if code_a else 'code'}",
+        tofile=f"{b.pathspec}/{code_b.script_name if code_b else 'code'}"))
+    click.echo("code: " + ("same" if not lines else ""))
+    for line in lines:
+        click.echo(line, nl=not line.endswith("\n"))
+
+
+def _environment(run: Any) -> dict[str, str]:
+    task = run.end_task
+    if task is None:
+        steps = [s for s in run]
+        task = steps[-1].task if steps else None
+    if task is None:
+        return {}
+    meta = task.metadata_dict
+    keys = ("python_version", "runstore_version", "platform", "user", "runtime", "git-info")
+    return {k: meta[k] for k in keys if k in meta}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,8 @@ by that file not existing.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import sqlite3
 import subprocess
@@ -21,6 +23,14 @@ from runstore import Store
 from runstore.errors import UntrustedArtifact
 
 TESTS = Path(__file__).resolve().parent
+HAS_CLIENT = importlib.util.find_spec("runstore.client") is not None
+CLIENT_COMMANDS = [
+    ["runs", "--all"],
+    ["show", "EvilFlow/1"],
+    ["show", "--json", "EvilFlow/1/start"],
+    ["logs", "EvilFlow/1"],
+    ["tag", "list", "EvilFlow/1"],
+] if HAS_CLIENT else []
 
 BUILD_EVIL = textwrap.dedent("""
     import pathlib, sys
@@ -63,12 +73,18 @@ def test_malicious_store_is_harmless_until_trusted(evil_store: tuple[Path, Path]
     for args in (["sql", "SELECT pathspec, status FROM runs_view"],
                  ["sql", "--json", "SELECT * FROM artifacts"],
                  ["sql", "--csv", "SELECT * FROM blob_chunks"],
-                 ["doctor"]):
+                 ["doctor"],
+                 *CLIENT_COMMANDS):
         result = _cli("--db", str(db), *args)
         assert result.returncode == 0, result.stderr
         assert not marker.exists(), args
     assert "EvilFlow/1" in _cli("--db", str(db), "sql", "SELECT pathspec FROM runs_view").stdout
     assert "untrusted_pickles=1" in _cli("--db", str(db), "doctor").stdout
+    if CLIENT_COMMANDS:
+        task = json.loads(_cli("--db", str(db), "show", "--json", "EvilFlow/1/start").stdout)["tasks"][0]["task"]
+        shown = json.loads(_cli("--db", str(db), "show", "--json", task).stdout)
+        assert shown["artifacts"][1]["name"] == "model" and shown["artifacts"][1]["encoding"] == "pickle"
+        assert not marker.exists()
 
     store = Store(db)
     key, encoding = _artifact(store, "model")
