@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -179,4 +182,48 @@ def test_copying_only_the_db_file_of_a_finished_store_loses_nothing(tmp_path: Pa
     copy = Store(tmp_path / "copy.db", readonly=True)
     assert snapshot(copy) == expected
     assert _load(copy, "F/3/end", "result") == bytes(range(256)) * 100
+    assert copy.doctor().ok
+
+
+FLOW = '''
+from runstore import FlowSpec, Parameter, step
+
+
+class CopyFlow(FlowSpec):
+    size = Parameter("size", default=1000)
+
+    @step
+    def start(self):
+        self.blob = bytes(range(256)) * self.size
+        self.numbers = list(range(self.size))
+        print("started")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.total = sum(self.numbers)
+
+
+if __name__ == "__main__":
+    CopyFlow()
+'''
+
+
+@pytest.mark.skipif(importlib.util.find_spec("runstore.runtime") is None, reason="needs the runtime")
+def test_db_file_alone_is_complete_after_a_real_run(tmp_path: Path):
+    flow = tmp_path / "copy_flow.py"
+    flow.write_text(FLOW)
+    db = tmp_path / "runstore.db"
+    reader = Store(db)  # an idle reader keeps the WAL file from being deleted at exit
+    for size in (1000, 2000):
+        proc = subprocess.run([sys.executable, str(flow), "--db", str(db), "--quiet", "run", "--size", str(size)],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    expected = snapshot(reader)
+    assert len(expected["runs"]) == 2 and all(r[2] == "succeeded" for r in expected["runs"])
+    shutil.copyfile(db, tmp_path / "copy.db")  # the .db only, not -wal / -shm
+    copy = Store(tmp_path / "copy.db", readonly=True)
+    assert snapshot(copy) == expected
+    assert _load(copy, "CopyFlow/2/start", "blob") == bytes(range(256)) * 2000
+    assert _load(copy, "CopyFlow/2/end", "total") == sum(range(2000))
     assert copy.doctor().ok
