@@ -36,6 +36,7 @@ from .client import DataArtifact, Flow, Run, Runstore, Step, Task
 from .current import current
 from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, step
 from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
+from .frames import to_dataframe
 from .store import Store
 from .version import get_version, read_info_file
 
@@ -76,6 +77,7 @@ __all__ = [
     "Runner",
     "get_version",
     "read_info_file",
+    "to_dataframe",
     # errors
     "RunstoreError",
     "StoreError",

@@ -9,6 +9,7 @@ with the artifact rows that reference them, so a reader never sees half a value.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
 from dataclasses import dataclass, field
@@ -331,6 +332,22 @@ class BlobsMixin:
             ).fetchone()
         return row is not None
 
+    def _verify_content(self, blob_key: str, parts: list[tuple[int, str, int]]) -> None:
+        # Trust is a MAC of the blob *key*; a file's author could keep a trusted key
+        # (and its MAC row, copied from a store the reader shared) but swap the
+        # content. So a pickle is unpickled only after its bytes hash to its key.
+        # Pinned by tests/test_trust.py::test_swapped_content_under_a_trusted_key_is_refused.
+        digest = hashlib.sha256()
+        reader = _BlobReader(self, parts)
+        buffer = bytearray(1 << 20)
+        while n := reader.readinto(buffer):
+            digest.update(memoryview(buffer)[:n])
+        if digest.hexdigest() != blob_key:
+            raise UntrustedArtifact(
+                f"a pickled value in {self.where} does not match its recorded hash: the file was "
+                f"altered after it was written; refusing to load it"
+            )
+
     def load_value(self, blob_key: str, encoding: str) -> Any:
         """Decode a stored value. Pickles load only when :meth:`is_trusted`.
 
@@ -354,6 +371,8 @@ class BlobsMixin:
                 f"their code. If you trust this file, run: runstore trust {self.where}"
             )
         size, parts = self._blob_parts(blob_key)
+        if not codec.safe:
+            self._verify_content(blob_key, parts)
         stream = io.BufferedReader(_BlobReader(self, parts), buffer_size=1 << 20)
         try:
             return codec.decode(stream, size)
