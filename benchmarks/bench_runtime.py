@@ -4,6 +4,8 @@ Command (from the repository root, in the venv where runstore is installed)::
 
     python benchmarks/bench_runtime.py [--repeat 5] [--metaflow-python PATH]
 
+``benchmarks/run_all.py`` imports the flow sources and :func:`run_measured` from here.
+
 Two flows, each written once for runstore and once for Metaflow (same steps, same
 work): a 3-step linear flow and a 100-task foreach with a join. Each is run as a
 fresh subprocess (``python flow.py run``) in a fresh directory, so the times include
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,13 +81,57 @@ if __name__ == "__main__":
 """
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+# A flow whose start step sets the same 100 MiB array in every run (dedup case).
+DEDUP = """
+import numpy as np
+from {pkg} import FlowSpec, step
+
+class DedupFlow(FlowSpec):
+    @step
+    def start(self):
+        self.x = np.random.default_rng(0).random(100 * 1024 * 1024 // 8)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    DedupFlow()
+"""
+
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+
+
+def run_measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int | None]:
+    """Run ``cmd`` to completion: (wall seconds, peak resident bytes or None).
+
+    The peak is ``ru_maxrss`` reported by GNU ``/usr/bin/time`` for its child: the
+    largest resident set of any process of the tree (the command and the children it
+    waited for, e.g. Metaflow's task subprocesses), not their sum. ``time`` itself is
+    a tiny C program, so the figure does not inherit this (Python) process's size as a
+    ``ru_maxrss`` read from here would. Without GNU time the peak is None.
+    """
+    report = None
+    if GNU_TIME:
+        fd, report = tempfile.mkstemp(prefix="bench-time-")
+        os.close(fd)
+        cmd = [GNU_TIME, "-f", "%M", "-o", report, *cmd]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    peak = None
+    if report:
+        text = Path(report).read_text().strip().splitlines()
+        os.unlink(report)
+        peak = int(text[-1]) * 1024 if text and text[-1].isdigit() else None
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return elapsed
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return elapsed, peak
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    return run_measured(cmd, cwd, env)[0]
 
 
 def bench(python: str, source: str, pkg: str, repeat: int, extra: list[str], env: dict[str, str]) -> float:

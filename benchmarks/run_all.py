@@ -1,0 +1,715 @@
+"""Every runstore benchmark in one run, side by side with Metaflow and MLflow -> RESULTS.md.
+
+Command (from the repository root; runstore's venv runs this script, a separate venv
+holds the peers)::
+
+    python3 -m venv .peers && .peers/bin/pip install metaflow mlflow
+    .venv/bin/python benchmarks/run_all.py --peers-python .peers/bin/python
+
+``--quick`` uses tiny repeat counts (a dry run of every case in about two minutes);
+``--only flows,queries`` runs some sections; ``--out`` writes elsewhere than
+``benchmarks/RESULTS.md``. The raw samples go to ``benchmarks/results/run_all.json``.
+
+Sections (see ``benchmarks/README.md`` for how each is measured):
+
+* ``startup``: ``python -c pass`` (floor), ``import runstore``, ``runstore --help``,
+  and ``import metaflow`` / ``import mlflow`` for context;
+* ``flows``: ``python flow.py run`` of a 3-step flow and of a 100-task foreach
+  (``--max-workers 2`` and the default) as a user runs it, runstore vs Metaflow's
+  local mode (``benchmarks/bench_runtime.py`` holds the flows);
+* ``artifacts``: save and load of a 100 MiB array, a 1,000,000-key dict and 1,000 small
+  artifacts: runstore vs raw file I/O of the same bytes vs Metaflow's local datastore
+  (``bench_blobs.py``, ``peers/metaflow_artifacts.py``);
+* ``dedup``: a flow storing the same 100 MiB array, run twice: bytes the second run
+  adds, runstore vs Metaflow;
+* ``queries``: client queries at 1k, 10k and 100k runs (``bench_client.py``);
+* ``search``: listing and filtering 10k runs by a parameter value, runstore vs MLflow
+  ``search_runs`` on ``sqlite:///`` (``bench_search.py``, ``peers/mlflow_search.py``).
+
+Every measured command runs in a fresh process; peak memory is that process's VmHWM
+(or, for whole commands, GNU time's maxrss of the largest process of the tree). A peer
+that is not installed in ``--peers-python`` is reported as missing and its columns say
+so: nothing is ever estimated in its place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_runtime import DEDUP, FOREACH, LINEAR, run_measured  # noqa: E402
+
+MiB = 1024 * 1024
+SECTIONS = ("startup", "flows", "artifacts", "dedup", "queries", "search")
+
+# Repeat counts: (full, --quick).
+REPEATS = {
+    "startup": (20, 3), "startup_peer": (10, 2),
+    "linear": (5, 2), "linear_mf": (5, 1),
+    "foreach": (5, 2), "foreach_mf": (2, 1),
+    "artifacts": (5, 1), "artifacts_mf": (3, 1),
+    "queries": (300, 20), "search": (5, 2), "search_mlflow": (5, 1),
+}
+
+# What a profile showed for a target that was missed (printed only when it is missed
+# in the run being written). Keys are the target ids used in `verdict()` calls.
+CAUSES: dict[str, str] = {}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def stats(samples: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
+
+
+def iqr(samples: list[float]) -> tuple[float, float]:
+    if len(samples) < 4:
+        return min(samples), max(samples)
+    q = statistics.quantiles(samples, n=4)
+    return q[0], q[2]
+
+
+def fmt_s(seconds: float) -> str:
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 0.01:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds >= 0.001:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds * 1000:.3f} ms"
+
+
+def cell(samples: list[float] | None, spread: str = "range") -> str:
+    """'median (min–max)' or 'median (p25–p75)'."""
+    if not samples:
+        return "—"
+    med = statistics.median(samples)
+    lo, hi = (min(samples), max(samples)) if spread == "range" else iqr(samples)
+    if len(samples) == 1:
+        return f"{fmt_s(med)} (n=1)"
+    return f"{fmt_s(med)} ({fmt_s(lo)}–{fmt_s(hi)})"
+
+
+def mib(n: int | float | None) -> str:
+    return "—" if n is None else f"{n / MiB:.0f} MiB"
+
+
+def kib(n: int | float) -> str:
+    return f"{n / 1024:,.1f} KiB" if n < MiB else f"{n / MiB:,.1f} MiB"
+
+
+def med(samples: list[float] | None) -> float | None:
+    return statistics.median(samples) if samples else None
+
+
+def ratio_text(slow: float | None, fast: float | None, unit: str = "×") -> str:
+    if slow is None or fast is None or fast == 0:
+        return "—"
+    return f"{slow / fast:.1f}{unit}"
+
+
+class Peers:
+    """Which peers the peers interpreter can import, and their versions (never guessed)."""
+
+    def __init__(self, python: str | None) -> None:
+        self.python = python
+        self.versions: dict[str, str | None] = {"metaflow": None, "mlflow": None}
+        self.problems: dict[str, str] = {}
+        for name in self.versions:
+            if not python:
+                self.problems[name] = "no --peers-python given"
+                continue
+            if not Path(python).exists():
+                self.problems[name] = f"{python} does not exist"
+                continue
+            proc = subprocess.run([python, "-c", f"import {name}; print({name}.__version__)"],
+                                  capture_output=True, text=True)
+            if proc.returncode == 0:
+                self.versions[name] = proc.stdout.strip().splitlines()[-1]
+            else:
+                self.problems[name] = f"`import {name}` fails in {python}: " + (
+                    proc.stderr.strip().splitlines() or ["?"])[-1]
+
+    def has(self, name: str) -> bool:
+        return self.versions.get(name) is not None
+
+    def missing(self, name: str) -> str:
+        return f"{name} not measured: {self.problems.get(name, 'missing')}"
+
+
+def base_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNSTORE_", "METAFLOW_", "MLFLOW_"))}
+    env.update({"HOME": str(home), "USER": "bench", "USERNAME": "bench", "RUNSTORE_USER": "bench",
+                "METAFLOW_USER": "bench", "METAFLOW_DEFAULT_DATASTORE": "local",
+                "METAFLOW_DEFAULT_METADATA": "local"})
+    return env
+
+
+def json_child(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> dict[str, Any]:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def runstore_cli() -> str:
+    script = Path(sys.executable).with_name("runstore")
+    if script.exists():
+        return str(script)
+    found = shutil.which("runstore")
+    if not found:
+        raise SystemExit("the `runstore` console script is not installed next to this Python "
+                         "(pip install -e . in this venv)")
+    return found
+
+
+def repeat(key: str, quick: bool) -> int:
+    return REPEATS[key][1 if quick else 0]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- machine
+
+def machine() -> dict[str, str]:
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        ram = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB"
+    except (ValueError, OSError):
+        ram = "unknown"
+    osname = platform.platform()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                osname = f"{line.split('=', 1)[1].strip(chr(34))}, kernel {platform.release()}"
+    except OSError:
+        pass
+    import runstore
+
+    try:
+        import numpy
+
+        numpy_version = numpy.__version__
+    except ImportError:
+        numpy_version = "not installed"
+    try:
+        disk = subprocess.run(["df", "-hT", tempfile.gettempdir()], capture_output=True, text=True).stdout
+        disk = disk.strip().splitlines()[-1].split()
+        disk_text = f"{tempfile.gettempdir()} on {disk[1]} ({disk[0]})"
+    except (OSError, IndexError):
+        disk_text = tempfile.gettempdir()
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} logical CPUs",
+        "ram": ram,
+        "os": osname,
+        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "sqlite": sqlite3.sqlite_version,
+        "runstore": getattr(runstore, "__version__", "?"),
+        "numpy": numpy_version,
+        "temp dir": disk_text,
+    }
+
+
+# ----------------------------------------------------------------------------- sections
+
+def bench_startup(peers: Peers, quick: bool, env: dict[str, str], tmp: Path) -> dict[str, Any]:
+    n, n_peer = repeat("startup", quick), repeat("startup_peer", quick)
+    cases: list[tuple[str, list[str], int]] = [
+        ("python -c pass (floor)", [sys.executable, "-c", "pass"], n),
+        ("python -c 'import runstore'", [sys.executable, "-c", "import runstore"], n),
+        ("runstore --help", [runstore_cli(), "--help"], n),
+        ("python -c 'import sqlite3, click' (flow floor)", [sys.executable, "-c", "import sqlite3, click"], n),
+    ]
+    if peers.has("metaflow"):
+        cases.append(("python -c 'import metaflow'", [peers.python, "-c", "import metaflow"], n_peer))
+    if peers.has("mlflow"):
+        cases.append(("python -c 'import mlflow'", [peers.python, "-c", "import mlflow"], n_peer))
+    out: dict[str, Any] = {}
+    for label, cmd, count in cases:
+        times, peaks = [], []
+        run_measured(cmd, tmp, env)  # warm the page cache
+        for _ in range(count):
+            seconds, peak = run_measured(cmd, tmp, env)
+            times.append(seconds)
+            peaks.append(peak)
+        out[label] = {"samples": times, "peak_rss": max((p for p in peaks if p), default=None)}
+        log(f"startup {label}: {fmt_s(statistics.median(times))}")
+    # in-process import time, which excludes interpreter start-up
+    code = "import time; t = time.perf_counter(); import runstore; print(time.perf_counter() - t)"
+    out["import runstore (in-process)"] = {
+        "samples": [float(json_child([sys.executable, "-c", code], env, tmp)) for _ in range(n)], "peak_rss": None}
+    return out
+
+
+def run_flow(python: str, source: str, pkg: str, args: list[str], env: dict[str, str], tmp: Path,
+             count: int) -> dict[str, Any]:
+    times, peaks = [], []
+    for i in range(count):
+        folder = Path(tempfile.mkdtemp(dir=tmp))
+        (folder / "flow.py").write_text(textwrap.dedent(source.format(pkg=pkg)))
+        cmd = [python, "flow.py", *(["--no-pylint"] if pkg == "metaflow" else []), "run", *args]
+        seconds, peak = run_measured(cmd, folder, env)
+        times.append(seconds)
+        peaks.append(peak)
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"samples": times, "peak_rss": statistics.median([p for p in peaks if p]) if any(peaks) else None}
+
+
+def bench_flows(peers: Peers, quick: bool, env: dict[str, str], tmp: Path) -> dict[str, Any]:
+    cases = [
+        ("3-step flow", LINEAR, [], "linear"),
+        ("100-task foreach, --max-workers 2", FOREACH, ["--max-workers", "2"], "foreach"),
+        ("100-task foreach, default workers", FOREACH, [], "foreach"),
+    ]
+    out: dict[str, Any] = {}
+    for label, source, args, key in cases:
+        row: dict[str, Any] = {"runstore": run_flow(sys.executable, source, "runstore", args, env, tmp,
+                                                    repeat(key, quick))}
+        log(f"flows runstore {label}: {fmt_s(med(row['runstore']['samples']))}")
+        if peers.has("metaflow"):
+            row["metaflow"] = run_flow(peers.python, source, "metaflow", args, env, tmp,
+                                       repeat(key + "_mf", quick))
+            log(f"flows metaflow {label}: {fmt_s(med(row['metaflow']['samples']))}")
+        out[label] = row
+    return out
+
+
+def bench_artifacts(peers: Peers, quick: bool, env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"runstore": json_child(
+        [sys.executable, str(HERE / "bench_blobs.py"), "--json", "--repeat", str(repeat("artifacts", quick))], env)}
+    log("artifacts runstore done")
+    if peers.has("metaflow"):
+        script = str(HERE / "peers" / "metaflow_artifacts.py")
+        out["metaflow"] = {}
+        for case in ("array", "dict", "small"):
+            timing = json_child([peers.python, script, "--case", case,
+                                 "--repeat", str(repeat("artifacts_mf", quick))], env)
+            timing["mem"] = {op: v["extra"] for op, v in json_child(
+                [peers.python, script, "--case", case, "--mem"], env).items() if op in ("save", "load")}
+            out["metaflow"][case] = timing
+            log(f"artifacts metaflow {case} done")
+    return out
+
+
+def store_bytes(folder: Path, tool: str) -> int:
+    if tool == "runstore":
+        return sum(p.stat().st_size for p in folder.glob("runstore.db*"))
+    root = folder / ".metaflow"
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+
+
+def bench_dedup(peers: Peers, env: dict[str, str], tmp: Path) -> dict[str, Any]:
+    tools = [("runstore", sys.executable)]
+    if peers.has("metaflow"):
+        tools.append(("metaflow", peers.python))
+    out: dict[str, Any] = {}
+    for tool, python in tools:
+        folder = Path(tempfile.mkdtemp(dir=tmp))
+        (folder / "flow.py").write_text(textwrap.dedent(DEDUP.format(pkg=tool)))
+        cmd = [python, "flow.py", *(["--no-pylint"] if tool == "metaflow" else []), "run"]
+        sizes, runs = [store_bytes(folder, tool)], []
+        for _ in range(2):
+            runs.append(run_measured(cmd, folder, env))
+            sizes.append(store_bytes(folder, tool))
+        out[tool] = {"sizes": sizes, "seconds": [r[0] for r in runs], "peak_rss": [r[1] for r in runs]}
+        shutil.rmtree(folder, ignore_errors=True)
+        log(f"dedup {tool}: second run added {sizes[2] - sizes[1]} bytes")
+    return out
+
+
+def bench_queries(quick: bool, env: dict[str, str]) -> dict[str, Any]:
+    result = json_child([sys.executable, str(HERE / "bench_client.py"), "--json",
+                         "--repeat", str(repeat("queries", quick))], env)
+    log("queries done")
+    return result
+
+
+def bench_search(peers: Peers, quick: bool, env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"runstore": json_child(
+        [sys.executable, str(HERE / "bench_search.py"), "--json", "--runs", "10000",
+         "--repeat", str(repeat("search", quick))], env)}
+    log("search runstore done")
+    if peers.has("mlflow"):
+        out["mlflow"] = json_child([peers.python, str(HERE / "peers" / "mlflow_search.py"), "--runs", "10000",
+                                    "--repeat", str(repeat("search_mlflow", quick))], env)
+        log("search mlflow done")
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+class Report:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.missed: list[str] = []
+        self.missed_text: dict[str, str] = {}
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        self.add("| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|")
+        for row in rows:
+            self.add("| " + " | ".join(row) + " |")
+        self.add("")
+
+    def verdict(self, key: str, ok: bool | None, what: str) -> str:
+        """'met' / '**MISSED**' for a SPEC §11 target; a miss is listed at the end with its cause."""
+        if ok is None:
+            return "not measured"
+        if ok:
+            return "met"
+        self.missed.append(key)
+        cause = CAUSES.get(key)
+        self.missed_text[key] = what + (f" Cause: {cause}" if cause else "")
+        return "**MISSED**"
+
+
+def write_report(data: dict[str, Any], args: argparse.Namespace) -> str:
+    r = Report()
+    peers: dict[str, Any] = data["peers"]
+    mf_v, ml_v = peers["versions"]["metaflow"], peers["versions"]["mlflow"]
+    mach = data["machine"]
+    r.add("# runstore benchmarks: results",
+          "",
+          f"Produced by `{data['command']}` on {data['started']} (took {data['took_s'] / 60:.1f} min). "
+          "Do not edit by hand: rerun the command. How each case is measured: `benchmarks/README.md`.",
+          "")
+    r.add("## Machine", "")
+    rows = [[k, v] for k, v in mach.items()]
+    rows += [["metaflow", mf_v or f"missing ({peers['problems'].get('metaflow')})"],
+             ["mlflow", ml_v or f"missing ({peers['problems'].get('mlflow')})"],
+             ["load average", f"{data['load_start']} at start, {data['load_end']} at end (1/5/15 min)"]]
+    r.table(["", ""], rows)
+    if data.get("busy_note"):
+        r.add(f"> {data['busy_note']}", "")
+    r.add("Times are the median of repeated runs with the spread in brackets: (min–max), or "
+          "(p25–p75) where a case is repeated hundreds of times. Each measured command or case "
+          "runs in a fresh process; peak memory is that process's peak resident set (VmHWM, or "
+          "GNU time's maxrss of the largest process of the tree for whole commands). "
+          "Ratios are peer time / runstore time (higher = runstore faster) unless said otherwise.", "")
+    if args.quick:
+        r.add("> **--quick run: repeat counts are tiny, numbers are indicative only.**", "")
+
+    summary: list[list[str]] = []
+
+    # ---- flows
+    if "flows" in data:
+        flows = data["flows"]
+        r.add("## `python flow.py run`, end to end", "",
+              "A fresh process in a fresh directory per run, as a user runs it: interpreter start, "
+              "imports, store creation, the run. Metaflow: local mode (local datastore and metadata), "
+              "`--no-pylint`. Peak RSS: the largest process of the run (not the sum over workers).", "")
+        rows = []
+        targets = {"3-step flow": 15, "100-task foreach, --max-workers 2": 30, "100-task foreach, default workers": 30}
+        for label, row in flows.items():
+            rs, mf = row["runstore"], row.get("metaflow")
+            ratio = ratio_text(med(mf["samples"]), med(rs["samples"])) if mf else "—"
+            target = targets[label]
+            ok = (med(mf["samples"]) / med(rs["samples"]) >= target) if mf else None
+            verdict = r.verdict(f"flow:{label}", ok,
+                                f"{label}: runstore is {ratio} faster than Metaflow, SPEC §11 asks for ≥ {target}×.")
+            rows.append([label, cell(rs["samples"]), mib(rs["peak_rss"]),
+                         cell(mf["samples"]) if mf else f"not measured ({peers['problems'].get('metaflow')})",
+                         mib(mf["peak_rss"]) if mf else "—", ratio, f"≥ {target}×: {verdict}"])
+            summary.append([f"`python flow.py run`, {label}", fmt_s(med(rs["samples"])),
+                            fmt_s(med(mf["samples"])) if mf else "—", f"{ratio} faster" if mf else "—",
+                            f"≥ {target}×: {verdict}"])
+        r.table(["case", "runstore", "peak RSS", f"Metaflow {mf_v or ''}", "peak RSS", "Metaflow / runstore",
+                 "SPEC §11"], rows)
+        n_mf = {label: len(row["metaflow"]["samples"]) for label, row in flows.items() if "metaflow" in row}
+        n_rs = {label: len(row["runstore"]["samples"]) for label, row in flows.items()}
+        r.add(f"Runs per case: runstore {n_rs}; Metaflow {n_mf or 'none'} (Metaflow's foreach takes "
+              "~30–40 s a run here, so it is repeated fewer times).")
+        floor = data.get("startup", {}).get("python -c 'import sqlite3, click' (flow floor)")
+        lin, fe = flows.get("3-step flow"), flows.get("100-task foreach, default workers")
+        if floor:
+            r.add(f"Floor (`python -c 'import sqlite3, click'`): {cell(floor['samples'])}; the 3-step run is "
+                  f"{med(lin['runstore']['samples']) / med(floor['samples']):.1f}× the floor.")
+        if lin and fe:
+            per_task = (med(fe["runstore"]["samples"]) - med(lin["runstore"]["samples"])) / 100
+            ok = per_task <= 0.005
+            verdict = r.verdict("per-task", ok, f"per-task cost {per_task * 1000:.1f} ms, SPEC §11 asks ≤ 5 ms.")
+            r.add(f"Per-task cost, estimated as (foreach − 3-step) / 100 extra tasks: "
+                  f"{per_task * 1000:.2f} ms (SPEC §11: ≤ 5 ms in a warm worker: {verdict}).")
+            summary.append(["per-task overhead (foreach − 3-step) / 100", f"{per_task * 1000:.2f} ms", "", "",
+                            f"≤ 5 ms: {verdict}"])
+        r.add("")
+
+    # ---- startup
+    if "startup" in data:
+        st = data["startup"]
+        r.add("## Start-up", "", "`python -c ...` of each import in a fresh process (the runstore venv's "
+              "Python; Metaflow and MLflow from the peers venv, same base interpreter).", "")
+        floor = med(st["python -c pass (floor)"]["samples"])
+        rows = []
+        for label, row in st.items():
+            m = med(row["samples"])
+            extra = "" if "in-process" in label else fmt_s(max(m - floor, 0.0))
+            rows.append([label, cell(row["samples"]), extra, mib(row["peak_rss"])])
+        r.table(["command", "time", "above `python -c pass`", "peak RSS"], rows)
+        imp = med(st["python -c 'import runstore'"]["samples"])
+        ok = imp <= 0.100
+        verdict = r.verdict("import", ok, f"`python -c 'import runstore'` takes {fmt_s(imp)}, SPEC §11 asks ≤ 100 ms.")
+        r.add(f"SPEC §11: `import runstore` ≤ 100 ms — whole process {fmt_s(imp)} "
+              f"(in-process import {fmt_s(med(st['import runstore (in-process)']['samples']))}): {verdict}.", "")
+        summary.append(["`python -c 'import runstore'`", fmt_s(imp), "", "", f"≤ 100 ms: {verdict}"])
+        help_ = med(st["runstore --help"]["samples"])
+        summary.append(["`runstore --help`", fmt_s(help_), "", "", ""])
+
+    # ---- artifacts
+    if "artifacts" in data:
+        art = data["artifacts"]
+        rs, mf = art["runstore"], art.get("metaflow")
+        r.add("## Artifacts: save and load", "",
+              "runstore: `Store.put_value` / `load_value` on a fresh file store (the 1,000 small values "
+              "prepared and committed in one transaction, as at the end of a task). Raw: `write()` / "
+              "`readinto()` of the very same encoded bytes to/from plain files, no fsync (the store "
+              "runs `synchronous=NORMAL`). Metaflow: its local datastore as a task uses it "
+              "(`TaskDataStore.save_artifacts` + `done()`, `load_artifacts`; pickle + gzip). "
+              "Peak memory: above a warmed-up interpreter, the value itself included, one save or "
+              "one load per fresh process.", "")
+        rows = []
+        labels = {"array": "100 MiB float64 array", "dict": "1,000,000-key dict", "small": "1,000 small artifacts"}
+        for case, label in labels.items():
+            c = rs[case]
+            m = mf.get(case) if mf else None
+            for op, raw in (("save", "raw_write"), ("load", "raw_read")):
+                raw_ratio = med(c[raw]) / med(c[op])
+                target = ""
+                if case == "array":
+                    ok = raw_ratio >= 0.5
+                    v = r.verdict(f"array-{op}", ok,
+                                  f"100 MiB array {op}: {raw_ratio:.0%} of raw file speed, SPEC §11 asks ≥ 50 %.")
+                    target = f"≥ 50 % of raw: {v}"
+                    summary.append([f"100 MiB array {op}", fmt_s(med(c[op])),
+                                    fmt_s(med(m[op])) if m else "—",
+                                    f"{ratio_text(med(m[op]), med(c[op]))} faster" if m else "—",
+                                    f"{target} ({raw_ratio:.0%})"])
+                rows.append([f"{label}: {op}", cell(c[op]), cell(c[raw]), f"{raw_ratio:.0%}",
+                             cell(m[op]) if m else "not measured",
+                             ratio_text(med(m[op]), med(c[op])) if m else "—",
+                             mib(c["mem"][op]), mib(m["mem"][op]) if m else "—", target])
+        r.table(["case", "runstore", "raw file I/O", "runstore speed as % of raw",
+                 f"Metaflow {mf_v or ''}", "Metaflow / runstore", "peak mem runstore", "peak mem Metaflow",
+                 "SPEC §11"], rows)
+        a = rs["array"]
+        for op in ("save", "load"):
+            x = a["mem"][op] / (100 * MiB)
+            v = r.verdict(f"array-mem-{op}", x <= 1.5,
+                          f"100 MiB array {op} peaks at {x:.2f}× the array, SPEC §11 asks ≤ 1.5×.")
+            r.add(f"- 100 MiB array {op}: peak memory {x:.2f}× the array (SPEC §11: ≤ 1.5×: {v}).")
+        r.add(f"- 100 MiB array save including the WAL checkpoint a run ends with: {cell(a['save_ckpt'])}.",
+              f"- 1,000 small artifacts, one `put_value` (one transaction) each: {cell(rs['small']['save_each'])}.",
+              f"- Encoded sizes: array {kib(a['bytes'][0])}, dict {kib(rs['dict']['bytes'][0])} (JSON), "
+              f"1,000 small {kib(rs['small']['bytes'][0])}" + (
+                  f"; Metaflow on disk: array {kib(mf['array']['bytes'])}, dict {kib(mf['dict']['bytes'])}, "
+                  f"small {kib(mf['small']['bytes'])}." if mf else "."),
+              f"- Runs: runstore {len(a['save'])}, Metaflow {len(mf['array']['save']) if mf else 0} per case.", "")
+        if not mf:
+            r.add(f"Metaflow {peers['problems'].get('metaflow')}: its columns are empty.", "")
+
+    # ---- dedup
+    if "dedup" in data or "artifacts" in data:
+        r.add("## Dedup: the same 100 MiB array in a second run", "")
+        rows = []
+        if "artifacts" in data:
+            g = max(data["artifacts"]["runstore"]["array"]["growth"])
+            v = r.verdict("dedup", g <= 4096, f"putting the same array again grew the file by {g} bytes (≤ 4 KiB asked).")
+            rows.append(["runstore, `put_value` of the same array again (file size after checkpoint)",
+                         f"{g:,} bytes", f"≤ 4 KiB: {v}"])
+            summary.append(["same 100 MiB array stored again", f"+{g:,} bytes", "", "", f"≤ 4 KiB: {v}"])
+        for tool, d in data.get("dedup", {}).items():
+            added = d["sizes"][2] - d["sizes"][1]
+            rows.append([f"{tool}: `python flow.py run` twice of a flow setting the array "
+                         f"(first run {kib(d['sizes'][1] - d['sizes'][0])}; run times {fmt_s(d['seconds'][0])}, "
+                         f"{fmt_s(d['seconds'][1])})",
+                         f"{added:,} bytes ({kib(added)})", "whole run: new run, task, log and metadata rows"])
+        r.table(["what", "bytes added by the second copy", "note"], rows)
+
+    # ---- queries
+    if "queries" in data:
+        q = data["queries"]
+        sizes = [k for k in q if k.isdigit()]
+        r.add("## Client queries at 1k, 10k and 100k runs", "",
+              "Fresh client objects per call on an open store; one flow, four users, a tag on every "
+              "10th run, the newest 2 % failed. Populated in bulk through the store's connection "
+              "(" + ", ".join(f"{int(n):,} runs in {q['populate_s'][n]:.1f} s" for n in sizes) + "). "
+              f"Median (p25–p75) of {len(next(iter(q[sizes[0]].values())))} calls.", "")
+        rows = []
+        names = [k for k in q[sizes[0]] if k != "peak_rss"]
+        worst = 0.0
+        ok_all = True
+        for name in names:
+            meds = [med(q[n][name]) for n in sizes]
+            growth = meds[-1] / meds[0]
+            ok = meds[-1] <= 0.005 and growth <= 2.0
+            ok_all &= ok
+            worst = max(worst, meds[-1])
+            v = r.verdict(f"query:{name}", ok, f"{name}: {fmt_s(meds[-1])} at 100k, {growth:.2f}× the 1k time.")
+            rows.append([name, *[cell(q[n][name], "iqr") for n in sizes], f"{growth:.2f}×", v])
+        rows.append(["peak RSS of the query process", *[mib(q[n]["peak_rss"]) for n in sizes], "", ""])
+        r.table(["query", *[f"{int(n):,} runs" for n in sizes], "100k / 1k", "SPEC §11 (≤ 5 ms, ≤ 2×)"], rows)
+        summary.append(["client queries at 100k runs (slowest of 8)", fmt_s(worst), "", "",
+                        f"≤ 5 ms and ≤ 2× the 1k time: {'met' if ok_all else '**MISSED**'}"])
+
+    # ---- search
+    if "search" in data:
+        s = data["search"]
+        rs, ml = s["runstore"], s.get("mlflow")
+        r.add("## Listing and filtering 10,000 runs by a parameter value", "",
+              "Same runs on both sides: three parameters per run (`x` takes 100 values, so a filter "
+              "matches 100 runs). runstore: written through the store API (a `_parameters` task per "
+              "run, as the runtime records parameters) in one transaction; queried through the "
+              "documented SQL views and the client. MLflow: `sqlite:///` tracking store created by "
+              "MLflow, one run logged through `MlflowClient`, the rest bulk-copied from its rows in "
+              "one transaction (logging 10k runs through the API takes minutes); only the queries "
+              "are timed.", "")
+        rows = [
+            ["filter `x = 'v042'`: `parameters_view` + `json_extract`", cell(rs["filter_view"]),
+             "`MlflowClient.search_runs(filter_string=\"params.x = 'v042'\")`",
+             cell(ml["filter_client"]) if ml else "not measured",
+             ratio_text(med(ml["filter_client"]), med(rs["filter_view"])) if ml else "—"],
+            ["filter `x = 'v042'`: `artifacts_view` (step `_parameters`, name, value)",
+             cell(rs["filter_artifacts"]), "same", cell(ml["filter_client"]) if ml else "—",
+             ratio_text(med(ml["filter_client"]), med(rs["filter_artifacts"])) if ml else "—"],
+            ["same filter, as a DataFrame", "—", "`mlflow.search_runs(...)` (pandas)",
+             cell(ml["filter_dataframe"]) if ml else "—", ""],
+            ["list all 10k runs with status, tags, parameters (`runs_view` ⋈ `parameters_view`)",
+             cell(rs["list_sql"]), "`MlflowClient.search_runs(max_results=10000)`",
+             cell(ml["list_client"]) if ml else "not measured",
+             ratio_text(med(ml["list_client"]), med(rs["list_sql"])) if ml else "—"],
+            ["list all 10k runs: `list(Flow('SearchFlow'))` (client `Run` objects)", cell(rs["list_client"]),
+             "same", cell(ml["list_client"]) if ml else "—",
+             ratio_text(med(ml["list_client"]), med(rs["list_client"])) if ml else "—"],
+            ["peak RSS of the process (populate + queries)", mib(rs["peak_rss"]), "",
+             mib(ml["peak_rss"]) if ml else "—", ""],
+            ["file size", kib(rs["bytes"]), "", kib(ml["bytes"]) if ml else "—", ""],
+        ]
+        r.table(["runstore query", "runstore", f"MLflow {ml_v or ''} query", "MLflow", "MLflow / runstore"], rows)
+        if ml:
+            best = min(med(rs["filter_view"]), med(rs["filter_artifacts"]))
+            summary.append(["filter 10k runs by a parameter (vs MLflow `search_runs`)",
+                            f"{fmt_s(med(rs['filter_view']))} (view), {fmt_s(med(rs['filter_artifacts']))} "
+                            f"(artifacts)", fmt_s(med(ml["filter_client"])),
+                            f"{ratio_text(med(ml['filter_client']), best)} (best runstore form)", "no target"])
+            summary.append(["list 10k runs with parameters", fmt_s(med(rs["list_sql"])), fmt_s(med(ml["list_client"])),
+                            ratio_text(med(ml["list_client"]), med(rs["list_sql"])), "no target"])
+        else:
+            r.add(f"MLflow {peers['problems'].get('mlflow')}: its columns are empty.", "")
+
+    # ---- summary + misses at the top
+    head = ["## Summary", "", "| case | runstore | peer | peer / runstore | SPEC §11 |", "|---|---|---|---|---|"]
+    head += ["| " + " | ".join(row) + " |" for row in summary]
+    head.append("")
+    head.append("Peer column: Metaflow (local mode) for flows and artifacts, MLflow (`sqlite:///`) for "
+                "search. Details and spreads below.")
+    head.append("")
+    if r.missed:
+        head += ["## Missed SPEC §11 targets", ""]
+        head += [f"- {r.missed_text[k]}" for k in r.missed]
+        head.append("")
+    else:
+        head += ["All measured SPEC §11 targets are met in this run.", ""]
+    body = r.lines
+    split = body.index("## Machine")
+    return "\n".join(body[:split] + head + body[split:]) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers-python", default=os.environ.get("RUNSTORE_BENCH_PEERS_PYTHON"),
+                        help="Python of a venv with metaflow and mlflow installed (missing peers are skipped)")
+    parser.add_argument("--quick", action="store_true", help="tiny repeat counts: a dry run")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--json-out", default=str(HERE / "results" / "run_all.json"))
+    parser.add_argument("--busy-note", default="", help="a sentence on machine load printed in RESULTS.md")
+    parser.add_argument("--from-json", help="only rewrite the report from a run_all.json written earlier")
+    args = parser.parse_args()
+    if args.from_json:
+        data = json.loads(Path(args.from_json).read_text())
+        args.quick = data.get("quick", False)
+        if args.busy_note:
+            data["busy_note"] = args.busy_note
+        Path(args.out).write_text(write_report(data, args))
+        log(f"rewrote {args.out} from {args.from_json}")
+        return 0
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
+
+    if args.peers_python:
+        args.peers_python = os.path.abspath(args.peers_python)  # not resolved: a venv's python is a symlink
+    peers = Peers(args.peers_python)
+    for name in ("metaflow", "mlflow"):
+        log(f"{name} {peers.versions[name]}" if peers.has(name) else f"SKIPPED: {peers.missing(name)}")
+    started = time.time()
+    load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    data: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/run_all.py", *(a for a in sys.argv[1:])]),
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "machine": machine(), "load_start": load_start, "quick": args.quick,
+        "peers": {"python": args.peers_python, "versions": peers.versions, "problems": peers.problems},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-all-") as tmpdir:
+        tmp = Path(tmpdir)
+        home = tmp / "home"
+        home.mkdir()
+        env = base_env(home)
+        if "startup" in only:
+            data["startup"] = bench_startup(peers, args.quick, env, tmp)
+        if "flows" in only:
+            data["flows"] = bench_flows(peers, args.quick, env, tmp)
+        if "artifacts" in only:
+            data["artifacts"] = bench_artifacts(peers, args.quick, env)
+        if "dedup" in only:
+            data["dedup"] = bench_dedup(peers, env, tmp)
+        if "queries" in only:
+            data["queries"] = bench_queries(args.quick, env)
+        if "search" in only:
+            data["search"] = bench_search(peers, args.quick, env)
+    data["took_s"] = time.time() - started
+    data["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    if args.busy_note:
+        data["busy_note"] = args.busy_note
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_out).write_text(json.dumps(data, indent=1) + "\n")
+    text = write_report(data, args)
+    Path(args.out).write_text(text)
+    log(f"wrote {args.out} and {args.json_out} in {data['took_s'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
