@@ -13,7 +13,8 @@ very same ones), measured in one run in one temporary directory:
   into a fresh file store vs ``write()`` of the array's bytes to a new file, and
   ``Store.load_value`` vs ``readinto()`` of that file into a preallocated array. Then
   the same array is put again: time (hashing only) and bytes the file grew by after a
-  checkpoint (dedup; SPEC: <= 4 KiB);
+  checkpoint (dedup; SPEC: <= 4 KiB). For reference, the same bytes written and read
+  through plain sqlite3 (no runstore code; 4 KiB pages as the store uses, and 64 KiB);
 * ``dict``: a 1,000,000-key ``{str: int}`` dict (runstore stores it as JSON): save and
   load vs writing/reading the same encoded bytes to/from one file (so the ratio shows
   the cost of encoding, which the raw baseline does not pay);
@@ -126,6 +127,56 @@ def peak_memory(folder: Path, case: str) -> dict[str, int]:
     return out
 
 
+# ------------------------------------------------------------------ bare SQLite
+
+def bare_sqlite(folder: Path, data: bytes, page_size: int) -> tuple[float, float]:
+    """The same bytes through plain sqlite3, no runstore code: (write + commit, read) seconds.
+
+    WAL, ``synchronous=NORMAL``, 16 MiB rows reserved with ``zeroblob`` and filled with
+    incremental blob I/O in 4 MiB pieces, one transaction; read back piece by piece into a
+    preallocated buffer. This is the floor for any store that keeps values in SQLite pages.
+    """
+    path = fresh(folder, f"bare-{page_size}.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA page_size = {page_size}")
+        conn.execute("PRAGMA journal_mode = wal")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+        view, piece, chunk = memoryview(data), 4 * MiB, 16 * MiB
+
+        def write() -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            for start in range(0, len(view), chunk):
+                part = view[start:start + chunk]
+                rowid = conn.execute("INSERT INTO t(data) VALUES (zeroblob(?))", (len(part),)).lastrowid
+                with conn.blobopen("t", "data", rowid) as handle:
+                    for pos in range(0, len(part), piece):
+                        handle.write(part[pos:pos + piece])
+            conn.execute("COMMIT")
+
+        write_s = timed(write)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        target = bytearray(len(data))
+
+        def read() -> None:
+            out, pos = memoryview(target), 0
+            conn.execute("BEGIN")
+            for (rowid,) in conn.execute("SELECT id FROM t ORDER BY id").fetchall():
+                with conn.blobopen("t", "data", rowid, readonly=True) as handle:
+                    size = len(handle)
+                    for off in range(0, size, piece):
+                        got = handle.read(min(piece, size - off))
+                        out[pos:pos + len(got)] = got
+                        pos += len(got)
+            conn.execute("COMMIT")
+
+        return write_s, timed(read)
+    finally:
+        conn.close()
+        fresh(folder, f"bare-{page_size}.db")
+
+
 # ------------------------------------------------------------------ cases
 
 def bench_one(folder: Path, value: object, repeat: int, dedup: bool) -> dict[str, list[float]]:
@@ -163,6 +214,10 @@ def bench_one(folder: Path, value: object, repeat: int, dedup: bool) -> dict[str
         out["load"].append(timed(lambda: loaded.append(store.load_value(ref.blob_key, ref.encoding))))
         loaded.clear()
         if dedup:
+            for page in (4096, 65536):
+                w, r = bare_sqlite(folder, encoded, page)
+                out.setdefault(f"sqlite{page}_write", []).append(w)
+                out.setdefault(f"sqlite{page}_read", []).append(r)
             size = store.path.stat().st_size
             out["again"].append(timed(lambda: store.put_value(value)))
             store.checkpoint()
@@ -261,6 +316,9 @@ def main() -> None:
             lines.append(f"{case + ' ' + op:34} {store_s:9.3f} {raw_s:9.3f} {raw_s / store_s:7.2f}  "
                          f"{size / MiB / store_s:10.0f}  {r['mem'][op] / MiB:8.0f}")
         if case == "array":
+            for page in (4096, 65536):
+                lines.append(f"  bare sqlite3, {page // 1024} KiB pages: write {med(r[f'sqlite{page}_write']):.3f} s, "
+                             f"read {med(r[f'sqlite{page}_read']):.3f} s")
             lines.append(f"  same array again: {med(r['again']):.3f} s, file grew by {max(r['growth'])} bytes "
                          f"(target <= 4096); peak memory save {r['mem']['save'] / ARRAY_BYTES:.2f}x, "
                          f"load {r['mem']['load'] / ARRAY_BYTES:.2f}x the array (target <= 1.5x)")
