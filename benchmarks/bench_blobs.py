@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -47,8 +46,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from _machine import describe  # noqa: E402
 from values import ARRAY_BYTES, MiB, make, peak_rss  # noqa: E402
 
 from runstore import Store  # noqa: E402
@@ -57,23 +58,8 @@ CASES = ("array", "dict", "small")
 
 
 def machine() -> list[str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        ram = float("nan")
-    return [
-        f"machine: {os.cpu_count()} cpus ({cpu}), {ram:.1f} GiB RAM, {platform.system()} {platform.release()}",
-        f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, numpy {np.__version__}",
-        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-    ]
+    return [f"machine: {describe()}", f"numpy {np.__version__}",
+            f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"]
 
 
 def timed(fn) -> float:
@@ -203,7 +189,6 @@ def bench_one(folder: Path, value: object, repeat: int, dedup: bool) -> dict[str
 
         out["raw_read"].append(timed(read_raw))
         raw.unlink()
-        del target
 
         store = fresh_store(folder)
         refs = []

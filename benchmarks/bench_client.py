@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,9 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _machine import describe  # noqa: E402
 from values import peak_rss  # noqa: E402
 
 from runstore import Flow, Run, Store, namespace  # noqa: E402
@@ -117,19 +118,6 @@ def queries(store: Store, n: int) -> dict[str, Callable[[], object]]:
     }
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{platform.platform()}; {cpu}; {os.cpu_count()} CPUs; Python {platform.python_version()};"
-            f" SQLite {sqlite3.sqlite_version}")
-
-
 def measure(path: str, n: int, repeats: int) -> dict[str, object]:
     """Time every query on an existing store (run in a fresh child process)."""
     store = Store(path)
@@ -172,11 +160,10 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     print(f"# bench_client: client queries at {', '.join(f'{n:,}' for n in SIZES)} runs")
-    print(f"# machine: {machine()}")
+    print(f"# machine: {describe()}")
     print(f"# median of {args.repeat} repeats, milliseconds; fresh client objects every time")
     for n in SIZES:
         print(f"# populated {n:,} runs in {result['populate_s'][n]:.1f} s ({result['bytes'][n] / 1e6:.1f} MB)")
-    small, big = str(SIZES[0]), str(SIZES[-1])
     print()
     print(f"{'query':46} " + " ".join(f"{f'{n // 1000}k ms':>8}" for n in SIZES) + f" {'ratio':>6}  target")
     ok = True
@@ -187,7 +174,7 @@ def main() -> int:
         ok &= good
         print(f"{name:46} " + " ".join(f"{m:8.3f}" for m in meds) + f" {ratio:6.2f}  {'ok' if good else 'MISSED'}")
     print()
-    print(f"# peak RSS of the query process: "
+    print("# peak RSS of the query process: "
           + ", ".join(f"{n:,} runs {result[str(n)]['peak_rss'] / 2**20:.0f} MiB" for n in SIZES))
     print(f"# targets: <= {TARGET_MS} ms at {SIZES[-1]:,} and <= {TARGET_RATIO}x the {SIZES[0]:,} time: "
           f"{'all met' if ok else 'NOT all met'}")

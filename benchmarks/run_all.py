@@ -53,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from _machine import cpu_model, ram_gib  # noqa: E402
 from bench_runtime import DEDUP, FOREACH, LINEAR, run_measured  # noqa: E402
 
 MiB = 1024 * 1024
@@ -261,18 +262,7 @@ def log(message: str) -> None:
 # ----------------------------------------------------------------------------- machine
 
 def machine() -> dict[str, str]:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        ram = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB"
-    except (ValueError, OSError):
-        ram = "unknown"
+    ram = f"{ram_gib():.1f} GiB"
     osname = platform.platform()
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
@@ -295,7 +285,7 @@ def machine() -> dict[str, str]:
     except (OSError, IndexError):
         disk_text = tempfile.gettempdir()
     return {
-        "cpu": f"{cpu}, {os.cpu_count()} logical CPUs",
+        "cpu": f"{cpu_model()}, {os.cpu_count()} logical CPUs",
         "ram": ram,
         "os": osname,
         "python": f"{platform.python_version()} ({platform.python_implementation()})",
