@@ -14,7 +14,8 @@ very same ones), measured in one run in one temporary directory:
   ``Store.load_value`` vs ``readinto()`` of that file into a preallocated array. Then
   the same array is put again: time (hashing only) and bytes the file grew by after a
   checkpoint (dedup; SPEC: <= 4 KiB). For reference, the same bytes written and read
-  through plain sqlite3 (no runstore code; 4 KiB pages as the store uses, and 64 KiB);
+  through plain sqlite3 (no runstore code; 4 KiB pages as the store uses, and 64 KiB),
+  and one sha256 pass over them (content addressing needs at least that);
 * ``dict``: a 1,000,000-key ``{str: int}`` dict (runstore stores it as JSON): save and
   load vs writing/reading the same encoded bytes to/from one file (so the ratio shows
   the cost of encoding, which the raw baseline does not pay);
@@ -34,6 +35,7 @@ for the array as a multiple of its size (SPEC: <= 1.5x).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -199,6 +201,7 @@ def bench_one(folder: Path, value: object, repeat: int, dedup: bool) -> dict[str
         out["load"].append(timed(lambda: loaded.append(store.load_value(ref.blob_key, ref.encoding))))
         loaded.clear()
         if dedup:
+            out.setdefault("sha256", []).append(timed(lambda: hashlib.sha256(encoded).digest()))
             for page in (4096, 65536):
                 w, r = bare_sqlite(folder, encoded, page)
                 out.setdefault(f"sqlite{page}_write", []).append(w)
@@ -301,6 +304,7 @@ def main() -> None:
             lines.append(f"{case + ' ' + op:34} {store_s:9.3f} {raw_s:9.3f} {raw_s / store_s:7.2f}  "
                          f"{size / MiB / store_s:10.0f}  {r['mem'][op] / MiB:8.0f}")
         if case == "array":
+            lines.append(f"  one sha256 pass over the bytes: {med(r['sha256']):.3f} s")
             for page in (4096, 65536):
                 lines.append(f"  bare sqlite3, {page // 1024} KiB pages: write {med(r[f'sqlite{page}_write']):.3f} s, "
                              f"read {med(r[f'sqlite{page}_read']):.3f} s")
