@@ -100,8 +100,8 @@ CAUSES: dict[str, str] = {
         "the target itself, then SQLite. The raw baseline is a `write()` into the page cache (no "
         "fsync), so 50 % of it leaves less time than one sha256 pass over the bytes, which content "
         "addressing needs (see the sha256 line below). The bare-sqlite3 line below writes the same "
-        "bytes with no runstore code and is also far under 50 % of raw: with 4 KiB pages a 100 MiB value is ~25,600 overflow "
-        "pages, each zero-filled by `zeroblob`, copied in, and appended to the WAL as its own frame. "
+        "bytes with no runstore code and is also far under 50 % of raw: with 4 KiB pages a 100 MiB "
+        "value is ~25,600 overflow pages, each zero-filled by `zeroblob`, copied in, and appended to the WAL as its own frame. "
         "runstore adds sha256 over the bytes twice (chunk keys and blob key) and the zstd probe "
         "(cProfile: `sqlite3 execute`+blob writes ~80 %, hashing ~15 %). Next step: 64 KiB pages for "
         "new stores (the 64 KiB bare line: about 2-3x faster), hash once (blob key from the chunk "
@@ -646,7 +646,9 @@ def write_report(data: dict[str, Any], args: argparse.Namespace) -> str:
             rows.append([f"{tool}: `python flow.py run` twice of a flow setting the array "
                          f"(first run {kib(d['sizes'][1] - d['sizes'][0])}; run times {fmt_s(d['seconds'][0])}, "
                          f"{fmt_s(d['seconds'][1])})",
-                         f"{added:,} bytes ({kib(added)})", "whole run: new run, task, log and metadata rows"])
+                         f"{added:,} bytes ({kib(added)})",
+                         "whole run: new run, task, log and metadata rows; peak RSS "
+                         + ", ".join(mib(p) for p in d["peak_rss"])])
         r.table(["what", "bytes added by the second copy", "note"], rows)
 
     # ---- queries
