@@ -650,6 +650,9 @@ def write_report(data: dict[str, Any], args: argparse.Namespace) -> str:
                          "whole run: new run, task, log and metadata rows; peak RSS "
                          + ", ".join(mib(p) for p in d["peak_rss"])])
         r.table(["what", "bytes added by the second copy", "note"], rows)
+        r.add("Files grow in whole pages: the second run's few rows (run, tags, tasks, artifact rows "
+              "pointing at the blob already stored) can fit in free space of pages the first run left, "
+              "so 0 bytes is a genuine result, not a missed measurement.", "")
 
     # ---- queries
     if "queries" in data:
