@@ -56,8 +56,10 @@ def _param_option(param: Any) -> click.Option:
     if param.required:
         help_text = f"{help_text} [required]".strip()
     ptype: click.ParamType = click.Path(dir_okay=False) if param.IS_INCLUDE_FILE else _ParamType(param)
+    # Required is checked by resolve_parameters (same message), so that `run --clone`
+    # can take a required value from the cloned run.
     return click.Option([param.option, f"p__{param.attr_name}"], type=ptype, default=None,
-                        required=param.required, help=help_text or None)
+                        required=False, help=help_text or None)
 
 
 def _open_store(db: str | None) -> Any:
@@ -91,9 +93,11 @@ def make_cli(flow_class: Any) -> click.Group:
                   help="Client namespace inside steps ('' = global).")
     @click.option("--run-id-file", type=click.Path(dir_okay=False), default=None,
                   help="Write the run number to this file when the run starts.")
+    @click.option("--clone", default=None, metavar="RUN",
+                  help="Take the parameter values of run RUN (those given here win).")
     @click.pass_context
     def run(ctx: click.Context, tags: tuple[str, ...], max_workers: int | None, max_num_splits: int,
-            user_namespace: str | None, run_id_file: str | None, **kwargs: Any) -> None:
+            user_namespace: str | None, run_id_file: str | None, clone: str | None, **kwargs: Any) -> None:
         """Run the flow.
 
         \b
@@ -105,11 +109,18 @@ def make_cli(flow_class: Any) -> click.Group:
 
         validate_tags(list(tags))
         given = {k[3:]: v for k, v in kwargs.items() if k.startswith("p__") and v is not None}
+        store = None
         try:
-            values = resolve_parameters(flow_class, given)
+            if clone is None:
+                values = resolve_parameters(flow_class, given)
+            else:
+                from .resume import clone_parameters
+
+                store = _open_store(ctx.obj["db"])
+                values = clone_parameters(flow_class, store, clone, given)
         except ParameterError as exc:
             raise click.UsageError(str(exc), ctx) from None
-        store = _open_store(ctx.obj["db"])
+        store = store or _open_store(ctx.obj["db"])
 
         def created(record: Any) -> None:
             if run_id_file:
@@ -120,19 +131,7 @@ def make_cli(flow_class: Any) -> click.Group:
                           max_num_splits=max_num_splits, namespace=user_namespace,
                           namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
                           on_run_created=created)
-        code = 0 if outcome.successful else 1
-        if not outcome.successful and ctx.obj["quiet"]:
-            for line in outcome.failed_steps:
-                click.echo(line, err=True)
-        if outcome.used_workers:
-            # No user code ran in this process (it ran in the workers), and the run is
-            # committed and checkpointed: skip interpreter teardown, which costs more
-            # than the run itself for small flows.
-            store.close()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        ctx.exit(code)
+        exit_with(ctx, store, outcome)
 
     for param in params:
         run.params.append(_param_option(param))
@@ -213,6 +212,10 @@ def make_cli(flow_class: Any) -> click.Group:
                         shown = f"< {exc.headline}: {exc} >"
                 click.echo(f"    {art} [size: {ref.size} type: {ref.type}] = {shown}")
 
+    from .resume import resume_command
+
+    cli.add_command(resume_command(flow_class), "resume")
+
     try:  # the `tag` commands live with the client (runstore/tagcmd.py)
         from ..tagcmd import make_tag_command
     except ImportError:
@@ -220,6 +223,23 @@ def make_cli(flow_class: Any) -> click.Group:
     else:
         cli.add_command(make_tag_command(name), "tag")
     return cli
+
+
+def exit_with(ctx: click.Context, store: Any, outcome: Any) -> None:
+    """End a ``run``/``resume`` command: exit 0 when the run succeeded, else 1."""
+    code = 0 if outcome.successful else 1
+    if not outcome.successful and ctx.obj["quiet"]:
+        for line in outcome.failed_steps:
+            click.echo(line, err=True)
+    if outcome.used_workers:
+        # No user code ran in this process (it ran in the workers), and the run is
+        # committed and checkpointed: skip interpreter teardown, which costs more
+        # than the run itself for small flows.
+        store.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    ctx.exit(code)
 
 
 def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[dict[str, Any]]:
