@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
+from ..version import get_version
 
 __all__ = ["system_tags", "code_package", "git_info", "environment_metadata", "MAX_CODE_BYTES"]
 
@@ -53,7 +53,7 @@ def system_tags() -> list[str]:
     return [
         "runtime:local",
         f"python_version:{python_version()}",
-        f"runstore_version:{__version__}",
+        f"runstore_version:{get_version()}",
         "date:" + time.strftime("%Y%m%d", time.gmtime()),
     ]
 
@@ -96,7 +96,7 @@ def code_package(flow_file: str | os.PathLike[str], flow_name: str) -> bytes:
     script = Path(flow_file).resolve()
     buf = io.BytesIO()
     members = _source_files(script.parent)
-    info = json.dumps({"flow_name": flow_name, "script": script.name, "runstore_version": __version__},
+    info = json.dumps({"flow_name": flow_name, "script": script.name, "runstore_version": get_version()},
                       sort_keys=True).encode()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -162,7 +162,7 @@ def environment_metadata(flow_file: str | None) -> dict[str, str]:
         "runtime": "local",
         "python_version": python_version(),
         "platform": platform_name(),
-        "runstore_version": __version__,
+        "runstore_version": get_version(),
         "script-name": os.path.basename(flow_file) if flow_file else "",
     }
     if flow_file:

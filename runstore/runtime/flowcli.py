@@ -1,4 +1,7 @@
-"""The command line of a flow file: ``python flow.py [--db PATH] [--quiet] run|show|check|logs|dump``.
+"""The command line of a flow file: ``python flow.py [--db PATH] [--quiet] COMMAND``.
+
+Commands: run, resume, show, check, logs, dump, tag, deploy, trigger (resume lives
+in :mod:`.resume`, deploy and trigger in :mod:`.deploycmd`).
 
 Every flow gets the same commands; each flow parameter becomes a ``--<name>``
 option of ``run``. A bad value is a usage error (exit 2) and nothing is stored; a
@@ -212,9 +215,12 @@ def make_cli(flow_class: Any) -> click.Group:
                         shown = f"< {exc.headline}: {exc} >"
                 click.echo(f"    {art} [size: {ref.size} type: {ref.type}] = {shown}")
 
+    from .deploycmd import deploy_command, trigger_command
     from .resume import resume_command
 
     cli.add_command(resume_command(flow_class), "resume")
+    cli.add_command(deploy_command(flow_class), "deploy")
+    cli.add_command(trigger_command(flow_class), "trigger")
 
     try:  # the `tag` commands live with the client (runstore/tagcmd.py)
         from ..tagcmd import make_tag_command

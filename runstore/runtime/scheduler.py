@@ -160,10 +160,14 @@ class Scheduler:
         return outcome
 
     def _create_run(self, name: str, tags: list[str], code_id: int | None) -> Any:
-        """Allocate the run record (resume overrides this to record its origin)."""
+        """Allocate the run record (resume overrides this to record its origin).
+
+        ``trigger`` runs the deployed flow file with ``RUNSTORE_INVOCATION=trigger``.
+        """
+        invocation = "trigger" if os.environ.get("RUNSTORE_INVOCATION") == "trigger" else "run"
         return self.store.create_run(
             name, user=self.username, namespace=self.identity, system_tags=tags, user_tags=self.tags,
-            invocation=os.environ.get("RUNSTORE_INVOCATION") or "run", code_id=code_id, end_step="end",
+            invocation=invocation, code_id=code_id, end_step="end",
         )
 
     def _store_parameters(self) -> None:

@@ -4,7 +4,7 @@ RESUME_FAIL_FILE exists; `wait` blocks while RESUME_BLOCK_FILE exists."""
 import os
 import time
 
-from runstore import FlowSpec, Parameter, current, step
+from runstore import FlowSpec, Parameter, current, read_info_file, step
 
 
 class ResumeFlow(FlowSpec):
@@ -33,6 +33,7 @@ class ResumeFlow(FlowSpec):
     @step
     def end(self):
         self.origin = current.origin_run_id
+        self.info = read_info_file()
         print(f"end origin={current.origin_run_id} production={current.is_production}")
 
 
