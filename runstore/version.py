@@ -5,7 +5,7 @@ runstore is installed normally, and ``X.Y.Z[.postN-gitHASH][-dirty]`` when it ru
 from a git checkout, so two runs made from different commits are told apart
 (``-dirty``: runstore's own files have uncommitted changes). Git is asked lazily
 (never at ``import runstore``); the answer is cached in memory and on disk
-(``<config dir>/cache/version.json``) under a fingerprint of the checkout's state
+(``runstore-version.json`` in the checkout's git directory) under a fingerprint of its state
 (HEAD, index, refs, runstore's file times), so a flow run pays a few ``stat`` calls,
 not several git processes.
 
@@ -176,10 +176,8 @@ def _git_parts() -> tuple[str, int, str, bool] | None:
     top = _git_top()
     if top is None:  # an installed release: no git process at all
         return None
-    from .util import config_dir
-
     key = _fingerprint(top)
-    cache = config_dir() / "cache" / "version.json"
+    cache = _git_dirs(top)[0] / "runstore-version.json"  # the checkout's own state, never committed
     try:
         cached = json.loads(cache.read_text(encoding="utf-8")).get(str(_PACKAGE_DIR))
     except (OSError, ValueError, AttributeError):

@@ -49,13 +49,11 @@ def test_public_version_is_pep_440() -> None:
 GIT = shutil.which("git")
 
 
-def _version_in(root: Path, public: bool = False, path: str | None = None, home: Path | None = None) -> str:
+def _version_in(root: Path, public: bool = False, path: str | None = None) -> str:
     code = f"import runstore; print(runstore.get_version(public={public}))"
     env = {**os.environ, "PYTHONPATH": str(root)}
     if path is not None:
         env["PATH"] = path
-    if home is not None:
-        env["RUNSTORE_HOME"] = str(home)
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
@@ -92,8 +90,9 @@ def test_get_version_from_a_git_checkout(tmp_path: Path) -> None:
     assert _version_in(root, public=True) == "7.8.9.post1"
     # the answer is cached under the checkout's fingerprint: same answer, no git needed
     assert _version_in(root, path="/nonexistent") == f"7.8.9.post1-git{head}"
-    assert _version_in(root, path="/nonexistent", home=tmp_path / "fresh") == __version__  # git missing
-    assert _version_in(root, home=tmp_path / "fresh") == f"7.8.9.post1-git{head}"  # failures are not cached
+    (root / ".git" / "runstore-version.json").unlink()
+    assert _version_in(root, path="/nonexistent") == __version__  # git missing
+    assert _version_in(root) == f"7.8.9.post1-git{head}"  # failures are not cached
 
 
 def test_read_info_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
