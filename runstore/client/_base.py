@@ -35,9 +35,11 @@ def _utc(ts: float | None) -> datetime | None:
 class ClientObject:
     """What every client object shares: pathspec, store, namespace, children.
 
-    Subclasses set ``_NAME`` (its pathspec shape, for messages), ``_DEPTH`` (number
-    of pathspec components), ``_CHILD`` (the class of its children, or None) and
-    implement ``_lookup`` / ``_child_rows`` / ``_tag_run_id``.
+    Subclasses set ``_DEPTH`` (number of pathspec components), ``_EXPECTS`` (the
+    shape named in ``InvalidPathspec``), ``_ATTEMPTS``, ``_PARENT`` / ``_CHILD``, and
+    implement ``_lookup`` (fetch the row, None when missing) and, when they have
+    children, ``_child_rows`` / ``_make_child``. The namespace check of every level
+    below a flow is "does the run carry the namespace tag" (a primary-key lookup).
 
     Parameters
     ----------
@@ -49,7 +51,6 @@ class ClientObject:
         The store to read; default: the ``use_store`` one, else the discovered file.
     """
 
-    _NAME: ClassVar[str] = ""
     _EXPECTS: ClassVar[str] = ""
     _DEPTH: ClassVar[int] = 0
     _ATTEMPTS: ClassVar[bool] = False

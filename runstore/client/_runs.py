@@ -106,7 +106,6 @@ class Flow(ClientObject):
     (Run('HelloFlow/1'), True, [Run('HelloFlow/1')])
     """
 
-    _NAME = "flow"
     _EXPECTS = "Flow('FlowName')"
     _DEPTH = 1
 
@@ -220,7 +219,6 @@ class Run(ClientObject):
     ('1', 'anne', ['exp'])
     """
 
-    _NAME = "run"
     _EXPECTS = "Run('FlowName/RunID')"
     _DEPTH = 2
 

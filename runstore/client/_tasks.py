@@ -27,7 +27,6 @@ class Step(ClientObject):
     >>> # Step('HelloFlow/3/start').task.data.x
     """
 
-    _NAME = "step"
     _EXPECTS = "Step('FlowName/RunID/StepName')"
     _DEPTH = 3
 
@@ -122,7 +121,6 @@ class Task(ClientObject):
     >>> # task = Task('HelloFlow/3/start/12'); task.data.x, task.stdout, task.successful
     """
 
-    _NAME = "task"
     _EXPECTS = "Task('FlowName/RunID/StepName/TaskID')"
     _DEPTH = 4
 
@@ -324,7 +322,6 @@ class DataArtifact(ClientObject):
     >>> # art = Task('HelloFlow/3/start/12')['x']; art.size, art.encoding, art.data
     """
 
-    _NAME = "artifact"
     _EXPECTS = "DataArtifact('FlowName/RunID/StepName/TaskID/ArtifactName')"
     _DEPTH = 5
 
