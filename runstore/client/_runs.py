@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
@@ -225,6 +226,20 @@ class Run(ClientObject):
     def _lookup(self) -> Row | None:
         return self._find_run()
 
+    _tag_list: list[tuple[str, bool]] | None = None
+
+    def _tags(self) -> list[tuple[str, bool]]:
+        # A run's tags as read with the run (one query for both), refreshed by this
+        # object's own edits; steps, tasks and artifacts read the current ones.
+        if self._tag_list is None:
+            raw = self._row.get("tags_json")
+            self._tag_list = sorted((tag, bool(system)) for tag, system in json.loads(raw)) if raw \
+                else self._store.run_tags(self._row["run_id"])
+        return self._tag_list
+
+    def _in_namespace(self, ns: str) -> bool:
+        return any(tag == ns for tag, _ in self._tags())
+
     @property
     def _fresh(self) -> Row:
         row = self._store.lookup_run_by_id(self._row["run_id"])
@@ -404,7 +419,7 @@ class Run(ClientObject):
         add = _tag_list(tags_to_add, "tags_to_add")
         if not remove and not add:
             raise TaggingError("Must add or remove at least one tag")
-        self._store.update_run_tags(self._row["run_id"], add=add, remove=remove)
+        self._tag_list = self._store.update_run_tags(self._row["run_id"], add=add, remove=remove)
 
 
 def _tag_list(tags: Any, what: str) -> list[str]:
