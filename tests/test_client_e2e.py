@@ -201,3 +201,62 @@ def test_sql_views_over_real_runs(project):
     statuses = conn.execute("SELECT status FROM runs_view").fetchall()
     assert statuses == [("succeeded",), ("succeeded",)]
     conn.close()
+
+
+NESTED_FLOW = textwrap.dedent('''
+    from runstore import FlowSpec, step
+
+    class NestFlow(FlowSpec):
+        @step
+        def start(self):
+            self.xs = [1, 2]
+            self.next(self.outer, foreach="xs")
+
+        @step
+        def outer(self):
+            self.ys = ["a", "b", "c"]
+            self.next(self.inner, foreach="ys")
+
+        @step
+        def inner(self):
+            self.pair = (self.input, self.index)
+            self.next(self.inner_join)
+
+        @step
+        def inner_join(self, inputs):
+            self.pairs = [i.pair for i in inputs]
+            self.next(self.outer_join)
+
+        @step
+        def outer_join(self, inputs):
+            self.count = sum(len(i.pairs) for i in inputs)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    if __name__ == "__main__":
+        NestFlow()
+''')
+
+
+def test_parent_and_child_tasks_follow_foreach_paths(project):
+    (project / "nest.py").write_text(NESTED_FLOW)
+    result = flow_cli(project, "nest.py", "run")
+    assert result.returncode == 0, result.stderr
+    namespace(None)
+    run = Flow("NestFlow", store=Store(project / "runstore.db")).latest_run
+    assert run["outer_join"].task.data.count == 6
+    start = run["start"].task
+    assert sorted(t.index for t in start.child_tasks) == [0, 1]
+    outer = {t.index: t for t in run["outer"]}
+    inner_of_1 = outer[1].child_tasks
+    assert sorted(t.index for t in inner_of_1) == [0, 1, 2]
+    assert all(t.foreach_path.startswith("start:1,") for t in inner_of_1)
+    join_of_1 = [t for t in run["inner_join"] if t.foreach_path == "start:1"][0]
+    assert sorted(t.pathspec for t in join_of_1.parent_tasks) == sorted(t.pathspec for t in inner_of_1)
+    assert [t.pathspec for t in inner_of_1[0].child_tasks] == [join_of_1.pathspec]
+    assert len(run["outer_join"].task.parent_tasks) == 2
+    assert run["end"].task.parent_tasks == [run["outer_join"].task]
+    assert start.parent_tasks == [] and run["end"].task.child_tasks == []

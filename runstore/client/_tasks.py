@@ -310,6 +310,54 @@ class Task(ClientObject):
         """The run's code snapshot, or None."""
         return self.parent.parent.code
 
+    # ------------------------------------------------------------ graph neighbours
+
+    def _linked(self, parents: bool) -> list["Task"]:
+        # Tasks are linked along graph edges when their foreach paths agree: the same
+        # path, one frame more when entering a foreach (opened by the upstream step),
+        # or one frame less when a join closes it.
+        mine = _frames(self._row["foreach_path"])
+        step = self.parent
+        found: list[Task] = []
+        for other_step in (step.parent_steps if parents else step.child_steps):
+            upstream = other_step.id if parents else self._parts[2]
+            for task in other_step:
+                theirs = _frames(task._row["foreach_path"])
+                up, down = (theirs, mine) if parents else (mine, theirs)
+                if up == down or (down and down[:-1] == up and down[-1][0] == upstream) or \
+                        (up and up[:-1] == down):
+                    found.append(task)
+        return found
+
+    @property
+    def parent_tasks(self) -> list["Task"]:
+        """The tasks whose output this task consumed (its step's parents, matched by foreach path).
+
+        Example
+        -------
+        >>> # Task('ForeachFlow/3/join/20').parent_tasks -> every 'square' task of that foreach
+        """
+        return self._linked(parents=True)
+
+    @property
+    def child_tasks(self) -> list["Task"]:
+        """The tasks that consumed this task's output."""
+        return self._linked(parents=False)
+
+    @property
+    def parent_task_pathspecs(self) -> list[str]:
+        """Pathspecs of :attr:`parent_tasks`."""
+        return [t.pathspec for t in self.parent_tasks]
+
+    @property
+    def child_task_pathspecs(self) -> list[str]:
+        """Pathspecs of :attr:`child_tasks`."""
+        return [t.pathspec for t in self.child_tasks]
+
+
+def _frames(path: str | None) -> list[tuple[str, str]]:
+    return [tuple(part.rsplit(":", 1)) for part in path.split(",")] if path else []  # type: ignore[misc]
+
 
 # ---------------------------------------------------------------- artifacts
 
