@@ -167,7 +167,14 @@ class ClientObject:
 
         Example
         -------
-        >>> # Run('HelloFlow/3').is_in_namespace() -> True for your own runs
+        >>> from runstore import Store, Run, namespace
+        >>> store = Store(":memory:")
+        >>> _ = store.create_run("HelloFlow", user="anne")
+        >>> _ = namespace(None)
+        >>> run = Run("HelloFlow/1", store=store)
+        >>> _ = namespace("user:will")
+        >>> run.is_in_namespace()
+        False
         """
         ns = get_namespace()
         return ns is None or self._in_namespace(ns)
@@ -212,7 +219,16 @@ class ClientObject:
 
         Example
         -------
-        >>> # 'crazy_test' in Run('HelloFlow/3')['start'].task.tags -> True
+        >>> from runstore import Store, Task, namespace
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+        >>> task_id = store.create_task(run.run_id, "start")
+        >>> store.start_attempt(task_id, 0)
+        >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+        ...                      stdout="hi\\n", metadata={"user": "anne"})
+        >>> _ = namespace(None)
+        >>> "crazy_test" in Task(f"HelloFlow/1/start/{task_id}", store=store).tags
+        True
         """
         return frozenset(tag for tag, _ in self._tags())
 

@@ -162,7 +162,13 @@ class Flow(ClientObject):
 
         Example
         -------
-        >>> # list(Flow('HelloFlow').runs('crazy_test', 'gpu'))[0]
+        >>> from runstore import Store, Flow, namespace
+        >>> store = Store(":memory:")
+        >>> _ = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test", "gpu"])
+        >>> _ = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+        >>> _ = namespace("user:anne")
+        >>> list(Flow("HelloFlow", store=store).runs("crazy_test", "gpu"))
+        [Run('HelloFlow/1')]
         """
         return self._runs(tuple(validate_tag(t) for t in tags))
 
@@ -287,7 +293,16 @@ class Run(ClientObject):
 
         Example
         -------
-        >>> # Run('HelloFlow/3').status -> 'succeeded'
+        >>> from runstore import Store, Run, namespace
+        >>> store = Store(":memory:")
+        >>> record = store.create_run("HelloFlow", user="anne")
+        >>> _ = namespace(None)
+        >>> run = Run("HelloFlow/1", store=store)
+        >>> run.status, run.finished
+        ('running', False)
+        >>> store.finish_run(record.run_id, "succeeded")
+        >>> run.status, run.successful, run.finished
+        ('succeeded', True, True)
         """
         row = self._fresh
         return effective_status(row["status"], row["heartbeat_at"], row["created_at"],
@@ -381,7 +396,14 @@ class Run(ClientObject):
 
         Example
         -------
-        >>> # Run('HelloFlow/3').add_tag('best')
+        >>> from runstore import Store, Run, namespace
+        >>> store = Store(":memory:")
+        >>> _ = store.create_run("HelloFlow", user="anne")
+        >>> _ = namespace(None)
+        >>> run = Run("HelloFlow/1", store=store)
+        >>> run.add_tag("best")
+        >>> sorted(run.user_tags)
+        ['best']
         """
         self.replace_tags([], [tag] if isinstance(tag, (str, bytes)) else tag)
 
@@ -413,7 +435,14 @@ class Run(ClientObject):
 
         Example
         -------
-        >>> # run.replace_tags(['candidate'], ['best'])
+        >>> from runstore import Store, Run, namespace
+        >>> store = Store(":memory:")
+        >>> _ = store.create_run("HelloFlow", user="anne", user_tags=["candidate"])
+        >>> _ = namespace(None)
+        >>> run = Run("HelloFlow/1", store=store)
+        >>> run.replace_tags(["candidate"], ["best", "v2"])
+        >>> sorted(run.user_tags)
+        ['best', 'v2']
         """
         remove = _tag_list(tags_to_remove, "tags_to_remove")
         add = _tag_list(tags_to_add, "tags_to_add")

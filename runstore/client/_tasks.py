@@ -24,7 +24,17 @@ class Step(ClientObject):
 
     Example
     -------
-    >>> # Step('HelloFlow/3/start').task.data.x
+    >>> from runstore import Store, Step, namespace
+    >>> store = Store(":memory:")
+    >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+    >>> task_id = store.create_task(run.run_id, "start")
+    >>> store.start_attempt(task_id, 0)
+    >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+    ...                      stdout="hi\\n", metadata={"user": "anne"})
+    >>> _ = namespace(None)
+    >>> step = Step("HelloFlow/1/start", store=store)
+    >>> step.task.data.x, [t.id for t in step] == [str(task_id)]
+    (42, True)
     """
 
     _EXPECTS = "Step('FlowName/RunID/StepName')"
@@ -118,7 +128,17 @@ class Task(ClientObject):
 
     Example
     -------
-    >>> # task = Task('HelloFlow/3/start/12'); task.data.x, task.stdout, task.successful
+    >>> from runstore import Store, Task, namespace
+    >>> store = Store(":memory:")
+    >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+    >>> task_id = store.create_task(run.run_id, "start")
+    >>> store.start_attempt(task_id, 0)
+    >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+    ...                      stdout="hi\\n", metadata={"user": "anne"})
+    >>> _ = namespace(None)
+    >>> task = Task(f"HelloFlow/1/start/{task_id}", store=store)
+    >>> task.data.x, task.stdout, task.successful, task.metadata_dict["user"]
+    (42, 'hi\\n', True, 'anne')
     """
 
     _EXPECTS = "Task('FlowName/RunID/StepName/TaskID')"
@@ -259,7 +279,16 @@ class Task(ClientObject):
 
         Example
         -------
-        >>> # [m.name for m in task.metadata] -> ['user', 'runtime', 'python_version', …]
+        >>> from runstore import Store, Task, namespace
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+        >>> task_id = store.create_task(run.run_id, "start")
+        >>> store.start_attempt(task_id, 0)
+        >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+        ...                      stdout="hi\\n", metadata={"user": "anne"})
+        >>> _ = namespace(None)
+        >>> [(m.name, m.value, m.attempt) for m in Task(f"HelloFlow/1/start/{task_id}", store=store).metadata]
+        [('user', 'anne', 0)]
         """
         rows = self._store.list_metadata(self._row["task_id"], self._attempt)
         return [Metadata(r["name"], r["value"], _utc(r["created_at"]), r["type"], self.pathspec, r["attempt"])
@@ -367,7 +396,17 @@ class DataArtifact(ClientObject):
 
     Example
     -------
-    >>> # art = Task('HelloFlow/3/start/12')['x']; art.size, art.encoding, art.data
+    >>> from runstore import Store, DataArtifact, namespace
+    >>> store = Store(":memory:")
+    >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+    >>> task_id = store.create_task(run.run_id, "start")
+    >>> store.start_attempt(task_id, 0)
+    >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+    ...                      stdout="hi\\n", metadata={"user": "anne"})
+    >>> _ = namespace(None)
+    >>> art = DataArtifact(f"HelloFlow/1/start/{task_id}/x", store=store)
+    >>> art.data, art.encoding, art.type, len(art.sha)
+    (42, 'json', 'int', 64)
     """
 
     _EXPECTS = "DataArtifact('FlowName/RunID/StepName/TaskID/ArtifactName')"
