@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def _run_id(store: Store, flow: str) -> int:
-    found = store.find_run(flow)
+    found = store.run_ref(flow)
     assert found is not None
     return found[0]
 
@@ -93,7 +93,7 @@ def test_bad_parameter_stores_nothing(memory_store: Store) -> None:
         Runner(Linear, store=memory_store).run(alpha="not a number")
     with pytest.raises(ParameterError):
         Runner(Linear, store=memory_store).run(nope=1)
-    assert memory_store.find_run("Linear") is None
+    assert memory_store.run_ref("Linear") is None
 
 
 def test_branch_join_and_merge(store: Store) -> None:
