@@ -256,3 +256,18 @@ def test_merge_real_runs_and_read_them_with_the_client(tmp_path: Path):
     assert merged.successful and merged["start"].task.stdout == "started\n"
     assert merged.code is not None and "class CopyFlow" in merged.code.flowspec
     assert a.doctor().ok
+
+
+def test_merge_from_an_older_schema_leaves_that_file_untouched(tmp_path: Path, file_store: Store):
+    from test_migration import write_version_1
+
+    old = tmp_path / "old.db"
+    write_version_1(old)
+    before = old.read_bytes()
+    report = file_store.merge_from(old)
+    assert report.copied == [("OldFlow/7", "OldFlow/7")]
+    assert file_store.sql("SELECT v.pathspec, v.user, v.status, r.source_store FROM runs_view v"
+                          " JOIN runs r USING (run_id)").rows == [("OldFlow/7", "anne", "succeeded", "old-store-uuid")]
+    assert old.read_bytes() == before  # read from a private upgraded copy
+    assert not [p for p in tmp_path.iterdir() if "backup" in p.name]  # no upgrade backup next to it
+    assert file_store.merge_from(old).copied == []

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -29,6 +32,7 @@ from urllib.parse import quote
 from ..blobs import CODECS
 from ..errors import InvalidPathspec, NotFound, StoreError, StoreReadOnlyError
 from ..trust import trust_mac
+from ..schema import SCHEMA_VERSION
 from ..util import now
 from ._runs import effective_status
 
@@ -478,7 +482,7 @@ class AdminMixin:
                 raise StoreError(f"cannot merge {other_path} into itself")
             if not other_path.is_file():
                 raise StoreError(f"{other_path} does not exist")
-            source = Store(other_path, readonly=True)
+            source = _open_source(other_path)
         try:
             with source.read() as conn:
                 run_ids = [row[0] for row in conn.execute("SELECT run_id FROM runs ORDER BY run_id")]
@@ -599,6 +603,33 @@ class AdminMixin:
                     " in when runs end (copy with `runstore backup` meanwhile)")
         report.facts["untrusted_pickles"] = self.untrusted_count()
         return report
+
+
+def _open_source(path: Path) -> AdminMixin:
+    """Open another store to read from, without ever writing to it.
+
+    A file written by an older runstore is upgraded in a private temporary copy.
+    """
+    from . import Store
+
+    try:
+        raw = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            version = raw.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            raw.close()
+    except sqlite3.Error:
+        version = SCHEMA_VERSION  # let Store report what is wrong with the file
+    if 0 < version < SCHEMA_VERSION:
+        scratch = Path(tempfile.mkdtemp(prefix="runstore-merge-"))
+        target = scratch / path.name
+        shutil.copyfile(path, target)
+        if Path(f"{path}-wal").exists():
+            shutil.copyfile(f"{path}-wal", f"{target}-wal")
+        store = Store(target)
+        weakref.finalize(store, shutil.rmtree, scratch, True)
+        return store
+    return Store(path, readonly=True)
 
 
 class _Transfer:
