@@ -416,7 +416,8 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
     flows = [client.Flow(flow, store=store)] if flow else client.Runstore(store=store).flows
     found = [run for f in flows for run in itertools.islice(f.runs(*tags), limit)]
     found = sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
-    rows = [{"pathspec": r.pathspec, "status": r.status, "created_at": _when(r.created_at),
+    rows = [{"pathspec": r.pathspec, "flow": r.parent.id, "run_number": r.run_number, "uuid": r.uuid,
+             "status": r.status, "created_at": _when(r.created_at), "finished_at": _when(r.finished_at),
              "duration_s": None if _seconds(r) is None else round(_seconds(r), 3), "user": r.user,
              "tags": sorted(r.user_tags)} for r in found]
     if as_json:
