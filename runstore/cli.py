@@ -407,7 +407,7 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
         runstore runs --all --json
     """
     from . import client
-    from .namespace import default_namespace, namespace
+    from .namespace import default_namespace, get_namespace, namespace
 
     if ns is not None and all_namespaces:
         raise click.UsageError("use either --namespace or --all")
@@ -428,7 +428,9 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
                       _duration(r["duration_s"]), r["user"],
                       " ".join(r["tags"])] for r in rows])
     else:
-        click.echo("no runs", err=True)
+        current = get_namespace()
+        where = "" if current is None else f" in namespace {current} (--all shows every namespace)"
+        click.echo(f"no runs{where}", err=True)
 
 
 @cli.command()
