@@ -283,8 +283,9 @@ class AdminMixin:
 
         Steps, tasks, attempts, logs, artifacts rows, metadata and tags go with the
         run, in one transaction. Blobs stay until :meth:`gc` (another run may share
-        them). Run numbers are never reused: the flow's counter is kept. Returns the
-        deleted pathspecs.
+        them). Run numbers are never reused: the flow's counter is kept. A run that
+        is still going is refused (a crashed one can be deleted). Returns the deleted
+        pathspecs.
 
         Example
         -------
@@ -298,6 +299,14 @@ class AdminMixin:
         """
         with self.write() as conn:
             run_ids = self._resolve_runs(conn, pathspecs)
+            for batch in _batches(run_ids):
+                for flow, number, created, beat, host, pid in conn.execute(
+                    f"SELECT f.name, r.run_number, r.created_at, r.heartbeat_at, r.owner_host, r.owner_pid"
+                    f" FROM runs r JOIN flows f ON f.flow_id = r.flow_id WHERE r.status = 'running'"
+                    f" AND r.run_id IN ({_placeholders(len(batch))})", batch):
+                    if effective_status("running", beat, created, host, pid) == "running":
+                        raise StoreError(f"{flow}/{number} is still running (process {pid} on {host});"
+                                         " delete it when it has ended")
             deleted = []
             for batch in _batches(run_ids):
                 marks = _placeholders(len(batch))
