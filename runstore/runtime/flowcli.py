@@ -71,6 +71,36 @@ def _open_store(db: str | None) -> Any:
     return Store(db) if db else Store()
 
 
+def launch_options(func: Any) -> Any:
+    """The options ``run`` and ``resume`` share: --tag, --max-workers, --max-num-splits,
+    --namespace, --run-id-file."""
+    for option in reversed([
+        click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable)."),
+        click.option("--max-workers", type=click.IntRange(min=1), default=None,
+                     help="Tasks run at once [default: number of CPUs]."),
+        click.option("--max-num-splits", type=click.IntRange(min=1), default=100,
+                     help="Most children one foreach may create."),
+        click.option("--namespace", "user_namespace", default=None,
+                     help="Client namespace inside steps ('' = global)."),
+        click.option("--run-id-file", type=click.Path(dir_okay=False), default=None,
+                     help="Write the run number to this file when the run starts."),
+    ]):
+        func = option(func)
+    return func
+
+
+def run_id_writer(run_id_file: str | None) -> Any:
+    """The ``on_run_created`` callback of ``--run-id-file`` (None without the option)."""
+    if not run_id_file:
+        return None
+
+    def created(record: Any) -> None:
+        with open(run_id_file, "w") as fh:
+            fh.write(str(record.run_number))
+
+    return created
+
+
 def make_cli(flow_class: Any) -> click.Group:
     """Build the click group for ``flow_class`` (checks the graph first)."""
     graph = flow_class._graph()
@@ -87,15 +117,7 @@ def make_cli(flow_class: Any) -> click.Group:
         ctx.obj = {"db": db, "quiet": quiet}
 
     @cli.command(context_settings={"show_default": True})
-    @click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable).")
-    @click.option("--max-workers", type=click.IntRange(min=1), default=None,
-                  help="Tasks run at once [default: number of CPUs].")
-    @click.option("--max-num-splits", type=click.IntRange(min=1), default=100,
-                  help="Most children one foreach may create.")
-    @click.option("--namespace", "user_namespace", default=None,
-                  help="Client namespace inside steps ('' = global).")
-    @click.option("--run-id-file", type=click.Path(dir_okay=False), default=None,
-                  help="Write the run number to this file when the run starts.")
+    @launch_options
     @click.option("--clone", default=None, metavar="RUN",
                   help="Take the parameter values of run RUN (those given here win).")
     @click.pass_context
@@ -124,16 +146,10 @@ def make_cli(flow_class: Any) -> click.Group:
         except ParameterError as exc:
             raise click.UsageError(str(exc), ctx) from None
         store = store or _open_store(ctx.obj["db"])
-
-        def created(record: Any) -> None:
-            if run_id_file:
-                with open(run_id_file, "w") as fh:
-                    fh.write(str(record.run_number))
-
         outcome = execute(flow_class, store, values, tags=list(tags), max_workers=max_workers,
                           max_num_splits=max_num_splits, namespace=user_namespace,
                           namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
-                          on_run_created=created)
+                          on_run_created=run_id_writer(run_id_file))
         exit_with(ctx, store, outcome)
 
     for param in params:

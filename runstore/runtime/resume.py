@@ -339,19 +339,13 @@ class _WithoutInherited:
 def resume_command(flow_class: type[FlowSpec]) -> click.Command:
     """The ``resume`` command of a flow's command line."""
 
+    from .flowcli import launch_options
+
     @click.command(context_settings={"show_default": True})
     @click.argument("step", required=False)
     @click.option("--origin-run-id", default=None,
                   help="Run to resume [default: your latest 'run' of this flow, successful or not].")
-    @click.option("--tag", "tags", multiple=True, help="A user tag for the new run (repeatable).")
-    @click.option("--max-workers", type=click.IntRange(min=1), default=None,
-                  help="Tasks run at once [default: number of CPUs].")
-    @click.option("--max-num-splits", type=click.IntRange(min=1), default=100,
-                  help="Most children one foreach may create.")
-    @click.option("--namespace", "user_namespace", default=None,
-                  help="Client namespace inside steps ('' = global).")
-    @click.option("--run-id-file", type=click.Path(dir_okay=False), default=None,
-                  help="Write the new run number to this file when the run starts.")
+    @launch_options
     @click.pass_context
     def command(ctx: click.Context, step: str | None, origin_run_id: str | None, tags: tuple[str, ...],
                 max_workers: int | None, max_num_splits: int, user_namespace: str | None,
@@ -367,19 +361,13 @@ def resume_command(flow_class: type[FlowSpec]) -> click.Command:
             python flow.py resume
             python flow.py resume train --origin-run-id 3
         """
-        from .flowcli import _open_store, exit_with
+        from .flowcli import _open_store, exit_with, run_id_writer
 
         store = _open_store(ctx.obj["db"])
-
-        def created(record: Any) -> None:
-            if run_id_file:
-                with open(run_id_file, "w") as fh:
-                    fh.write(str(record.run_number))
-
         outcome = resume(flow_class, store, step=step, origin_run_id=origin_run_id, tags=list(tags),
                          max_workers=max_workers, max_num_splits=max_num_splits, namespace=user_namespace,
                          namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
-                         on_run_created=created)
+                         on_run_created=run_id_writer(run_id_file))
         exit_with(ctx, store, outcome)
 
     command.name = "resume"

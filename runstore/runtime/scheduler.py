@@ -164,7 +164,8 @@ class Scheduler:
 
         ``trigger`` runs the deployed flow file with ``RUNSTORE_INVOCATION=trigger``.
         """
-        invocation = "trigger" if os.environ.get("RUNSTORE_INVOCATION") == "trigger" else "run"
+        # popped: a flow launched from inside a step is a plain run again
+        invocation = "trigger" if os.environ.pop("RUNSTORE_INVOCATION", None) == "trigger" else "run"
         return self.store.create_run(
             name, user=self.username, namespace=self.identity, system_tags=tags, user_tags=self.tags,
             invocation=invocation, code_id=code_id, end_step="end",
