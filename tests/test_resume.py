@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runstore import NotFound, ResumeError, Run, Runner, Store, namespace
+from runstore import NotFound, ResumeError, Run, Runner, Store, get_version, namespace
 
 FLOWS = Path(__file__).parent / "flows"
 RESUME_FLOW = FLOWS / "resume_flow.py"
@@ -73,6 +73,8 @@ def test_failed_middle_step_resumed_twice_then_start(tmp_path: Path) -> None:
     assert middle.origin_pathspec is None and middle.stdout == "middle origin=1\n"
     assert middle.metadata_dict["origin-run-id"] == "1" and "origin-task-id" not in middle.metadata_dict
     assert third.data.alpha == 3
+    assert f"runstore_version:{get_version()}" in third.system_tags
+    assert start2.metadata_dict["runstore_version"] == get_version()
 
     # resume start: everything runs again (only the parameters are taken over)
     everything = flow(RESUME_FLOW, db, "resume", "start", "--origin-run-id", "3")
@@ -222,3 +224,14 @@ def test_run_clone_keeps_the_other_parameters(tmp_path: Path) -> None:
     # from Python too
     again = Runner(RESUME_FLOW, store=store).run(clone=2, alpha=1)
     assert (again.data.alpha, again.data.label, again.data.learning_rate) == (1, "orig", 0.1)
+
+
+def test_nested_foreach_clones_by_full_foreach_path(memory_store: Store) -> None:
+    runner = Runner(FLOWS / "nested_flow.py", store=memory_store)
+    first = runner.run()
+    resumed = runner.resume("inner_join")
+    assert resumed.data.grid == first.data.grid == [["a1", "a2", "a3"], ["b1", "b2", "b3"]]
+    origin = {t.foreach_path: t.pathspec for t in first["per_number"]}
+    cells = {t.foreach_path: t.origin_pathspec for t in resumed["per_number"]}
+    assert cells == origin and len(cells) == 6  # start:1,per_letter:2 -> the same path in the origin
+    assert all(t.origin_pathspec is None for t in resumed["inner_join"])
