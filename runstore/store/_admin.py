@@ -291,7 +291,8 @@ class AdminMixin:
         -------
         >>> from runstore import Store
         >>> store = Store(":memory:")
-        >>> _ = [store.create_run("F", user="anne") for _ in range(3)]
+        >>> for _ in range(3):
+        ...     store.finish_run(store.create_run("F", user="anne").run_id, "succeeded")
         >>> store.delete_runs(["F/2"])
         ['F/2']
         >>> [r[0] for r in store.sql("SELECT run_number FROM runs").rows]
