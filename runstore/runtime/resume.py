@@ -150,7 +150,13 @@ def plan_resume(store: Any, flow_class: type[FlowSpec], step: str | None = None,
         if origin is None:
             raise NotFound(f"Resume could not find run {name}/{number} in {store.where}")
     rerun = downstream(graph, step) if step is not None else set()
-    return ResumePlan(name, origin, store.origin_tasks(origin["run_id"]), rerun)
+    plan = ResumePlan(name, origin, store.origin_tasks(origin["run_id"]), rerun)
+    if plan.parameters_task is None:
+        required = [p.option for p in flow_class._parameters() if p.required]
+        if required:
+            raise ResumeError(f"{plan.origin_pathspec} stored no parameters (it died first) and "
+                              f"{', '.join(required)} has no default: start a new run instead")
+    return plan
 
 
 class ResumeScheduler(Scheduler):

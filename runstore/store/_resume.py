@@ -44,9 +44,9 @@ class ResumeMixin:
         >>> store.origin_run("F", user="anne")["run_number"], store.origin_run("F", user="will")
         (1, None)
         """
-        sql = (f"SELECT r.run_id, f.name, r.run_number, r.user_name, r.namespace, r.status, r.invocation,"
-               f" r.heartbeat_at, r.created_at, r.owner_host, r.owner_pid"
-               f" FROM runs r JOIN flows f ON f.flow_id = r.flow_id WHERE f.name = ?")
+        sql = ("SELECT r.run_id, f.name, r.run_number, r.user_name, r.namespace, r.status, r.invocation,"
+               " r.heartbeat_at, r.created_at, r.owner_host, r.owner_pid"
+               " FROM runs r JOIN flows f ON f.flow_id = r.flow_id WHERE f.name = ?")
         with self.read() as conn:
             if run_number is not None:
                 row = conn.execute(sql + " AND r.run_number = ?", (flow, run_number)).fetchone()
