@@ -61,7 +61,7 @@ def deploy_command(flow_class: type) -> click.Command:
     def deploy(ctx: click.Context, authorize: str | None, generate_new_token: bool) -> None:
         """Make this code the flow's production deployment.
 
-        Production runs (``trigger``) land in their own namespace,
+        Production runs ('trigger') land in their own namespace,
         production:<Flow>-<generation>-<id>. Deploying over someone else's
         deployment needs their production token once (--authorize TOKEN).
 
@@ -146,8 +146,8 @@ def trigger_command(flow_class: type) -> click.Command:
     def trigger(ctx: click.Context) -> None:
         """Run the deployed code in the production namespace.
 
-        Everything after ``trigger`` (parameters, --tag, --max-workers) goes to the
-        deployed flow's ``run`` command. The run carries the production namespace
+        Everything after 'trigger' (parameters, --tag, --max-workers) goes to the
+        deployed flow's 'run' command. The run carries the production namespace
         tag and no user tag; inside it current.is_production is True.
 
         \b
