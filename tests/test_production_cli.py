@@ -58,8 +58,6 @@ def test_deploy_authorize_trigger_and_new_token(tmp_path: Path) -> None:
     authorized = cli(script, db, will, "deploy", "--authorize", token)
     assert authorized.returncode == 0, authorized.stderr
     assert namespace0 in authorized.stdout
-    # One Store object per file in this process: a second Store(db) would re-read the
-    # file header while the first holds SQLite's locks (see the report to the lead).
     store = Store(db)
     saved = Path(will["RUNSTORE_HOME"]) / token_path(store.uuid, "ResumeFlow").relative_to(
         Path(os.environ["RUNSTORE_HOME"]))
