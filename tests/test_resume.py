@@ -201,6 +201,7 @@ def test_resume_of_a_killed_run(tmp_path: Path) -> None:
     assert crashed.status == "crashed"
     done = flow(RESUME_FLOW, db, "resume")
     assert done.returncode == 0, done.stderr
+    assert "Resuming ResumeFlow/1 (by tester, crashed)." in done.stderr
     resumed = run_of(store, "ResumeFlow/2")
     assert resumed.successful and resumed.origin_pathspec == "ResumeFlow/1"
     assert resumed["start"].task.origin_pathspec == crashed["start"].task.pathspec

@@ -169,9 +169,12 @@ class ResumeScheduler(Scheduler):
         self._stacks: dict[str, dict[int, list[dict[str, Any]]]] = {}
 
     def _create_run(self, name: str, tags: list[str], code_id: int | None) -> Any:
-        plan = self.plan
-        self.say(f"Resuming {plan.origin_pathspec} (by {plan.origin['user_name'] or 'unknown'}, "
-                 f"{plan.origin['status']}).")
+        from ..store import effective_status
+
+        plan, origin = self.plan, self.plan.origin
+        status = effective_status(origin["status"], origin["heartbeat_at"], origin["created_at"],
+                                  origin["owner_host"], origin["owner_pid"])
+        self.say(f"Resuming {plan.origin_pathspec} (by {origin['user_name'] or 'unknown'}, {status}).")
         return self.store.create_run(
             name, user=self.username, namespace=self.identity, system_tags=tags, user_tags=self.tags,
             invocation="resume", origin_run_id=plan.origin["run_id"], origin_pathspec=plan.origin_pathspec,
