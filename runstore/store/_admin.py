@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import sqlite3
+import sys
 import tempfile
 import weakref
 from dataclasses import dataclass, field
@@ -180,6 +181,16 @@ def _sql_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | N
     return sqlite3.SQLITE_DENY
 
 
+def _allow_all(*_: object) -> int:
+    return sqlite3.SQLITE_OK
+
+
+def _clear_authorizer(conn: sqlite3.Connection) -> None:
+    # Python 3.10 cannot remove an authorizer (None became "remove" in 3.11; before, it
+    # makes every later statement "not authorized"), so install one that allows all.
+    conn.set_authorizer(None if sys.version_info >= (3, 11) else _allow_all)
+
+
 class AdminMixin:
     """Maintenance and sharing operations of a store. Mixed into ``Store``."""
 
@@ -241,7 +252,7 @@ class AdminMixin:
                 rows = cursor.fetchall()
                 columns = [d[0] for d in cursor.description or ()]
             finally:
-                conn.set_authorizer(None)
+                _clear_authorizer(conn)
                 if restore:
                     conn.execute("PRAGMA query_only = OFF")
         except (sqlite3.Error, sqlite3.Warning) as exc:
