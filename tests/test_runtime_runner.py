@@ -240,3 +240,83 @@ def test_concurrent_inline_contexts_do_not_mix() -> None:
     assert captures["a"] == "".join(f"a-{i}\n" for i in range(50))
     assert captures["b"] == "".join(f"b-{i}\n" for i in range(50))
     assert isinstance(sys.stdout.write("ok\n"), int)
+
+
+def test_parameter_kinds_and_include_file(memory_store: Store, tmp_path: Path) -> None:
+    from runstore import IncludeFile, JSONType
+
+    (tmp_path / "notes.txt").write_text("hello notes")
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01")
+    seen: dict[str, Any] = {}
+
+    class Kinds(FlowSpec):
+        req = Parameter("req", type=int, required=True)
+        items = Parameter("items", default="a,b", separator=",")
+        flag = Parameter("flag", default=False)
+        cfg = Parameter("cfg", type=JSONType, default='{"k": 1}')
+        notes = IncludeFile("notes", default=str(tmp_path / "notes.txt"))
+        raw = IncludeFile("raw", default=str(tmp_path / "blob.bin"), is_text=False)
+
+        @step
+        def start(self):
+            try:
+                self.req = 5
+            except AttributeError as exc:
+                seen["readonly"] = str(exc)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            seen.update(req=self.req, items=self.items, flag=self.flag, cfg=self.cfg, notes=self.notes,
+                        raw=self.raw, names=current.parameter_names)
+
+    with pytest.raises(ParameterError, match="Missing option '--req'"):
+        Runner(Kinds, store=memory_store).run()
+    assert memory_store.find_run("Kinds") is None
+    Runner(Kinds, store=memory_store).run(req="7", flag="true")
+    assert seen["req"] == 7 and seen["items"] == ["a", "b"] and seen["flag"] is True
+    assert seen["cfg"] == {"k": 1} and seen["notes"] == "hello notes" and seen["raw"] == b"\x00\x01"
+    assert "not modifiable" in seen["readonly"]
+    assert seen["names"] == ["cfg", "flag", "items", "notes", "raw", "req"]
+    with pytest.raises(ParameterError, match="cannot read"):
+        Runner(Kinds, store=memory_store).run(req=1, notes=str(tmp_path / "missing.txt"))
+
+
+def test_reserved_and_duplicate_parameter_names() -> None:
+    from runstore.errors import FlowDefinitionError
+
+    with pytest.raises(FlowDefinitionError, match="reserved"):
+        Parameter("max-workers")
+
+    class Dup(FlowSpec):
+        a = Parameter("lr")
+        b = Parameter("LR")
+
+        @step
+        def start(self):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    with pytest.raises(FlowDefinitionError, match="specified twice"):
+        Dup._parameters()
+
+
+def test_transition_mismatch_fails_the_task(memory_store: Store) -> None:
+    class Liar(FlowSpec):
+        @step
+        def start(self):
+            if True:
+                pass
+            self.next(self.end)
+
+        @step
+        def end(self):
+            self.next(self.end)  # noqa - the end step must not call next
+
+    from runstore.errors import FlowDefinitionError
+
+    with pytest.raises(FlowDefinitionError, match="end step must not call"):
+        Liar._graph()
