@@ -32,10 +32,13 @@ from .errors import (
     UnknownUser,
     UntrustedArtifact,
 )
+from .client import DataArtifact, Flow, Run, Runstore, Step, Task
 from .current import current
 from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, step
+from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
+from .frames import to_dataframe
 from .store import Store
-
+from .version import get_version, read_info_file
 
 
 def __getattr__(name: str) -> object:
@@ -50,6 +53,19 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "__version__",
     "Store",
+    # client
+    "Runstore",
+    "Flow",
+    "Run",
+    "Step",
+    "Task",
+    "DataArtifact",
+    "namespace",
+    "get_namespace",
+    "default_namespace",
+    "get_metadata",
+    "use_store",
+    # flows
     "FlowSpec",
     "step",
     "Parameter",
@@ -59,6 +75,9 @@ __all__ = [
     "catch",
     "current",
     "Runner",
+    "get_version",
+    "read_info_file",
+    "to_dataframe",
     # errors
     "RunstoreError",
     "StoreError",

@@ -97,7 +97,8 @@ class ChunkSink(io.RawIOBase):
     -------
     >>> seen = []
     >>> sink = ChunkSink(lambda key, data: seen.append(len(data)), chunk_size=4)
-    >>> _ = sink.write(b"abcdefghij")
+    >>> sink.write(b"abcdefghij")
+    10
     >>> blob = sink.close()
     >>> seen, blob.size
     ([4, 4, 2], 10)
@@ -179,14 +180,33 @@ class Codec:
         raise NotImplementedError
 
 
+#: Deeper nesting goes to pickle: ``json`` recurses and would hit the recursion limit.
+_JSON_MAX_DEPTH = 400
+
+
+def _utf8_ok(text: str) -> bool:
+    """False for strings with lone surrogates, which UTF-8 JSON cannot carry."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_plain_json(value: Any) -> bool:
     """True when ``value`` survives a JSON round trip unchanged (types included)."""
-    stack = [value]
+    stack = [(value, 0)]
     seen: set[int] = set()
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         kind = type(item)
-        if item is None or kind is bool or kind is str:
+        if item is None or kind is bool:
+            continue
+        if kind is str:
+            if not _utf8_ok(item):
+                return False
             continue
         if kind is int:
             if not _INT64_MIN <= item <= _INT64_MAX:
@@ -197,16 +217,17 @@ def _is_plain_json(value: Any) -> bool:
                 return False
             continue
         if kind is list or kind is dict:
-            if id(item) in seen:  # shared or cyclic: JSON would lose the identity
+            if id(item) in seen or depth >= _JSON_MAX_DEPTH:  # shared/cyclic: JSON loses identity
                 return False
             seen.add(id(item))
+            depth += 1
             if kind is dict:
                 for key in item:
-                    if type(key) is not str:
+                    if type(key) is not str or not _utf8_ok(key):
                         return False
-                stack.extend(item.values())
+                stack.extend((child, depth) for child in item.values())
             else:
-                stack.extend(item)
+                stack.extend((child, depth) for child in item)
             continue
         return False
     return True
@@ -290,9 +311,16 @@ class NpyCodec(Codec):
 
     def accepts(self, value: Any) -> bool:
         np = sys.modules.get("numpy")
-        if np is None or type(value) is not np.ndarray:
+        if np is None or type(value) is not np.ndarray or value.dtype.hasobject:
             return False
-        return not value.dtype.hasobject
+        if value.dtype.names is not None:  # .npy 1.0/2.0 headers are latin-1
+            from numpy.lib import format as npformat
+
+            try:
+                repr(npformat.dtype_to_descr(value.dtype)).encode("latin-1")
+            except UnicodeEncodeError:
+                return False
+        return True
 
     def encode(self, value: Any, sink: IO[bytes] | ChunkSink) -> None:
         import numpy as np
@@ -323,8 +351,10 @@ class NpyCodec(Codec):
         version = npformat.read_magic(stream)
         if version == (1, 0):
             shape, fortran, dtype = npformat.read_array_header_1_0(stream)
-        else:
+        elif version == (2, 0):
             shape, fortran, dtype = npformat.read_array_header_2_0(stream)
+        else:
+            raise CodecError(f".npy format version {version} is not supported")
         if dtype.hasobject:
             raise CodecError("refusing an object-dtype .npy payload")
         array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")

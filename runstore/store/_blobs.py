@@ -9,6 +9,7 @@ with the artifact rows that reference them, so a reader never sees half a value.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
 from dataclasses import dataclass, field
@@ -33,7 +34,13 @@ from ..util import now
 __all__ = ["StoredValue", "PreparedValue", "BlobsMixin"]
 
 #: Encoded chunks held in memory before they are flushed in their own transaction.
-_PENDING_LIMIT = 2 * CHUNK_SIZE
+_PENDING_LIMIT = CHUNK_SIZE
+
+#: Chunks at least this large are written and read with incremental blob I/O.
+_BLOB_IO_MIN = 1 << 20
+
+#: Piece size for incremental blob reads and writes.
+_IO_PIECE = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -92,36 +99,65 @@ class _ChunkCollector:
 
 
 class _BlobReader(io.RawIOBase):
-    """A read-only file over a blob's chunks, fetching one chunk at a time."""
+    """A read-only file over a blob's chunks.
+
+    Uncompressed chunks are read piece by piece with incremental blob I/O, straight
+    into the caller's buffer (a numpy array being filled); compressed ones are
+    fetched and decompressed one chunk at a time. A blob handle is never left open
+    between calls, so an abandoned reader holds no read transaction.
+    """
 
     def __init__(self, store: "BlobsMixin", parts: list[tuple[int, str, int]]) -> None:
         super().__init__()
         self._store = store
         self._parts = parts
-        self._index = 0
-        self._chunk: memoryview | None = None
-        self._pos = 0
+        self._index = 0  # current part
+        self._offset = 0  # position inside the current part
+        self._chunk: memoryview | None = None  # decompressed current part, when compressed
 
     def readable(self) -> bool:
         return True
 
+    def _missing(self) -> StoreError:
+        return StoreError(f"{self._store.where}: a chunk of a stored value is missing; run `runstore doctor`")
+
     def readinto(self, target: Any) -> int:  # type: ignore[override]
         view = memoryview(target).cast("B")
-        while self._chunk is None or self._pos >= len(self._chunk):
-            if self._index >= len(self._parts):
-                return 0
-            chunk_id, compression, raw_size = self._parts[self._index]
-            self._index += 1
-            self._chunk = None
+        while self._index < len(self._parts) and self._offset >= self._parts[self._index][2]:
+            self._index, self._offset, self._chunk = self._index + 1, 0, None
+        if self._index >= len(self._parts) or not len(view):
+            return 0
+        chunk_id, compression, raw_size = self._parts[self._index]
+        n = min(len(view), raw_size - self._offset)
+        if compression == "none" and raw_size >= _BLOB_IO_MIN:
+            n = min(n, _IO_PIECE)
+            with self._store.read() as conn:
+                if not hasattr(conn, "blobopen"):
+                    return self._readinto_chunk(view, n, chunk_id, compression, raw_size)
+                try:
+                    with conn.blobopen("blob_chunks", "data", chunk_id, readonly=True) as handle:
+                        handle.seek(self._offset)
+                        piece = handle.read(n)
+                except sqlite3.OperationalError as exc:
+                    if "no such rowid" in str(exc):
+                        raise self._missing() from exc
+                    raise
+            view[: len(piece)] = piece
+            n = len(piece)
+        else:
+            return self._readinto_chunk(view, n, chunk_id, compression, raw_size)
+        self._offset += n
+        return n
+
+    def _readinto_chunk(self, view: memoryview, n: int, chunk_id: int, compression: str, raw_size: int) -> int:
+        if self._chunk is None:
             with self._store.read() as conn:
                 row = conn.execute("SELECT data FROM blob_chunks WHERE chunk_id = ?", (chunk_id,)).fetchone()
             if row is None:
-                raise StoreError(f"{self._store.where}: a chunk of a stored value is missing; run `runstore doctor`")
+                raise self._missing()
             self._chunk = memoryview(decompress_chunk(compression, row[0], raw_size))
-            self._pos = 0
-        n = min(len(view), len(self._chunk) - self._pos)
-        view[:n] = self._chunk[self._pos : self._pos + n]
-        self._pos += n
+        view[:n] = self._chunk[self._offset : self._offset + n]
+        self._offset += n
         return n
 
 
@@ -143,14 +179,39 @@ class BlobsMixin:
         self, conn: sqlite3.Connection, pending: Iterable[tuple[str, str, int, Any]], touched: Iterable[str]
     ) -> None:
         stamp = now()
+        small = []
+        for key, compression, raw, data in pending:
+            if len(data) < _BLOB_IO_MIN or not hasattr(conn, "blobopen"):
+                small.append((key, compression, raw, stamp, data))
+                continue
+            # Large chunk: reserve the row with zeroblob() and stream the bytes in with
+            # incremental blob I/O, so SQLite never holds its own 16 MiB copies of the
+            # chunk (binding a parameter would copy it, building the record again).
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data) "
+                "VALUES (?, ?, ?, ?, zeroblob(?))",
+                (key, compression, raw, stamp, len(data)),
+            )
+            if cursor.rowcount:
+                with conn.blobopen("blob_chunks", "data", cursor.lastrowid) as handle:
+                    view = memoryview(data).cast("B")
+                    for pos in range(0, len(view), _IO_PIECE):
+                        handle.write(view[pos : pos + _IO_PIECE])
         conn.executemany(
             "INSERT OR IGNORE INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data) "
             "VALUES (?, ?, ?, ?, ?)",
-            [(key, compression, raw, stamp, data) for key, compression, raw, data in pending],
+            small,
         )
-        conn.executemany(
-            "UPDATE blob_chunks SET touched_at = ? WHERE chunk_key = ?", [(stamp, key) for key in touched]
-        )
+        # Chunks found already stored are not rewritten, nor even "touched": an UPDATE
+        # of a 16 MiB row makes SQLite read and re-check the whole row. touched_at is
+        # the insert time (gc's grace period for chunks whose blob is not committed
+        # yet). A chunk found at prepare time must still be there at commit time.
+        for key in touched:
+            if conn.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (key,)).fetchone() is None:
+                raise StoreError(
+                    f"{self.where}: a stored chunk disappeared while a value was being saved "
+                    "(a concurrent gc?); save the value again"
+                )
 
     def prepare_value(self, value: Any) -> PreparedValue:
         """Encode ``value`` and write its large chunks; the blob is not visible yet.
@@ -227,14 +288,18 @@ class BlobsMixin:
 
     def _blob_parts(self, blob_key: str) -> tuple[int, list[tuple[int, str, int]]]:
         with self.read() as conn:
-            row = conn.execute("SELECT size FROM blobs WHERE blob_key = ?", (blob_key,)).fetchone()
+            row = conn.execute("SELECT size, n_chunks FROM blobs WHERE blob_key = ?", (blob_key,)).fetchone()
             if row is None:
                 raise NotFound(f"no stored value with key {blob_key[:16]}… in {self.where}")
             parts = conn.execute(
                 "SELECT c.chunk_id, c.compression, c.raw_size FROM blob_parts p "
-                "JOIN blob_chunks c ON c.chunk_key = p.chunk_key WHERE p.blob_key = ? ORDER BY p.seq",
+                "LEFT JOIN blob_chunks c ON c.chunk_key = p.chunk_key WHERE p.blob_key = ? ORDER BY p.seq",
                 (blob_key,),
             ).fetchall()
+        if len(parts) != row[1] or any(part[0] is None for part in parts) or sum(p[2] for p in parts) != row[0]:
+            raise StoreError(
+                f"{self.where}: chunks of stored value {blob_key[:16]}… are missing; run `runstore doctor`"
+            )
         return row[0], parts
 
     def open_blob(self, blob_key: str) -> io.BufferedReader:
@@ -267,6 +332,22 @@ class BlobsMixin:
             ).fetchone()
         return row is not None
 
+    def _verify_content(self, blob_key: str, parts: list[tuple[int, str, int]]) -> None:
+        # Trust is a MAC of the blob *key*; a file's author could keep a trusted key
+        # (and its MAC row, copied from a store the reader shared) but swap the
+        # content. So a pickle is unpickled only after its bytes hash to its key.
+        # Pinned by tests/test_trust.py::test_swapped_content_under_a_trusted_key_is_refused.
+        digest = hashlib.sha256()
+        reader = _BlobReader(self, parts)
+        buffer = bytearray(1 << 20)
+        while n := reader.readinto(buffer):
+            digest.update(memoryview(buffer)[:n])
+        if digest.hexdigest() != blob_key:
+            raise UntrustedArtifact(
+                f"a pickled value in {self.where} does not match its recorded hash: the file was "
+                f"altered after it was written; refusing to load it"
+            )
+
     def load_value(self, blob_key: str, encoding: str) -> Any:
         """Decode a stored value. Pickles load only when :meth:`is_trusted`.
 
@@ -290,6 +371,8 @@ class BlobsMixin:
                 f"their code. If you trust this file, run: runstore trust {self.where}"
             )
         size, parts = self._blob_parts(blob_key)
+        if not codec.safe:
+            self._verify_content(blob_key, parts)
         stream = io.BufferedReader(_BlobReader(self, parts), buffer_size=1 << 20)
         try:
             return codec.decode(stream, size)

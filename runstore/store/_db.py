@@ -36,6 +36,14 @@ __all__ = ["Database", "PRAGMAS", "BUSY_TIMEOUT", "translate_error"]
 #: Seconds a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT = 60.0
 
+#: Page size of new files. SQLite's default: small transactions (a task's rows) stay
+#: cheap and the file grows in 4 KiB steps. Larger pages make 100 MiB values save
+#: ~2x faster but double per-task write cost (see benchmarks/results/bench_blobs.txt).
+PAGE_SIZE = 4096
+
+#: Longest wait (seconds) of the end-of-run checkpoint for other connections.
+CHECKPOINT_WAIT = 2.0
+
 #: Applied to every connection, in this order (journal_mode only when writable).
 PRAGMAS: tuple[tuple[str, str], ...] = (
     ("busy_timeout", str(int(BUSY_TIMEOUT * 1000))),
@@ -46,9 +54,14 @@ PRAGMAS: tuple[tuple[str, str], ...] = (
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
+# Connections inherited from a parent process across fork: kept alive, never used.
+_INHERITED: list[sqlite3.Connection] = []
 
-def translate_error(exc: BaseException, where: str) -> RunstoreError:
+
+def translate_error(exc: BaseException, where: str, busy_timeout: float = BUSY_TIMEOUT) -> RunstoreError:
     """Turn a ``sqlite3`` (or OS) error into the runstore error a user can act on.
+
+    The message is always one line and names the file.
 
     Example
     -------
@@ -58,14 +71,23 @@ def translate_error(exc: BaseException, where: str) -> RunstoreError:
     """
     if isinstance(exc, RunstoreError):
         return exc
-    text = str(exc)
+    text = " ".join(str(exc).split())
     low = text.lower()
     if "locked" in low or "busy" in low:
         return StoreBusyError(
-            f"{where}: another process held the write lock for more than {BUSY_TIMEOUT:.0f} s"
+            f"{where}: another process held the write lock for more than {busy_timeout:g} s; "
+            "try again when it has finished"
         )
     if "readonly" in low or "read-only" in low or "permission denied" in low:
-        return StoreReadOnlyError(f"{where} is read-only: {text}")
+        return StoreReadOnlyError(f"{where} is read-only ({text}); open it with readonly=True to read it")
+    if "unable to open" in low:
+        parent = Path(where).parent
+        if where != ":memory:" and parent.is_dir() and not os.access(parent, os.W_OK):
+            return StoreReadOnlyError(
+                f"{where}: its directory is not writable, so SQLite cannot create its -wal/-shm files; "
+                "open it with readonly=True or copy it somewhere writable"
+            )
+        return StoreError(f"{where}: SQLite cannot open the file ({text})")
     if "full" in low or "too big" in low or "file too large" in low:
         return StoreFullError(f"{where}: the disk is full ({text}); nothing was half written")
     if "not a database" in low or "malformed" in low or "corrupt" in low:
@@ -97,21 +119,32 @@ class Database:
         Open with ``mode=ro``: reads work, any write raises ``StoreReadOnlyError``.
     create : bool
         Create the file when it does not exist (otherwise ``StoreError``).
+    busy_timeout : float
+        Seconds a write waits for another process's write lock before
+        ``StoreBusyError`` (default :data:`BUSY_TIMEOUT`).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, create: bool = True,
+                 busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.in_memory = str(path) == ":memory:"
         self.readonly = readonly
+        self.busy_timeout = float(busy_timeout)
         self.path: Path | None = None if self.in_memory else Path(path).expanduser().resolve()
         self._local = threading.local()
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._connections: list[sqlite3.Connection] = []
+        self._memory_conn: sqlite3.Connection | None = None
         self._uuid: str | None = None
         self._closed = False
-        if self.path is not None:
-            self._check_file(create)
-        self._ensure_schema()
+        self._verified = False
+        if self.path is not None and self._check_file(create):
+            self._create_file()
+        try:
+            self._ensure_schema()
+        except BaseException:
+            self.close()  # leave no connection (and no -wal/-shm) behind a refused file
+            raise
 
     # ------------------------------------------------------------ identity
 
@@ -138,28 +171,38 @@ class Database:
 
     # ------------------------------------------------------------ opening
 
-    def _check_file(self, create: bool) -> None:
+    def _check_file(self, create: bool) -> bool:
+        """Refuse what is not a usable store file; True when the file must be created."""
         assert self.path is not None
         path = self.path
-        if path.is_dir():
-            raise StoreError(f"{path} is a directory, not a runstore database file")
-        if not path.exists():
-            if self.readonly or not create:
-                raise StoreError(f"{path} does not exist")
-            if not os.access(path.parent, os.W_OK):
-                raise StoreReadOnlyError(f"cannot create {path}: directory {path.parent} is not writable")
-            return
-        if not os.access(path, os.R_OK):
-            raise StoreReadOnlyError(f"cannot read {path}: permission denied")
-        if not self.readonly and not os.access(path, os.W_OK):
-            raise StoreReadOnlyError(
-                f"{path} is not writable; open it read-only (Store(path, readonly=True)) to read it"
-            )
-        size = path.stat().st_size
+        try:
+            if path.is_dir():
+                raise StoreError(f"{path} is a directory, not a runstore database file")
+            if not path.exists():
+                if self.readonly or not create:
+                    raise StoreError(f"{path} does not exist")
+                if not path.parent.is_dir():
+                    raise StoreError(f"cannot create {path}: directory {path.parent} does not exist")
+                if not os.access(path.parent, os.W_OK):
+                    raise StoreReadOnlyError(f"cannot create {path}: directory {path.parent} is not writable")
+                return True
+            if not os.access(path, os.R_OK):
+                raise StoreReadOnlyError(f"cannot read {path}: permission denied")
+            if not self.readonly and not os.access(path, os.W_OK):
+                raise StoreReadOnlyError(
+                    f"{path} is not writable; open it read-only (Store(path, readonly=True)) to read it"
+                )
+            size = path.stat().st_size
+            with open(path, "rb") as fh:
+                header = fh.read(100)
+        except RunstoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
         if size == 0:
-            return  # SQLite treats an empty file as an empty database
-        with open(path, "rb") as fh:
-            header = fh.read(100)
+            # runstore never leaves an empty file behind (see _create_file), so this one
+            # is someone else's: refuse rather than silently turning it into a store.
+            raise NotAStoreError(f"{path} is an empty file, not a runstore database; remove it to start a new store")
         if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
             raise NotAStoreError(f"{path} is not a runstore database (not a SQLite file)")
         page_size = int.from_bytes(header[16:18], "big")
@@ -171,39 +214,109 @@ class Database:
             raise NotAStoreError(
                 f"{path} is truncated: {size} bytes, but its header promises {pages * page_size}"
             )
+        return False
+
+    def _create_file(self) -> None:
+        """Create a complete, migrated store file atomically.
+
+        The schema is written to a private temporary file which is then hard-linked
+        to the final name; ``link`` fails if the name exists, so when two processes
+        create the same store at once the first one wins and the other simply opens
+        its file. Nobody ever sees a half-initialised store (or an empty file).
+        """
+        assert self.path is not None
+        path = self.path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuidlib.uuid4().hex[:8]}.new")
+        try:
+            try:
+                conn = sqlite3.connect(str(tmp), isolation_level=None)
+                try:
+                    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}").fetchall()
+                    conn.execute("PRAGMA journal_mode = wal").fetchall()
+                    self._migrate(conn)
+                finally:
+                    conn.close()
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    pass  # another process created it first: use theirs
+                except OSError:  # no hard links on this file system
+                    if not path.exists():
+                        os.replace(tmp, path)
+            except sqlite3.Error as exc:
+                raise translate_error(exc, str(path), self.busy_timeout) from exc
+            except OSError as exc:
+                raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                try:
+                    leftover.unlink()
+                except OSError:
+                    pass
 
     def _connect(self) -> sqlite3.Connection:
         try:
             if self.path is None:
                 conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             else:
-                mode = "ro" if self.readonly else "rwc"
+                mode = "ro" if self.readonly else "rw"
                 uri = f"file:{quote(str(self.path))}?mode={mode}"
                 conn = sqlite3.connect(
-                    uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                    uri, uri=True, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
                 )
-            for name, value in PRAGMAS:
-                if name == "journal_mode" and (self.readonly or self.path is None):
-                    continue
-                conn.execute(f"PRAGMA {name} = {value}").fetchall()
+            try:
+                for name, value in PRAGMAS:
+                    if name == "busy_timeout":
+                        value = str(int(self.busy_timeout * 1000))
+                    if name == "journal_mode" and (self.readonly or self.path is None or not self._verified):
+                        continue  # never change a file before knowing it is ours (_ensure_schema)
+                    conn.execute(f"PRAGMA {name} = {value}").fetchall()
+                if self.readonly:
+                    # A read-only WAL file needs its -shm; in a read-only directory SQLite
+                    # cannot create it and fails on the first read, so probe now.
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error:
+                conn.close()
+                if not (self.readonly and self.path is not None):
+                    raise
+                conn = self._connect_immutable()
         except sqlite3.Error as exc:
-            raise translate_error(exc, self.where) from exc
+            raise translate_error(exc, self.where, self.busy_timeout) from exc
         self._connections.append(conn)
+        return conn
+
+    def _connect_immutable(self) -> sqlite3.Connection:
+        # Last resort for readonly=True in a directory we cannot write: read the file
+        # as immutable (no locks, no -shm). Only used when nobody can be writing it here.
+        assert self.path is not None
+        uri = f"file:{quote(str(self.path))}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn
 
     def connection(self) -> sqlite3.Connection:
         """This thread's (and this process's) connection, opened on first use.
 
         A child process made by ``fork`` never reuses its parent's connection.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> Store(":memory:").connection().execute("SELECT 1").fetchone()
+        (1,)
         """
         if self._closed:
             raise StoreError(f"{self.where}: the store was closed")
         if self.path is None:
-            conn = getattr(self, "_memory_conn", None)
+            conn = self._memory_conn
             if conn is None:
                 conn = self._memory_conn = self._connect()
             return conn
-        if os.getpid() != self._pid:  # forked: drop the parent's connections unclosed
+        if os.getpid() != self._pid:
+            # Forked child: never touch the parent's connections. They are kept
+            # referenced (not closed), since closing a connection inherited across fork
+            # could release or reset state that belongs to the parent.
+            _INHERITED.extend(self._connections)
             self._pid = os.getpid()
             self._local = threading.local()
             self._connections = []
@@ -216,23 +329,39 @@ class Database:
         conn = self.connection()
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            foreign = version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
         except sqlite3.Error as exc:
-            raise translate_error(exc, self.where) from exc
+            raise translate_error(exc, self.where, self.busy_timeout) from exc
         if version == SCHEMA_VERSION:
+            self._verified = True
+            self._set_journal_mode(conn)
             return
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{self.where} has schema version {version}, but this runstore reads up to "
                 f"version {SCHEMA_VERSION}; upgrade runstore to open it"
             )
+        if foreign:
+            raise NotAStoreError(f"{self.where} is a SQLite database of another program, not a runstore store")
         if self.readonly:
             raise StoreReadOnlyError(
                 f"{self.where} has schema version {version} and needs an upgrade to "
                 f"{SCHEMA_VERSION}; open it once writable"
             )
+        self._verified = True
+        self._set_journal_mode(conn)
         if version > 0 and self.path is not None:
             self._backup_before_migration(version)
-        self._migrate()
+        with self._memory_lock():
+            self._migrate(conn)
+
+    def _set_journal_mode(self, conn: sqlite3.Connection) -> None:
+        if self.readonly or self.path is None:
+            return
+        try:
+            conn.execute(f"PRAGMA journal_mode = {dict(PRAGMAS)['journal_mode']}").fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.where, self.busy_timeout) from exc
 
     def _backup_before_migration(self, version: int) -> Path:
         assert self.path is not None
@@ -244,34 +373,34 @@ class Database:
         self.backup(target)
         return target
 
-    def _migrate(self) -> None:
-        conn = self.connection()
-        with self._memory_lock():
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Apply the missing migrations in one exclusive transaction."""
+        try:
+            conn.execute("BEGIN EXCLUSIVE")
             try:
-                conn.execute("BEGIN EXCLUSIVE")
-                try:
-                    # Re-read under the lock: another process may have migrated meanwhile.
-                    version = conn.execute("PRAGMA user_version").fetchone()[0]
-                    if version > SCHEMA_VERSION:
-                        raise SchemaVersionError(
-                            f"{self.where} has schema version {version}, newer than {SCHEMA_VERSION}"
-                        )
-                    for target in range(version, SCHEMA_VERSION):
-                        for statement in _split_sql(MIGRATIONS[target]):
-                            conn.execute(statement)
-                    if version == 0:
-                        conn.execute(
-                            "INSERT INTO store_info(key, value) VALUES ('uuid', ?), ('created_at', ?)",
-                            (str(uuidlib.uuid4()), repr(now())),
-                        )
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise translate_error(exc, self.where) from exc
+                # Re-read under the lock: another process may have migrated meanwhile.
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"{self.where} has schema version {version}, but this runstore reads up to "
+                        f"version {SCHEMA_VERSION}; upgrade runstore to open it"
+                    )
+                for target in range(version, SCHEMA_VERSION):
+                    for statement in _split_sql(MIGRATIONS[target]):
+                        conn.execute(statement)
+                if version == 0:
+                    conn.execute(
+                        "INSERT INTO store_info(key, value) VALUES ('uuid', ?), ('created_at', ?)",
+                        (str(uuidlib.uuid4()), repr(now())),
+                    )
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.where, self.busy_timeout) from exc
 
     # ------------------------------------------------------------ transactions
 
@@ -303,7 +432,7 @@ class Database:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise translate_error(exc, self.where) from exc
+                raise translate_error(exc, self.where, self.busy_timeout) from exc
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -314,7 +443,7 @@ class Database:
                     except sqlite3.Error:
                         pass
                 if isinstance(exc, sqlite3.Error):
-                    raise translate_error(exc, self.where) from exc
+                    raise translate_error(exc, self.where, self.busy_timeout) from exc
                 raise
 
     @contextmanager
@@ -333,7 +462,7 @@ class Database:
             try:
                 yield conn
             except sqlite3.Error as exc:
-                raise translate_error(exc, self.where) from exc
+                raise translate_error(exc, self.where, self.busy_timeout) from exc
 
     # ------------------------------------------------------------ maintenance
 
@@ -345,7 +474,15 @@ class Database:
         if self.readonly or self.path is None:
             return
         with self.read() as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            if conn.in_transaction:
+                return
+            # TRUNCATE waits (busy handler) for other writers and readers; a run's end
+            # must not stall behind another process's long transaction, so wait briefly.
+            conn.execute(f"PRAGMA busy_timeout = {int(min(self.busy_timeout, CHECKPOINT_WAIT) * 1000)}")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     def backup(self, target: str | os.PathLike[str]) -> Path:
         """Write a consistent copy of the whole store to ``target`` (which must not exist).
@@ -364,6 +501,8 @@ class Database:
         out = Path(target).expanduser().resolve()
         if out.exists():
             raise StoreError(f"{out} already exists; choose a new file name for the backup")
+        if not out.parent.is_dir():
+            raise StoreError(f"cannot write {out}: directory {out.parent} does not exist")
         if not os.access(out.parent, os.W_OK):
             raise StoreReadOnlyError(f"cannot write {out}: directory is not writable")
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -376,9 +515,16 @@ class Database:
                 dest.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             finally:
                 dest.close()
-            os.replace(tmp, out)
+            try:
+                os.link(tmp, out)  # never overwrites a file that appeared meanwhile
+            except FileExistsError:
+                raise StoreError(f"{out} already exists; choose a new file name for the backup") from None
+            except OSError:
+                os.replace(tmp, out)
         except sqlite3.Error as exc:
-            raise translate_error(exc, str(out)) from exc
+            raise translate_error(exc, str(out), self.busy_timeout) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot write {out}: {exc.strerror or exc}") from exc
         finally:
             for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
                 if leftover.exists():
