@@ -29,7 +29,7 @@ def flow(path: Path, db: Path, *args: str, env: dict[str, str] | None = None) ->
 
 def tasks(db: Path, flow_name: str, step: str | None = None) -> list[dict[str, Any]]:
     store = Store(db)
-    found = store.find_run(flow_name)
+    found = store.run_ref(flow_name)
     assert found is not None
     return store.run_tasks(found[0], step)
 
@@ -100,7 +100,7 @@ def test_bad_values_are_usage_errors_and_store_nothing(tmp_path: Path, args: lis
     proc = flow(EXAMPLES / "param_flow.py", db, "run", *args)
     assert proc.returncode == 2, proc.stderr
     assert message.lower() in proc.stderr.lower() and "Traceback" not in proc.stderr
-    assert not db.exists() or Store(db).find_run("ParamFlow") is None
+    assert not db.exists() or Store(db).run_ref("ParamFlow") is None
 
 
 def test_model_flow_artifacts(tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_parameter_values_round_trip_through_the_cli(text: str, number: float, c
         "--n", str(count), "--on", str(flag), "--config", json.dumps(cfg)])
     assert result.exit_code == 0, result.output
     store = Store(db)
-    params = store.run_tasks(store.find_run("RoundTrip")[0], "_parameters")[0]["task_id"]
+    params = store.run_tasks(store.run_ref("RoundTrip")[0], "_parameters")[0]["task_id"]
     got = {name: store.load_value(ref.blob_key, ref.encoding)
            for name, ref in store.task_artifact_refs(params).items() if not name.startswith("_")}
     assert got == {"label": text, "rate": number, "n": count, "on": flag, "config": cfg}

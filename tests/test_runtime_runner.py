@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runstore import FlowSpec, Parameter, Runner, Store, current, step
-from runstore.errors import ParameterError
+from runstore.errors import ParameterError, RunFailed
 from runstore.runtime import load_flow
 
 FLOWS = Path(__file__).parent / "flows"
@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def _run_id(store: Store, flow: str) -> int:
-    found = store.find_run(flow)
+    found = store.run_ref(flow)
     assert found is not None
     return found[0]
 
@@ -93,7 +93,7 @@ def test_bad_parameter_stores_nothing(memory_store: Store) -> None:
         Runner(Linear, store=memory_store).run(alpha="not a number")
     with pytest.raises(ParameterError):
         Runner(Linear, store=memory_store).run(nope=1)
-    assert memory_store.find_run("Linear") is None
+    assert memory_store.run_ref("Linear") is None
 
 
 def test_branch_join_and_merge(store: Store) -> None:
@@ -117,7 +117,7 @@ def test_foreach_of_100(store: Store) -> None:
 
 def test_max_num_splits(memory_store: Store) -> None:
     flow = load_flow(EXAMPLES / "foreach_flow.py")
-    Runner(flow, store=memory_store).run(n=5, max_num_splits=3)
+    Runner(flow, store=memory_store).run(n=5, max_num_splits=3, raise_on_failure=False)
     assert _status(memory_store, "ForeachFlow") == "failed"
     start = _tasks(memory_store, "ForeachFlow", "start")[0]["task_id"]
     assert "more than the current maximum of 3" in memory_store.attempt_record(start)["exception_message"]
@@ -139,7 +139,7 @@ def test_nested_foreach(store: Store) -> None:
 
 
 def test_merge_conflict_fails_the_run(memory_store: Store) -> None:
-    Runner(load_flow(FLOWS / "conflict_flow.py"), store=memory_store).run()
+    Runner(load_flow(FLOWS / "conflict_flow.py"), store=memory_store).run(raise_on_failure=False)
     assert _status(memory_store, "ConflictFlow") == "failed"
     join = _tasks(memory_store, "ConflictFlow", "join")[0]["task_id"]
     record = memory_store.attempt_record(join)
@@ -148,7 +148,9 @@ def test_merge_conflict_fails_the_run(memory_store: Store) -> None:
 
 
 def test_failing_step_records_exception(store: Store) -> None:
-    Runner(load_flow(FLOWS / "failing_flow.py"), store=store).run(max_workers=store.max_workers)
+    with pytest.raises(RunFailed) as info:
+        Runner(load_flow(FLOWS / "failing_flow.py"), store=store).run(max_workers=store.max_workers)
+    assert info.value.run.pathspec == "FailingFlow/1" and info.value.run.successful is False
     assert _status(store, "FailingFlow") == "failed"
     boom = _tasks(store, "FailingFlow", "boom")[0]
     assert boom["status"] == "failed"
@@ -272,7 +274,7 @@ def test_parameter_kinds_and_include_file(memory_store: Store, tmp_path: Path) -
 
     with pytest.raises(ParameterError, match="Missing option '--req'"):
         Runner(Kinds, store=memory_store).run()
-    assert memory_store.find_run("Kinds") is None
+    assert memory_store.run_ref("Kinds") is None
     Runner(Kinds, store=memory_store).run(req="7", flag="true")
     assert seen["req"] == 7 and seen["items"] == ["a", "b"] and seen["flag"] is True
     assert seen["cfg"] == {"k": 1} and seen["notes"] == "hello notes" and seen["raw"] == b"\x00\x01"

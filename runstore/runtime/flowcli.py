@@ -230,7 +230,7 @@ def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[dict[str, Any]]
         parts = parts[1:]
     if len(parts) not in (2, 3) or not parts[0].isdigit() or (len(parts) == 3 and not parts[2].isdigit()):
         raise InvalidPathspec(f"expected RUN/STEP or RUN/STEP/TASK (e.g. 3/start), not {pathspec!r}")
-    found = store.find_run(flow_name, int(parts[0]))
+    found = store.run_ref(flow_name, int(parts[0]))
     if found is None:
         raise NotFound(f"Run('{flow_name}/{parts[0]}') does not exist in {store.where}")
     tasks = store.run_tasks(found[0], parts[1], int(parts[2]) if len(parts) == 3 else None)

@@ -136,7 +136,7 @@ class Runner:
         return self.store
 
     def run(self, *, tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None,
-            max_num_splits: int = 100, namespace: Any = ..., raise_on_failure: bool = False,
+            max_num_splits: int = 100, namespace: Any = ..., raise_on_failure: bool = True,
             **params: Any) -> Any:
         """Run the flow with ``params`` (by attribute or parameter name) and return the ``Run``.
 
@@ -145,7 +145,8 @@ class Runner:
         ParameterError
             For an unknown or bad parameter (nothing is stored).
         RunFailed
-            Only with ``raise_on_failure=True``, when a step failed.
+            When a step failed (its ``run`` attribute is the failed ``Run``); pass
+            ``raise_on_failure=False`` to get the failed ``Run`` returned instead.
         """
         from ..tags import validate_tags
 
@@ -164,9 +165,10 @@ class Runner:
                           max_num_splits=max_num_splits, namespace=None if namespace is ... else namespace,
                           namespace_given=namespace is not ..., quiet=self.quiet)
         self.outcome = outcome
+        run = self._client_run(outcome)
         if raise_on_failure and not outcome.successful:
-            raise RunFailed(f"{outcome.pathspec} failed: " + "; ".join(outcome.failed_steps))
-        return self._client_run(outcome)
+            raise RunFailed(f"{outcome.pathspec} failed: " + "; ".join(outcome.failed_steps), run=run)
+        return run
 
     def _client_run(self, outcome: RunOutcome) -> Any:
         try:

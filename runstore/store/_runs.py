@@ -406,7 +406,7 @@ class RunsMixin:
             ).fetchall()
         return {name: StoredValue(key, enc, size, typ, js) for name, key, enc, size, typ, js in rows}
 
-    def find_run(self, flow: str, run_number: int | None = None) -> tuple[int, int] | None:
+    def run_ref(self, flow: str, run_number: int | None = None) -> tuple[int, int] | None:
         """``(run_id, run_number)`` of run ``run_number`` of ``flow`` (default: its latest run)."""
         with self.read() as conn:
             sql = ("SELECT r.run_id, r.run_number FROM runs r JOIN flows f ON f.flow_id = r.flow_id"
