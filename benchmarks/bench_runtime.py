@@ -97,6 +97,27 @@ def bench(python: str, source: str, pkg: str, repeat: int, extra: list[str], env
     return statistics.median(times)
 
 
+def per_task_overhead(n: int = 200) -> tuple[float, float]:
+    """Milliseconds per task of a trivial foreach in this process: warm workers, and inline."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from runstore import Runner, Store
+    from runstore.runtime import load_flow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "flow.py"
+        path.write_text(textwrap.dedent(FOREACH.format(pkg="runstore")).replace("range(100)", f"range({n})"))
+        flow = load_flow(path)
+        store = Store(Path(tmp) / "bench.db")
+        results = []
+        for workers in (2, 1):
+            Runner(flow, store=store).run(max_workers=workers, max_num_splits=n)  # warm up
+            start = time.perf_counter()
+            Runner(flow, store=store).run(max_workers=workers, max_num_splits=n)
+            results.append((time.perf_counter() - start) / (n + 4) * 1000)
+        store.close()
+    return results[0], results[1]
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -128,6 +149,9 @@ def main() -> None:
         results[label] = bench(sys.executable, source, "runstore", args.repeat, [], env)
         print(f"runstore  {label:<18} python flow.py run  {results[label]:7.3f} s"
               f"  ({results[label] / floor:.1f}x the floor)")
+    warm, inline = per_task_overhead()
+    print(f"per-task overhead, 204-task run in one process: {warm:.2f} ms with 2 warm workers, "
+          f"{inline:.2f} ms inline (target <= 5 ms)")
     mf = Path(args.metaflow_python)
     has_mf = mf.exists() and subprocess.run([str(mf), "-c", "import metaflow"], capture_output=True).returncode == 0
     if not has_mf:
