@@ -245,3 +245,13 @@ def test_kill_9_of_the_scheduler_leaves_a_sound_file_and_a_crashed_run(tmp_path:
         assert start["status"] == "succeeded"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the orphaned worker still sleeping in the step
+
+
+def test_tag_commands_are_mounted_and_use_db(tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere.db"
+    assert flow(EXAMPLES / "hello_flow.py", db, "--quiet", "run", "--tag", "a").returncode == 0
+    added = flow(EXAMPLES / "hello_flow.py", db, "tag", "add", "--run-id", "1", "b")
+    assert added.returncode == 0, added.stderr
+    listed = flow(EXAMPLES / "hello_flow.py", db, "tag", "list")
+    assert "a, b" in listed.stdout
+    assert not (Path.cwd() / "runstore.db").exists()

@@ -79,7 +79,14 @@ def make_cli(flow_class: Any) -> click.Group:
     @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
     @click.pass_context
     def cli(ctx: click.Context, db: str | None, quiet: bool) -> None:
-        ctx.obj = {"db": db, "quiet": quiet}
+        opened: list[Any] = []
+
+        def store() -> Any:  # opened on first use; the `tag` commands find it here too
+            if not opened:
+                opened.append(_open_store(db))
+            return opened[0]
+
+        ctx.obj = {"db": db, "quiet": quiet, "store": store}
 
     @cli.command(context_settings={"show_default": True})
     @click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable).")
@@ -109,7 +116,7 @@ def make_cli(flow_class: Any) -> click.Group:
             values = resolve_parameters(flow_class, given)
         except ParameterError as exc:
             raise click.UsageError(str(exc), ctx) from None
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
 
         def created(record: Any) -> None:
             if run_id_file:
@@ -177,7 +184,7 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py logs 3/start
         """
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         tasks = _tasks_of(store, name, pathspec)
         for task in tasks:
             record = store.attempt_record(task["task_id"]) or {}
@@ -198,7 +205,7 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py dump 3/end
         """
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         for task in _tasks_of(store, name, pathspec):
             click.echo(f"{name}/{pathspec.split('/')[0]}/{task['step']}/{task['task_id']}:")
             for art, ref in store.task_artifact_refs(task["task_id"]).items():
