@@ -322,3 +322,90 @@ def test_transition_mismatch_fails_the_task(memory_store: Store) -> None:
 
     with pytest.raises(FlowDefinitionError, match="end step must not call"):
         Liar._graph()
+
+
+class BranchInForeach(FlowSpec):
+    @step
+    def start(self):
+        self.items = ["x", "y", "z"]
+        self.next(self.each, foreach="items")
+
+    @step
+    def each(self):
+        self.item = self.input
+        self.next(self.left, self.right)
+
+    @step
+    def left(self):
+        self.side = f"L{self.item}"
+        self.next(self.left2)
+
+    @step
+    def left2(self):
+        self.side += "2"
+        self.next(self.meet)
+
+    @step
+    def right(self):
+        self.side = f"R{self.item}"
+        self.next(self.meet)
+
+    @step
+    def meet(self, inputs):
+        self.pair = (inputs.left2.side, inputs.right.side)
+        self.merge_artifacts(inputs, exclude=["side"])
+        self.next(self.gather)
+
+    @step
+    def gather(self, inputs):
+        self.pairs = [i.pair for i in inputs]
+        self.items_seen = [i.item for i in inputs]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+def test_static_branches_inside_a_foreach(store: Store) -> None:
+    Runner(BranchInForeach, store=store).run(max_workers=store.max_workers)
+    assert _status(store, "BranchInForeach") == "succeeded"
+    gather = _tasks(store, "BranchInForeach", "gather")[0]["task_id"]
+    assert _value(store, gather, "pairs") == [("Lx2", "Rx"), ("Ly2", "Ry"), ("Lz2", "Rz")]
+    assert _value(store, gather, "items_seen") == ["x", "y", "z"]
+    assert len(_tasks(store, "BranchInForeach", "meet")) == 3
+
+
+def test_unstorable_artifact_fails_the_task_clearly(memory_store: Store) -> None:
+    import threading
+
+    class Bad(FlowSpec):
+        @step
+        def start(self):
+            self.lock = threading.Lock()
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    run = Runner(Bad, store=memory_store).run(raise_on_failure=False)
+    assert not run.successful
+    start = _tasks(memory_store, "Bad", "start")[0]
+    record = memory_store.attempt_record(start["task_id"])
+    assert record["exception_type"] == "runstore.errors.CodecError" and "lock" in record["exception_message"]
+
+
+def test_concurrent_cli_runs_get_distinct_numbers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "runstore.db"
+    Store(db).close()
+    procs = [subprocess.Popen([sys.executable, str(EXAMPLES / "hello_flow.py"), "--db", str(db), "--quiet", "run"])
+             for _ in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    store = Store(db)
+    with store.read() as conn:
+        rows = conn.execute("SELECT run_number, status FROM runs ORDER BY run_number").fetchall()
+    assert rows == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded"), (4, "succeeded")]
