@@ -24,7 +24,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..errors import FlowDefinitionError, ParameterError, RunFailed
 from ..flowspec import FlowSpec
@@ -33,7 +33,7 @@ from .scheduler import RunOutcome, Scheduler
 __all__ = ["Runner", "execute", "load_flow", "resolve_parameters"]
 
 
-def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, tags: list[str] = (),  # type: ignore[assignment]
+def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, tags: Sequence[str] = (),
             max_workers: int | None = None, max_num_splits: int = 100, namespace: str | None = None,
             namespace_given: bool = False, quiet: bool = False,
             on_run_created: Callable[[Any], None] | None = None) -> RunOutcome:
