@@ -409,3 +409,44 @@ def test_concurrent_cli_runs_get_distinct_numbers(tmp_path: Path) -> None:
     with store.read() as conn:
         rows = conn.execute("SELECT run_number, status FROM runs ORDER BY run_number").fetchall()
     assert rows == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded"), (4, "succeeded")]
+
+
+def test_worker_killed_by_sigkill_does_not_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARD_CRASH", "kill")
+    store = Store(tmp_path / "killed.db")
+    run = Runner(load_flow(FLOWS / "retry_catch_flow.py"), store=store).run(max_workers=2)
+    assert run.successful
+    flaky = _tasks(store, "RetryCatchFlow", "flaky")[0]
+    assert "killed by SIGKILL" in store.attempt_record(flaky["task_id"], 0)["exception_message"]
+
+
+def test_no_write_transaction_is_held_while_a_step_runs(tmp_path: Path) -> None:
+    """Inside a step (worker process), another connection takes the write lock at once."""
+    import sqlite3
+
+    db = tmp_path / "open.db"
+    outcome: dict[str, Any] = {}
+
+    class Probe(FlowSpec):
+        @step
+        def start(self):
+            conn = sqlite3.connect(str(db), timeout=0, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("COMMIT")
+                self.lock = "free"
+            except sqlite3.OperationalError as exc:
+                self.lock = str(exc)
+            finally:
+                conn.close()
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    store = Store(db)
+    for workers in (2, 1):
+        run = Runner(Probe, store=store).run(max_workers=workers)
+        outcome[workers] = run["start"].task.data.lock
+    assert outcome == {2: "free", 1: "free"}
