@@ -73,11 +73,9 @@ def deploy_command(flow_class: type) -> click.Command:
         from ..production import deploy as deploy_flow
         from ..util import resolve_username
         from .environment import code_package
-        from .flowcli import _open_store
-
         flow_file = _flow_file(flow_class)
         script = os.path.basename(flow_file)
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         if store.in_memory:
             raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
         user = resolve_username()
@@ -155,9 +153,8 @@ def trigger_command(flow_class: type) -> click.Command:
             python flow.py trigger --alpha 0.5
         """
         from ..version import INFO_ENV
-        from .flowcli import _open_store
 
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         if store.in_memory or store.path is None:
             raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
         dep = store.get_deployment(name)

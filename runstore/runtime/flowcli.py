@@ -114,7 +114,14 @@ def make_cli(flow_class: Any) -> click.Group:
     @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
     @click.pass_context
     def cli(ctx: click.Context, db: str | None, quiet: bool) -> None:
-        ctx.obj = {"db": db, "quiet": quiet}
+        opened: list[Any] = []
+
+        def store() -> Any:  # opened on first use; the `tag` commands find it here too
+            if not opened:
+                opened.append(_open_store(db))
+            return opened[0]
+
+        ctx.obj = {"db": db, "quiet": quiet, "store": store}
 
     @cli.command(context_settings={"show_default": True})
     @launch_options
@@ -134,18 +141,16 @@ def make_cli(flow_class: Any) -> click.Group:
 
         validate_tags(list(tags))
         given = {k[3:]: v for k, v in kwargs.items() if k.startswith("p__") and v is not None}
-        store = None
         try:
             if clone is None:
                 values = resolve_parameters(flow_class, given)
             else:
                 from .resume import clone_parameters
 
-                store = _open_store(ctx.obj["db"])
-                values = clone_parameters(flow_class, store, clone, given)
+                values = clone_parameters(flow_class, ctx.obj["store"](), clone, given)
         except ParameterError as exc:
             raise click.UsageError(str(exc), ctx) from None
-        store = store or _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         outcome = execute(flow_class, store, values, tags=list(tags), max_workers=max_workers,
                           max_num_splits=max_num_splits, namespace=user_namespace,
                           namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
@@ -195,7 +200,7 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py logs 3/start
         """
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         tasks = _tasks_of(store, name, pathspec)
         for task in tasks:
             record = store.attempt_record(task["task_id"]) or {}
@@ -216,7 +221,7 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py dump 3/end
         """
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         for task in _tasks_of(store, name, pathspec):
             click.echo(f"{name}/{pathspec.split('/')[0]}/{task['step']}/{task['task_id']}:")
             for art, ref in store.task_artifact_refs(task["task_id"]).items():

@@ -356,9 +356,9 @@ def resume_command(flow_class: type[FlowSpec]) -> click.Command:
             python flow.py resume
             python flow.py resume train --origin-run-id 3
         """
-        from .flowcli import _open_store, exit_with, run_id_writer
+        from .flowcli import exit_with, run_id_writer
 
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         outcome = resume(flow_class, store, step=step, origin_run_id=origin_run_id, tags=list(tags),
                          max_workers=max_workers, max_num_splits=max_num_splits, namespace=user_namespace,
                          namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],

@@ -231,9 +231,6 @@ class Scheduler:
                 spec.attempt += 1
                 self.ready.append(spec)
                 return
-            if spec.catch_enabled:
-                # the worker could not catch (it died); nothing more to do than fail
-                pass
             self.failed.append(f"Step {spec.step} (task-id {spec.task_id}) failed: {result.error}")
             return
         done = _Done(spec.task_id, spec.step, spec.frames)
