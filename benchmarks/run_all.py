@@ -74,8 +74,8 @@ _FLOW_CAUSE = (
     "cProfile of `python flow.py run` of the 3-step flow (2026-11-23, this machine): about half of "
     "the in-process time is imports. `import runstore` loads the whole client (`runstore.client`), "
     "every store mixin including `store/_admin.py` (dataclasses, urllib), `inspect`/`ast` for the "
-    "flow graph, `uuid`, `socket`, `platform`, `secrets`: 83 modules where `sqlite3` + `click` are "
-    "39. A first run also creates the store file: ~45 ms, mostly fsyncs (`_create_file` builds "
+    "flow graph, `uuid`, `socket`, `platform`, `secrets`, and the run adds the runtime (module "
+    "counts in Start-up: about three times those of `sqlite3` + `click`). A first run also creates the store file: ~45 ms, mostly fsyncs (`_create_file` builds "
     "the private temporary file with SQLite's default `synchronous=FULL`, commits migration by "
     "migration and checkpoints on close; the same DDL in one transaction takes ~16 ms with "
     "`synchronous=FULL` and ~5 ms with `OFF`), plus storing the code package (~17 ms). With Metaflow at "
@@ -88,16 +88,17 @@ _FLOW_CAUSE = (
 CAUSES: dict[str, str] = {
     "flow:3-step flow": _FLOW_CAUSE,
     "flow:3-step flow, store exists": (
-        "imports (no store is created here): `import runstore` loads 83 modules, the whole client "
-        "and every store mixin among them, where `sqlite3` + `click` are 39 (cProfile: about half "
-        "of the in-process time of a run). Next step: lazy "
+        "imports (no store is created here): `import runstore` loads the whole client and every "
+        "store mixin (module counts in Start-up; cProfile: about half of the in-process time of a "
+        "run). Next step: lazy "
         "public names in `runstore/__init__.py` so the flow path never imports the client or "
         "`store/_admin.py`, and no `dataclasses`/`inspect`/`uuid`/`socket`/`platform` on that path."
     ),
     "import": (
         "`python -X importtime`: the statement itself costs a few tens of ms with bytecode cached; "
-        "the rest is interpreter start and teardown of the 83 modules `import runstore` pulls in "
-        "(the whole client, every store mixin, `inspect`/`ast`, `uuid`, `socket`, `platform`). "
+        "the rest is interpreter start and teardown of the modules `import runstore` pulls in "
+        "(module counts in Start-up: the whole client, every store mixin, `inspect`/`ast`, `uuid`, "
+        "`socket`, `platform`). "
         "Without cached bytecode (`PYTHONDONTWRITEBYTECODE=1`, as in this project's shells) the "
         "same import recompiles ~70 modules: +85 ms. Next step: lazy public names (module "
         "`__getattr__`) for the client and the admin/store modules."
@@ -328,6 +329,13 @@ def bench_startup(peers: Peers, quick: bool, env: dict[str, str], tmp: Path) -> 
             peaks.append(peak)
         out[label] = {"samples": times, "peak_rss": max((p for p in peaks if p), default=None)}
         log(f"startup {label}: {fmt_s(statistics.median(times))}")
+    counts = {}
+    for label, stmt in (("import runstore", "import runstore"), ("import sqlite3, click", "import sqlite3, click"),
+                        ("flow run path (runstore + runstore.runtime.flowcli)",
+                         "import runstore, runstore.runtime.flowcli")):
+        counts[label] = int(json_child([sys.executable, "-c", f"import sys; n = len(sys.modules); {stmt}; "
+                                        "print(len(sys.modules) - n)"], env, tmp))
+    out["_modules"] = counts
     # in-process import time, which excludes interpreter start-up
     code = "import time; t = time.perf_counter(); import runstore; print(time.perf_counter() - t)"
     out["import runstore (in-process)"] = {
@@ -573,10 +581,15 @@ def write_report(data: dict[str, Any], args: argparse.Namespace) -> str:
         floor = med(st["python -c pass (floor)"]["samples"])
         rows = []
         for label, row in st.items():
+            if label.startswith("_"):
+                continue
             m = med(row["samples"])
             extra = "" if "in-process" in label or "floor)" in label and "pass" in label else fmt_s(max(m - floor, 0.0))
             rows.append([label, cell(row["samples"]), extra, mib(row["peak_rss"])])
         r.table(["command", "time", "above `python -c pass`", "peak RSS"], rows)
+        if st.get("_modules"):
+            r.add("Modules each statement adds to `sys.modules`: "
+                  + "; ".join(f"{label}: {n}" for label, n in st["_modules"].items()) + ".", "")
         whole = med(st["python -c 'import runstore'"]["samples"])
         imp = med(st["import runstore (in-process)"]["samples"])
         ok = imp <= 0.100
