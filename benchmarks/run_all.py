@@ -8,7 +8,9 @@ holds the peers)::
 
 ``--quick`` uses tiny repeat counts (a dry run of every case in about two minutes);
 ``--only flows,queries`` runs some sections; ``--out`` writes elsewhere than
-``benchmarks/RESULTS.md``. The raw samples go to ``benchmarks/results/run_all.json``.
+``benchmarks/RESULTS.md``. The raw samples go to ``benchmarks/results/run_all.json``;
+``--from-json benchmarks/results/run_all.json`` rewrites the report from them without
+measuring again.
 
 Sections (see ``benchmarks/README.md`` for how each is measured):
 
