@@ -6,7 +6,7 @@ holds the peers)::
     python3 -m venv .peers && .peers/bin/pip install metaflow mlflow
     .venv/bin/python benchmarks/run_all.py --peers-python .peers/bin/python
 
-``--quick`` uses tiny repeat counts (a dry run of every case in about two minutes);
+``--quick`` uses tiny repeat counts (a dry run of every case in a few minutes);
 ``--only flows,queries`` runs some sections; ``--out`` writes elsewhere than
 ``benchmarks/RESULTS.md``. The raw samples go to ``benchmarks/results/run_all.json``;
 ``--from-json benchmarks/results/run_all.json`` rewrites the report from them without
