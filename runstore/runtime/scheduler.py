@@ -24,6 +24,7 @@ from typing import Any, Callable, TextIO
 from ..errors import RunstoreError
 from ..flowspec import FlowSpec, ForeachFrame
 from ..schema import HEARTBEAT_INTERVAL
+from ..util import pause_point
 from .task import TaskResult, TaskSpec, run_task
 
 __all__ = ["Scheduler", "RunOutcome"]
@@ -151,6 +152,7 @@ class Scheduler:
             if heartbeat:
                 heartbeat.stop()
         status = "succeeded" if self.end_ok and not self.failed else "failed"
+        pause_point("run_finish")
         store.finish_run(record.run_id, status)
         if status == "succeeded":
             self.say(f"Done! {record.pathspec} succeeded.")

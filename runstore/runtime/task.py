@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from ..current import TaskContext, task_context
 from ..errors import CodecError, FlowDefinitionError, RunstoreError
 from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
+from ..util import pause_point
 
 __all__ = ["TaskSpec", "TaskResult", "run_task", "install_output_capture", "MAX_LOG_BYTES"]
 
@@ -199,6 +200,7 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     """Run one attempt of one task against ``store``; never raises for user errors."""
     real_out, real_err = install_output_capture()
     store.start_attempt(spec.task_id, spec.attempt, os.getpid())
+    pause_point("task_start", spec.step)
     cap = _Capture(spec.prefix, not spec.quiet, real_out, real_err)
     cap.say("Task is starting (retry)." if spec.attempt else "Task is starting.")
     graph = flow_class._graph()
@@ -266,6 +268,7 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     metadata["attempt"] = str(spec.attempt)
     if spec.frames:
         metadata["foreach-execution-path"] = spec.foreach_path or ""
+    pause_point("task_persist", spec.step)
     store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
                          stderr=stderr, exception=exception, metadata=metadata)
     if status == "succeeded":
