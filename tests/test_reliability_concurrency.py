@@ -1,0 +1,198 @@
+"""Many real processes on one store file: flow runs, readers and taggers at the same time.
+
+tests/test_concurrency_store.py races ``Store.create_run`` itself; here the racers are
+whole ``python flow.py run`` commands (scheduler + forked workers each), plus a reader
+walking the client and editing tags while a foreach writes. Afterwards: no run lost,
+run numbers unique and gapless, no "database is locked" in any output, every tag edit
+kept, and ``PRAGMA integrity_check`` / ``foreign_key_check`` clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from runstore import Flow, Run, Store, namespace, use_store
+
+pytestmark = pytest.mark.stress
+
+FLOW = Path(__file__).parent / "flows" / "busy_flow.py"
+
+
+def launch(db: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(FLOW), "--db", str(db), "--quiet", "run", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(procs: list[subprocess.Popen[str]], timeout: float = 120) -> list[str]:
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        outputs.append(out + err)
+        assert proc.returncode == 0, out + err
+    for text in outputs:
+        assert "locked" not in text.lower() and "Traceback" not in text, text
+    return outputs
+
+
+def runs_table(db: Path) -> list[tuple[int, str, int, int]]:
+    """(run_number, status, tasks, succeeded tasks) of every BusyFlow run."""
+    store = Store(db)
+    try:
+        with store.read() as conn:
+            return conn.execute(
+                "SELECT r.run_number, r.status, count(t.task_id), sum(t.status = 'succeeded')"
+                " FROM runs r JOIN flows f ON f.flow_id = r.flow_id LEFT JOIN tasks t ON t.run_id = r.run_id"
+                " WHERE f.name = 'BusyFlow' GROUP BY r.run_id ORDER BY r.run_number").fetchall()
+    finally:
+        store.close()
+
+
+def assert_sound(db: Path) -> None:
+    store = Store(db)
+    assert store.integrity_problems() == []
+    store.close()
+
+
+def test_six_processes_run_the_same_flow_at_once(tmp_path: Path) -> None:
+    """Two waves of 6 concurrent `run`s (2 workers each); the first wave also creates the file."""
+    db = tmp_path / "runstore.db"
+    waves, per_wave, n = 2, 6, 3
+    for _ in range(waves):
+        finish([launch(db, "--max-workers", "2", "--n", str(n)) for _ in range(per_wave)])
+    table = runs_table(db)
+    # every run there, numbered 1..12 without gaps or duplicates, each complete
+    assert [row[0] for row in table] == list(range(1, waves * per_wave + 1))
+    tasks_per_run = 1 + 1 + n + 1 + 1  # _parameters, start, n x work, join, end
+    assert all(row[1:] == ("succeeded", tasks_per_run, tasks_per_run) for row in table), table
+    store = Store(db)
+    with store.read() as conn:
+        assert conn.execute("SELECT last_run_number FROM flows WHERE name = 'BusyFlow'").fetchone()[0] == 12
+        assert conn.execute("SELECT count(DISTINCT uuid) FROM runs").fetchone()[0] == 12
+    store.close()
+    assert_sound(db)
+
+
+# A reader/tagger: walks every run through the client (loading every artifact it
+# lists) and edits tags, until the stop file appears. It prints what the tags of each
+# run it touched must be, and the number of artifacts it loaded.
+READER = textwrap.dedent(
+    """
+    import json, os, sys
+    from runstore import Flow, Store, namespace, use_store
+
+    db, stop, me = sys.argv[1], sys.argv[2], sys.argv[3]
+    store = Store(db)
+    expected = {}   # run number -> set of this process's tags that must be there at the end
+    loaded = edits = rounds = 0
+    with use_store(store):
+        namespace(None)
+        while True:
+            done = os.path.exists(stop)
+            try:
+                runs = list(Flow("BusyFlow"))
+            except KeyError:  # the flow's first run is not created yet
+                runs = []
+            for run in runs:
+                for step in run:
+                    for task in step:
+                        for artifact in task:
+                            artifact.data
+                            loaded += 1
+                number = run.id
+                mine = expected.setdefault(number, set())
+                tag = "%s-%d" % (me, rounds % 3)
+                if tag in mine:
+                    run.remove_tag(tag)
+                    mine.discard(tag)
+                else:
+                    run.add_tag(tag)
+                    mine.add(tag)
+                edits += 1
+            rounds += 1
+            if done:
+                break
+    print(json.dumps({"expected": {k: sorted(v) for k, v in expected.items()}, "loaded": loaded,
+                      "edits": edits, "rounds": rounds}))
+    """
+)
+
+
+def test_foreach_writers_while_other_processes_read_and_tag(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    stop = tmp_path / "stop"
+    first = launch(db, "--max-workers", "3", "--n", "12")
+    finish([first])  # the store and the flow exist before the readers start
+    readers = [subprocess.Popen([sys.executable, "-c", READER, str(db), str(stop), f"r{i}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        for _ in range(2):  # two rounds of two concurrent foreach runs, 3 workers each
+            finish([launch(db, "--max-workers", "3", "--n", "12") for _ in range(2)])
+    finally:
+        stop.touch()
+    reports = []
+    for proc in readers:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "locked" not in (out + err).lower()
+        reports.append(json.loads(out))
+    table = runs_table(db)
+    assert [row[0] for row in table] == [1, 2, 3, 4, 5]
+    assert all(row[1:] == ("succeeded", 16, 16) for row in table), table
+    assert all(report["edits"] > 0 and report["loaded"] > 0 for report in reports)
+    # no tag edit lost: each run carries exactly what the readers' last edits left
+    store = Store(db)
+    with use_store(store):
+        namespace(None)
+        for number in range(1, 6):
+            run = Flow("BusyFlow")[str(number)]
+            want = set()
+            for report in reports:
+                want |= set(report["expected"].get(str(number), []))
+            assert set(run.user_tags) == want, (number, run.user_tags, want)
+    assert store.integrity_problems() == []
+    store.close()
+
+
+def test_tag_edits_from_four_processes_on_one_run_are_all_kept(tmp_path: Path) -> None:
+    """Read-modify-write of tags under BEGIN IMMEDIATE: 4 processes x 12 adds and 2 removes, none lost."""
+    db = tmp_path / "runstore.db"
+    finish([launch(db, "--max-workers", "1", "--n", "1")])
+    go = tmp_path / "go"
+    script = textwrap.dedent(
+        """
+        import os, sys, time
+        from runstore import Run, Store, use_store
+        db, go, me = sys.argv[1], sys.argv[2], sys.argv[3]
+        store = Store(db)
+        print("ready", flush=True)
+        while not os.path.exists(go):
+            time.sleep(0.001)
+        with use_store(store):
+            run = Run("BusyFlow/1")
+            for i in range(12):
+                run.add_tag("%s-%d" % (me, i))
+                if i in (4, 9):
+                    run.remove_tag("%s-%d" % (me, i - 1))
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), str(go), f"p{i}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    go.touch()
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "locked" not in err.lower(), err
+    want = {f"p{p}-{i}" for p in range(4) for i in range(12) if i not in (3, 8)}
+    store = Store(db)
+    with use_store(store):
+        assert set(Run("BusyFlow/1").user_tags) == want  # 40 tags: the 50-tag limit is not reached
+    assert store.integrity_problems() == []
+    store.close()
