@@ -300,6 +300,8 @@ class Scheduler:
                                                    ("runstore.WorkerDied", message, ""))
                         result = TaskResult(spec.task_id, spec.attempt, "failed", error=message)
                         self.say(f"{spec.prefix} {message}")
+                    elif isinstance(result, RunstoreError):
+                        raise result  # the worker's store failed (e.g. StoreFullError): the run cannot go on
                     elif isinstance(result, BaseException):
                         raise RunstoreError(f"the runtime failed while running {spec.prefix}: {result!r}")
                     self._on_result(spec, result)

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from typing import Any, TextIO
 
 from ..current import TaskContext, task_context
-from ..errors import CodecError, FlowDefinitionError, RunstoreError
+from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError
 from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
 from ..util import pause_point
 
@@ -337,7 +337,7 @@ def _collect(store: Any, flow: FlowSpec, state: TaskState, spec: TaskSpec) -> tu
             continue
         try:
             artifacts[name] = store.prepare_value(value)
-        except CodecError as exc:
+        except (CodecError, StoreError) as exc:  # StoreError: e.g. disk full, kept as is (not a CodecError)
             error = error or exc
         except Exception as exc:  # noqa: BLE001 - pickling user objects can fail any way
             error = error or CodecError(f"artifact {name!r} cannot be stored: {exc}")

@@ -55,6 +55,7 @@ def _recv(sock: socket.socket) -> Any:
 
 def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides what Ctrl-C means
+    from ..errors import RunstoreError
     from ..store import Store
     from .task import run_task
 
@@ -68,6 +69,8 @@ def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
             break
         try:
             result: Any = run_task(spec, store, flow_class)
+        except RunstoreError as exc:  # the store failed (disk full, read-only): sent as is, so the
+            result = exc              # user sees e.g. "Store is full: ..." (test_reliability_input.py)
         except BaseException as exc:  # noqa: BLE001 - report, then let the scheduler decide
             result = RuntimeError(f"{type(exc).__name__}: {exc}")
         try:

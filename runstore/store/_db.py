@@ -90,9 +90,29 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float = BUSY_T
         return StoreError(f"{where}: SQLite cannot open the file ({text})")
     if "full" in low or "too big" in low or "file too large" in low:
         return StoreFullError(f"{where}: the disk is full ({text}); nothing was half written")
+    if _out_of_room(exc, low):
+        return StoreFullError(
+            f"{where}: no room to write: the file-size limit (ulimit -f) is reached ({text}); "
+            "nothing was half written")
     if "not a database" in low or "malformed" in low or "corrupt" in low:
         return NotAStoreError(f"{where} is damaged or not a runstore database ({text})")
     return StoreError(f"{where}: {text}")
+
+
+def _out_of_room(exc: BaseException, low: str) -> bool:
+    """A write error that means "no room": SQLite reports a file-size limit (EFBIG) as an I/O error.
+
+    Pinned by tests/test_reliability_input.py::test_full_disk_while_writing_a_large_artifact.
+    """
+    name = getattr(exc, "sqlite_errorname", "")
+    if name not in ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_TRUNCATE", "SQLITE_IOERR_SHMSIZE") and not (
+            not name and low == "disk i/o error"):
+        return False
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    return resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
 
 
 def _split_sql(script: str) -> list[str]:
