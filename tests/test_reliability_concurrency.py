@@ -196,3 +196,86 @@ def test_tag_edits_from_four_processes_on_one_run_are_all_kept(tmp_path: Path) -
         assert set(Run("BusyFlow/1").user_tags) == want  # 40 tags: the 50-tag limit is not reached
     assert store.integrity_problems() == []
     store.close()
+
+
+# ------------------------------------------------------------------ gc and backup while runs write
+
+
+def test_gc_keeps_a_reused_value_that_a_live_run_holds_only_by_reference(tmp_path: Path) -> None:
+    """A foreach split stores its items and passes references; an identical, unreferenced,
+    old blob (an earlier run's item) must not be collected while the live run holds it.
+
+    Found by test_gc_and_backup_loop_while_runs_write: gc deleted the blob of a foreach item
+    (the JSON ``2``) under a running foreach, whose task then failed with NotFound.
+    """
+    store = Store(tmp_path / "runstore.db")
+    earlier = store.put_values([2])[0]
+    with store.write() as conn:  # written long ago, referenced by nothing
+        conn.execute("UPDATE blobs SET created_at = 0 WHERE blob_key = ?", (earlier.blob_key,))
+    store.create_run("SplitFlow", user="tester")  # live: its owner (this process) is alive
+    item = store.put_values([2])[0]  # the live run's foreach split: a reference, no artifact row yet
+    assert item.blob_key == earlier.blob_key
+    store.gc()
+    assert store.load_value(item.blob_key, item.encoding) == 2
+    store.close()
+
+
+GC_LOOP = textwrap.dedent(
+    """
+    import json, os, sys
+    from runstore import Store
+
+    db, stop, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    store = Store(db)
+    report = {"gcs": 0, "freed": 0, "backups": 0, "problems": []}
+    while not os.path.exists(stop):
+        gc = store.gc()
+        report["gcs"] += 1
+        report["freed"] += gc.blobs + gc.chunks
+        copy = os.path.join(out, "backup-%d.db" % report["backups"])
+        store.backup(copy)
+        report["backups"] += 1
+        backup = Store(copy)
+        report["problems"] += backup.integrity_problems()
+        backup.close()
+        os.unlink(copy)
+    print(json.dumps(report))
+    """
+)
+
+
+def test_gc_and_backup_loop_while_runs_write(tmp_path: Path) -> None:
+    """`gc` and `backup` in a loop while foreach runs and a 17 MiB artifact are written.
+
+    Every run succeeds (gc never takes a value a live run still needs), every backup
+    is sound, and afterwards every stored value loads.
+    """
+    db = tmp_path / "runstore.db"
+    crash = Path(__file__).parent / "flows" / "crash_flow.py"
+
+    def crash_run() -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, str(crash), "--db", str(db), "--quiet", "run", "--size_mib", "17",
+                                 "--max-workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    finish([crash_run(), launch(db, "--n", "6", "--max-workers", "2")])  # leaves unreferenced foreach items
+    stop = tmp_path / "stop"
+    looper = subprocess.Popen([sys.executable, "-c", GC_LOOP, str(db), str(stop), str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(2):
+            finish([crash_run(), launch(db, "--n", "6", "--max-workers", "2")])
+    finally:
+        stop.touch()
+        out, err = looper.communicate(timeout=120)
+    assert looper.returncode == 0, err
+    report = json.loads(out)
+    assert report["gcs"] >= 1 and report["problems"] == []
+    store = Store(db)
+    with store.read() as conn:
+        statuses = conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
+        keys = conn.execute("SELECT DISTINCT blob_key, encoding FROM artifacts").fetchall()
+    assert statuses == [("succeeded", 6)]
+    for key, encoding in keys:
+        store.load_value(key, encoding)
+    assert store.doctor().problems == []
+    store.close()
