@@ -245,3 +245,39 @@ def test_kill_9_of_the_scheduler_leaves_a_sound_file_and_a_crashed_run(tmp_path:
         assert start["status"] == "succeeded"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the orphaned worker still sleeping in the step
+
+
+def test_tag_commands_are_mounted_and_use_db(tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere.db"
+    assert flow(EXAMPLES / "hello_flow.py", db, "--quiet", "run", "--tag", "a").returncode == 0
+    added = flow(EXAMPLES / "hello_flow.py", db, "tag", "add", "--run-id", "1", "b")
+    assert added.returncode == 0, added.stderr
+    listed = flow(EXAMPLES / "hello_flow.py", db, "tag", "list")
+    assert "a, b" in listed.stdout
+    assert not (Path.cwd() / "runstore.db").exists()
+
+
+@pytest.mark.stress
+def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, str(FLOWS / "slow_flow.py"), "--db", str(db), "run"],
+                            env={**os.environ, "MARKER": str(marker)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "Traceback" not in out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert run_row(db, "SlowFlow")["status"] == "failed"
+    wait = tasks(db, "SlowFlow", "wait")[0]
+    assert wait["status"] == "failed"
+    assert Store(db).attempt_record(wait["task_id"])["exception_type"] == "builtins.KeyboardInterrupt"
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no worker left behind
