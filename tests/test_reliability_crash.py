@@ -10,7 +10,7 @@ running the task, and checks what a user would see afterwards:
 * the run shows as ``crashed`` (scheduler killed) or ``failed`` (worker killed), never
   successful;
 * ``python crash_flow.py resume --origin-run-id 1`` completes it, with artifacts equal
-  to a clean run's (skipped while the flow CLI has no ``resume`` command).
+  to a clean run's, cloning exactly the steps upstream of the kill.
 
 The points: user code of a step (the flow sleeps there, ``CRASH_FLOW_WAIT_IN``);
 ``task_persist`` (a 20 MiB array encoded, its first 16 MiB chunk written in its own
@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -57,17 +56,6 @@ def identity_env(tmp_path: Path) -> dict[str, str]:
 
 def flow_cmd(db: Path, *args: str) -> list[str]:
     return [sys.executable, str(FLOW), "--db", str(db), "--quiet", *args]
-
-
-@lru_cache(maxsize=1)
-def has_resume() -> bool:
-    """Whether the flow command line has a ``resume`` command (it lands separately)."""
-    out = subprocess.run([sys.executable, str(FLOW), "resume", "--help"], capture_output=True, text=True,
-                         timeout=60)
-    return out.returncode == 0
-
-
-needs_resume = pytest.mark.skipif("not has_resume()", reason="the flow CLI has no `resume` command yet")
 
 
 # ------------------------------------------------------------------ helpers
@@ -179,7 +167,7 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, Any],
     return run_artifacts(db, 1)
 
 
-def resume_and_compare(db: Path, clean: dict[tuple[str, Any], dict[str, Any]]) -> None:
+def resume_and_compare(db: Path, clean: dict[tuple[str, Any], dict[str, Any]]) -> set[str]:
     out = subprocess.run(flow_cmd(db, "resume", "--origin-run-id", "1"), capture_output=True, text=True,
                          env=flow_env(identity_env(db.parent)), timeout=120)
     assert out.returncode == 0, out.stderr
@@ -189,6 +177,18 @@ def resume_and_compare(db: Path, clean: dict[tuple[str, Any], dict[str, Any]]) -
     assert run_status(store, 2) == ("succeeded", True)
     store.close()
     assert run_artifacts(db, 2) == clean
+    return cloned_steps(db, 2)
+
+
+def cloned_steps(db: Path, number: int) -> set[str]:
+    """Steps of a resumed run whose every task was cloned from the origin (not re-run)."""
+    store = Store(db, readonly=True)
+    with use_store(store):
+        namespace(None)
+        run = Flow("CrashFlow")[str(number)]
+        steps = {step.id for step in run if all(task.origin_pathspec for task in step)}
+    store.close()
+    return steps
 
 
 # ------------------------------------------------------------------ the cases
@@ -208,6 +208,18 @@ CASES = [
     ("scheduler-finishing-run", 2, {"RUNSTORE_TEST_PAUSE_AT": "run_finish:120"},
      r"runstore-test-pause run_finish pid=(\d+)", "scheduler", "crashed"),
 ]
+
+# Steps resume clones (every task copied by reference) instead of re-running, per case:
+# everything upstream of the step that was running when the kill came. After a kill
+# while finishing the run, every task had succeeded, so all are cloned.
+CLONED = {
+    "scheduler-in-step": {"start"},
+    "worker-in-step": {"start"},
+    "scheduler-persisting-artifact": {"start", "work", "join"},
+    "worker-persisting-artifact": {"start", "work", "join"},
+    "worker-starting-task": {"start", "work"},
+    "scheduler-finishing-run": {"start", "work", "join", "big", "end"},
+}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
@@ -254,8 +266,7 @@ def test_kill_9_leaves_a_sound_file_and_an_unsuccessful_run(crashed: tuple[Path,
     assert problems == []
 
 
-@needs_resume
 def test_resume_after_kill_9_equals_a_clean_run(crashed: tuple[Path, str, Store], clean_run: dict) -> None:
-    db, _, store = crashed
+    db, name, store = crashed
     store.close()
-    resume_and_compare(db, clean_run)
+    assert resume_and_compare(db, clean_run) == CLONED[name]
