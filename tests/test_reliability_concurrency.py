@@ -10,7 +10,6 @@ kept, and ``PRAGMA integrity_check`` / ``foreign_key_check`` clean.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -26,8 +25,12 @@ FLOW = Path(__file__).parent / "flows" / "busy_flow.py"
 
 
 def launch(db: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(FLOW), "--db", str(db), "--quiet", "run", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(FLOW), "--db", str(db), "--quiet", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(procs: list[subprocess.Popen[str]], timeout: float = 120) -> list[str]:
@@ -49,7 +52,8 @@ def runs_table(db: Path) -> list[tuple[int, str, int, int]]:
             return conn.execute(
                 "SELECT r.run_number, r.status, count(t.task_id), sum(t.status = 'succeeded')"
                 " FROM runs r JOIN flows f ON f.flow_id = r.flow_id LEFT JOIN tasks t ON t.run_id = r.run_id"
-                " WHERE f.name = 'BusyFlow' GROUP BY r.run_id ORDER BY r.run_number").fetchall()
+                " WHERE f.name = 'BusyFlow' GROUP BY r.run_id ORDER BY r.run_number"
+            ).fetchall()
     finally:
         store.close()
 
@@ -129,8 +133,15 @@ def test_foreach_writers_while_other_processes_read_and_tag(tmp_path: Path) -> N
     stop = tmp_path / "stop"
     first = launch(db, "--max-workers", "3", "--n", "12")
     finish([first])  # the store and the flow exist before the readers start
-    readers = [subprocess.Popen([sys.executable, "-c", READER, str(db), str(stop), f"r{i}"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", READER, str(db), str(stop), f"r{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     try:
         for _ in range(2):  # two rounds of two concurrent foreach runs, 3 workers each
             finish([launch(db, "--max-workers", "3", "--n", "12") for _ in range(2)])
@@ -182,8 +193,15 @@ def test_tag_edits_from_four_processes_on_one_run_are_all_kept(tmp_path: Path) -
                     run.remove_tag("%s-%d" % (me, i - 1))
         """
     )
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), str(go), f"p{i}"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(db), str(go), f"p{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
     for proc in procs:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     go.touch()
@@ -254,13 +272,32 @@ def test_gc_and_backup_loop_while_runs_write(tmp_path: Path) -> None:
     crash = Path(__file__).parent / "flows" / "crash_flow.py"
 
     def crash_run() -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, str(crash), "--db", str(db), "--quiet", "run", "--size_mib", "17",
-                                 "--max-workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(crash),
+                "--db",
+                str(db),
+                "--quiet",
+                "run",
+                "--size_mib",
+                "17",
+                "--max-workers",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     finish([crash_run(), launch(db, "--n", "6", "--max-workers", "2")])  # leaves unreferenced foreach items
     stop = tmp_path / "stop"
-    looper = subprocess.Popen([sys.executable, "-c", GC_LOOP, str(db), str(stop), str(tmp_path)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    looper = subprocess.Popen(
+        [sys.executable, "-c", GC_LOOP, str(db), str(stop), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(2):
             finish([crash_run(), launch(db, "--n", "6", "--max-workers", "2")])

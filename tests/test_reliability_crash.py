@@ -50,8 +50,11 @@ def flow_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def identity_env(tmp_path: Path) -> dict[str, str]:
     """The test identity, fixed here because module-scoped fixtures run before conftest's."""
-    return {"RUNSTORE_USER": "tester", "RUNSTORE_HOME": str(tmp_path / "home" / ".runstore"),
-            "HOME": str(tmp_path / "home")}
+    return {
+        "RUNSTORE_USER": "tester",
+        "RUNSTORE_HOME": str(tmp_path / "home" / ".runstore"),
+        "HOME": str(tmp_path / "home"),
+    }
 
 
 def flow_cmd(db: Path, *args: str) -> list[str]:
@@ -69,7 +72,11 @@ class Crash:
         self.err = open(self.err_path, "wb")
         self.proc = subprocess.Popen(
             flow_cmd(db, "run", "--max-workers", str(max_workers), "--size_mib", str(SIZE_MIB)),
-            stdout=subprocess.DEVNULL, stderr=self.err, env=flow_env(env), start_new_session=True)
+            stdout=subprocess.DEVNULL,
+            stderr=self.err,
+            env=flow_env(env),
+            start_new_session=True,
+        )
 
     def wait_for(self, pattern: str, timeout: float = 90) -> int:
         """Poll stderr until ``pattern`` (with a ``pid=(\\d+)`` group) appears; return that pid."""
@@ -80,10 +87,14 @@ class Crash:
             if found:
                 return int(found.group(1))
             if self.proc.poll() is not None:
-                pytest.fail(f"the run ended ({self.proc.returncode}) before {pattern!r}:\n"
-                            + self.err_path.read_text(errors="replace"))
+                pytest.fail(
+                    f"the run ended ({self.proc.returncode}) before {pattern!r}:\n"
+                    + self.err_path.read_text(errors="replace")
+                )
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {pattern!r}:\n" + self.err_path.read_text(errors="replace"))
+                pytest.fail(
+                    f"timed out waiting for {pattern!r}:\n" + self.err_path.read_text(errors="replace")
+                )
             time.sleep(0.02)
 
     def finish(self, timeout: float = 90) -> int:
@@ -144,8 +155,10 @@ def check_sound(db: Path) -> Store:
 def orphan_chunks(store: Store) -> int:
     """Chunks written by an attempt that never committed (no blob lists them)."""
     with store.read() as conn:
-        return conn.execute("SELECT count(*) FROM blob_chunks c WHERE NOT EXISTS"
-                            " (SELECT 1 FROM blob_parts p WHERE p.chunk_key = c.chunk_key)").fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM blob_chunks c WHERE NOT EXISTS"
+            " (SELECT 1 FROM blob_parts p WHERE p.chunk_key = c.chunk_key)"
+        ).fetchone()[0]
 
 
 def run_status(store: Store, number: int = 1) -> tuple[str, bool]:
@@ -161,15 +174,25 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, Any],
     tmp_path = tmp_path_factory.mktemp("clean")
     db = tmp_path / "runstore.db"
     env = flow_env(identity_env(tmp_path))
-    out = subprocess.run(flow_cmd(db, "run", "--max-workers", "2", "--size_mib", str(SIZE_MIB)),
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        flow_cmd(db, "run", "--max-workers", "2", "--size_mib", str(SIZE_MIB)),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return run_artifacts(db, 1)
 
 
 def resume_and_compare(db: Path, clean: dict[tuple[str, Any], dict[str, Any]]) -> set[str]:
-    out = subprocess.run(flow_cmd(db, "resume", "--origin-run-id", "1"), capture_output=True, text=True,
-                         env=flow_env(identity_env(db.parent)), timeout=120)
+    out = subprocess.run(
+        flow_cmd(db, "resume", "--origin-run-id", "1"),
+        capture_output=True,
+        text=True,
+        env=flow_env(identity_env(db.parent)),
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "locked" not in out.stderr
     store = Store(db)
@@ -195,18 +218,54 @@ def cloned_steps(db: Path, number: int) -> set[str]:
 
 # (test id, max workers, env, what to wait for, who is killed, expected status)
 CASES = [
-    ("scheduler-in-step", 2, {"CRASH_FLOW_WAIT_IN": "work"}, r"crash-flow-waiting work pid=(\d+)",
-     "scheduler", "crashed"),
-    ("worker-in-step", 2, {"CRASH_FLOW_WAIT_IN": "work"}, r"crash-flow-waiting work pid=(\d+)",
-     "worker", "failed"),
-    ("scheduler-persisting-artifact", 1, {"RUNSTORE_TEST_PAUSE_AT": "task_persist@big:120"},
-     r"runstore-test-pause task_persist pid=(\d+)", "scheduler", "crashed"),
-    ("worker-persisting-artifact", 2, {"RUNSTORE_TEST_PAUSE_AT": "task_persist@big:120"},
-     r"runstore-test-pause task_persist pid=(\d+)", "worker", "failed"),
-    ("worker-starting-task", 2, {"RUNSTORE_TEST_PAUSE_AT": "task_start@join:120"},
-     r"runstore-test-pause task_start pid=(\d+)", "worker", "failed"),
-    ("scheduler-finishing-run", 2, {"RUNSTORE_TEST_PAUSE_AT": "run_finish:120"},
-     r"runstore-test-pause run_finish pid=(\d+)", "scheduler", "crashed"),
+    (
+        "scheduler-in-step",
+        2,
+        {"CRASH_FLOW_WAIT_IN": "work"},
+        r"crash-flow-waiting work pid=(\d+)",
+        "scheduler",
+        "crashed",
+    ),
+    (
+        "worker-in-step",
+        2,
+        {"CRASH_FLOW_WAIT_IN": "work"},
+        r"crash-flow-waiting work pid=(\d+)",
+        "worker",
+        "failed",
+    ),
+    (
+        "scheduler-persisting-artifact",
+        1,
+        {"RUNSTORE_TEST_PAUSE_AT": "task_persist@big:120"},
+        r"runstore-test-pause task_persist pid=(\d+)",
+        "scheduler",
+        "crashed",
+    ),
+    (
+        "worker-persisting-artifact",
+        2,
+        {"RUNSTORE_TEST_PAUSE_AT": "task_persist@big:120"},
+        r"runstore-test-pause task_persist pid=(\d+)",
+        "worker",
+        "failed",
+    ),
+    (
+        "worker-starting-task",
+        2,
+        {"RUNSTORE_TEST_PAUSE_AT": "task_start@join:120"},
+        r"runstore-test-pause task_start pid=(\d+)",
+        "worker",
+        "failed",
+    ),
+    (
+        "scheduler-finishing-run",
+        2,
+        {"RUNSTORE_TEST_PAUSE_AT": "run_finish:120"},
+        r"runstore-test-pause run_finish pid=(\d+)",
+        "scheduler",
+        "crashed",
+    ),
 ]
 
 # Steps resume clones (every task copied by reference) instead of re-running, per case:
@@ -223,8 +282,10 @@ CLONED = {
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
-def crashed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            ) -> Iterator[tuple[Path, str, Store]]:
+def crashed(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, str, Store]]:
     """A store whose run 1 was killed -9 at one point (made once per case): (db, case id, store)."""
     name, workers, env, pattern, victim, expected = request.param
     tmp_path = tmp_path_factory.mktemp(name)
@@ -261,7 +322,9 @@ def test_kill_9_leaves_a_sound_file_and_an_unsuccessful_run(crashed: tuple[Path,
         assert orphan_chunks(store) >= 1
         assert big == 0
     if "finishing" in name:
-        assert big == 2 and done == 8  # every task (big and end hold the array) committed; only the run row is left
+        assert (
+            big == 2 and done == 8
+        )  # every task (big and end hold the array) committed; only the run row is left
     problems = store.doctor().problems
     assert problems == []
 

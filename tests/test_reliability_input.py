@@ -60,13 +60,22 @@ HYPO = settings(deadline=None, suppress_health_check=list(HealthCheck), max_exam
 
 
 def run_flow(flow: Path, db: Path, *args: str, preexec_fn: Any = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(flow), "--db", str(db), "--quiet", *args], capture_output=True,
-                          text=True, timeout=120, preexec_fn=preexec_fn)
+    return subprocess.run(
+        [sys.executable, str(flow), "--db", str(db), "--quiet", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=preexec_fn,
+    )
 
 
 def runstore_cli(db: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, sys.executable, "-m", "runstore", "--db", str(db), *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "runstore", "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], code: int | None = None) -> str:
@@ -86,13 +95,21 @@ def snapshot(db: Path, *, tags: bool = True) -> dict[str, str]:
     out: dict[str, str] = {}
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
         for table in tables:
             if table in ("run_tags", "flows") and not tags:
                 continue  # tag edits are wanted changes; flows.last_run_number moves with new runs
-            rows = conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() if table != "store_info" else \
-                conn.execute("SELECT * FROM store_info ORDER BY key").fetchall()
+            rows = (
+                conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                if table != "store_info"
+                else conn.execute("SELECT * FROM store_info ORDER BY key").fetchall()
+            )
             out[table] = hashlib.sha256(repr(rows).encode()).hexdigest()
     finally:
         conn.close()
@@ -112,18 +129,31 @@ def rows_of_runs(db: Path, numbers: list[int]) -> dict[str, Any]:
     """A snapshot restricted to some runs (for files where later runs are added)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        ids = [r[0] for r in conn.execute(
-            f"SELECT run_id FROM runs WHERE run_number IN ({','.join('?' * len(numbers))})"
-            " AND flow_id = (SELECT flow_id FROM flows WHERE name = 'BusyFlow') ORDER BY run_id", numbers)]
+        ids = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT run_id FROM runs WHERE run_number IN ({','.join('?' * len(numbers))})"
+                " AND flow_id = (SELECT flow_id FROM flows WHERE name = 'BusyFlow') ORDER BY run_id",
+                numbers,
+            )
+        ]
         marks = ",".join("?" * len(ids))
         out = {
-            "runs": conn.execute(f"SELECT * FROM runs WHERE run_id IN ({marks}) ORDER BY run_id", ids).fetchall(),
-            "tags": conn.execute(f"SELECT * FROM run_tags WHERE run_id IN ({marks}) ORDER BY 1, 2", ids).fetchall(),
-            "tasks": conn.execute(f"SELECT * FROM tasks WHERE run_id IN ({marks}) ORDER BY task_id", ids).fetchall(),
+            "runs": conn.execute(
+                f"SELECT * FROM runs WHERE run_id IN ({marks}) ORDER BY run_id", ids
+            ).fetchall(),
+            "tags": conn.execute(
+                f"SELECT * FROM run_tags WHERE run_id IN ({marks}) ORDER BY 1, 2", ids
+            ).fetchall(),
+            "tasks": conn.execute(
+                f"SELECT * FROM tasks WHERE run_id IN ({marks}) ORDER BY task_id", ids
+            ).fetchall(),
             "artifacts": conn.execute(
                 f"SELECT a.task_id, a.attempt, a.name, a.blob_key, a.encoding, a.type, a.size, a.json_value"
-                f" FROM artifacts a JOIN tasks t USING (task_id) WHERE t.run_id IN ({marks}) ORDER BY 1, 2, 3",
-                ids).fetchall(),
+                f" FROM artifacts a JOIN tasks t USING (task_id) WHERE t.run_id IN ({marks})"
+                " ORDER BY 1, 2, 3",
+                ids,
+            ).fetchall(),
         }
     finally:
         conn.close()
@@ -154,25 +184,60 @@ def copy_store(src: Path, dst: Path) -> Path:
 # ------------------------------------------------------------------ pathspecs
 
 
-PIECES = ["BusyFlow", "Nope", "1", "2", "01", "0", "-1", "99999999999999999999", "²", "١", " 1", "start", "work",
-          "_parameters", "total", "_graph_info", "", ".", "..", "*", "%", "'", "\x00", "x" * 300]
+PIECES = [
+    "BusyFlow",
+    "Nope",
+    "1",
+    "2",
+    "01",
+    "0",
+    "-1",
+    "99999999999999999999",
+    "²",
+    "١",
+    " 1",
+    "start",
+    "work",
+    "_parameters",
+    "total",
+    "_graph_info",
+    "",
+    ".",
+    "..",
+    "*",
+    "%",
+    "'",
+    "\x00",
+    "x" * 300,
+]
 pathspecs = st.one_of(
     st.lists(st.sampled_from(PIECES), max_size=6).map("/".join),
     st.text(max_size=40),
     st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=5)), min_size=1, max_size=6).map("/".join),
 )
-keys = st.one_of(st.sampled_from(PIECES), st.text(max_size=8), st.integers(-3, 2**70), st.none(), st.floats(),
-                 st.binary(max_size=3), st.tuples(st.integers()))
+keys = st.one_of(
+    st.sampled_from(PIECES),
+    st.text(max_size=8),
+    st.integers(-3, 2**70),
+    st.none(),
+    st.floats(),
+    st.binary(max_size=3),
+    st.tuples(st.integers()),
+)
 
 
 @HYPO
-@given(cls=st.sampled_from([Flow, Run, Step, Task, DataArtifact]), spec=st.one_of(pathspecs, st.none(),
-       st.integers(), st.binary(max_size=5)), everywhere=st.booleans())
+@given(
+    cls=st.sampled_from([Flow, Run, Step, Task, DataArtifact]),
+    spec=st.one_of(pathspecs, st.none(), st.integers(), st.binary(max_size=5)),
+    everywhere=st.booleans(),
+)
 @example(cls=Run, spec="BusyFlow/99999999999999999999", everywhere=True)  # beyond SQLite's integers
 @example(cls=Task, spec="BusyFlow/1/start/99999999999999999999", everywhere=True)
 @example(cls=Run, spec="BusyFlow/²", everywhere=True)  # "²".isdigit() is true, int("²") fails
-def test_any_pathspec_gives_invalid_pathspec_or_not_found(seeded: Path, cls: type, spec: Any,
-                                                          everywhere: bool) -> None:
+def test_any_pathspec_gives_invalid_pathspec_or_not_found(
+    seeded: Path, cls: type, spec: Any, everywhere: bool
+) -> None:
     store = Store(seeded, readonly=True)
     with use_store(store):
         namespace(None if everywhere else "user:someone-else")
@@ -185,12 +250,16 @@ def test_any_pathspec_gives_invalid_pathspec_or_not_found(seeded: Path, cls: typ
 
 
 @HYPO
-@given(path=st.lists(keys, min_size=1, max_size=4), attempt=st.one_of(st.none(), st.integers(-2, 2**70),
-       st.floats(), st.text(max_size=3)))
+@given(
+    path=st.lists(keys, min_size=1, max_size=4),
+    attempt=st.one_of(st.none(), st.integers(-2, 2**70), st.floats(), st.text(max_size=3)),
+)
 @example(path=["1", "start", 2**70], attempt=None)
 @example(path=[float("inf")], attempt=None)  # `inf in flow` used to raise OverflowError
 @example(path=["1", "start"], attempt=2**70)
-def test_indexing_and_membership_never_raise_anything_else(seeded: Path, path: list[Any], attempt: Any) -> None:
+def test_indexing_and_membership_never_raise_anything_else(
+    seeded: Path, path: list[Any], attempt: Any
+) -> None:
     store = Store(seeded, readonly=True)
     try:
         with use_store(store):
@@ -207,8 +276,18 @@ def test_indexing_and_membership_never_raise_anything_else(seeded: Path, path: l
         store.close()
 
 
-@pytest.mark.parametrize("pathspec", ["99999999999999999999/start", "²/start", "1/start/²",
-                                      "1/start/99999999999999999999", "1//", "/", "x/y/z/w"])
+@pytest.mark.parametrize(
+    "pathspec",
+    [
+        "99999999999999999999/start",
+        "²/start",
+        "1/start/²",
+        "1/start/99999999999999999999",
+        "1//",
+        "/",
+        "x/y/z/w",
+    ],
+)
 def test_flow_cli_logs_and_dump_refuse_bad_pathspecs_in_one_line(seeded: Path, pathspec: str) -> None:
     for command in ("logs", "dump"):
         line = one_line_error(run_flow(BUSY, seeded, command, pathspec))
@@ -224,8 +303,17 @@ def tag_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @HYPO
-@given(tag=st.one_of(st.text(), st.text(st.characters(), min_size=1, max_size=8), st.binary(max_size=6),
-                     st.integers(), st.none(), st.text(min_size=495, max_size=505), st.lists(st.text(), max_size=2)))
+@given(
+    tag=st.one_of(
+        st.text(),
+        st.text(st.characters(), min_size=1, max_size=8),
+        st.binary(max_size=6),
+        st.integers(),
+        st.none(),
+        st.text(min_size=495, max_size=505),
+        st.lists(st.text(), max_size=2),
+    )
+)
 @example(tag="\ud800")  # not encodable as UTF-8
 @example(tag="x\x00y")
 @example(tag=b"\xff")
@@ -249,7 +337,10 @@ def test_any_tag_is_refused_with_tagging_error_or_stored_exactly(tag_store: Path
             assert set(Run("BusyFlow/1").tags) == before | texts
             with store.read() as conn:
                 for text in texts:
-                    assert conn.execute("SELECT count(*) FROM run_tags WHERE tag = ?", (text,)).fetchone()[0] == 1
+                    assert (
+                        conn.execute("SELECT count(*) FROM run_tags WHERE tag = ?", (text,)).fetchone()[0]
+                        == 1
+                    )
             for text in texts - before:
                 run.remove_tag(text)
             for text in texts & run.system_tags:
@@ -264,18 +355,36 @@ def test_any_tag_is_refused_with_tagging_error_or_stored_exactly(tag_store: Path
 
 
 def _bool(text: str) -> bool:
-    table = {"true": True, "t": True, "yes": True, "y": True, "1": True, "on": True,
-             "false": False, "f": False, "no": False, "n": False, "0": False, "off": False}
+    table = {
+        "true": True,
+        "t": True,
+        "yes": True,
+        "y": True,
+        "1": True,
+        "on": True,
+        "false": False,
+        "f": False,
+        "no": False,
+        "n": False,
+        "0": False,
+        "off": False,
+    }
     return table[text.strip().lower()]
 
 
 NATURAL = {"label": str, "rate": float, "n": int, "on": _bool, "config": json.loads}
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
-numbers = st.one_of(st.integers().map(str), st.floats().map(repr), st.text("0123456789.-+eE_ xinfaINF", max_size=12),
-                    st.sampled_from(["true", "no", "nan", "-inf", "1_000", "０", "١٢", "²", "9" * 5000, " 7 "]))
-jsons = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
-                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
-                     max_leaves=6).map(json.dumps)
+numbers = st.one_of(
+    st.integers().map(str),
+    st.floats().map(repr),
+    st.text("0123456789.-+eE_ xinfaINF", max_size=12),
+    st.sampled_from(["true", "no", "nan", "-inf", "1_000", "０", "١٢", "²", "9" * 5000, " 7 "]),
+)
+jsons = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+    max_leaves=6,
+).map(json.dumps)
 
 
 def _hostile_flow() -> type:
@@ -310,8 +419,10 @@ def test_parameter_values_are_a_usage_error_or_round_trip_exactly(name: str, raw
 
     db = Path(tempfile.mkdtemp()) / "hostile.db"
     try:
-        result = CliRunner().invoke(make_cli(_hostile_flow()), [
-            "--db", str(db), "--quiet", "run", "--max-workers", "1", f"--{name}", raw, "--tag", tag])
+        result = CliRunner().invoke(
+            make_cli(_hostile_flow()),
+            ["--db", str(db), "--quiet", "run", "--max-workers", "1", f"--{name}", raw, "--tag", tag],
+        )
         if result.exit_code == 2:
             assert "Traceback" not in result.output
             assert not db.exists() or Store(db).run_ref("Hostile") is None  # nothing stored
@@ -322,8 +433,9 @@ def test_parameter_values_are_a_usage_error_or_round_trip_exactly(name: str, raw
         ref = store.task_artifact_refs(params)[name]
         got = store.load_value(ref.blob_key, ref.encoding)
         want = NATURAL[name](raw)
-        assert type(got) is type(want) and (got == want or (isinstance(want, float) and math.isnan(want)
-                                                             and math.isnan(got))), (raw, got, want)
+        assert type(got) is type(want) and (
+            got == want or (isinstance(want, float) and math.isnan(want) and math.isnan(got))
+        ), (raw, got, want)
         with store.read() as conn:
             assert [r[0] for r in conn.execute("SELECT tag FROM run_tags WHERE is_system = 0")] == [tag]
         store.close()
@@ -348,12 +460,26 @@ def same(a: Any, b: Any) -> bool:
     return a == b
 
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=2**63), st.floats(),
-                    st.text(st.characters()), st.binary(max_size=20), st.complex_numbers(allow_nan=False))
-values = st.recursive(scalars, lambda c: st.one_of(
-    st.lists(c, max_size=4), st.tuples(c, c), st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), c,
-                                                             max_size=4),
-    st.frozensets(st.integers(), max_size=3)), max_leaves=10)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63),
+    st.floats(),
+    st.text(st.characters()),
+    st.binary(max_size=20),
+    st.complex_numbers(allow_nan=False),
+)
+values = st.recursive(
+    scalars,
+    lambda c: st.one_of(
+        st.lists(c, max_size=4),
+        st.tuples(c, c),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), c, max_size=4),
+        st.frozensets(st.integers(), max_size=3),
+    ),
+    max_leaves=10,
+)
 
 
 @pytest.fixture(scope="module")
@@ -492,14 +618,23 @@ def test_read_only_file_reads_work_and_writes_fail_in_one_line(seeded: Path, ope
     db.chmod(0o444)
     before = snapshot(db)
     prefix = unprivileged()
-    for args in (["runs", "--all"], ["show", "BusyFlow/1"], ["sql", "SELECT count(*) FROM runs"], ["doctor"],
-                 ["tag", "list", "BusyFlow/1"]):
+    for args in (
+        ["runs", "--all"],
+        ["show", "BusyFlow/1"],
+        ["sql", "SELECT count(*) FROM runs"],
+        ["doctor"],
+        ["tag", "list", "BusyFlow/1"],
+    ):
         proc = runstore_cli(db, *args, prefix=prefix)
         assert proc.returncode == 0 and proc.stderr == "", (args, proc.stderr)
     for args in (["tag", "add", "BusyFlow/1", "x"], ["delete", "BusyFlow/1", "--yes"], ["gc"]):
         assert "not writable" in one_line_error(runstore_cli(db, *args, prefix=prefix), 1)
-    flow = subprocess.run([*prefix, sys.executable, str(BUSY), "--db", str(db), "run"], capture_output=True,
-                          text=True, timeout=120)
+    flow = subprocess.run(
+        [*prefix, sys.executable, str(BUSY), "--db", str(db), "run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert one_line_error(flow, 1).startswith("Store is read-only:")
     assert snapshot(db) == before
 
@@ -512,6 +647,7 @@ def _limit_file_size(limit: int) -> Any:
         import resource
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes get EFBIG
+
     return apply
 
 
@@ -521,8 +657,16 @@ def test_full_disk_while_writing_a_large_artifact(tmp_path: Path) -> None:
     before = rows_of_runs(db, [1])
     # 1. room for the run's small rows but not for a 20 MiB artifact: the step fails with
     #    StoreFullError (not a CodecError), the run fails, the flow goes no further.
-    proc = run_flow(CRASH, db, "run", "--max-workers", "2", "--size_mib", "20",
-                    preexec_fn=_limit_file_size(db.stat().st_size + (4 << 20)))
+    proc = run_flow(
+        CRASH,
+        db,
+        "run",
+        "--max-workers",
+        "2",
+        "--size_mib",
+        "20",
+        preexec_fn=_limit_file_size(db.stat().st_size + (4 << 20)),
+    )
     line = one_line_error(proc, 1)
     assert "Step big" in line and "StoreFullError" in line and "file-size limit" in line, line
     # 2. no room at all: the run cannot even start; one line, exit 1.
@@ -543,8 +687,14 @@ def test_full_disk_while_writing_a_large_artifact(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ SQL injection
 
 
-INJECTIONS = ["'; DROP TABLE runs; --", "\" OR 1=1 --", "x') ; DELETE FROM artifacts; --", "%' OR '1'='1",
-              "Robert'); DROP TABLE run_tags;--", "1; ATTACH DATABASE 'evil.db' AS evil"]
+INJECTIONS = [
+    "'; DROP TABLE runs; --",
+    '" OR 1=1 --',
+    "x') ; DELETE FROM artifacts; --",
+    "%' OR '1'='1",
+    "Robert'); DROP TABLE run_tags;--",
+    "1; ATTACH DATABASE 'evil.db' AS evil",
+]
 
 
 def test_sql_injection_through_tags_flow_names_and_parameters(seeded: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ class BusyFlow(FlowSpec):
 
     @step
     def work(self):
-        self.value = {"index": self.input, "square": self.input ** 2, "pad": "x" * 2000}
+        self.value = {"index": self.input, "square": self.input**2, "pad": "x" * 2000}
         self.next(self.join)
 
     @step
