@@ -24,13 +24,21 @@ pytestmark = pytest.mark.stress
 FLOW = Path(__file__).parent / "flows" / "busy_flow.py"
 
 
-def launch(db: Path, *args: str) -> subprocess.Popen[str]:
+def spawn(*argv: str) -> subprocess.Popen[str]:
+    """``python argv…`` with its output captured."""
     return subprocess.Popen(
-        [sys.executable, str(FLOW), "--db", str(db), "--quiet", "run", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def launch(db: Path, *args: str, flow: Path = FLOW) -> subprocess.Popen[str]:
+    """``python flow.py --db DB --quiet run args…``."""
+    return spawn(str(flow), "--db", str(db), "--quiet", "run", *args)
+
+
+def python(script: str, *args: str) -> subprocess.Popen[str]:
+    """``python -c script args…``."""
+    return spawn("-c", script, *args)
 
 
 def finish(procs: list[subprocess.Popen[str]], timeout: float = 120) -> list[str]:
@@ -133,15 +141,7 @@ def test_foreach_writers_while_other_processes_read_and_tag(tmp_path: Path) -> N
     stop = tmp_path / "stop"
     first = launch(db, "--max-workers", "3", "--n", "12")
     finish([first])  # the store and the flow exist before the readers start
-    readers = [
-        subprocess.Popen(
-            [sys.executable, "-c", READER, str(db), str(stop), f"r{i}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    readers = [python(READER, str(db), str(stop), f"r{i}") for i in range(2)]
     try:
         for _ in range(2):  # two rounds of two concurrent foreach runs, 3 workers each
             finish([launch(db, "--max-workers", "3", "--n", "12") for _ in range(2)])
@@ -193,15 +193,7 @@ def test_tag_edits_from_four_processes_on_one_run_are_all_kept(tmp_path: Path) -
                     run.remove_tag("%s-%d" % (me, i - 1))
         """
     )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(db), str(go), f"p{i}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(4)
-    ]
+    procs = [python(script, str(db), str(go), f"p{i}") for i in range(4)]
     for proc in procs:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     go.touch()
@@ -272,32 +264,11 @@ def test_gc_and_backup_loop_while_runs_write(tmp_path: Path) -> None:
     crash = Path(__file__).parent / "flows" / "crash_flow.py"
 
     def crash_run() -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                str(crash),
-                "--db",
-                str(db),
-                "--quiet",
-                "run",
-                "--size_mib",
-                "17",
-                "--max-workers",
-                "2",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        return launch(db, "--size_mib", "17", "--max-workers", "2", flow=crash)
 
     finish([crash_run(), launch(db, "--n", "6", "--max-workers", "2")])  # leaves unreferenced foreach items
     stop = tmp_path / "stop"
-    looper = subprocess.Popen(
-        [sys.executable, "-c", GC_LOOP, str(db), str(stop), str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    looper = python(GC_LOOP, str(db), str(stop), str(tmp_path))
     try:
         for _ in range(2):
             finish([crash_run(), launch(db, "--n", "6", "--max-workers", "2")])

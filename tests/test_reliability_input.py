@@ -387,25 +387,10 @@ jsons = st.recursive(
 ).map(json.dumps)
 
 
-def _hostile_flow() -> type:
-    from runstore import FlowSpec, JSONType, Parameter, step
+def _param_kinds_flow() -> type:
+    from runstore.runtime.runner import load_flow
 
-    class Hostile(FlowSpec):
-        label = Parameter("label", default="x")
-        rate = Parameter("rate", default=0.5)
-        n = Parameter("n", default=1)
-        on = Parameter("on", default=False)
-        config = Parameter("config", type=JSONType, default="{}")
-
-        @step
-        def start(self):
-            self.next(self.end)
-
-        @step
-        def end(self):
-            pass
-
-    return Hostile
+    return load_flow(FLOWS / "param_kinds_flow.py")
 
 
 @settings(deadline=None, suppress_health_check=list(HealthCheck), max_examples=60)
@@ -420,16 +405,16 @@ def test_parameter_values_are_a_usage_error_or_round_trip_exactly(name: str, raw
     db = Path(tempfile.mkdtemp()) / "hostile.db"
     try:
         result = CliRunner().invoke(
-            make_cli(_hostile_flow()),
+            make_cli(_param_kinds_flow()),
             ["--db", str(db), "--quiet", "run", "--max-workers", "1", f"--{name}", raw, "--tag", tag],
         )
         if result.exit_code == 2:
             assert "Traceback" not in result.output
-            assert not db.exists() or Store(db).run_ref("Hostile") is None  # nothing stored
+            assert not db.exists() or Store(db).run_ref("ParamKindsFlow") is None  # nothing stored
             return
         assert result.exit_code == 0, (result.output, result.exception)
         store = Store(db)
-        params = store.run_tasks(store.run_ref("Hostile")[0], "_parameters")[0]["task_id"]
+        params = store.run_tasks(store.run_ref("ParamKindsFlow")[0], "_parameters")[0]["task_id"]
         ref = store.task_artifact_refs(params)[name]
         got = store.load_value(ref.blob_key, ref.encoding)
         want = NATURAL[name](raw)
