@@ -230,6 +230,28 @@ def test_gc_keeps_a_reused_value_that_a_live_run_holds_only_by_reference(tmp_pat
     store.close()
 
 
+def test_gc_between_encoding_and_commit_of_an_identical_value(tmp_path: Path) -> None:
+    """A task encodes a value whose chunk is already stored (an old, unreferenced blob); gc runs
+    before the task commits. The commit must still succeed and the value load."""
+    store = Store(tmp_path / "runstore.db")
+    old = store.put_value({"model": "small", "weights": list(range(100))})
+    with store.write() as conn:  # e.g. left by a deleted run: referenced by nothing, written long ago
+        conn.execute("UPDATE blobs SET created_at = 0 WHERE blob_key = ?", (old.blob_key,))
+        conn.execute("UPDATE blob_chunks SET touched_at = 0")
+    run = store.create_run("GcFlow", user="tester")
+    task = store.create_task(run.run_id, "start")
+    store.start_attempt(task, 0)
+    prepared = store.prepare_value({"model": "small", "weights": list(range(100))})  # the step's artifact
+    assert prepared.stored.blob_key == old.blob_key
+    gc = store.gc()  # another process's `runstore gc`, between encoding and commit
+    assert gc.blobs == 1 and gc.chunks == 1  # the old copy was garbage at that moment
+    store.finish_attempt(task, 0, "succeeded", artifacts={"model": prepared})
+    ref = store.task_artifact_refs(task)["model"]
+    assert store.load_value(ref.blob_key, ref.encoding)["weights"][-1] == 99
+    assert store.doctor().problems == []
+    store.close()
+
+
 GC_LOOP = textwrap.dedent(
     """
     import json, os, sys
