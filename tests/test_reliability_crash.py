@@ -67,11 +67,11 @@ def flow_cmd(db: Path, *args: str) -> list[str]:
 class Crash:
     """A ``run`` started in its own session, its stderr in a file we can poll."""
 
-    def __init__(self, tmp_path: Path, db: Path, max_workers: int, env: dict[str, str]) -> None:
-        self.err_path = tmp_path / "run.err"
+    def __init__(self, tmp_path: Path, db: Path, args: list[str], env: dict[str, str]) -> None:
+        self.err_path = tmp_path / f"{args[0]}.err"
         self.err = open(self.err_path, "wb")
         self.proc = subprocess.Popen(
-            flow_cmd(db, "run", "--max-workers", str(max_workers), "--size_mib", str(SIZE_MIB)),
+            flow_cmd(db, *args),
             stdout=subprocess.DEVNULL,
             stderr=self.err,
             env=flow_env(env),
@@ -290,7 +290,8 @@ def crashed(
     name, workers, env, pattern, victim, expected = request.param
     tmp_path = tmp_path_factory.mktemp(name)
     db = tmp_path / "runstore.db"
-    crash = Crash(tmp_path, db, workers, {**env, **identity_env(tmp_path)})
+    args = ["run", "--max-workers", str(workers), "--size_mib", str(SIZE_MIB)]
+    crash = Crash(tmp_path, db, args, {**env, **identity_env(tmp_path)})
     try:
         pid = crash.wait_for(pattern)
         if victim == "scheduler":
@@ -333,3 +334,33 @@ def test_resume_after_kill_9_equals_a_clean_run(crashed: tuple[Path, str, Store]
     db, name, store = crashed
     store.close()
     assert resume_and_compare(db, clean_run) == CLONED[name]
+
+
+def test_kill_9_during_resume_then_resume_again(tmp_path: Path, clean_run: dict) -> None:
+    """A resume killed while persisting the large artifact is itself resumed to completion."""
+    db = tmp_path / "runstore.db"
+    env = {"RUNSTORE_TEST_PAUSE_AT": "task_persist@big:120", **identity_env(tmp_path)}
+    pattern = r"runstore-test-pause task_persist pid=(\d+)"
+    for args in (
+        ["run", "--max-workers", "2", "--size_mib", str(SIZE_MIB)],
+        ["resume", "--origin-run-id", "1", "--max-workers", "2"],
+    ):
+        crash = Crash(tmp_path, db, args, env)
+        try:
+            os.kill(crash.wait_for(pattern), signal.SIGKILL)  # the worker writing the array
+            assert crash.finish() == 1
+        finally:
+            crash.cleanup()
+    store = check_sound(db)
+    assert run_status(store, 1) == ("failed", False) and run_status(store, 2) == ("failed", False)
+    store.close()
+    out = subprocess.run(
+        flow_cmd(db, "resume", "--origin-run-id", "2"),
+        capture_output=True,
+        text=True,
+        env=flow_env(identity_env(tmp_path)),
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert run_artifacts(db, 3) == clean_run
+    assert cloned_steps(db, 3) == {"start", "work", "join"}
