@@ -260,7 +260,8 @@ GC_LOOP = textwrap.dedent(
     db, stop, out = sys.argv[1], sys.argv[2], sys.argv[3]
     store = Store(db)
     report = {"gcs": 0, "freed": 0, "backups": 0, "problems": []}
-    while not os.path.exists(stop):
+    while True:  # at least one round, however fast the runs are
+        stopping = os.path.exists(stop)
         gc = store.gc()
         report["gcs"] += 1
         report["freed"] += gc.blobs + gc.chunks
@@ -271,6 +272,8 @@ GC_LOOP = textwrap.dedent(
         report["problems"] += backup.integrity_problems()
         backup.close()
         os.unlink(copy)
+        if stopping:
+            break
     print(json.dumps(report))
     """
 )
