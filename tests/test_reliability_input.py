@@ -294,6 +294,15 @@ def test_flow_cli_logs_and_dump_refuse_bad_pathspecs_in_one_line(seeded: Path, p
         assert line.startswith(("Invalid pathspec:", "Object not found:")), line
 
 
+@pytest.mark.parametrize("origin", ["99999999999999999999", "²", "-1", "BusyFlow/x", "0"])
+def test_resume_refuses_bad_origin_run_ids_in_one_line(seeded: Path, tmp_path: Path, origin: str) -> None:
+    db = copy_store(seeded, tmp_path / "runstore.db")
+    line = one_line_error(run_flow(BUSY, db, "resume", "--origin-run-id", origin))
+    assert line.startswith(("Cannot resume:", "Object not found:")), line
+    assert rows_of_runs(db, [1, 2]) == rows_of_runs(seeded, [1, 2])
+    assert Store(db).run_ref("BusyFlow") == Store(seeded, readonly=True).run_ref("BusyFlow")  # no run created
+
+
 # ------------------------------------------------------------------ tags
 
 
