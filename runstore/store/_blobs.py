@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import IO, Any, Iterable
 
 from ..blobs import (
     CHUNK_SIZE,
@@ -37,6 +37,9 @@ _PENDING_LIMIT = CHUNK_SIZE
 
 #: Chunks at least this large are written and read with incremental blob I/O.
 _BLOB_IO_MIN = 1 << 20
+
+#: One-chunk blobs up to this size are fetched together with their chunk list.
+_INLINE_READ = 1 << 20
 
 #: Piece size for incremental blob reads and writes.
 _IO_PIECE = 4 << 20
@@ -285,23 +288,37 @@ class BlobsMixin:
 
     # ------------------------------------------------------------ reading
 
-    def _blob_parts(self, blob_key: str) -> tuple[int, list[tuple[int, str, int]]]:
+    def _blob_parts(self, blob_key: str) -> tuple[int, list[tuple[int, str, int]], bytes | None]:
+        """Size, chunk list and, for a small one-chunk blob, its stored bytes: one query."""
         with self.read() as conn:
-            row = conn.execute("SELECT size, n_chunks FROM blobs WHERE blob_key = ?", (blob_key,)).fetchone()
-            if row is None:
-                raise NotFound(f"no stored value with key {blob_key[:16]}… in {self.where}")
-            parts = conn.execute(
-                "SELECT c.chunk_id, c.compression, c.raw_size FROM blob_parts p "
-                "LEFT JOIN blob_chunks c ON c.chunk_key = p.chunk_key WHERE p.blob_key = ? ORDER BY p.seq",
+            rows = conn.execute(
+                "SELECT b.size, b.n_chunks, c.chunk_id, c.compression, c.raw_size,"
+                f" CASE WHEN b.n_chunks = 1 AND c.raw_size <= {_INLINE_READ} THEN c.data END"
+                " FROM blobs b LEFT JOIN blob_parts p ON p.blob_key = b.blob_key"
+                " LEFT JOIN blob_chunks c ON c.chunk_key = p.chunk_key"
+                " WHERE b.blob_key = ? ORDER BY p.seq",
                 (blob_key,),
             ).fetchall()
-        if len(parts) != row[1] or any(part[0] is None for part in parts) or sum(p[2] for p in parts) != row[0]:
+        if not rows:
+            raise NotFound(f"no stored value with key {blob_key[:16]}… in {self.where}")
+        size, n_chunks = rows[0][0], rows[0][1]
+        parts = [(chunk_id, compression, raw) for _, _, chunk_id, compression, raw, _ in rows]
+        if len(parts) != n_chunks or any(part[0] is None for part in parts) or sum(p[2] for p in parts) != size:
             raise StoreError(
                 f"{self.where}: chunks of stored value {blob_key[:16]}… are missing; run `runstore doctor`"
             )
-        return row[0], parts
+        inline = rows[0][5]
+        if inline is not None:
+            inline = decompress_chunk(parts[0][1], inline, parts[0][2])
+        return size, parts, inline
 
-    def open_blob(self, blob_key: str) -> io.BufferedReader:
+    def _open(self, blob_key: str) -> tuple[int, IO[bytes]]:
+        size, parts, inline = self._blob_parts(blob_key)
+        if inline is not None:
+            return size, io.BytesIO(inline)
+        return size, io.BufferedReader(_BlobReader(self, parts), buffer_size=1 << 20)
+
+    def open_blob(self, blob_key: str) -> IO[bytes]:
         """A binary file over a stored blob's encoded bytes (no decoding, no trust needed).
 
         Example
@@ -312,8 +329,7 @@ class BlobsMixin:
         >>> store.open_blob(ref.blob_key).read()
         b'hello'
         """
-        _, parts = self._blob_parts(blob_key)
-        return io.BufferedReader(_BlobReader(self, parts), buffer_size=1 << 20)
+        return self._open(blob_key)[1]
 
     def is_trusted(self, blob_key: str) -> bool:
         """Whether this user wrote or trusted the blob (only matters for pickles).
@@ -353,8 +369,7 @@ class BlobsMixin:
                 f"a pickled value in {self.where} was written by someone else; loading it could run "
                 f"their code. If you trust this file, run: runstore trust {self.where}"
             )
-        size, parts = self._blob_parts(blob_key)
-        stream = io.BufferedReader(_BlobReader(self, parts), buffer_size=1 << 20)
+        size, stream = self._open(blob_key)
         try:
             return codec.decode(stream, size)
         except (CodecError, NotFound, StoreError):
