@@ -148,7 +148,12 @@ class ChunkSink(io.RawIOBase):
 
     def close(self) -> EncodedBlob:  # type: ignore[override]
         if self._result is None:
-            if self._buffer or not self._chunk_keys:
+            if not self._chunk_keys:  # one chunk: its key is the blob key, no second hash
+                key = self._hash.hexdigest()
+                self._chunk_keys.append(key)
+                self._on_chunk(key, self._buffer)
+                self._buffer = bytearray()
+            elif self._buffer:
                 self._emit(self._buffer)
                 self._buffer = bytearray()
             self._result = EncodedBlob(self._hash.hexdigest(), self._size, tuple(self._chunk_keys))
