@@ -95,6 +95,27 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float = BUSY_T
     return StoreError(f"{where}: {text}")
 
 
+def _publish(tmp: Path, target: Path) -> bool:
+    """Give a finished file its final name unless that name exists; False if it did."""
+    try:
+        os.link(tmp, target)  # atomic and never overwrites
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this file system
+        if target.exists():
+            return False
+        os.replace(tmp, target)
+    return True
+
+
+def _remove_database_files(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            leftover.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def _split_sql(script: str) -> list[str]:
     statements, current = [], ""
     for line in script.splitlines(keepends=True):
@@ -226,33 +247,28 @@ class Database:
         """
         assert self.path is not None
         path = self.path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuidlib.uuid4().hex[:8]}.new")
-        try:
+        with self._new_file(path, "create") as tmp:
+            conn = sqlite3.connect(str(tmp), isolation_level=None)
             try:
-                conn = sqlite3.connect(str(tmp), isolation_level=None)
-                try:
-                    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}").fetchall()
-                    conn.execute("PRAGMA journal_mode = wal").fetchall()
-                    self._migrate(conn)
-                finally:
-                    conn.close()
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    pass  # another process created it first: use theirs
-                except OSError:  # no hard links on this file system
-                    if not path.exists():
-                        os.replace(tmp, path)
-            except sqlite3.Error as exc:
-                raise translate_error(exc, str(path), self.busy_timeout) from exc
-            except OSError as exc:
-                raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
+                conn.execute(f"PRAGMA page_size = {PAGE_SIZE}").fetchall()
+                conn.execute("PRAGMA journal_mode = wal").fetchall()
+                self._migrate(conn)
+            finally:
+                conn.close()
+            _publish(tmp, path)  # False: another process created it first; use theirs
+
+    @contextmanager
+    def _new_file(self, target: Path, verb: str) -> Iterator[Path]:
+        """A private temporary name next to ``target``; errors translated, leftovers removed."""
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuidlib.uuid4().hex[:8]}.new")
+        try:
+            yield tmp
+        except sqlite3.Error as exc:
+            raise translate_error(exc, str(target), self.busy_timeout) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot {verb} {target}: {exc.strerror or exc}") from exc
         finally:
-            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-                try:
-                    leftover.unlink()
-                except OSError:
-                    pass
+            _remove_database_files(tmp)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -505,8 +521,7 @@ class Database:
             raise StoreError(f"cannot write {out}: directory {out.parent} does not exist")
         if not os.access(out.parent, os.W_OK):
             raise StoreReadOnlyError(f"cannot write {out}: directory is not writable")
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
+        with self._new_file(out, "write") as tmp:
             dest = sqlite3.connect(str(tmp))
             try:
                 with self.read() as conn:
@@ -515,20 +530,8 @@ class Database:
                 dest.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             finally:
                 dest.close()
-            try:
-                os.link(tmp, out)  # never overwrites a file that appeared meanwhile
-            except FileExistsError:
-                raise StoreError(f"{out} already exists; choose a new file name for the backup") from None
-            except OSError:
-                os.replace(tmp, out)
-        except sqlite3.Error as exc:
-            raise translate_error(exc, str(out), self.busy_timeout) from exc
-        except OSError as exc:
-            raise StoreError(f"cannot write {out}: {exc.strerror or exc}") from exc
-        finally:
-            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-                if leftover.exists():
-                    leftover.unlink()
+            if not _publish(tmp, out):
+                raise StoreError(f"{out} already exists; choose a new file name for the backup")
         return out
 
     def integrity_problems(self) -> list[str]:
