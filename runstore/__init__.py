@@ -32,14 +32,52 @@ from .errors import (
     UnknownUser,
     UntrustedArtifact,
 )
+from .client import DataArtifact, Flow, Run, Runstore, Step, Task
+from .current import current
+from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, step
+from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
+from .frames import to_dataframe
 from .store import Store
 from .version import get_version, read_info_file
+
+
+def __getattr__(name: str) -> object:
+    # Runner pulls in the runtime (scheduler, workers); load it on first use only.
+    if name == "Runner":
+        from .runtime import Runner
+
+        return Runner
+    raise AttributeError(f"module 'runstore' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
     "Store",
+    # client
+    "Runstore",
+    "Flow",
+    "Run",
+    "Step",
+    "Task",
+    "DataArtifact",
+    "namespace",
+    "get_namespace",
+    "default_namespace",
+    "get_metadata",
+    "use_store",
+    # flows
+    "FlowSpec",
+    "step",
+    "Parameter",
+    "JSONType",
+    "IncludeFile",
+    "retry",
+    "catch",
+    "current",
+    "Runner",
     "get_version",
     "read_info_file",
+    "to_dataframe",
     # errors
     "RunstoreError",
     "StoreError",

@@ -7,13 +7,24 @@ non-zero, never a traceback.
 
 from __future__ import annotations
 
+import csv
+import difflib
+import io
+import itertools
+import json
+import os
 import sys
-from typing import Any
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
 from . import __version__
 from .errors import RunstoreError
+
+if TYPE_CHECKING:
+    from .store import Store
 
 __all__ = ["main", "cli"]
 
@@ -27,6 +38,16 @@ class _Group(click.Group):
         except RunstoreError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # never a traceback: one line, unless RUNSTORE_DEBUG asks for it
+            if os.environ.get("RUNSTORE_DEBUG"):
+                raise
+            click.echo(f"Error: {type(exc).__name__}: {exc} (set RUNSTORE_DEBUG=1 for details)", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +74,564 @@ def version() -> None:
         runstore version
     """
     click.echo(__version__)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _open_store(ctx: click.Context, *, readonly: bool = False) -> "Store":
+    """The store named by --db / RUNSTORE_DB / discovery; never creates one."""
+    from .errors import StoreError
+    from .store import Store, discover_path
+
+    path, found = discover_path((ctx.find_root().obj or {}).get("db"))
+    if str(path) == ":memory:":
+        raise StoreError("--db :memory: makes a new empty store; name a file")
+    if not found or not path.exists():
+        raise StoreError(f"no store at {path}; pass --db PATH or set RUNSTORE_DB")
+    return Store(path, readonly=readonly, create=False)
+
+
+def _progress(label: str) -> Callable[[int, int], None] | None:
+    """A stderr counter for long operations (only on a terminal)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        click.echo(f"\r{label}: {done}/{total}", err=True, nl=done >= total)
+
+    return show
+
+
+def _cell(value: Any, width: int | None = 60) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    text = "" if value is None else str(value)
+    if width is None:
+        return text
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _echo_table(columns: list[str], rows: list[Sequence[Any]]) -> None:
+    """Print rows as an aligned text table (the default human output)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _jsonable(value: Any) -> Any:
+    return f"<{len(value)} bytes>" if isinstance(value, (bytes, bytearray, memoryview)) else value
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_jsonable))
+
+
+# ---------------------------------------------------------------- admin commands
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Rows as a JSON list of objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="Rows as CSV with a header line.")
+@click.pass_context
+def sql(ctx: click.Context, query: str, as_json: bool, as_csv: bool) -> None:
+    """Run one read-only SQL QUERY against the store (views: runs_view, ...).
+
+    The connection cannot write (read-only file, query_only, no ATTACH) and
+    nothing is unpickled: binary values show as <N bytes>.
+
+    \b
+    Example:
+        runstore sql "SELECT pathspec, status, duration_s FROM runs_view ORDER BY run_id DESC LIMIT 5"
+        runstore sql --csv "SELECT * FROM runs_view" > runs.csv
+    """
+    store = _open_store(ctx, readonly=True)
+    result = store.sql(query)
+    if as_json:
+        _echo_json(result.as_dicts())
+    elif as_csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows([[_cell(v, None) for v in row] for row in result.rows])
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        _echo_table(result.columns, result.rows)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.pass_context
+def backup(ctx: click.Context, out: str) -> None:
+    """Write a consistent copy of the whole store to OUT (a new file).
+
+    Safe while runs are writing (SQLite's online backup API).
+
+    \b
+    Example:
+        runstore backup ~/backups/project-2026-11-23.db
+    """
+    store = _open_store(ctx, readonly=True)
+    click.echo(f"backed up {store.where} to {store.backup(out)}")
+
+
+@cli.command()
+@click.argument("pathspecs", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def delete(ctx: click.Context, pathspecs: tuple[str, ...], yes: bool) -> None:
+    """Delete runs (Flow/N) or every run of a flow (Flow), with all they own.
+
+    Blobs stay until `runstore gc` (other runs may share them).
+
+    \b
+    Example:
+        runstore delete TrainFlow/3 TrainFlow/4
+        runstore delete --yes ScratchFlow
+    """
+    store = _open_store(ctx)
+    if not yes:
+        click.confirm(f"Delete {', '.join(pathspecs)} from {store.where}?", abort=True, err=True)
+    deleted = store.delete_runs(pathspecs)
+    click.echo(f"deleted {len(deleted)} run(s): {', '.join(deleted)}")
+    click.echo("run `runstore gc` to reclaim the space of values no other run uses")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would be freed.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.pass_context
+def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Drop stored values no run or code package uses, and shrink the file.
+
+    Values written by a run that is still going are kept (only data older than
+    the oldest live run's start is collected).
+
+    \b
+    Example:
+        runstore delete --yes TrainFlow/3 && runstore gc
+        runstore gc --dry-run
+    """
+    store = _open_store(ctx)
+    report = store.gc(dry_run=dry_run, progress=_progress("collecting"))
+    click.echo(json.dumps(asdict(report), indent=2) if as_json else report.summary())
+
+
+@cli.command(name="export")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="The new store file to write.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.pass_context
+def export_cmd(ctx: click.Context, runs: tuple[str, ...], out: str, as_json: bool) -> None:
+    """Write the chosen RUNS (Flow/N, or Flow for all its runs) to a new store file.
+
+    The new file is self-contained: the runs keep their numbers and task ids, with
+    their artifacts, logs, metadata, tags and code, and only the values they use.
+
+    \b
+    Example:
+        runstore export TrainFlow/12 TrainFlow/15 -o best-runs.db
+    """
+    report = _open_store(ctx, readonly=True).export_runs(runs, out, progress=_progress("exporting"))
+    if as_json:
+        _echo_json(asdict(report))
+    else:
+        click.echo(f"{report.summary()} into {report.target}")
+
+
+@cli.command()
+@click.argument("other", type=click.Path(dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="The report (with the renumbering) as JSON.")
+@click.pass_context
+def merge(ctx: click.Context, other: str, as_json: bool) -> None:
+    """Import every run of the store OTHER into this one (idempotent).
+
+    Runs keep their UUIDs and remember where they came from; a run number already
+    taken here gets the flow's next number (the mapping is printed). Merging the
+    same file again changes nothing.
+
+    \b
+    Example:
+        runstore --db mine.db merge colleague.db
+    """
+    report = _open_store(ctx).merge_from(other, progress=_progress("merging"))
+    if as_json:
+        _echo_json(asdict(report))
+        return
+    click.echo(report.summary())
+    for old, new in report.renumbered.items():
+        click.echo(f"  {old} -> {new}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+def trust(file: str) -> None:
+    """Trust every pickled value in the store FILE, so that loading them works.
+
+    Loading a pickle can run any code its author chose: only trust files from
+    people you trust. Trust is recorded with your personal secret and cannot be
+    forged by the file's author.
+
+    \b
+    Example:
+        runstore trust ~/Downloads/colleague-runs.db
+    """
+    from .store import Store
+
+    count = Store(file, create=False).trust_all()
+    click.echo(f"trusted {count} pickled value(s) in {Path(file).resolve()}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check the store's integrity and consistency; exit 1 when something is wrong.
+
+    Checks SQLite integrity and foreign keys, missing chunks and blobs, and
+    reports runs left running by a process that is gone, WAL size and reclaimable
+    space. Never changes or unpickles anything.
+
+    \b
+    Example:
+        runstore doctor
+    """
+    store = _open_store(ctx, readonly=True)
+    report = store.doctor()
+    if as_json:
+        _echo_json({"ok": report.ok, **asdict(report)})
+    else:
+        click.echo(f"store: {store.where}")
+        click.echo("  " + ", ".join(f"{k}={v}" for k, v in report.facts.items()))
+        for line in report.problems:
+            click.echo(f"PROBLEM: {line}")
+        for line in report.warnings:
+            click.echo(f"warning: {line}")
+        click.echo("ok" if report.ok else f"{len(report.problems)} problem(s) found")
+    ctx.exit(0 if report.ok else 1)
+
+
+# ---------------------------------------------------------------- looking at runs
+
+
+def _global_namespace() -> None:
+    """Pathspec-addressed commands see every namespace: the user named the object."""
+    from .namespace import namespace
+
+    namespace(None)
+
+
+def _client(kind: str, pathspec: str, store: "Store") -> Any:
+    """The client object a pathspec names: Run (Flow/N), Step (+/step) or Task (+/id)."""
+    from . import client
+    from .errors import InvalidPathspec
+
+    depth = pathspec.strip("/").count("/") + 1
+    classes = {2: client.Run, 3: client.Step, 4: client.Task}
+    if kind == "run":
+        classes = {2: client.Run}
+    if depth not in classes:
+        shapes = "Flow/N" if kind == "run" else "Flow/N, Flow/N/step or Flow/N/step/task_id"
+        raise InvalidPathspec(f"{pathspec!r} is not a pathspec like {shapes}")
+    _global_namespace()
+    return classes[depth](pathspec.strip("/"), store=store)
+
+
+def _when(value: Any) -> str:
+    """ISO-8601 UTC, like the SQL views (client datetimes are UTC)."""
+    return "" if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds(run_or_task: Any) -> float | None:
+    created, finished = run_or_task.created_at, run_or_task.finished_at
+    return None if created is None or finished is None else (finished - created).total_seconds()
+
+
+def _preview(artifact: Any, limit: int = 60) -> str:
+    """A short value for people: only small JSON values are decoded (never a pickle)."""
+    if artifact.encoding == "json" and artifact.size <= 4096:
+        text = json.dumps(artifact.data)
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"<{artifact.type}, {artifact.size} B>"
+
+
+def _artifact_rows(task: Any) -> list[dict[str, Any]]:
+    return [{"name": a.id, "type": a.type, "encoding": a.encoding, "size": a.size, "value": _preview(a)}
+            for a in sorted(task, key=lambda a: a.id)]
+
+
+def _parameters(run: Any) -> dict[str, str]:
+    if "_parameters" not in run:
+        return {}
+    task = run["_parameters"].task
+    return {} if task is None else {a.id: _preview(a) for a in sorted(task, key=lambda a: a.id)
+                                     if not a.id.startswith("_")}
+
+
+@cli.command()
+@click.argument("flow", required=False)
+@click.option("--tag", "tags", multiple=True, help="Only runs carrying this tag (repeatable: all of them).")
+@click.option("--namespace", "ns", default=None, help="Namespace to list (default: yours, user:<name>).")
+@click.option("--all", "all_namespaces", is_flag=True, help="Runs of every namespace.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="At most N runs.")
+@click.option("--json", "as_json", is_flag=True, help="Runs as a JSON list.")
+@click.pass_context
+def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | None, all_namespaces: bool,
+         limit: int, as_json: bool) -> None:
+    """List runs, newest first: pathspec, status, start, duration, user, tags.
+
+    Without FLOW, the runs of every flow. Status 'crashed' means the run's
+    process is gone. Nothing is unpickled.
+
+    \b
+    Example:
+        runstore runs TrainFlow --tag baseline --limit 5
+        runstore runs --all --json
+    """
+    from . import client
+    from .namespace import default_namespace, namespace
+
+    if ns is not None and all_namespaces:
+        raise click.UsageError("use either --namespace or --all")
+    store = _open_store(ctx, readonly=True)
+    namespace(None) if all_namespaces else namespace(ns) if ns is not None else default_namespace()
+    flows = [client.Flow(flow, store=store)] if flow else client.Runstore(store=store).flows
+    found = [run for f in flows for run in itertools.islice(f.runs(*tags), limit)]
+    found = sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
+    rows = [{"pathspec": r.pathspec, "status": r.status, "created_at": _when(r.created_at),
+             "duration_s": None if _seconds(r) is None else round(_seconds(r), 3), "user": r.user,
+             "tags": sorted(r.user_tags)} for r in found]
+    if as_json:
+        _echo_json(rows)
+    elif rows:
+        _echo_table(["pathspec", "status", "started", "duration", "user", "tags"],
+                    [[r["pathspec"], r["status"], r["created_at"],
+                      "" if r["duration_s"] is None else f"{r['duration_s']:.1f}s", r["user"],
+                      " ".join(r["tags"])] for r in rows])
+    else:
+        click.echo("no runs", err=True)
+
+
+@cli.command()
+@click.argument("pathspec")
+@click.option("--json", "as_json", is_flag=True, help="Everything shown, as JSON.")
+@click.pass_context
+def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
+    """Show a run (Flow/N), step (Flow/N/step) or task (Flow/N/step/ID).
+
+    Status, timings, parameters, tags, origin, and artifacts with type, encoding
+    and size. Only small JSON values are displayed; nothing is unpickled.
+
+    \b
+    Example:
+        runstore show TrainFlow/12
+        runstore show TrainFlow/12/train/1043 --json
+    """
+    from . import client
+
+    obj = _client("any", pathspec, _open_store(ctx, readonly=True))
+    seconds = _seconds(obj)
+    info: dict[str, Any] = {"pathspec": obj.pathspec, "status": getattr(obj, "status", None),
+                            "created_at": _when(obj.created_at), "finished_at": _when(obj.finished_at),
+                            "duration_s": None if seconds is None else round(seconds, 3)}
+    if isinstance(obj, client.Run):
+        info.update(uuid=obj.uuid, user=obj.user, namespace=obj.namespace, origin=obj.origin_pathspec,
+                    user_tags=sorted(obj.user_tags), system_tags=sorted(obj.system_tags),
+                    parameters=_parameters(obj),
+                    steps=[{"step": s.id, "tasks": len(list(s)), "status": ",".join(sorted({t.status for t in s}))}
+                           for s in reversed(list(obj))])
+        end = obj.end_task
+        info["artifacts"] = _artifact_rows(end) if end is not None else []
+    elif isinstance(obj, client.Step):
+        info["tasks"] = [{"task": t.pathspec, "status": t.status, "attempt": t.current_attempt,
+                          "index": t.index, "started": _when(t.created_at)} for t in reversed(list(obj))]
+    else:
+        exc = obj.exception
+        info.update(attempt=obj.current_attempt, index=obj.index, foreach_path=obj.foreach_path,
+                    origin=obj.origin_pathspec, exception=None if exc is None else str(exc),
+                    metadata=obj.metadata_dict, artifacts=_artifact_rows(obj),
+                    stdout_bytes=obj.stdout_size, stderr_bytes=obj.stderr_size)
+    if as_json:
+        _echo_json(info)
+        return
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for key in ("parameters", "steps", "tasks", "artifacts", "metadata"):
+        values = info.pop(key, None)
+        tables[key] = [{"name": k, "value": v} for k, v in values.items()] if isinstance(values, dict) else values
+    for key, value in info.items():
+        if value not in (None, "", []):
+            text = " ".join(value) if isinstance(value, list) else value
+            click.echo(f"{key:<13} {text}")
+    for title, rows in tables.items():
+        if rows:
+            click.echo(f"\n{title}:")
+            _echo_table(list(rows[0]), [list(r.values()) for r in rows])
+
+
+@cli.command()
+@click.argument("pathspec")
+@click.option("--stderr", "which", flag_value="stderr", help="Show stderr instead of stdout.")
+@click.option("--stdout", "which", flag_value="stdout", default=True, hidden=True)
+@click.pass_context
+def logs(ctx: click.Context, pathspec: str, which: str) -> None:
+    """Print the stdout (or --stderr) of a task, or of every task of a step or run.
+
+    With several tasks each log is headed by its pathspec, in the order the tasks
+    ran. The latest attempt's log is shown.
+
+    \b
+    Example:
+        runstore logs TrainFlow/12/train
+        runstore logs TrainFlow/12 --stderr
+    """
+    from . import client
+
+    obj = _client("any", pathspec, _open_store(ctx, readonly=True))
+    if isinstance(obj, client.Task):
+        click.echo(getattr(obj, which), nl=False)
+        return
+    steps = [obj] if isinstance(obj, client.Step) else list(obj)
+    tasks = sorted((t for s in steps for t in s), key=lambda t: int(t.id))
+    for task in tasks:
+        text = getattr(task, which)
+        if text:
+            click.echo(f"[{task.pathspec}]")
+            click.echo(text, nl=not text.endswith("\n"))
+
+
+@cli.group()
+def tag() -> None:
+    """Add, remove, replace or list the user tags of a run.
+
+    System tags (user:, runtime:, python_version:, date: ...) cannot change.
+
+    \b
+    Example:
+        runstore tag add TrainFlow/12 best
+        runstore tag list TrainFlow/12
+    """
+
+
+def _tag_run(ctx: click.Context, run: str) -> Any:
+    return _client("run", run, _open_store(ctx))
+
+
+@tag.command(name="add")
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.pass_context
+def tag_add(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
+    """Add user TAGS to RUN.
+
+    \b
+    Example:
+        runstore tag add TrainFlow/12 best reviewed
+    """
+    obj = _tag_run(ctx, run)
+    obj.add_tags(tags)
+    click.echo(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}")
+
+
+@tag.command(name="remove")
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.pass_context
+def tag_remove(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
+    """Remove user TAGS from RUN (absent tags are ignored).
+
+    \b
+    Example:
+        runstore tag remove TrainFlow/12 reviewed
+    """
+    obj = _tag_run(ctx, run)
+    obj.remove_tags(tags)
+    click.echo(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}")
+
+
+@tag.command(name="replace")
+@click.argument("run")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def tag_replace(ctx: click.Context, run: str, old: str, new: str) -> None:
+    """Replace the user tag OLD of RUN by NEW, in one step.
+
+    \b
+    Example:
+        runstore tag replace TrainFlow/12 candidate champion
+    """
+    obj = _tag_run(ctx, run)
+    obj.replace_tag(old, new)
+    click.echo(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}")
+
+
+@tag.command(name="list")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="User and system tags as JSON.")
+@click.pass_context
+def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
+    """List the tags of RUN: user tags, then system tags.
+
+    \b
+    Example:
+        runstore tag list TrainFlow/12
+    """
+    obj = _client("run", run, _open_store(ctx, readonly=True))
+    tags = {"user": sorted(obj.user_tags), "system": sorted(obj.system_tags)}
+    if as_json:
+        _echo_json(tags)
+        return
+    click.echo(f"user tags:   {' '.join(tags['user'])}")
+    click.echo(f"system tags: {' '.join(tags['system'])}")
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.pass_context
+def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
+    """Compare two runs: parameters, environment, and code as a unified diff.
+
+    \b
+    Example:
+        runstore diff TrainFlow/11 TrainFlow/12
+    """
+    store = _open_store(ctx, readonly=True)
+    a, b = _client("run", run_a, store), _client("run", run_b, store)
+    sections = [("parameters", _parameters(a), _parameters(b)), ("environment", _environment(a), _environment(b))]
+    for title, left, right in sections:
+        changed = [(k, left.get(k, ""), right.get(k, "")) for k in sorted({*left, *right}) if left.get(k) != right.get(k)]
+        click.echo(f"{title}: " + ("same" if not changed else ""))
+        if changed:
+            _echo_table(["name", a.pathspec, b.pathspec], changed)
+    code_a, code_b = a.code, b.code
+    text_a = code_a.flowspec if code_a is not None else ""
+    text_b = code_b.flowspec if code_b is not None else ""
+    lines = list(difflib.unified_diff(
+        (text_a or "").splitlines(keepends=True), (text_b or "").splitlines(keepends=True),
+        fromfile=f"{a.pathspec}/{code_a.script_name if code_a else 'code'}",
+        tofile=f"{b.pathspec}/{code_b.script_name if code_b else 'code'}"))
+    click.echo("code: " + ("same" if not lines else ""))
+    for line in lines:
+        click.echo(line, nl=not line.endswith("\n"))
+
+
+def _environment(run: Any) -> dict[str, str]:
+    task = run.end_task
+    if task is None:
+        steps = [s for s in run]
+        task = steps[-1].task if steps else None
+    if task is None:
+        return {}
+    meta = task.metadata_dict
+    keys = ("python_version", "runstore_version", "platform", "user", "runtime", "git-info")
+    return {k: meta[k] for k in keys if k in meta}
 
 
 def main(argv: list[str] | None = None) -> None:

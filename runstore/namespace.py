@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from .util import resolve_username
@@ -37,6 +38,7 @@ __all__ = [
     "use_store",
     "get_store",
     "get_metadata",
+    "resolve_store",
 ]
 
 _UNSET = object()
@@ -164,3 +166,29 @@ def get_metadata() -> str:
     'sqlite@:memory:'
     """
     return get_store().describe()
+
+
+def resolve_store(store: "Store | str | os.PathLike[str] | None" = None) -> "Store":
+    """The store a client object uses: ``store`` itself, a path (opened once per
+    process and reused), or :func:`get_store` when ``None``.
+
+    Example
+    -------
+    >>> from runstore import Store
+    >>> memory = Store(":memory:")
+    >>> resolve_store(memory) is memory
+    True
+    """
+    if store is None:
+        return get_store()
+    from .store import Store
+
+    if isinstance(store, Store):
+        return store
+    if str(store) == ":memory:":
+        raise ValueError("pass Store(':memory:') itself: the path ':memory:' would open a new empty store")
+    key = str(Path(store).expanduser().resolve())
+    opened = _discovered.get(key)
+    if opened is None:
+        opened = _discovered[key] = Store(key)
+    return opened

@@ -15,7 +15,7 @@ True
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "HEARTBEAT_INTERVAL", "STALE_AFTER"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "HEARTBEAT_INTERVAL", "STALE_AFTER", "RUN_STATUS_SQL"]
 
 #: Seconds between two heartbeats of a running scheduler.
 HEARTBEAT_INTERVAL = 5.0
@@ -185,35 +185,213 @@ CREATE TABLE metadata (
 );
 """
 
-# Views are the documented SQL surface (docs/sql.md). Times are ISO-8601 UTC text.
+# Views are the documented SQL surface (docs/sql.md): stable names and columns.
+# Times appear twice: ``*_at`` as ISO-8601 UTC text for people, ``*_ts`` as epoch
+# seconds (REAL) for ordering through the indexes. Every view is a plain join that
+# SQLite flattens into the outer query, so ``WHERE tag = ? AND flow = ? ORDER BY
+# created_ts DESC`` on tags_view is a range scan of run_tags_by_tag
+# (tests/test_sql_views.py pins the plans).
+def _iso(column: str) -> str:
+    return f"strftime('%Y-%m-%dT%H:%M:%fZ', {column}, 'unixepoch')"
+
+
+def _timings(alias: str) -> str:
+    """created_at, finished_at (ISO text), created_ts, finished_ts (epoch) and duration_s."""
+    return (f"{_iso(alias + '.created_at')} AS created_at, {_iso(alias + '.finished_at')} AS finished_at, "
+            f"{alias}.created_at AS created_ts, {alias}.finished_at AS finished_ts, "
+            f"{alias}.finished_at - {alias}.created_at AS duration_s")
+
+
+#: A run's status as users see it: a running run whose heartbeat is stale is crashed.
+#: (The client also reports a run as crashed at once when its local owner process is
+#: gone, which SQL cannot see.)
+RUN_STATUS_SQL = (
+    "CASE WHEN r.status = 'running' AND coalesce(r.heartbeat_at, r.created_at) "
+    f"< unixepoch('now') - {STALE_AFTER} THEN 'crashed' ELSE r.status END"
+)
+
+_TASK_PATH = "f.name || '/' || r.run_number || '/' || s.name || '/' || t.task_id"
+#: From a task row ``t`` to its step ``s``, run ``r`` and flow ``f``.
+_TASK_JOINS = """JOIN steps s ON s.step_id = t.step_id
+JOIN runs r ON r.run_id = t.run_id
+JOIN flows f ON f.flow_id = r.flow_id"""
+
 _V2_VIEWS = f"""
 CREATE VIEW runs_view AS
 SELECT
     r.run_id                                     AS run_id,
+    r.flow_id                                    AS flow_id,
     f.name                                       AS flow,
     r.run_number                                 AS run_number,
     f.name || '/' || r.run_number                AS pathspec,
     r.uuid                                       AS uuid,
     r.user_name                                  AS user,
     r.namespace                                  AS namespace,
-    CASE WHEN r.status = 'running'
-              AND coalesce(r.heartbeat_at, r.created_at) < unixepoch('now') - {STALE_AFTER}
-         THEN 'crashed' ELSE r.status END       AS status,
-    strftime('%Y-%m-%dT%H:%M:%fZ', r.created_at, 'unixepoch')  AS created_at,
-    strftime('%Y-%m-%dT%H:%M:%fZ', r.finished_at, 'unixepoch') AS finished_at,
-    r.finished_at - r.created_at                 AS duration_s,
+    {RUN_STATUS_SQL}                             AS status,
+    {_timings('r')},
+    r.invocation                                 AS invocation,
     r.origin_pathspec                            AS origin_pathspec,
+    r.end_step                                   AS end_step,
     (SELECT json_group_array(tag) FROM
         (SELECT tag FROM run_tags t WHERE t.run_id = r.run_id AND t.is_system = 0 ORDER BY tag))
                                                  AS user_tags,
     (SELECT json_group_array(tag) FROM
         (SELECT tag FROM run_tags t WHERE t.run_id = r.run_id AND t.is_system = 1 ORDER BY tag))
-                                                 AS system_tags
+                                                 AS system_tags,
+    (SELECT json_group_array(tag) FROM
+        (SELECT tag FROM run_tags t WHERE t.run_id = r.run_id ORDER BY tag))
+                                                 AS tags
+FROM runs r JOIN flows f ON f.flow_id = r.flow_id;
+
+CREATE VIEW tags_view AS
+SELECT
+    t.run_id                                     AS run_id,
+    t.flow_id                                    AS flow_id,
+    f.name                                       AS flow,
+    r.run_number                                 AS run_number,
+    f.name || '/' || r.run_number                AS pathspec,
+    t.tag                                        AS tag,
+    CASE t.is_system WHEN 1 THEN 'system' ELSE 'user' END AS kind,
+    r.user_name                                  AS user,
+    {RUN_STATUS_SQL}                             AS status,
+    {_iso('t.created_at')}                       AS created_at,
+    t.created_at                                 AS created_ts
+FROM run_tags t
+JOIN flows f ON f.flow_id = t.flow_id
+JOIN runs r ON r.run_id = t.run_id;
+
+CREATE VIEW tasks_view AS
+SELECT
+    t.task_id                                    AS task_id,
+    t.run_id                                     AS run_id,
+    f.name                                       AS flow,
+    r.run_number                                 AS run_number,
+    s.name                                       AS step,
+    {_TASK_PATH}                                 AS pathspec,
+    t.status                                     AS status,
+    t.attempt                                    AS attempt,
+    r.user_name                                  AS user,
+    {_timings('t')},
+    t.foreach_path                               AS foreach_path,
+    t.foreach_index                              AS foreach_index,
+    t.origin_pathspec                            AS origin_pathspec,
+    a.exception_type                             AS exception_type,
+    a.exception_message                          AS exception_message
+FROM tasks t
+{_TASK_JOINS}
+LEFT JOIN attempts a ON a.task_id = t.task_id AND a.attempt = t.attempt;
+
+-- One row per artifact of the attempt the client shows by default: the task's
+-- latest finished attempt (else its current one).
+CREATE VIEW artifacts_view AS
+SELECT
+    a.artifact_id                                AS artifact_id,
+    a.task_id                                    AS task_id,
+    t.run_id                                     AS run_id,
+    f.name                                       AS flow,
+    r.run_number                                 AS run_number,
+    s.name                                       AS step,
+    {_TASK_PATH}                                 AS task_pathspec,
+    {_TASK_PATH} || '/' || a.name                AS pathspec,
+    a.name                                       AS name,
+    a.attempt                                    AS attempt,
+    json_extract(a.json_value, '$')              AS value,
+    a.json_value                                 AS value_json,
+    a.encoding                                   AS encoding,
+    a.type                                       AS type,
+    a.size                                       AS size,
+    a.blob_key                                   AS blob_key,
+    r.user_name                                  AS user,
+    {_iso('a.created_at')}                       AS created_at,
+    a.created_at                                 AS created_ts
+FROM artifacts a
+JOIN tasks t ON t.task_id = a.task_id
+{_TASK_JOINS}
+WHERE a.attempt = coalesce(
+    (SELECT max(x.attempt) FROM attempts x WHERE x.task_id = a.task_id AND x.finished_at IS NOT NULL),
+    t.attempt);
+
+CREATE VIEW metadata_view AS
+SELECT
+    m.task_id                                    AS task_id,
+    t.run_id                                     AS run_id,
+    f.name                                       AS flow,
+    r.run_number                                 AS run_number,
+    s.name                                       AS step,
+    {_TASK_PATH}                                 AS pathspec,
+    m.attempt                                    AS attempt,
+    m.name                                       AS name,
+    m.value                                      AS value,
+    m.type                                       AS type,
+    {_iso('m.created_at')}                       AS created_at,
+    m.created_at                                 AS created_ts
+FROM metadata m
+JOIN tasks t ON t.task_id = m.task_id
+{_TASK_JOINS};
+
+-- One row per run: its parameters as a JSON object (values larger than 64 KiB or not
+-- JSON-encodable appear as null; read them through the client).
+CREATE VIEW parameters_view AS
+SELECT
+    r.run_id                                     AS run_id,
+    f.name                                       AS flow,
+    r.run_number                                 AS run_number,
+    f.name || '/' || r.run_number                AS pathspec,
+    r.user_name                                  AS user,
+    (SELECT json_group_object(name, json(json_value)) FROM
+        (SELECT a.name AS name, a.json_value AS json_value
+           FROM steps s
+           JOIN tasks t ON t.step_id = s.step_id
+           JOIN artifacts a ON a.task_id = t.task_id AND a.attempt = t.attempt
+          WHERE s.run_id = r.run_id AND s.name = '_parameters' AND substr(a.name, 1, 1) <> '_'
+          ORDER BY a.name))                      AS parameters,
+    {_iso('r.created_at')}                       AS created_at,
+    r.created_at                                 AS created_ts
 FROM runs r JOIN flows f ON f.flow_id = r.flow_id;
 """
 
+# Production deployments (SPEC §7): one row per deployed flow. Only a hash of the token
+# that authorizes the next deploy is kept; the deployer keeps the token itself.
+_V3_DEPLOYMENTS = """
+CREATE TABLE deployments (
+    flow_id     INTEGER PRIMARY KEY REFERENCES flows(flow_id) ON DELETE CASCADE,
+    generation  INTEGER NOT NULL,
+    namespace   TEXT NOT NULL UNIQUE,
+    token_hash  TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    code_id     INTEGER REFERENCES code_packages(code_id),
+    script_name TEXT,
+    deployed_at REAL NOT NULL
+);
+"""
+
+# run_tags carries a copy of its run's status, kept true by triggers whoever writes,
+# so "the newest successful run of flow F in namespace N" is one range scan of a
+# partial index however many newer runs failed (tests/test_client_queries.py).
+_V4_CLIENT_INDEXES = """
+ALTER TABLE run_tags ADD COLUMN run_status TEXT NOT NULL DEFAULT 'running';
+
+UPDATE run_tags SET run_status = (SELECT status FROM runs WHERE runs.run_id = run_tags.run_id);
+
+CREATE INDEX run_tags_succeeded ON run_tags(tag, flow_id, created_at DESC)
+    WHERE run_status = 'succeeded';
+
+CREATE TRIGGER run_tags_follow_run_status AFTER UPDATE OF status ON runs
+WHEN NEW.status IS NOT OLD.status
+BEGIN
+    UPDATE run_tags SET run_status = NEW.status WHERE run_id = NEW.run_id;
+END;
+
+CREATE TRIGGER run_tags_copy_run_status AFTER INSERT ON run_tags
+WHEN NEW.run_status IS NOT (SELECT status FROM runs WHERE run_id = NEW.run_id)
+BEGIN
+    UPDATE run_tags SET run_status = (SELECT status FROM runs WHERE run_id = NEW.run_id)
+     WHERE run_id = NEW.run_id AND tag = NEW.tag;
+END;
+"""
+
 #: Ordered migrations; entry i takes a file from user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS]
+MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES]
 
 #: The schema version this runstore writes.
 SCHEMA_VERSION = len(MIGRATIONS)

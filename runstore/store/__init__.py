@@ -1,7 +1,9 @@
 """The store: one SQLite file holding flows, runs, tasks, tags, metadata and blobs.
 
 ``Store`` is assembled from mixins, one module each: the connection policy and
-schema (``_db``), blobs (``_blobs``), run records (``_runs``). This package is the
+schema (``_db``), blobs (``_blobs``), run records (``_runs``), the client's
+reads and tag edits (``_queries``), maintenance and sharing (``_admin``: read-only
+SQL, delete, gc, export, merge, trust, doctor). This package is the
 only part of runstore that imports ``sqlite3``.
 """
 
@@ -13,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ._admin import AdminMixin, DoctorReport, GcReport, SqlResult, TransferReport
 from ._blobs import BlobsMixin, PreparedValue, StoredValue
 from ._db import BUSY_TIMEOUT, Database
+from ._deploy import Deployment, DeployMixin
+from ._queries import QueriesMixin
 from ._runs import RunRecord, RunsMixin, effective_status
 
-__all__ = ["Store", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status"]
+__all__ = ["Store", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
+           "SqlResult", "GcReport", "TransferReport", "DoctorReport"]
 
 DEFAULT_NAME = "runstore.db"
 
@@ -49,7 +55,7 @@ def discover_path(db: str | os.PathLike[str] | None = None, *, cwd: str | os.Pat
     return start / DEFAULT_NAME, False
 
 
-class Store(RunsMixin, BlobsMixin, Database):
+class Store(AdminMixin, QueriesMixin, DeployMixin, RunsMixin, BlobsMixin, Database):
     """A runstore database: a file path, ``":memory:"``, or discovered (SPEC §2).
 
     Parameters

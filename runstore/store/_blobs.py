@@ -9,6 +9,7 @@ with the artifact rows that reference them, so a reader never sees half a value.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
 from dataclasses import dataclass, field
@@ -204,12 +205,11 @@ class BlobsMixin:
             "VALUES (?, ?, ?, ?, ?)",
             small,
         )
-        # Chunks found already stored are not rewritten, nor even "touched": an UPDATE
-        # of a 16 MiB row makes SQLite read and re-check the whole row. touched_at is
-        # the insert time (gc's grace period for chunks whose blob is not committed
-        # yet). A chunk found at prepare time must still be there at commit time.
+        # Chunks found already stored are not rewritten, only touched: gc keeps chunks
+        # re-used since the oldest live run started (see store/_admin.py). If one was
+        # collected meanwhile, say so rather than fail on a foreign key.
         for key in touched:
-            if conn.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (key,)).fetchone() is None:
+            if not conn.execute("UPDATE blob_chunks SET touched_at = ? WHERE chunk_key = ?", (stamp, key)).rowcount:
                 raise StoreError(
                     f"{self.where}: a stored chunk disappeared while a value was being saved "
                     "(a concurrent gc?); save the value again"
@@ -312,11 +312,10 @@ class BlobsMixin:
             inline = decompress_chunk(parts[0][1], inline, parts[0][2])
         return size, parts, inline
 
-    def _open(self, blob_key: str) -> tuple[int, IO[bytes]]:
-        size, parts, inline = self._blob_parts(blob_key)
+    def _stream(self, parts: list[tuple[int, str, int]], inline: bytes | None) -> IO[bytes]:
         if inline is not None:
-            return size, io.BytesIO(inline)
-        return size, io.BufferedReader(_BlobReader(self, parts), buffer_size=1 << 20)
+            return io.BytesIO(inline)
+        return io.BufferedReader(_BlobReader(self, parts), buffer_size=1 << 20)
 
     def open_blob(self, blob_key: str) -> IO[bytes]:
         """A binary file over a stored blob's encoded bytes (no decoding, no trust needed).
@@ -329,7 +328,8 @@ class BlobsMixin:
         >>> store.open_blob(ref.blob_key).read()
         b'hello'
         """
-        return self._open(blob_key)[1]
+        _, parts, inline = self._blob_parts(blob_key)
+        return self._stream(parts, inline)
 
     def is_trusted(self, blob_key: str) -> bool:
         """Whether this user wrote or trusted the blob (only matters for pickles).
@@ -346,6 +346,25 @@ class BlobsMixin:
                 "SELECT 1 FROM blob_trust WHERE blob_key = ? AND mac = ?", (blob_key, trust_mac(blob_key))
             ).fetchone()
         return row is not None
+
+    def _verify_content(self, blob_key: str, parts: list[tuple[int, str, int]], inline: bytes | None) -> None:
+        # Trust is a MAC of the blob *key*; a file's author could keep a trusted key
+        # (and its MAC row, copied from a store the reader shared) but swap the
+        # content. So a pickle is unpickled only after its bytes hash to its key.
+        # Pinned by tests/test_trust.py::test_swapped_content_under_a_trusted_key_is_refused.
+        digest = hashlib.sha256()
+        if inline is not None:
+            digest.update(inline)
+        else:
+            reader = _BlobReader(self, parts)
+            buffer = bytearray(1 << 20)
+            while n := reader.readinto(buffer):
+                digest.update(memoryview(buffer)[:n])
+        if digest.hexdigest() != blob_key:
+            raise UntrustedArtifact(
+                f"a pickled value in {self.where} does not match its recorded hash: the file was "
+                f"altered after it was written; refusing to load it"
+            )
 
     def load_value(self, blob_key: str, encoding: str) -> Any:
         """Decode a stored value. Pickles load only when :meth:`is_trusted`.
@@ -369,7 +388,10 @@ class BlobsMixin:
                 f"a pickled value in {self.where} was written by someone else; loading it could run "
                 f"their code. If you trust this file, run: runstore trust {self.where}"
             )
-        size, stream = self._open(blob_key)
+        size, parts, inline = self._blob_parts(blob_key)
+        if not codec.safe:
+            self._verify_content(blob_key, parts, inline)
+        stream = self._stream(parts, inline)
         try:
             return codec.decode(stream, size)
         except (CodecError, NotFound, StoreError):

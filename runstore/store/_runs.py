@@ -311,3 +311,139 @@ class RunsMixin:
         """
         with self.write() as conn:
             self._insert_metadata(conn, task_id, attempt, metadata, now())
+
+    # ------------------------------------------------------------ runtime helpers
+
+    def create_tasks(self, run_id: int, step: str, tasks: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Create many pending tasks of one step in one transaction (foreach fan-out).
+
+        Each item may give ``foreach_path``, ``foreach_index``, ``origin_task_id`` and
+        ``origin_pathspec``. Returns the task ids in the order given.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("F", user="anne")
+        >>> ids = store.create_tasks(run.run_id, "each", [{"foreach_index": i} for i in range(3)])
+        >>> ids == sorted(ids) and len(ids) == 3
+        True
+        """
+        stamp = now()
+        ids = []
+        with self.write() as conn:
+            step_id = self._step_id(conn, run_id, step)
+            for item in tasks:
+                ids.append(conn.execute(
+                    "INSERT INTO tasks(run_id, step_id, created_at, foreach_path, foreach_index,"
+                    " origin_task_id, origin_pathspec) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, step_id, stamp, item.get("foreach_path"), item.get("foreach_index"),
+                     item.get("origin_task_id"), item.get("origin_pathspec")),
+                ).lastrowid)
+        return ids
+
+    def put_values(self, values: Iterable[Any]) -> list[StoredValue]:
+        """Store several values in one transaction; returns their references in order.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> refs = Store(":memory:").put_values(["a", "b", "a"])
+        >>> refs[0].blob_key == refs[2].blob_key
+        True
+        """
+        prepared = [self.prepare_value(v) for v in values]  # type: ignore[attr-defined]
+        with self.write() as conn:
+            self.commit_values(conn, prepared)
+        return [p.stored for p in prepared]
+
+    def abandon_attempt(self, task_id: int, attempt: int, exception: tuple[str, str, str]) -> None:
+        """Mark an attempt failed whose process died before it could say so itself.
+
+        Safe whether or not the attempt had started (its row is created if missing).
+        """
+        stamp = now()
+        with self.write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO attempts(task_id, attempt, started_at) VALUES (?, ?, ?)",
+                (task_id, attempt, stamp),
+            )
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, status = 'failed', exception_type = ?,"
+                " exception_message = ?, traceback = ? WHERE task_id = ? AND attempt = ? AND status = 'running'",
+                (stamp, *exception, task_id, attempt),
+            )
+            conn.execute(
+                "UPDATE tasks SET status = 'failed', finished_at = ?, attempt = ? WHERE task_id = ?"
+                " AND status IN ('pending', 'running')",
+                (stamp, attempt, task_id),
+            )
+
+    def task_artifact_refs(self, task_id: int, attempt: int | None = None) -> dict[str, StoredValue]:
+        """The artifacts of a task's latest (or given) attempt, as references (nothing loaded).
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("F", user="anne")
+        >>> task = store.create_task(run.run_id, "start")
+        >>> store.start_attempt(task, 0)
+        >>> store.finish_attempt(task, 0, "succeeded", artifacts={"x": store.put_value(1)})
+        >>> store.task_artifact_refs(task)["x"].json_value
+        '1'
+        """
+        with self.read() as conn:
+            if attempt is None:
+                row = conn.execute("SELECT attempt FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"task {task_id} does not exist in {self.where}")
+                attempt = row[0]
+            rows = conn.execute(
+                "SELECT name, blob_key, encoding, size, type, json_value FROM artifacts"
+                " WHERE task_id = ? AND attempt = ? ORDER BY name",
+                (task_id, attempt),
+            ).fetchall()
+        return {name: StoredValue(key, enc, size, typ, js) for name, key, enc, size, typ, js in rows}
+
+    def find_run(self, flow: str, run_number: int | None = None) -> tuple[int, int] | None:
+        """``(run_id, run_number)`` of run ``run_number`` of ``flow`` (default: its latest run)."""
+        with self.read() as conn:
+            sql = ("SELECT r.run_id, r.run_number FROM runs r JOIN flows f ON f.flow_id = r.flow_id"
+                   " WHERE f.name = ?")
+            if run_number is None:
+                row = conn.execute(sql + " ORDER BY r.run_number DESC LIMIT 1", (flow,)).fetchone()
+            else:
+                row = conn.execute(sql + " AND r.run_number = ?", (flow, run_number)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def run_tasks(self, run_id: int, step: str | None = None, task_id: int | None = None) -> list[dict[str, Any]]:
+        """Tasks of a run (optionally of one step / one task) with status and attempt, oldest first."""
+        sql = ("SELECT t.task_id, s.name, t.status, t.attempt, t.foreach_index FROM tasks t"
+               " JOIN steps s ON s.step_id = t.step_id WHERE t.run_id = ?")
+        args: list[Any] = [run_id]
+        if step is not None:
+            sql += " AND s.name = ?"
+            args.append(step)
+        if task_id is not None:
+            sql += " AND t.task_id = ?"
+            args.append(task_id)
+        with self.read() as conn:
+            rows = conn.execute(sql + " ORDER BY t.task_id", args).fetchall()
+        return [dict(zip(("task_id", "step", "status", "attempt", "foreach_index"), r)) for r in rows]
+
+    def attempt_record(self, task_id: int, attempt: int | None = None) -> dict[str, Any] | None:
+        """One attempt's outcome: status, logs and exception (latest attempt by default)."""
+        with self.read() as conn:
+            if attempt is None:
+                row = conn.execute("SELECT attempt FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+                if row is None:
+                    return None
+                attempt = row[0]
+            row = conn.execute(
+                "SELECT attempt, status, stdout, stderr, exception_type, exception_message, traceback, pid"
+                " FROM attempts WHERE task_id = ? AND attempt = ?",
+                (task_id, attempt),
+            ).fetchone()
+        keys = ("attempt", "status", "stdout", "stderr", "exception_type", "exception_message", "traceback", "pid")
+        return dict(zip(keys, row)) if row else None

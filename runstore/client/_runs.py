@@ -1,0 +1,419 @@
+"""The root, flows and runs: listings newest first through the store's indexed queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from ..errors import NotFound, TaggingError
+from ..namespace import get_namespace, resolve_store
+from ..store import effective_status
+from ..tags import validate_tag
+from ._base import ClientObject, Row, _filter_by_tags, _utc
+from ._values import Code
+
+if TYPE_CHECKING:
+    import os
+
+    from ..store import Store
+    from ._tasks import Step, Task
+    from ._values import TaskData
+
+__all__ = ["Runstore", "Flow", "Run"]
+
+#: Runs fetched by the first query of a listing; later pages grow up to _MAX_PAGE.
+_FIRST_PAGE = 20
+_MAX_PAGE = 1000
+
+
+# ---------------------------------------------------------------- root
+
+
+class Runstore:
+    """The root: every flow with at least one run in the current namespace.
+
+    runstore's counterpart of Metaflow's ``Metaflow()``.
+
+    Parameters
+    ----------
+    store : Store or path, optional
+        The store to read (default: ``use_store``'s, else the discovered file).
+
+    Example
+    -------
+    >>> from runstore import Store, Runstore, namespace
+    >>> store = Store(":memory:")
+    >>> _ = store.create_run("HelloFlow", user="anne")
+    >>> _ = namespace(None)
+    >>> Runstore(store=store).flows
+    [Flow('HelloFlow')]
+    """
+
+    def __init__(self, store: "Store | str | os.PathLike[str] | None" = None) -> None:
+        self._store = resolve_store(store)
+        self._namespace = get_namespace()
+
+    @property
+    def flows(self) -> list["Flow"]:
+        """The visible flows, newest first (by when each flow first ran)."""
+        return list(self)
+
+    def __iter__(self) -> Iterator["Flow"]:
+        for row in self._store.list_flows(self._namespace):
+            flow = Flow.__new__(Flow)
+            flow._store, flow._namespace, flow._attempt = self._store, self._namespace, None
+            flow._parts, flow._row, flow._run_row = [row["name"]], row, None
+            yield flow
+
+    def __getitem__(self, name: str) -> "Flow":
+        return Flow(name, _context=(self._store, self._namespace))
+
+    def __contains__(self, name: str) -> bool:
+        return self._store.find_flow(name) is not None
+
+    def __repr__(self) -> str:
+        return "Runstore()"
+
+
+# ---------------------------------------------------------------- flow
+
+
+class Flow(ClientObject):
+    """A flow: all its runs, newest first.
+
+    Parameters
+    ----------
+    name : str
+        The flow's class name, e.g. ``"HelloFlow"``.
+    store : Store or path, optional
+        The store to read.
+
+    Raises
+    ------
+    NotFound
+        The flow never ran in this store.
+    NamespaceMismatch
+        It has no run in the current namespace.
+
+    Example
+    -------
+    >>> from runstore import Store, Flow, namespace
+    >>> store = Store(":memory:")
+    >>> _ = store.create_run("HelloFlow", user="anne")
+    >>> _ = namespace("user:anne")
+    >>> flow = Flow("HelloFlow", store=store)
+    >>> flow.latest_run, "1" in flow, list(flow)
+    (Run('HelloFlow/1'), True, [Run('HelloFlow/1')])
+    """
+
+    _NAME = "flow"
+    _EXPECTS = "Flow('FlowName')"
+    _DEPTH = 1
+
+    def _lookup(self) -> Row | None:
+        return self._store.find_flow(self._parts[0])
+
+    def _in_namespace(self, ns: str) -> bool:
+        return self._store.flow_in_namespace(self._row["flow_id"], ns)
+
+    def _mismatch_message(self, ns: str) -> str:
+        other = self._store.latest_namespace(self._row["flow_id"])
+        hint = f"namespace('{other}')" if other else "namespace('<tag>')"
+        return (f"Object not in namespace '{ns}': {self!r} has no run in it. "
+                f"Switch with {hint}, or namespace(None) to see every namespace")
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """Flows carry no tags: always empty."""
+        return frozenset()
+
+    user_tags = tags
+    system_tags = tags
+
+    def _runs(self, tags: tuple[str, ...] = (), successful: bool = False,
+              first_page: int = _FIRST_PAGE) -> Iterator["Run"]:
+        flow_id = self._row["flow_id"]
+        before: float | None = None
+        seen: set[int] = set()
+        size = first_page
+        while True:
+            rows = self._store.list_runs(flow_id, namespace=self._namespace, tags=tags,
+                                         successful=successful, before=before, limit=size)
+            for row in rows:
+                if row["run_id"] not in seen:
+                    yield Run._from_row(self, [self._parts[0], str(row["run_number"])], row)
+            if len(rows) < size:
+                return
+            last = rows[-1]["created_at"]
+            if before is not None and last == before:
+                size *= 2  # a page full of runs created at the same instant: widen it
+            else:
+                seen = set()
+                size = min(max(size * 5, 100), _MAX_PAGE)
+            seen |= {row["run_id"] for row in rows if row["created_at"] == last}
+            before = last
+
+    def __iter__(self) -> Iterator["Run"]:
+        """Runs in the namespace, newest first (fetched page by page)."""
+        return self._runs()
+
+    def runs(self, *tags: str) -> Iterator["Run"]:
+        """Runs in the namespace carrying **all** of ``tags``, newest first.
+
+        Example
+        -------
+        >>> # list(Flow('HelloFlow').runs('crazy_test', 'gpu'))[0]
+        """
+        return self._runs(tuple(validate_tag(t) for t in tags))
+
+    @property
+    def latest_run(self) -> "Run | None":
+        """The newest run in the namespace, whatever its status; None if there is none."""
+        return next(self._runs(first_page=1), None)
+
+    @property
+    def latest_successful_run(self) -> "Run | None":
+        """The newest run in the namespace that succeeded; None if there is none."""
+        return next(self._runs(successful=True, first_page=1), None)
+
+    def __getitem__(self, run_id: Any) -> "Run":
+        return Run(f"{self._parts[0]}/{run_id}", _context=self._context())
+
+    def __contains__(self, run_id: Any) -> bool:
+        try:
+            number = int(run_id)
+        except (TypeError, ValueError):
+            return False
+        return str(number) == str(run_id) and self._store.run_exists(self._parts[0], number)
+
+
+# ---------------------------------------------------------------- run
+
+
+class Run(ClientObject):
+    """One run of a flow: its steps, status, data, code and tags.
+
+    Parameters
+    ----------
+    pathspec : str
+        ``"FlowName/RunNumber"``, e.g. ``"HelloFlow/3"``.
+    store : Store or path, optional
+        The store to read.
+
+    Raises
+    ------
+    InvalidPathspec
+        ``Expects Run('FlowName/RunID')``.
+    NotFound
+        ``Run('HelloFlow/9') does not exist`` (also a ``KeyError``).
+    NamespaceMismatch
+        The run is outside the current namespace; the message says how to switch.
+
+    Example
+    -------
+    >>> from runstore import Store, Run, namespace
+    >>> store = Store(":memory:")
+    >>> _ = store.create_run("HelloFlow", user="anne", user_tags=["exp"])
+    >>> _ = namespace("user:anne")
+    >>> run = Run("HelloFlow/1", store=store)
+    >>> run.id, run.user, sorted(run.user_tags)
+    ('1', 'anne', ['exp'])
+    """
+
+    _NAME = "run"
+    _EXPECTS = "Run('FlowName/RunID')"
+    _DEPTH = 2
+
+    def _lookup(self) -> Row | None:
+        return self._find_run()
+
+    @property
+    def _fresh(self) -> Row:
+        row = self._store.find_run_by_id(self._row["run_id"])
+        if row is None:
+            raise NotFound(f"{self!r} does not exist any more")
+        return row
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def run_number(self) -> int:
+        """The per-flow run number (``3`` in ``HelloFlow/3``)."""
+        return self._row["run_number"]
+
+    @property
+    def uuid(self) -> str:
+        """The run's globally unique id (kept when stores are merged)."""
+        return self._row["uuid"]
+
+    @property
+    def user(self) -> str | None:
+        """Who started the run."""
+        return self._row["user_name"]
+
+    @property
+    def namespace(self) -> str:
+        """The run's namespace tag: ``user:<name>`` or ``production:<token>``."""
+        return self._row["namespace"]
+
+    @property
+    def invocation(self) -> str:
+        """How the run was started: ``run``, ``resume`` or ``trigger``."""
+        return self._row["invocation"]
+
+    @property
+    def parent(self) -> Flow:
+        """The run's :class:`Flow` (no namespace check)."""
+        return self._PARENT(self._parts[0], _namespace_check=False, _context=self._context())
+
+    # ------------------------------------------------------------ status
+
+    @property
+    def status(self) -> str:
+        """``running``, ``succeeded``, ``failed`` or ``crashed`` (owner gone while running).
+
+        Example
+        -------
+        >>> # Run('HelloFlow/3').status -> 'succeeded'
+        """
+        row = self._fresh
+        return effective_status(row["status"], row["heartbeat_at"], row["created_at"],
+                                row["owner_host"], row["owner_pid"])
+
+    @property
+    def successful(self) -> bool:
+        """True when the run succeeded (its end step completed)."""
+        return self._fresh["status"] == "succeeded"
+
+    @property
+    def finished(self) -> bool:
+        """True when the run has ended, successfully or not (a crashed run never finished)."""
+        return self._fresh["status"] in ("succeeded", "failed")
+
+    @property
+    def finished_at(self) -> datetime | None:
+        """When the run ended (UTC); None while running or when it crashed."""
+        row = self._fresh
+        return _utc(row["finished_at"]) if row["status"] in ("succeeded", "failed") else None
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """``Flow/<origin run>`` for a resumed run; None for a normal run."""
+        if self._row["origin_pathspec"]:
+            return self._row["origin_pathspec"]
+        if self._row["origin_run_id"] is not None:
+            origin = self._store.find_run_by_id(self._row["origin_run_id"])
+            if origin is not None:
+                return f"{origin['flow']}/{origin['run_number']}"
+        return None
+
+    # ------------------------------------------------------------ steps
+
+    def _child_rows(self) -> list[Row]:
+        return self._store.list_steps(self._row["run_id"])
+
+    def _child_visible(self, row: Row) -> bool:
+        return not row["name"].startswith("_")
+
+    def _make_child(self, row: Row) -> "Step":
+        return self._CHILD._from_row(  # type: ignore[union-attr]
+            self, [*self._parts, row["name"]], row)
+
+    def __iter__(self) -> Iterator["Step"]:
+        """Steps newest first; the ``_parameters`` pseudo-step is hidden (``run['_parameters']`` works)."""
+        return super().__iter__()
+
+    def steps(self, *tags: str) -> Iterator["Step"]:
+        """The steps, if the run carries all ``tags`` (tags live on runs)."""
+        return iter(self) if _filter_by_tags(self, tags) else iter(())
+
+    def __getitem__(self, step: str) -> "Step":
+        row = self._store.find_step(self._row["run_id"], step) if isinstance(step, str) else None
+        if row is None:
+            raise NotFound(f"Step('{self.pathspec}/{step}') does not exist")
+        return self._make_child(row)
+
+    def __contains__(self, step: Any) -> bool:
+        return isinstance(step, str) and self._store.find_step(self._row["run_id"], step) is not None
+
+    @property
+    def end_task(self) -> "Task | None":
+        """The task of the end step, or None while the run has not reached it."""
+        row = self._store.find_step(self._row["run_id"], self._row["end_step"])
+        if row is None:
+            return None
+        return self._make_child(row).task
+
+    @property
+    def data(self) -> "TaskData | None":
+        """The end task's artifacts (``run.data.model``); None before the end step ran."""
+        end = self.end_task
+        return None if end is None else end.data
+
+    @property
+    def code(self) -> Code | None:
+        """The run's code snapshot, or None when none was recorded."""
+        code_id = self._row["code_id"]
+        if code_id is None:
+            code_id = self._fresh["code_id"]
+        if code_id is None:
+            return None
+        row = self._store.find_code_package(code_id)
+        return None if row is None else Code(self._store, row)
+
+    # ------------------------------------------------------------ tag edits
+
+    def add_tag(self, tag: str | Iterable[str]) -> None:
+        """Add one user tag (an iterable of tags is accepted too).
+
+        Example
+        -------
+        >>> # Run('HelloFlow/3').add_tag('best')
+        """
+        self.replace_tags([], [tag] if isinstance(tag, (str, bytes)) else tag)
+
+    def add_tags(self, tags: Iterable[str]) -> None:
+        """Add user tags; tags equal to a system tag are ignored."""
+        self.replace_tags([], tags)
+
+    def remove_tag(self, tag: str | Iterable[str]) -> None:
+        """Remove one user tag (absent tags are ignored; system tags cannot be removed)."""
+        self.replace_tags([tag] if isinstance(tag, (str, bytes)) else tag, [])
+
+    def remove_tags(self, tags: Iterable[str]) -> None:
+        """Remove user tags."""
+        self.replace_tags(tags, [])
+
+    def replace_tag(self, tag_to_remove: str | Iterable[str], tag_to_add: str | Iterable[str]) -> None:
+        """Remove one tag and add another, atomically."""
+        self.replace_tags([tag_to_remove] if isinstance(tag_to_remove, (str, bytes)) else tag_to_remove,
+                          [tag_to_add] if isinstance(tag_to_add, (str, bytes)) else tag_to_add)
+
+    def replace_tags(self, tags_to_remove: Iterable[str], tags_to_add: Iterable[str]) -> None:
+        """Remove then add user tags in one transaction (safe against concurrent edits).
+
+        Raises
+        ------
+        TaggingError
+            Empty or too long tags, more than 50 user tags, removing a system tag,
+            nothing to do.
+
+        Example
+        -------
+        >>> # run.replace_tags(['candidate'], ['best'])
+        """
+        remove = _tag_list(tags_to_remove, "tags_to_remove")
+        add = _tag_list(tags_to_add, "tags_to_add")
+        if not remove and not add:
+            raise TaggingError("Must add or remove at least one tag")
+        self._store.update_run_tags(self._row["run_id"], add=add, remove=remove)
+
+
+def _tag_list(tags: Any, what: str) -> list[str]:
+    if isinstance(tags, (str, bytes)):
+        raise TaggingError(f"{what} may not be a string")
+    try:
+        items = list(tags)
+    except TypeError:
+        raise TaggingError(f"{what} must be iterable") from None
+    return [validate_tag(t) for t in items]

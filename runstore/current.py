@@ -1,0 +1,228 @@
+"""``current``: what the running task knows about itself, from a ContextVar.
+
+Inside a step, ``current.flow_name``, ``current.run_id``, ``current.step_name``,
+``current.task_id``, ``current.retry_count``, ``current.pathspec`` ... describe the
+task that is running *in this context*: tasks that run concurrently in one process
+(threads started with ``contextvars.copy_context().run``) each see their own. Outside
+a flow ``current.is_running_flow`` is False and every id is ``None``.
+
+Example
+-------
+>>> from runstore import current
+>>> current.is_running_flow, current.run_id, current.pathspec
+(False, None, None)
+>>> "run_id" in current
+False
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
+
+__all__ = ["current", "Current", "TaskContext", "task_context"]
+
+
+class TaskContext:
+    """Everything ``current`` reports about one running task (set by the runtime).
+
+    A plain class, not a dataclass: it is on the start-up path of every flow run.
+    """
+
+    __slots__ = ("flow_name", "run_id", "step_name", "task_id", "retry_count", "origin_run_id",
+                 "namespace", "username", "parameter_names", "tags", "is_production", "graph", "store", "extra")
+
+    def __init__(self, flow_name: str, run_id: str, step_name: str, task_id: str, retry_count: int = 0,
+                 origin_run_id: str | None = None, namespace: str | None = None, username: str | None = None,
+                 parameter_names: tuple[str, ...] = (), tags: frozenset[str] = frozenset(),
+                 is_production: bool = False, graph: dict[str, Any] | None = None, store: Any = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.flow_name = flow_name
+        self.run_id = run_id
+        self.step_name = step_name
+        self.task_id = task_id
+        self.retry_count = retry_count
+        self.origin_run_id = origin_run_id
+        self.namespace = namespace
+        self.username = username
+        self.parameter_names = parameter_names
+        self.tags = tags
+        self.is_production = is_production
+        self.graph = graph
+        self.store = store
+        self.extra = extra or {}
+
+
+_context: ContextVar[TaskContext | None] = ContextVar("runstore_current", default=None)
+
+_FIELDS = (
+    "flow_name", "run_id", "origin_run_id", "step_name", "task_id", "retry_count", "pathspec",
+    "namespace", "username", "parameter_names", "tags", "is_running_flow", "is_production",
+)
+
+
+@contextmanager
+def task_context(ctx: TaskContext) -> Iterator[TaskContext]:
+    """Make ``ctx`` what ``current`` reports inside the block (the runtime uses this)."""
+    token = _context.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _context.reset(token)
+
+
+class Current:
+    """The object behind ``runstore.current``; read-only views of the running task.
+
+    Example
+    -------
+    >>> from runstore import current
+    >>> current.get("flow_name", "no flow")
+    'no flow'
+    """
+
+    # ------------------------------------------------------------ ids
+
+    @property
+    def is_running_flow(self) -> bool:
+        """True inside a step of a running flow."""
+        return _context.get() is not None
+
+    @property
+    def flow_name(self) -> str | None:
+        """Name of the flow class, e.g. ``'HelloFlow'``."""
+        ctx = _context.get()
+        return ctx.flow_name if ctx else None
+
+    @property
+    def run_id(self) -> str | None:
+        """The run number as a string, e.g. ``'5'``."""
+        ctx = _context.get()
+        return ctx.run_id if ctx else None
+
+    @property
+    def origin_run_id(self) -> str | None:
+        """The run this one resumed (``None`` for a normal run)."""
+        ctx = _context.get()
+        return ctx.origin_run_id if ctx else None
+
+    @property
+    def step_name(self) -> str | None:
+        """The running step's name."""
+        ctx = _context.get()
+        return ctx.step_name if ctx else None
+
+    @property
+    def task_id(self) -> str | None:
+        """The running task's id (store-wide integer, as a string)."""
+        ctx = _context.get()
+        return ctx.task_id if ctx else None
+
+    @property
+    def retry_count(self) -> int | None:
+        """The attempt number: 0 first, 1 on the first retry ..."""
+        ctx = _context.get()
+        return ctx.retry_count if ctx else None
+
+    @property
+    def pathspec(self) -> str | None:
+        """``Flow/run/step/task`` of the running task."""
+        ctx = _context.get()
+        return f"{ctx.flow_name}/{ctx.run_id}/{ctx.step_name}/{ctx.task_id}" if ctx else None
+
+    # ------------------------------------------------------------ who and how
+
+    @property
+    def namespace(self) -> str | None:
+        """The run's identity: ``user:<name>`` or ``production:<token>``."""
+        ctx = _context.get()
+        return ctx.namespace if ctx else None
+
+    @property
+    def username(self) -> str | None:
+        """The user the run is recorded under."""
+        ctx = _context.get()
+        return ctx.username if ctx else None
+
+    @property
+    def parameter_names(self) -> list[str] | None:
+        """Artifact names of the flow's parameters."""
+        ctx = _context.get()
+        return list(ctx.parameter_names) if ctx else None
+
+    @property
+    def tags(self) -> set[str] | None:
+        """The run's user tags (from ``--tag``)."""
+        ctx = _context.get()
+        return set(ctx.tags) if ctx else None
+
+    @property
+    def is_production(self) -> bool | None:
+        """True in a run triggered in a production namespace."""
+        ctx = _context.get()
+        return ctx.is_production if ctx else None
+
+    @property
+    def graph(self) -> dict[str, Any]:
+        """The flow graph as stored in ``_graph_info``."""
+        ctx = _context.get()
+        if ctx is None or ctx.graph is None:
+            raise RuntimeError("Graph is not available")
+        return ctx.graph
+
+    @property
+    def tempdir(self) -> str:
+        """A directory for scratch files (the working directory, as in Metaflow)."""
+        return "."
+
+    # ------------------------------------------------------------ client objects
+
+    @property
+    def run(self) -> Any:
+        """The running ``Run`` as a client object (``None`` outside a flow)."""
+        ctx = _context.get()
+        if ctx is None:
+            return None
+        from .client import Run
+
+        return Run(f"{ctx.flow_name}/{ctx.run_id}", store=ctx.store, _namespace_check=False)
+
+    @property
+    def task(self) -> Any:
+        """The running ``Task`` as a client object (``None`` outside a flow)."""
+        ctx = _context.get()
+        if ctx is None:
+            return None
+        from .client import Task
+
+        return Task(self.pathspec, store=ctx.store, _namespace_check=False)
+
+    # ------------------------------------------------------------ mapping-ish
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The attribute ``key`` when it is set (not ``None``), else ``default``."""
+        if key not in _FIELDS and key not in ("graph", "run", "task", "tempdir"):
+            ctx = _context.get()
+            return ctx.extra.get(key, default) if ctx else default
+        try:
+            value = getattr(self, key)
+        except RuntimeError:
+            return default
+        return default if value is None else value
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every SPEC §8 field (except the client objects) as a dict."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    def __repr__(self) -> str:
+        if not self.is_running_flow:
+            return "<current: not running a flow>"
+        return f"<current {self.pathspec} attempt {self.retry_count}>"
+
+
+#: The one ``current`` object; its values come from the running task's context.
+current = Current()

@@ -1,0 +1,671 @@
+"""Authoring flows: ``FlowSpec``, ``@step``, ``Parameter``, ``JSONType``, ``IncludeFile``,
+``@retry`` and ``@catch``.
+
+A flow is a class whose ``@step`` methods end with ``self.next(...)``. Every
+attribute set on ``self`` in a step is an artifact, stored when the task ends and
+visible to the steps after it. This module never touches the store: the runtime
+hands each task a loader for the artifacts it inherits.
+
+Example
+-------
+>>> from runstore import FlowSpec, step, Parameter
+>>> class HelloFlow(FlowSpec):
+...     alpha = Parameter("alpha", default=0.5)
+...     @step
+...     def start(self):
+...         self.x = self.alpha * 2
+...         self.next(self.end)
+...     @step
+...     def end(self):
+...         print(self.x)
+>>> HelloFlow.alpha.type is float
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Iterator, Sequence
+
+from .errors import FlowDefinitionError, MergeArtifactsError, ParameterError
+from .graph import STEP_MARK
+
+__all__ = [
+    "FlowSpec", "step", "Parameter", "JSONType", "IncludeFile", "retry", "catch",
+    "CaughtException", "RESERVED_PARAMETER_NAMES",
+]
+
+#: Parameter names that would collide with the flow command's own options.
+RESERVED_PARAMETER_NAMES = frozenset({
+    "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file", "max-num-splits",
+    "max-workers", "max-log-size", "user-namespace", "run-id", "task-id", "runner-attribute-file",
+    "db", "quiet", "help",
+})
+
+#: Most attempts a task gets (first try plus retries), as in Metaflow.
+MAX_ATTEMPTS = 6
+
+
+# ---------------------------------------------------------------- decorators
+
+
+def step(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a method of a ``FlowSpec`` as a step.
+
+    Example
+    -------
+    >>> @step
+    ... def start(self):
+    ...     self.next(self.end)
+    >>> start._runstore_step
+    True
+    """
+    setattr(func, STEP_MARK, True)
+    if not hasattr(func, "_runstore_decorators"):
+        func._runstore_decorators = []  # type: ignore[attr-defined]
+    return func
+
+
+def _add_decorator(func: Callable[..., Any], name: str, attributes: dict[str, Any]) -> Callable[..., Any]:
+    decorators = getattr(func, "_runstore_decorators", None)
+    if decorators is None:
+        decorators = func._runstore_decorators = []  # type: ignore[attr-defined]
+    if any(d["name"] == name for d in decorators):
+        raise FlowDefinitionError(f"step {func.__name__!r} has @{name} twice")
+    decorators.append({"name": name, "attributes": attributes, "statically_defined": True})
+    return func
+
+
+def retry(func: Callable[..., Any] | None = None, *, times: int = 3,
+          minutes_between_retries: float = 0) -> Any:
+    """Run a failing step again, as attempt 1, 2 ... of the same task (up to ``times`` retries).
+
+    Retries are immediate in the local runtime (``minutes_between_retries`` is kept
+    for compatibility and recorded only).
+
+    Example
+    -------
+    >>> @retry(times=2)
+    ... @step
+    ... def train(self):
+    ...     self.next(self.end)
+    >>> train._runstore_decorators[-1]["attributes"]["times"]
+    2
+    """
+    if not isinstance(times, int) or times < 0:
+        raise FlowDefinitionError(f"@retry(times=...) takes a non-negative integer, not {times!r}")
+    if times + 1 > MAX_ATTEMPTS - 1:
+        raise FlowDefinitionError(f"The maximum number of retries is @retry(times={MAX_ATTEMPTS - 2}).")
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        return _add_decorator(f, "retry", {"times": times, "minutes_between_retries": minutes_between_retries})
+
+    return wrap(func) if func is not None else wrap
+
+
+def catch(func: Callable[..., Any] | None = None, *, var: str | None = None,
+          print_exception: bool = True) -> Any:
+    """Let the flow go on when a step fails (after its retries): the error goes in ``var``.
+
+    The task is recorded as ``caught``; ``self.<var>`` holds a :class:`CaughtException`
+    (``None`` when the step succeeded).
+
+    Example
+    -------
+    >>> @catch(var="error")
+    ... @step
+    ... def risky(self):
+    ...     self.next(self.end)
+    >>> risky._runstore_decorators[-1]["attributes"]["var"]
+    'error'
+    """
+    if var is not None and (not isinstance(var, str) or not var.isidentifier() or var.startswith("_")):
+        raise FlowDefinitionError(f"@catch(var=...) must be a public attribute name, not {var!r}")
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        return _add_decorator(f, "catch", {"var": var, "print_exception": print_exception})
+
+    return wrap(func) if func is not None else wrap
+
+
+class CaughtException:
+    """An exception recorded by ``@catch``: its type, message and traceback text.
+
+    Example
+    -------
+    >>> err = CaughtException("builtins.ValueError", "bad", "Traceback ...")
+    >>> str(err)
+    'builtins.ValueError: bad'
+    """
+
+    def __init__(self, type: str, message: str, traceback: str = "") -> None:
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+    def __repr__(self) -> str:
+        return f"CaughtException({self.type!r}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CaughtException) and (self.type, self.message, self.traceback) == (
+            other.type, other.message, other.traceback)
+
+    @property
+    def exception(self) -> str:
+        return str(self)
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+# ---------------------------------------------------------------- parameters
+
+
+class _JSONType:
+    """Parameter type that parses JSON from the command line.
+
+    Example
+    -------
+    >>> JSONType.convert('{"k": [1, 2]}')
+    {'k': [1, 2]}
+    """
+
+    name = "JSON"
+    __name__ = "JSONType"
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ParameterError(f"{value} is not a valid JSON object") from None
+
+    def __repr__(self) -> str:
+        return "JSONType"
+
+
+#: Use as ``Parameter("cfg", type=JSONType, default='{"k": 1}')``.
+JSONType = _JSONType()
+
+_TYPES: dict[Any, str] = {str: "str", int: "int", float: "float", bool: "bool", JSONType: "JSONType"}
+
+
+class Parameter:
+    """A value given to a run (``--name value`` on the command line), read-only in steps.
+
+    Parameters
+    ----------
+    name : str
+        The command-line name (``--name``). The artifact and attribute name is the
+        class attribute the parameter is assigned to, as in Metaflow:
+        ``model_version = Parameter("model-version")`` gives ``--model-version`` and
+        ``self.model_version``.
+    default : optional
+        Used when the option is not given; its type gives the parameter's type.
+    type : str, int, float, bool or JSONType, optional
+    help : str, optional
+    required : bool
+        Fail (usage error, nothing stored) when the option is missing.
+    separator : str, optional
+        Split a string value into a list on this separator (str parameters only).
+
+    Example
+    -------
+    >>> p = Parameter("learning-rate", default=0.1)
+    >>> p.type, p.convert("0.01")
+    (<class 'float'>, 0.01)
+    """
+
+    IS_INCLUDE_FILE = False
+
+    def __init__(self, name: str, default: Any = None, type: Any = None, help: str | None = None,
+                 required: bool | None = None, show_default: bool | None = None,
+                 separator: str | None = None, **kwargs: Any) -> None:
+        if not isinstance(name, str) or not name or name.startswith("-"):
+            raise FlowDefinitionError(f"Parameter name must be a non-empty string, not {name!r}")
+        if name.lower() in RESERVED_PARAMETER_NAMES or name.replace("_", "-").lower() in RESERVED_PARAMETER_NAMES:
+            raise FlowDefinitionError(f"Parameter name {name!r} is a reserved word; choose another name")
+        self.name = name
+        self.default = default
+        if type is None:
+            type = _infer_type(default)
+        if type not in _TYPES:
+            raise FlowDefinitionError(
+                f"Parameter {name!r}: type must be str, int, float, bool or JSONType, not {type!r}")
+        self.type = type
+        self.help = help
+        self.required = bool(required)
+        self.show_default = True if show_default is None else show_default
+        self.separator = separator
+        if separator is not None and type is not str:
+            raise FlowDefinitionError(f"Parameter {name!r}: separator= only works with str parameters")
+        self.attr_name: str = name.replace("-", "_")
+        self.kwargs = kwargs
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.attr_name = attr
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        state = obj.__dict__.get("_runstore")
+        if state is None:
+            return self.default
+        return state.parameter(self.attr_name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError(f"Flow level attributes and Parameters are not modifiable: {self.attr_name}")
+
+    @property
+    def type_name(self) -> str:
+        return _TYPES[self.type]
+
+    @property
+    def option(self) -> str:
+        """The command-line option, e.g. ``--model-version``."""
+        return f"--{self.name}"
+
+    def convert(self, value: Any) -> Any:
+        """Turn a command-line (or Runner) value into the parameter's type.
+
+        Raises
+        ------
+        ParameterError
+            When the value does not fit the type.
+        """
+        if value is None:
+            return None
+        try:
+            if self.type is JSONType:
+                value = JSONType.convert(value)
+            elif self.type is bool:
+                value = _to_bool(value)
+            elif self.type in (int, float):
+                if isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+                    raise ValueError
+                value = self.type(value)
+                if self.type is int and isinstance(value, float):
+                    raise ValueError
+            else:
+                value = value if isinstance(value, str) else str(value)
+        except ParameterError:
+            raise
+        except (TypeError, ValueError):
+            raise ParameterError(f"{value!r} is not a valid {self.type_name}") from None
+        if self.separator is not None and isinstance(value, str):
+            value = value.split(self.separator)
+        return value
+
+    def default_value(self) -> Any:
+        """The value used when no option is given (converted like a command-line value)."""
+        default = self.default() if callable(self.default) and self.type is not JSONType else self.default
+        if isinstance(default, str) and self.type is not str:
+            return self.convert(default)
+        if self.separator is not None and isinstance(default, str):
+            return default.split(self.separator)
+        return default
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name!r}, default={self.default!r}, type={self.type_name})"
+
+
+def _infer_type(default: Any) -> Any:
+    if callable(default) or default is None:
+        return str
+    if isinstance(default, bool):
+        return bool
+    for kind in (int, float, str):
+        if isinstance(default, kind):
+            return kind
+    if isinstance(default, (dict, list)):
+        return JSONType
+    return str
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if text in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise ValueError(value)
+
+
+class IncludeFile(Parameter):
+    """A file read when the run starts; its content is the artifact (str, or bytes).
+
+    Parameters
+    ----------
+    name : str
+        Command-line name (``--name PATH``).
+    default : str, optional
+        Path used when the option is not given.
+    is_text : bool
+        Give back ``str`` decoded with ``encoding`` (else ``bytes``).
+
+    Example
+    -------
+    >>> f = IncludeFile("data", default="data.csv")
+    >>> f.is_text, f.type
+    (True, <class 'str'>)
+    """
+
+    IS_INCLUDE_FILE = True
+
+    def __init__(self, name: str, default: str | None = None, is_text: bool = True,
+                 encoding: str = "utf-8", required: bool | None = None, help: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(name, default=default, type=str, help=help, required=required, **kwargs)
+        self.is_text = is_text
+        self.encoding = encoding
+
+    def read(self, path: str | None) -> str | bytes | None:
+        """Read the file at ``path`` (``ParameterError`` when it cannot be read)."""
+        if path is None:
+            return None
+        try:
+            with open(os.path.expanduser(path), "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise ParameterError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+        if not self.is_text:
+            return data
+        try:
+            return data.decode(self.encoding)
+        except UnicodeDecodeError:
+            raise ParameterError(f"{path!r} is not {self.encoding} text (use is_text=False)") from None
+
+
+# ---------------------------------------------------------------- task state
+
+
+class ForeachFrame:
+    """One level of foreach: the split step, its variable, this child's index and the count."""
+
+    __slots__ = ("step", "var", "index", "num_splits", "value_ref")
+
+    def __init__(self, step: str, var: str, index: int, num_splits: int, value_ref: Any = None) -> None:
+        self.step = step
+        self.var = var
+        self.index = index
+        self.num_splits = num_splits
+        self.value_ref = value_ref
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.step, self.var, self.index, self.num_splits, self.value_ref)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.step, self.var, self.index, self.num_splits, self.value_ref = state
+
+    def as_json(self) -> dict[str, Any]:
+        ref = self.value_ref
+        return {"step": self.step, "var": self.var, "index": self.index, "num_splits": self.num_splits,
+                "blob_key": getattr(ref, "blob_key", None), "encoding": getattr(ref, "encoding", None)}
+
+
+class TaskState:
+    """What a flow instance needs while it runs as a task (set by the runtime)."""
+
+    def __init__(self, step_name: str, load: Callable[[Any], Any], inherited: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None, foreach: list[ForeachFrame] | None = None,
+                 is_join: bool = False, readonly: bool = False) -> None:
+        self.step_name = step_name
+        self.load = load
+        self.inherited = inherited if inherited is not None else {}
+        self.params = params if params is not None else {}
+        self.param_values: dict[str, Any] = {}
+        self.foreach = foreach if foreach is not None else []
+        self.is_join = is_join
+        self.readonly = readonly
+        self.transition: tuple[tuple[str, ...], str | None] | None = None
+        self.input_value: Any = None
+        self.input_loaded = False
+
+    def parameter(self, name: str) -> Any:
+        if name not in self.param_values:
+            if name not in self.params:
+                raise AttributeError(name)
+            self.param_values[name] = self.load(self.params[name])
+        return self.param_values[name]
+
+
+_INTERNAL = "_runstore"
+
+
+class FlowSpec:
+    """Base class of every flow.
+
+    Running the file (``if __name__ == "__main__": MyFlow()``) starts the flow's
+    command line (``python flow.py run``); inside a task, ``self`` carries the
+    artifacts.
+
+    Example
+    -------
+    >>> class Flow1(FlowSpec):
+    ...     @step
+    ...     def start(self):
+    ...         self.next(self.end)
+    ...     @step
+    ...     def end(self):
+    ...         pass
+    >>> [step.name for step in Flow1._graph()]
+    ['start', 'end']
+    """
+
+    def __init__(self, use_cli: bool = True) -> None:
+        if use_cli:
+            from .runtime.flowcli import main
+
+            main(type(self))
+
+    # ------------------------------------------------------------ class helpers
+
+    @classmethod
+    def _graph(cls) -> Any:
+        graph = cls.__dict__.get("_runstore_graph")
+        if graph is None:
+            from .graph import FlowGraph
+
+            graph = FlowGraph(cls)
+            cls._runstore_graph = graph  # type: ignore[attr-defined]
+        return graph
+
+    @classmethod
+    def _parameters(cls) -> list[Parameter]:
+        """The flow's parameters in name order (checked for clashes)."""
+        found: dict[str, Parameter] = {}
+        for attr in dir(cls):
+            value = getattr(cls, attr, None)
+            if isinstance(value, Parameter):
+                value.attr_name = attr
+                found[attr] = value
+        seen: dict[str, str] = {}
+        for attr, param in found.items():
+            key = param.name.replace("_", "-").lower()
+            if key in seen:
+                raise FlowDefinitionError(
+                    f"Parameter {param.name!r} is specified twice (as {seen[key]} and {attr}); "
+                    "parameter names are case-insensitive")
+            seen[key] = attr
+        return [found[a] for a in sorted(found)]
+
+    @classmethod
+    def _new_task(cls, state: TaskState) -> "FlowSpec":
+        obj = cls.__new__(cls)
+        obj.__dict__[_INTERNAL] = state
+        return obj
+
+    # ------------------------------------------------------------ artifacts
+
+    def __getattr__(self, name: str) -> Any:
+        state = self.__dict__.get(_INTERNAL)
+        if state is None or name.startswith("__"):
+            raise AttributeError(name)
+        if name in state.inherited:
+            value = state.load(state.inherited[name])
+            self.__dict__[name] = value
+            return value
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        state = self.__dict__.get(_INTERNAL)
+        if state is not None and state.readonly:
+            raise AttributeError(f"inputs of a join are read-only (setting {name!r})")
+        if name.startswith(_INTERNAL) or name in ("input", "index"):
+            raise AttributeError(f"{name!r} is reserved by runstore and cannot be set")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        state = self.__dict__.get(_INTERNAL)
+        found = False
+        if name in self.__dict__ and not name.startswith(_INTERNAL):
+            del self.__dict__[name]
+            found = True
+        if state is not None and name in state.inherited:
+            del state.inherited[name]
+            found = True
+        if not found:
+            raise AttributeError(name)
+
+    def __contains__(self, name: str) -> bool:
+        state = self.__dict__.get(_INTERNAL)
+        return (name in self.__dict__ and not name.startswith(_INTERNAL)) or bool(
+            state and (name in state.inherited or name in state.params))
+
+    def _artifact_names(self) -> list[str]:
+        state = self.__dict__.get(_INTERNAL)
+        names = [n for n in self.__dict__ if not n.startswith(_INTERNAL)]
+        if state is not None:
+            names += [n for n in state.inherited if n not in self.__dict__]
+        return names
+
+    # ------------------------------------------------------------ transitions
+
+    def next(self, *steps: Callable[..., Any], foreach: str | None = None) -> None:
+        """Say which step(s) run after this one (the last statement of a step).
+
+        ``self.next(self.a)`` continues linearly, ``self.next(self.a, self.b)``
+        branches, ``self.next(self.a, foreach='items')`` runs ``a`` once per element
+        of ``self.items``.
+        """
+        state = self.__dict__.get(_INTERNAL)
+        names = []
+        for target in steps:
+            name = getattr(target, "__name__", None)
+            if name is None or not getattr(target, STEP_MARK, False):
+                raise FlowDefinitionError(f"self.next() takes steps (self.<step>), not {target!r}")
+            names.append(name)
+        if state is not None:
+            if state.transition is not None:
+                raise FlowDefinitionError(f"step {state.step_name!r} called self.next() twice")
+            state.transition = (tuple(names), foreach)
+
+    # ------------------------------------------------------------ foreach
+
+    @property
+    def input(self) -> Any:
+        """Inside a foreach child: the element of the foreach list this task handles."""
+        state = self.__dict__.get(_INTERNAL)
+        if state is None or not state.foreach:
+            return None
+        if not state.input_loaded:
+            state.input_value = state.load(state.foreach[-1].value_ref)
+            state.input_loaded = True
+        return state.input_value
+
+    @property
+    def index(self) -> int | None:
+        """Inside a foreach child: its position in the foreach list (0-based)."""
+        state = self.__dict__.get(_INTERNAL)
+        if state is None or not state.foreach:
+            return None
+        return state.foreach[-1].index
+
+    def foreach_stack(self) -> list[tuple[int, int, Any]]:
+        """``(index, num_splits, value)`` for every enclosing foreach, outermost first."""
+        state = self.__dict__.get(_INTERNAL)
+        if state is None:
+            return []
+        return [(f.index, f.num_splits, state.load(f.value_ref)) for f in state.foreach]
+
+    # ------------------------------------------------------------ joins
+
+    def merge_artifacts(self, inputs: "Inputs", exclude: Sequence[str] = (),
+                        include: Sequence[str] = ()) -> None:
+        """Copy into this join the artifacts the branches agree on (by reference, no copy).
+
+        Artifacts already set on ``self`` are left alone. An artifact with different
+        values on different branches raises :class:`MergeArtifactsError` listing them.
+
+        Example
+        -------
+        >>> # in a join step:  self.merge_artifacts(inputs, exclude=["scratch"])
+        """
+        state = self.__dict__.get(_INTERNAL)
+        step_name = state.step_name if state else "?"
+        if state is None or not state.is_join:
+            raise MergeArtifactsError(
+                f"merge_artifacts can only be called in a join and step {step_name} is not a join")
+        if include and exclude:
+            raise MergeArtifactsError("merge_artifacts takes include= or exclude=, not both")
+        candidates: dict[str, list[Any]] = {}
+        for inp in inputs:
+            inp_state = inp.__dict__[_INTERNAL]
+            for name, ref in inp_state.inherited.items():
+                if name.startswith("_") or name in state.params:
+                    continue
+                candidates.setdefault(name, []).append(ref)
+        if include:
+            missing = [n for n in include if n not in candidates]
+            if missing:
+                raise MergeArtifactsError(
+                    f"Step {step_name}: include= names artifacts no input has: {', '.join(missing)}")
+        conflicts = []
+        for name, refs in sorted(candidates.items()):
+            if (include and name not in include) or name in exclude or name in self.__dict__:
+                continue
+            if len({r.blob_key for r in refs}) > 1:
+                conflicts.append(name)
+                continue
+            state.inherited[name] = refs[0]
+        if conflicts:
+            raise MergeArtifactsError(
+                f"Step {step_name} cannot merge the following artifacts due to them having conflicting "
+                f"values: [{', '.join(conflicts)}]. Set them explicitly (self.<name> = ...) before "
+                "calling merge_artifacts, or exclude them.")
+
+
+class Inputs:
+    """The ``inputs`` of a join: iterable, indexable, and an attribute per branch step.
+
+    Example
+    -------
+    >>> # def join(self, inputs):  inputs[0].x, inputs.train_a.x, [i.x for i in inputs]
+    """
+
+    def __init__(self, flows: Sequence[FlowSpec], steps: Sequence[str]) -> None:
+        self._flows = list(flows)
+        self._by_step: dict[str, FlowSpec] = {}
+        for flow, name in zip(flows, steps):
+            self._by_step.setdefault(name, flow)
+
+    def __iter__(self) -> Iterator[FlowSpec]:
+        return iter(self._flows)
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def __getitem__(self, index: int) -> FlowSpec:
+        return self._flows[index]
+
+    def __getattr__(self, name: str) -> FlowSpec:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self.__dict__["_by_step"][name]
+        except KeyError:
+            raise AttributeError(f"no input from step {name!r}") from None

@@ -1,0 +1,384 @@
+"""The flow graph: read from the step functions' source, checked before anything runs.
+
+Each ``@step`` method must end with ``self.next(...)`` (except the end step). The
+graph is built from the source text (``ast``), so a bad flow is rejected with a
+message naming the step and its line before a run is created: missing start or
+end, unknown targets, a join without ``inputs``, a split whose branches do not meet
+in one join, a step that is both a join and a split, cycles, unreachable steps.
+
+Example
+-------
+>>> from runstore import FlowSpec, step
+>>> class Tiny(FlowSpec):
+...     @step
+...     def start(self):
+...         self.next(self.end)
+...     @step
+...     def end(self):
+...         pass
+>>> graph = FlowGraph(Tiny)
+>>> [node.name for node in graph], graph["start"].type
+(['start', 'end'], 'start')
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import linecache
+import textwrap
+from typing import Any, Callable, Iterator
+
+from .errors import FlowDefinitionError
+
+__all__ = ["FlowGraph", "StepNode", "STEP_MARK"]
+
+#: Attribute set on a function by ``@step``.
+STEP_MARK = "_runstore_step"
+
+
+class StepNode:
+    """One step of a flow: its transitions, its type and where it is defined."""
+
+    def __init__(self, name: str, func: Callable[..., Any], line: int, file: str,
+                 decorators: list[dict[str, Any]], doc: str) -> None:
+        self.name = name
+        self.func = func
+        self.line = line
+        self.file = file
+        self.decorators = decorators
+        self.doc = doc
+        self.out_funcs: list[str] = []
+        self.in_funcs: list[str] = []
+        self.foreach_var: str | None = None
+        self.has_next = False
+        self.num_args = 1
+        self.type = "linear"
+        self.matching_join: str | None = None
+        self.split_parents: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"StepNode({self.name!r}, type={self.type!r}, next={self.out_funcs})"
+
+    @property
+    def is_join(self) -> bool:
+        return self.num_args >= 2
+
+    def where(self) -> str:
+        return f"step {self.name!r} (line {self.line})"
+
+    def info(self) -> dict[str, Any]:
+        """The JSON-able description stored in ``_graph_info``."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "line": self.line,
+            "doc": self.doc,
+            "next": list(self.out_funcs),
+            "foreach": self.foreach_var,
+            "matching_join": self.matching_join,
+            "decorators": self.decorators,
+        }
+
+
+def _fail(node: StepNode | None, message: str) -> FlowDefinitionError:
+    prefix = f"{node.file}, {node.where()}: " if node else ""
+    return FlowDefinitionError(prefix + message)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _function_lines(func: Callable[..., Any]) -> list[str]:
+    """The source lines of a method, decorators included, found by indentation.
+
+    Much cheaper than ``inspect.getsourcelines`` (which tokenizes); on the start-up
+    path of every run. Returns ``[]`` when the source is not available.
+    """
+    code = func.__code__
+    lines = linecache.getlines(code.co_filename)
+    start = code.co_firstlineno - 1
+    if not lines or start >= len(lines):
+        return []
+    base = _indent(lines[start])
+    out: list[str] = []
+    in_body = False
+    for line in lines[start:]:
+        stripped = line.strip()
+        if not in_body:
+            out.append(line)
+            if _indent(line) == base and (stripped.startswith("def ") or stripped.startswith("async def ")):
+                in_body = True
+            continue
+        if stripped and not stripped.startswith("#") and _indent(line) <= base:
+            break
+        out.append(line)
+    return out
+
+
+def _parse_next(node: StepNode) -> None:
+    """Fill ``out_funcs``/``foreach_var`` from the last ``self.next(...)`` of the step."""
+    tree = None
+    lines = _function_lines(node.func)
+    if lines:
+        try:
+            tree = ast.parse(textwrap.dedent("".join(lines)))
+        except SyntaxError:
+            tree = None
+    if tree is None:  # unusual layout: let inspect find the block (slower, handles everything)
+        try:
+            lines, _ = inspect.getsourcelines(node.func)
+            tree = ast.parse(textwrap.dedent("".join(lines)))
+        except (OSError, TypeError, SyntaxError) as exc:
+            raise _fail(node, f"cannot read the source of the step ({exc})") from exc
+    func = tree.body[0]
+    assert isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
+    node.num_args = len(func.args.args)
+    first = node.line
+    node.line = first + func.lineno - 1  # the `def` line, not the decorator's
+    body = [stmt for stmt in func.body if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))]
+    tail = body[-1] if body else None
+    call = tail.value if isinstance(tail, ast.Expr) else None
+    is_next = (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "next"
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == "self"
+    )
+    if not is_next:
+        return
+    assert isinstance(call, ast.Call)
+    node.has_next = True
+    line = first + call.lineno - 1
+    for arg in call.args:
+        if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "self":
+            node.out_funcs.append(arg.attr)
+        else:
+            raise _fail(node, f"self.next() on line {line} takes steps written as self.<step>, "
+                              f"not {ast.unparse(arg)!r}")
+    for kw in call.keywords:
+        if kw.arg == "foreach":
+            if not (isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str)):
+                raise _fail(node, f"foreach= on line {line} must be an attribute name given as a string")
+            node.foreach_var = kw.value.value
+        else:
+            raise _fail(node, f"self.next() on line {line} got an unknown argument {kw.arg!r} "
+                              "(only foreach='attr' is supported)")
+
+
+class FlowGraph:
+    """The checked graph of a flow class: iterable over steps in definition order.
+
+    Parameters
+    ----------
+    flow_class : type
+        A ``FlowSpec`` subclass.
+
+    Raises
+    ------
+    FlowDefinitionError
+        With the file, step and line of the first problem found.
+    """
+
+    def __init__(self, flow_class: type) -> None:
+        self.name = flow_class.__name__
+        self.nodes: dict[str, StepNode] = {}
+        self.file = "<unknown>"
+        for attr in dir(flow_class):
+            func = getattr(flow_class, attr, None)
+            if callable(func) and getattr(func, STEP_MARK, False):
+                code = func.__code__
+                node = StepNode(
+                    name=attr, func=func, line=code.co_firstlineno, file=_short(code.co_filename),
+                    decorators=list(getattr(func, "_runstore_decorators", [])),
+                    doc=inspect.cleandoc(func.__doc__) if func.__doc__ else "",
+                )
+                if attr != func.__name__:
+                    raise _fail(node, f"is bound to the name {attr!r} but defined as {func.__name__!r}")
+                self.nodes[attr] = node
+        self.nodes = dict(sorted(self.nodes.items(), key=lambda kv: kv[1].line))
+        if self.nodes:
+            self.file = next(iter(self.nodes.values())).func.__code__.co_filename
+        for node in self.nodes.values():
+            _parse_next(node)
+        self._check()
+
+    # ------------------------------------------------------------ access
+
+    def __iter__(self) -> Iterator[StepNode]:
+        return iter(self.nodes.values())
+
+    def __getitem__(self, name: str) -> StepNode:
+        return self.nodes[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.nodes
+
+    @property
+    def start(self) -> StepNode:
+        return self.nodes["start"]
+
+    @property
+    def end(self) -> StepNode:
+        return self.nodes["end"]
+
+    def info(self, parameters: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        """The ``_graph_info`` artifact (see CONTRACT.md)."""
+        return {
+            "file": _short(self.file),
+            "start_step": "start",
+            "end_step": "end",
+            "parameters": parameters or [],
+            "steps": {node.name: node.info() for node in self},
+        }
+
+    def topological(self) -> list[str]:
+        """Step names in an order where every step comes after its parents."""
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in seen:
+                return
+            seen.add(name)
+            for child in self.nodes[name].out_funcs:
+                visit(child)
+            order.append(name)
+
+        visit("start")
+        return order[::-1]
+
+    def describe(self) -> str:
+        """A human description of the graph (``python flow.py show``)."""
+        lines = []
+        for node in self:
+            head = f"Step {node.name}"
+            if node.doc:
+                head += f"\n    {node.doc.splitlines()[0]}"
+            lines.append(head)
+            if node.out_funcs:
+                how = f" (foreach over {node.foreach_var!r})" if node.foreach_var else ""
+                lines.append(f"    => {', '.join(node.out_funcs)}{how}")
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+    # ------------------------------------------------------------ checks
+
+    def _check(self) -> None:
+        where = f"{_short(self.file)}: flow {self.name}"
+        if "start" not in self.nodes:
+            raise FlowDefinitionError(f"{where} has no 'start' step; add a @step named start")
+        if "end" not in self.nodes:
+            raise FlowDefinitionError(f"{where} has no 'end' step; add a @step named end")
+        for node in self:
+            if node.name == "end":
+                if node.has_next:
+                    raise _fail(node, "the end step must not call self.next()")
+                node.type = "end"
+                continue
+            if not node.has_next:
+                raise _fail(node, "the last statement of a step must be self.next(...) "
+                                  "naming the step(s) that follow")
+            if not node.out_funcs:
+                raise _fail(node, "self.next() needs at least one step")
+            for target in node.out_funcs:
+                if target not in self.nodes:
+                    raise _fail(node, f"self.next() names an unknown step {target!r}; "
+                                      f"steps are: {', '.join(self.nodes)}")
+            if len(set(node.out_funcs)) != len(node.out_funcs):
+                raise _fail(node, "self.next() names the same step twice")
+            if node.foreach_var is not None and len(node.out_funcs) != 1:
+                raise _fail(node, "a foreach split must name exactly one step")
+            if "start" in node.out_funcs:
+                raise _fail(node, "no step can go back to start")
+        for node in self:
+            for target in node.out_funcs:
+                self.nodes[target].in_funcs.append(node.name)
+        self._check_cycles()
+        for node in self:
+            if node.is_join and (node.foreach_var or len(node.out_funcs) > 1):
+                raise _fail(node, "is both a join step (it takes an extra argument) and a split step; "
+                                  "add a linear step between them")
+            if node.name == "start" and node.is_join:
+                raise _fail(node, "the start step cannot be a join (it takes no inputs argument)")
+            if len(node.in_funcs) > 1 and not node.is_join:
+                raise _fail(node, f"is reached from {', '.join(node.in_funcs)}: a step where branches "
+                                  "meet must be a join, def {0}(self, inputs)".format(node.name))
+            if node.type == "end":
+                continue
+            if node.foreach_var:
+                node.type = "split-foreach"
+            elif len(node.out_funcs) > 1:
+                node.type = "split-static"
+            elif node.is_join:
+                node.type = "join"
+            elif node.name == "start":
+                node.type = "start"
+        unreachable = [n for n in self if n.name not in set(self.topological())]
+        if unreachable:
+            raise _fail(unreachable[0], "is not reachable from start")
+        self._match_joins()
+
+    def _check_cycles(self) -> None:
+        state: dict[str, int] = {}
+
+        def visit(name: str, trail: list[str]) -> None:
+            state[name] = 1
+            for child in self.nodes[name].out_funcs:
+                if state.get(child) == 1:
+                    loop = " -> ".join(trail[trail.index(child):] + [child])
+                    raise _fail(self.nodes[name], f"the graph has a cycle: {loop}")
+                if child not in state:
+                    visit(child, trail + [child])
+            state[name] = 2
+
+        visit("start", ["start"])
+
+    def _match_joins(self) -> None:
+        """Walk from start with a stack of open splits; every join closes the innermost."""
+        seen: dict[str, tuple[str, ...]] = {}
+
+        def walk(name: str, parents: tuple[str, ...]) -> None:
+            node = self.nodes[name]
+            if node.is_join:
+                if not parents:
+                    raise _fail(node, "is a join (it takes inputs) but no split comes before it")
+                split = self.nodes[parents[-1]]
+                if split.matching_join not in (None, name):
+                    raise _fail(node, f"joins branches of {split.where()} that already meet in "
+                                      f"step {split.matching_join!r}")
+                split.matching_join = name
+                parents = parents[:-1]
+            if name in seen:
+                if seen[name] != parents:
+                    raise _fail(node, "is reached from branches of different splits; every split "
+                                      "must end in its own join")
+                return
+            seen[name] = parents
+            node.split_parents = parents
+            if node.type in ("split-static", "split-foreach"):
+                parents = parents + (name,)
+            for child in node.out_funcs:
+                walk(child, parents)
+
+        walk("start", ())
+        if self.nodes["end"].split_parents:
+            raise _fail(self.nodes["end"], f"is reached before the split in step "
+                                           f"{self.nodes['end'].split_parents[-1]!r} is joined")
+        for node in self:
+            if node.type in ("split-static", "split-foreach") and node.matching_join is None:
+                raise _fail(node, "is a split whose branches never meet in a join step")
+            if node.type == "split-foreach" and any(d["name"] == "catch" for d in node.decorators):
+                raise _fail(node, "@catch cannot be used on a foreach split step")
+
+
+def _short(path: str) -> str:
+    import os
+
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if not rel.startswith("..") else path

@@ -1,0 +1,14 @@
+"""The local runtime: scheduler, worker processes, task execution and the flow CLI.
+
+Example
+-------
+>>> from runstore.runtime import Runner
+>>> Runner.__name__
+'Runner'
+"""
+
+from __future__ import annotations
+
+from .runner import Runner, execute, load_flow
+
+__all__ = ["Runner", "execute", "load_flow"]

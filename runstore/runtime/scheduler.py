@@ -1,0 +1,335 @@
+"""The scheduler: creates the run, walks the graph, hands tasks to workers, records the end.
+
+One scheduler per run. It allocates the run (number, tags, code snapshot), stores
+the ``_parameters`` task, then keeps a queue of ready tasks: a task becomes ready
+when its parent succeeded (linear steps, branches, foreach children) or when every
+input of a join has arrived. Tasks run in reusable worker processes
+(:mod:`.workers`), or inline in this process when the store is in memory or
+``max_workers == 1``. The scheduler heartbeats while it waits and finishes the run
+as ``succeeded`` (the end task succeeded) or ``failed``.
+
+Resume slots in at :meth:`Scheduler._launch`: a resumed run gives the scheduler a
+clone plan, and a task whose step and foreach path match a successful origin task
+is cloned (rows copied by reference) instead of executed; the walk is the same.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable, TextIO
+
+from ..errors import RunstoreError
+from ..flowspec import FlowSpec, ForeachFrame
+from ..schema import HEARTBEAT_INTERVAL
+from .task import TaskResult, TaskSpec, run_task
+
+__all__ = ["Scheduler", "RunOutcome"]
+
+
+class RunOutcome:
+    """How a run ended: flow, internal run id, run number, status and the failed steps."""
+
+    def __init__(self, flow_name: str, run_id: int, run_number: int, status: str,
+                 failed_steps: list[str] | None = None) -> None:
+        self.flow_name = flow_name
+        self.run_id = run_id
+        self.run_number = run_number
+        self.status = status
+        self.failed_steps = failed_steps or []
+        self.used_workers = False
+
+    def __repr__(self) -> str:
+        return f"RunOutcome({self.pathspec!r}, {self.status!r})"
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow_name}/{self.run_number}"
+
+    @property
+    def successful(self) -> bool:
+        return self.status == "succeeded"
+
+
+class _Done:
+    """A finished task, as the graph walk needs it."""
+
+    __slots__ = ("task_id", "step", "frames")
+
+    def __init__(self, task_id: int, step: str, frames: list[ForeachFrame]) -> None:
+        self.task_id = task_id
+        self.step = step
+        self.frames = frames
+
+
+class Scheduler:
+    """Runs one flow run against a store.
+
+    Parameters
+    ----------
+    flow_class : type
+        The ``FlowSpec`` subclass (its graph is already checked).
+    store : Store
+        Where the run is recorded.
+    params : dict
+        Parameter values by attribute name (already converted and validated).
+    """
+
+    def __init__(self, flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *,
+                 tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None,
+                 max_num_splits: int = 100, client_namespace: Any = None, set_namespace: bool = False,
+                 quiet: bool = False, flow_file: str | None = None,
+                 on_run_created: Callable[[Any], None] | None = None,
+                 console: TextIO | None = None) -> None:
+        self.flow_class = flow_class
+        self.graph = flow_class._graph()
+        self.store = store
+        self.params = params
+        self.tags = list(tags)
+        self.max_workers = max_workers if max_workers is not None else (os.cpu_count() or 1)
+        self.max_num_splits = max_num_splits
+        self.client_namespace = client_namespace
+        self.set_namespace = set_namespace
+        self.quiet = quiet
+        self.flow_file = flow_file
+        self.on_run_created = on_run_created
+        self.console = console
+        self.inline = store.in_memory or self.max_workers <= 1
+        self.pending_joins: dict[tuple[Any, ...], dict[int, _Done]] = {}
+        self.ready: list[TaskSpec] = []
+        self.failed: list[str] = []
+        self.end_ok = False
+        self._last_beat = 0.0
+
+    # ------------------------------------------------------------ console
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            out = self.console or sys.stderr
+            out.write(message + "\n")
+            out.flush()
+
+    # ------------------------------------------------------------ run
+
+    def run(self) -> RunOutcome:
+        """Create the run, execute it, return how it ended (never raises for step failures)."""
+        from ..namespace import identity
+        from ..util import resolve_username
+        from .environment import code_package, environment_metadata, system_tags
+
+        store = self.store
+        name = self.flow_class.__name__
+        self.identity = identity()
+        self.username = resolve_username()
+        code_id = None
+        if self.flow_file:
+            code_id = store.add_code_package(code_package(self.flow_file, name), os.path.basename(self.flow_file))
+        record = store.create_run(
+            name, user=self.username, namespace=self.identity, system_tags=system_tags(), user_tags=self.tags,
+            invocation="run", code_id=code_id, end_step="end",
+        )
+        self.record = record
+        if self.on_run_created:
+            self.on_run_created(record)
+        self.metadata = environment_metadata(self.flow_file)
+        self.say(f"Workflow starting (run {record.pathspec}, {store.describe()}):")
+        self._store_parameters()
+        heartbeat = None
+        try:
+            self._schedule(self.graph.start.name, [], [])
+            if self.inline:
+                heartbeat = _Heartbeat(store, record.run_id) if not store.in_memory else None
+                self._loop_inline()
+            else:
+                self._loop_workers()
+        except BaseException:
+            store.finish_run(record.run_id, "failed")
+            raise
+        finally:
+            if heartbeat:
+                heartbeat.stop()
+        status = "succeeded" if self.end_ok and not self.failed else "failed"
+        store.finish_run(record.run_id, status)
+        if status == "succeeded":
+            self.say(f"Done! {record.pathspec} succeeded.")
+        else:
+            self.say("Workflow failed.")
+            for line in self.failed:
+                self.say(f"    {line}")
+        outcome = RunOutcome(name, record.run_id, record.run_number, status, list(self.failed))
+        outcome.used_workers = not self.inline
+        return outcome
+
+    def _store_parameters(self) -> None:
+        store, record = self.store, self.record
+        params = self.flow_class._parameters()
+        info = self.graph.info([{"name": p.attr_name, "type": p.type_name} for p in params])
+        self.graph_info = info
+        task_id = store.create_task(record.run_id, "_parameters")
+        store.start_attempt(task_id, 0, os.getpid())
+        prepared = {name: store.prepare_value(value) for name, value in self.params.items()}
+        graph_blob = store.prepare_value(info)
+        meta = dict(self.metadata, attempt="0")
+        store.finish_attempt(task_id, 0, "succeeded", artifacts={**prepared, "_graph_info": graph_blob},
+                             metadata=meta)
+        self.param_refs = {name: p.stored for name, p in prepared.items()}
+
+    # ------------------------------------------------------------ graph walk
+
+    def _schedule(self, step: str, inputs: list[_Done], frames: list[ForeachFrame]) -> None:
+        task_id = self.store.create_task(
+            self.record.run_id, step,
+            foreach_path=",".join(f"{f.step}:{f.index}" for f in frames) or None,
+            foreach_index=frames[-1].index if frames else None,
+        )
+        self.ready.append(self._spec(task_id, step, inputs, frames))
+
+    def _schedule_foreach(self, step: str, parent: _Done, refs: list[Any], split: str, var: str) -> None:
+        n = len(refs)
+        children = [parent.frames + [ForeachFrame(split, var, i, n, ref)] for i, ref in enumerate(refs)]
+        ids = self.store.create_tasks(self.record.run_id, step, [
+            {"foreach_path": ",".join(f"{f.step}:{f.index}" for f in frames), "foreach_index": frames[-1].index}
+            for frames in children
+        ])
+        for task_id, frames in zip(ids, children):
+            self.ready.append(self._spec(task_id, step, [parent], frames))
+
+    def _spec(self, task_id: int, step: str, inputs: list[_Done], frames: list[ForeachFrame]) -> TaskSpec:
+        node = self.graph[step]
+        retries = catch_var = None
+        catch_enabled = False
+        for deco in node.decorators:
+            if deco["name"] == "retry":
+                retries = deco["attributes"]["times"]
+            elif deco["name"] == "catch":
+                catch_enabled = True
+                catch_var = deco["attributes"]["var"]
+        return TaskSpec(
+            task_id=task_id, step=step, attempt=0, run_id=self.record.run_id,
+            run_number=self.record.run_number, flow_name=self.record.flow,
+            inputs=[(d.task_id, d.step) for d in inputs], frames=list(frames), params=self.param_refs,
+            retries=retries or 0, catch_var=catch_var, catch_enabled=catch_enabled, tags=tuple(self.tags),
+            identity=self.identity, username=self.username, client_namespace=self.client_namespace,
+            set_client_namespace=self.set_namespace, max_num_splits=self.max_num_splits, quiet=self.quiet,
+            metadata=self.metadata, graph_info=self.graph_info,
+        )
+
+    def _on_result(self, spec: TaskSpec, result: TaskResult) -> None:
+        if result.status == "failed":
+            if spec.attempt < spec.retries:
+                spec.attempt += 1
+                self.ready.append(spec)
+                return
+            if spec.catch_enabled:
+                # the worker could not catch (it died); nothing more to do than fail
+                pass
+            self.failed.append(f"Step {spec.step} (task-id {spec.task_id}) failed: {result.error}")
+            return
+        done = _Done(spec.task_id, spec.step, spec.frames)
+        node = self.graph[spec.step]
+        if node.type == "end":
+            self.end_ok = True
+            return
+        if node.foreach_var and result.status == "succeeded":
+            self._schedule_foreach(node.out_funcs[0], done, result.foreach_refs or [], node.name, node.foreach_var)
+            return
+        for child in node.out_funcs:
+            cnode = self.graph[child]
+            if cnode.is_join:
+                self._arrive(cnode, done)
+            else:
+                self._schedule(child, [done], done.frames)
+
+    def _arrive(self, join: Any, done: _Done) -> None:
+        split = self.graph[next(n.name for n in self.graph if n.matching_join == join.name)]
+        if split.type == "split-foreach":
+            outer = done.frames[:-1]
+            expected, slot = done.frames[-1].num_splits, done.frames[-1].index
+        else:
+            outer = done.frames
+            expected, slot = len(join.in_funcs), join.in_funcs.index(done.step)
+        key = (join.name, tuple((f.step, f.index) for f in outer))
+        arrived = self.pending_joins.setdefault(key, {})
+        arrived[slot] = done
+        if len(arrived) == expected:
+            del self.pending_joins[key]
+            self._schedule(join.name, [arrived[i] for i in range(expected)], list(outer))
+
+    # ------------------------------------------------------------ execution
+
+    def _launch(self, spec: TaskSpec) -> bool:
+        """Hook for resume: return True when the task was cloned instead of run."""
+        return False
+
+    def _loop_inline(self) -> None:
+        while self.ready and not self.failed:
+            spec = self.ready.pop(0)
+            if self._launch(spec):
+                continue
+            result = run_task(spec, self.store, self.flow_class)
+            self._on_result(spec, result)
+
+    def _beat(self) -> None:
+        stamp = time.monotonic()
+        if stamp - self._last_beat >= HEARTBEAT_INTERVAL:
+            self._last_beat = stamp
+            self.store.heartbeat(self.record.run_id)
+
+    def _loop_workers(self) -> None:
+        from .workers import WorkerPool, died
+
+        pool = WorkerPool(self.max_workers, str(self.store.path), self.flow_class)
+        self._last_beat = time.monotonic()
+        interrupted = False
+        try:
+            while True:
+                while self.ready and not self.failed and pool.has_capacity():
+                    spec = self.ready.pop(0)
+                    if not self._launch(spec):
+                        pool.submit(spec)
+                if not pool.busy:
+                    break
+                for spec, result in pool.wait(HEARTBEAT_INTERVAL):
+                    if died(result):
+                        message = result.describe()
+                        self.store.abandon_attempt(spec.task_id, spec.attempt,
+                                                   ("runstore.WorkerDied", message, ""))
+                        result = TaskResult(spec.task_id, spec.attempt, "failed", error=message)
+                        self.say(f"{spec.prefix} {message}")
+                    elif isinstance(result, BaseException):
+                        raise RunstoreError(f"the runtime failed while running {spec.prefix}: {result!r}")
+                    self._on_result(spec, result)
+                self._beat()
+        except KeyboardInterrupt:
+            interrupted = True
+            for worker in pool.busy:
+                spec = worker.spec
+                self.store.abandon_attempt(spec.task_id, spec.attempt,
+                                           ("builtins.KeyboardInterrupt", "the run was interrupted", ""))
+            raise
+        finally:
+            pool.close(kill=interrupted)
+
+
+class _Heartbeat:
+    """A thread that heartbeats while inline tasks run (no forks happen in inline mode)."""
+
+    def __init__(self, store: Any, run_id: int) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(store, run_id), daemon=True,
+                                        name="runstore-heartbeat")
+        self._thread.start()
+
+    def _run(self, store: Any, run_id: int) -> None:
+        while not self._stop.wait(HEARTBEAT_INTERVAL):
+            try:
+                store.heartbeat(run_id)
+            except RunstoreError:
+                pass
+
+    def stop(self) -> None:
+        # No join: the thread wakes, sees the event and ends; a heartbeat in flight
+        # is one short transaction and harmless after the run is finished.
+        self._stop.set()

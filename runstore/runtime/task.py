@@ -1,0 +1,343 @@
+"""Running one attempt of one task: load inputs, run the step, capture output, commit.
+
+The same function runs a task inline (in the scheduler's process) or in a worker
+process. Store writes happen before and after the user's code, never during: the
+attempt is recorded as started (one short transaction), the step runs with no
+transaction open, then its artifacts, logs, exception and metadata are committed
+together (one transaction).
+
+Output: ``sys.stdout``/``sys.stderr`` are replaced once per process by proxies that
+write into the buffer of the task running *in the current context* (a ContextVar),
+so concurrent tasks never mix their logs; complete lines are echoed to the real
+stream prefixed ``[RUN/STEP/TASK]`` unless the run is quiet.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+import traceback
+from contextvars import ContextVar
+from typing import Any, TextIO
+
+from ..current import TaskContext, task_context
+from ..errors import CodecError, FlowDefinitionError, RunstoreError
+from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
+
+__all__ = ["TaskSpec", "TaskResult", "run_task", "install_output_capture", "MAX_LOG_BYTES"]
+
+#: Bytes of stdout (and of stderr) kept per attempt; the rest is cut with a note.
+MAX_LOG_BYTES = 10 * 1024 * 1024
+#: Artifacts the runtime writes itself and never passes down.
+RUNTIME_ARTIFACTS = frozenset({"_foreach_stack", "_graph_info"})
+
+
+class TaskSpec:
+    """Everything a worker needs to run one attempt (picklable, small).
+
+    Fields: task_id, step, attempt, run_id, run_number, flow_name, inputs
+    (``[(task_id, step)]``), frames (foreach frames), params (name -> StoredValue),
+    retries, catch_var, catch_enabled, tags, identity, username, client_namespace,
+    set_client_namespace, origin_run_id, max_num_splits, quiet, metadata, graph_info.
+    """
+
+    _DEFAULTS: dict[str, Any] = {
+        "retries": 0, "catch_var": None, "catch_enabled": False, "tags": (), "identity": None,
+        "username": None, "client_namespace": None, "set_client_namespace": False, "origin_run_id": None,
+        "max_num_splits": 100, "quiet": False, "metadata": {}, "graph_info": None,
+    }
+    task_id: int
+    step: str
+    attempt: int
+    run_id: int
+    run_number: int
+    flow_name: str
+    inputs: list[tuple[int, str]]
+    frames: list[ForeachFrame]
+    params: dict[str, Any]
+    retries: int
+    catch_var: str | None
+    catch_enabled: bool
+    tags: tuple[str, ...]
+    identity: str | None
+    username: str | None
+    client_namespace: Any
+    set_client_namespace: bool
+    origin_run_id: str | None
+    max_num_splits: int
+    quiet: bool
+    metadata: dict[str, str]
+    graph_info: dict[str, Any] | None
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(self._DEFAULTS)
+        self.__dict__.update(fields)
+
+    @property
+    def prefix(self) -> str:
+        return f"[{self.run_number}/{self.step}/{self.task_id}]"
+
+    @property
+    def foreach_path(self) -> str | None:
+        return ",".join(f"{f.step}:{f.index}" for f in self.frames) or None
+
+
+class TaskResult:
+    """What the scheduler learns from an attempt."""
+
+    def __init__(self, task_id: int, attempt: int, status: str, foreach_refs: list[Any] | None = None,
+                 error: str | None = None) -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        self.status = status
+        self.foreach_refs = foreach_refs
+        self.error = error
+
+
+# ---------------------------------------------------------------- output capture
+
+
+class _Capture:
+    def __init__(self, prefix: str, echo: bool, real_out: TextIO, real_err: TextIO) -> None:
+        self.prefix = prefix
+        self.echo = echo
+        self.parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.sizes = {"stdout": 0, "stderr": 0}
+        self.partial = {"stdout": "", "stderr": ""}
+        self.real = {"stdout": real_out, "stderr": real_err}
+
+    def write(self, stream: str, text: str) -> None:
+        size = self.sizes[stream]
+        if size < MAX_LOG_BYTES:
+            keep = text if size + len(text) <= MAX_LOG_BYTES else text[: MAX_LOG_BYTES - size]
+            self.parts[stream].append(keep)
+            if len(keep) < len(text):
+                self.parts[stream].append("\n[runstore: log truncated at 10 MiB]\n")
+        self.sizes[stream] = size + len(text)
+        if self.echo:
+            pending = self.partial[stream] + text
+            *lines, rest = pending.split("\n")
+            self.partial[stream] = rest
+            if lines:
+                out = self.real[stream]
+                out.write("".join(f"{self.prefix} {line}\n" for line in lines))
+                out.flush()
+
+    def close(self) -> tuple[str, str]:
+        if self.echo:
+            for stream, rest in self.partial.items():
+                if rest:
+                    self.real[stream].write(f"{self.prefix} {rest}\n")
+                    self.real[stream].flush()
+        return "".join(self.parts["stdout"]), "".join(self.parts["stderr"])
+
+    def say(self, message: str) -> None:
+        if self.echo:
+            self.real["stderr"].write(f"{self.prefix} {message}\n")
+            self.real["stderr"].flush()
+
+
+_capture: ContextVar[_Capture | None] = ContextVar("runstore_capture", default=None)
+
+
+class _StreamProxy:
+    """Stands in for sys.stdout / sys.stderr; routes writes to the current task's capture."""
+
+    def __init__(self, name: str, real: TextIO) -> None:
+        self._name = name
+        self._real = real
+
+    def write(self, text: str) -> int:
+        cap = _capture.get()
+        if cap is None:
+            return self._real.write(text)
+        cap.write(self._name, text)
+        return len(text)
+
+    def flush(self) -> None:
+        if _capture.get() is None:
+            self._real.flush()
+
+    def isatty(self) -> bool:
+        return False if _capture.get() is not None else self._real.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def install_output_capture() -> tuple[TextIO, TextIO]:
+    """Route this process's ``sys.stdout``/``sys.stderr`` through task captures (idempotent).
+
+    Returns the real streams.
+    """
+    out, err = sys.stdout, sys.stderr
+    if not isinstance(out, _StreamProxy):
+        sys.stdout = _StreamProxy("stdout", out)  # type: ignore[assignment]
+    if not isinstance(err, _StreamProxy):
+        sys.stderr = _StreamProxy("stderr", err)  # type: ignore[assignment]
+    return sys.stdout._real, sys.stderr._real  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- running a task
+
+
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _exception_info(exc: BaseException) -> tuple[str, str, str]:
+    """``(type qualname, message, traceback)`` with the runtime's own frames left out."""
+    kind = type(exc)
+    qual = f"{kind.__module__}.{kind.__qualname__}"
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME_DIR):
+        tb = tb.tb_next
+    return qual, str(exc), "".join(traceback.format_exception(kind, exc, tb))
+
+
+def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResult:
+    """Run one attempt of one task against ``store``; never raises for user errors."""
+    real_out, real_err = install_output_capture()
+    store.start_attempt(spec.task_id, spec.attempt, os.getpid())
+    cap = _Capture(spec.prefix, not spec.quiet, real_out, real_err)
+    cap.say("Task is starting (retry)." if spec.attempt else "Task is starting.")
+    graph = flow_class._graph()
+    node = graph[spec.step]
+    load = _loader(store)
+    state = TaskState(step_name=spec.step, load=load, params=dict(spec.params),
+                      foreach=list(spec.frames), is_join=node.is_join)
+    inputs = None
+    if node.is_join:
+        flows, steps = [], []
+        for task_id, step_name in spec.inputs:
+            refs = _inheritable(store.task_artifact_refs(task_id), spec.params)
+            flows.append(flow_class._new_task(TaskState(step_name=step_name, load=load, inherited=refs,
+                                                        params=dict(spec.params), readonly=True)))
+            steps.append(step_name)
+        inputs = Inputs(flows, steps)
+    elif spec.inputs:
+        state.inherited = _inheritable(store.task_artifact_refs(spec.inputs[0][0]), spec.params)
+    flow = flow_class._new_task(state)
+    ctx = TaskContext(
+        flow_name=spec.flow_name, run_id=str(spec.run_number), step_name=spec.step,
+        task_id=str(spec.task_id), retry_count=spec.attempt, origin_run_id=spec.origin_run_id,
+        namespace=spec.identity, username=spec.username, parameter_names=tuple(sorted(spec.params)),
+        tags=frozenset(spec.tags), is_production=bool(spec.identity and spec.identity.startswith("production:")),
+        graph=spec.graph_info, store=store,
+    )
+    error: BaseException | None = None
+
+    def body() -> None:
+        from ..namespace import namespace, use_store
+
+        _capture.set(cap)
+        if spec.set_client_namespace:
+            namespace(spec.client_namespace)
+        with use_store(store), task_context(ctx):
+            func = getattr(flow, spec.step)
+            func(inputs) if node.is_join else func()
+
+    try:
+        contextvars.copy_context().run(body)
+        _check_transition(flow, state, node)
+    except BaseException as exc:  # noqa: BLE001 - the task records any failure, even SystemExit
+        error = exc
+    foreach_refs = None
+    if error is None and node.foreach_var:
+        try:
+            foreach_refs = _split(store, flow, node, spec.max_num_splits)
+        except BaseException as exc:  # noqa: BLE001
+            error = exc
+    status = "succeeded"
+    exception = None
+    catching = error is not None and spec.catch_enabled and spec.attempt >= spec.retries
+    if error is not None:
+        exception = _exception_info(error)
+        cap.write("stderr", exception[2])
+        status = "caught" if catching else "failed"
+    if spec.catch_enabled and spec.catch_var:
+        flow.__dict__[spec.catch_var] = CaughtException(*exception) if catching and exception else None
+    artifacts, encode_error = _collect(store, flow, state, spec)
+    if encode_error is not None and status == "succeeded":
+        status, exception = "failed", _exception_info(encode_error)
+        cap.write("stderr", exception[2])
+    stdout, stderr = cap.close()
+    metadata = dict(spec.metadata)
+    metadata["attempt"] = str(spec.attempt)
+    if spec.frames:
+        metadata["foreach-execution-path"] = spec.foreach_path or ""
+    store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
+                         stderr=stderr, exception=exception, metadata=metadata)
+    if status == "succeeded":
+        cap.say("Task finished successfully.")
+    elif status == "caught":
+        cap.say("@catch caught an exception; the flow goes on. Task finished.")
+    else:
+        cap.say("Task failed.")
+    return TaskResult(spec.task_id, spec.attempt, status, foreach_refs,
+                      None if exception is None else f"{exception[0]}: {exception[1]}")
+
+
+def _loader(store: Any) -> Any:
+    def load(ref: Any) -> Any:
+        return store.load_value(ref.blob_key, ref.encoding)
+
+    return load
+
+
+def _inheritable(refs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    return {n: r for n, r in refs.items() if n not in params and n not in RUNTIME_ARTIFACTS}
+
+
+def _check_transition(flow: FlowSpec, state: TaskState, node: Any) -> None:
+    if node.type == "end":
+        if state.transition is not None:
+            raise FlowDefinitionError(f"the end step must not call self.next() (step {node.name!r})")
+        return
+    if state.transition is None:
+        raise FlowDefinitionError(f"step {node.name!r} (line {node.line}) finished without calling self.next()")
+    targets, foreach = state.transition
+    if list(targets) != node.out_funcs or foreach != node.foreach_var:
+        raise FlowDefinitionError(
+            f"step {node.name!r} called self.next({', '.join(targets)}"
+            f"{', foreach=' + repr(foreach) if foreach else ''}) but its last statement says "
+            f"self.next({', '.join(node.out_funcs)}"
+            f"{', foreach=' + repr(node.foreach_var) if node.foreach_var else ''})")
+
+
+def _split(store: Any, flow: FlowSpec, node: Any, max_num_splits: int) -> list[Any]:
+    var = node.foreach_var
+    try:
+        values = list(getattr(flow, var))
+    except AttributeError:
+        raise FlowDefinitionError(f"foreach variable self.{var} of step {node.name!r} is not set") from None
+    except TypeError:
+        raise FlowDefinitionError(f"foreach variable self.{var} of step {node.name!r} is not iterable") from None
+    if len(values) > max_num_splits:
+        raise RunstoreError(
+            f"Foreach in step {node.name} yielded {len(values)} child steps which is more than the current "
+            f"maximum of {max_num_splits} children. You can raise the maximum with the --max-num-splits option.")
+    if not values:
+        raise RunstoreError(f"Foreach over self.{var} in step {node.name} has no elements; nothing to run")
+    return store.put_values(values)
+
+
+def _collect(store: Any, flow: FlowSpec, state: TaskState, spec: TaskSpec) -> tuple[dict[str, Any], BaseException | None]:
+    """Encode what the step set; pass everything else down by reference."""
+    artifacts: dict[str, Any] = dict(spec.params)
+    error: BaseException | None = None
+    for name, ref in state.inherited.items():
+        if name not in flow.__dict__:
+            artifacts[name] = ref
+    for name, value in list(flow.__dict__.items()):
+        if name.startswith("_runstore"):
+            continue
+        try:
+            artifacts[name] = store.prepare_value(value)
+        except CodecError as exc:
+            error = error or exc
+        except Exception as exc:  # noqa: BLE001 - pickling user objects can fail any way
+            error = error or CodecError(f"artifact {name!r} cannot be stored: {exc}")
+    if spec.frames:
+        artifacts["_foreach_stack"] = store.prepare_value([f.as_json() for f in spec.frames])
+    return artifacts, error

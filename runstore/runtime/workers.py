@@ -1,0 +1,216 @@
+"""Reusable worker processes that run tasks for the scheduler.
+
+Workers are forked from the scheduler (``os.fork``): the flow class is already in
+memory, so a worker starts in about a millisecond and then runs many tasks. The
+scheduler and a worker talk over a socket pair with length-prefixed pickles. This
+deliberately avoids ``multiprocessing`` (which costs more to import than a whole
+3-step run should take).
+
+Each worker opens its *own* store connection by path; it never touches the
+connections of the scheduler's ``Store`` object it inherited (they stay open and
+unused, and the worker leaves with ``os._exit``), so SQLite never sees a handle
+used across a fork.
+
+A worker that dies (segfault, OOM kill, ``os._exit`` in user code) closes its end
+of the socket: the scheduler sees end-of-file, reaps the process, records the
+attempt as failed and starts a replacement when needed; it never waits forever.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+from typing import Any
+
+__all__ = ["WorkerPool", "Worker", "died"]
+
+_HEADER = struct.Struct("!Q")
+
+
+def _send(sock: socket.socket, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(sock: socket.socket) -> Any:
+    (size,) = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
+    return pickle.loads(_recv_exactly(sock, size))
+
+
+def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides what Ctrl-C means
+    from ..store import Store
+    from .task import run_task
+
+    store = Store(db_path)
+    while True:
+        try:
+            spec = _recv(sock)
+        except (EOFError, OSError):
+            break
+        if spec is None:
+            break
+        try:
+            result: Any = run_task(spec, store, flow_class)
+        except BaseException as exc:  # noqa: BLE001 - report, then let the scheduler decide
+            result = RuntimeError(f"{type(exc).__name__}: {exc}")
+        try:
+            _send(sock, result)
+        except OSError:
+            break
+    store.close()
+
+
+class Worker:
+    """One worker process, its socket, and the TaskSpec it is running (if any)."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
+        self.spec: Any = None
+
+
+class WorkerPool:
+    """Up to ``size`` forked worker processes, started on demand and reused.
+
+    Example
+    -------
+    >>> pool = WorkerPool(2, "/tmp/never-used.db", object)
+    >>> pool.has_capacity(), pool.busy
+    (True, [])
+    >>> pool.close()
+    """
+
+    def __init__(self, size: int, db_path: str, flow_class: type) -> None:
+        self.size = max(1, size)
+        self.db_path = db_path
+        self.flow_class = flow_class
+        self.workers: list[Worker] = []
+
+    def _spawn(self) -> Worker:
+        parent, child = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                parent.close()
+                for other in self.workers:
+                    other.sock.close()
+                _worker_main(child, self.db_path, self.flow_class)
+            except BaseException:  # noqa: BLE001
+                code = 1
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        child.close()
+        worker = Worker(pid, parent)
+        self.workers.append(worker)
+        return worker
+
+    @property
+    def busy(self) -> list[Worker]:
+        return [w for w in self.workers if w.spec is not None]
+
+    def has_capacity(self) -> bool:
+        return len(self.busy) < self.size
+
+    def submit(self, spec: Any) -> None:
+        """Send a task to an idle worker (starting one if needed)."""
+        worker = next((w for w in self.workers if w.spec is None), None)
+        if worker is None:
+            worker = self._spawn()
+        worker.spec = spec
+        try:
+            _send(worker.sock, spec)
+        except OSError:
+            pass  # the worker is dead: wait() sees end-of-file
+
+    def wait(self, timeout: float | None) -> list[tuple[Any, Any]]:
+        """Wait for results: ``[(spec, TaskResult | Exception | _Died)]``."""
+        busy = self.busy
+        if not busy:
+            return []
+        try:
+            ready, _, _ = select.select([w.sock for w in busy], [], [], timeout)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries select
+            return []
+        done: list[tuple[Any, Any]] = []
+        for worker in busy:
+            if worker.sock not in ready:
+                continue
+            try:
+                result = _recv(worker.sock)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                result = _Died(self._reap(worker), worker.pid)
+                self.workers.remove(worker)
+                worker.sock.close()
+            done.append((worker.spec, result))
+            worker.spec = None
+        return done
+
+    @staticmethod
+    def _reap(worker: Worker) -> int | None:
+        try:
+            _, status = os.waitpid(worker.pid, 0)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(status)
+
+    def close(self, kill: bool = False) -> None:
+        """Stop every worker (``kill``: busy ones at once, for the failure/Ctrl-C path)."""
+        for worker in self.workers:
+            try:
+                if kill and worker.spec is not None:
+                    os.kill(worker.pid, signal.SIGKILL)
+                else:
+                    _send(worker.sock, None)
+            except OSError:
+                pass
+        for worker in self.workers:
+            worker.sock.close()
+            self._reap(worker)
+        self.workers = []
+
+
+class _Died:
+    """Stands in for a result when the worker died instead of answering."""
+
+    def __init__(self, exitcode: int | None, pid: int | None) -> None:
+        self.exitcode = exitcode
+        self.pid = pid
+
+    def describe(self) -> str:
+        code = self.exitcode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"worker process {self.pid} was killed by {name}"
+        return f"worker process {self.pid} exited (code {code}) while running the task"
+
+
+def died(result: Any) -> bool:
+    """Whether ``result`` says the worker died instead of answering."""
+    return isinstance(result, _Died)

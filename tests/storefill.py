@@ -1,0 +1,138 @@
+"""Build runs in a store exactly as the runtime records them (CONTRACT.md), without flows.
+
+Used as a fixture by the client, namespace, tag and SQL-view tests, and by
+``benchmarks/bench_client.py``.
+
+Example
+-------
+>>> from runstore import Store
+>>> store = Store(":memory:")
+>>> fill_run(store, "PredictionFlow", user="anne", params={"alpha": 0.5}).pathspec
+'PredictionFlow/1'
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from typing import Any, Iterable, Mapping
+
+from runstore import Store
+from runstore._version import __version__
+from runstore.store import RunRecord
+
+PYTHON = platform.python_version()
+
+
+def system_tags() -> list[str]:
+    """The system tags the runtime adds besides the namespace tag."""
+    return ["runtime:local", f"python_version:{PYTHON}", f"runstore_version:{__version__}", "date:20261123"]
+
+
+def graph_info(steps: Iterable[str], params: Iterable[str]) -> dict[str, Any]:
+    names = list(steps)
+    info: dict[str, Any] = {"file": "flow.py", "start_step": names[0], "end_step": names[-1],
+                            "parameters": [{"name": p, "type": "str"} for p in params], "steps": {}}
+    for i, name in enumerate(names):
+        kind = "start" if i == 0 else "end" if i == len(names) - 1 else "linear"
+        info["steps"][name] = {"name": name, "type": kind, "line": 10 + 5 * i,
+                               "next": names[i + 1:i + 2], "foreach": None, "matching_join": None,
+                               "decorators": []}
+    return info
+
+
+def task_metadata(user: str, attempt: int, **extra: Any) -> dict[str, Any]:
+    return {"user": user, "runtime": "local", "python_version": PYTHON, "platform": platform.platform(),
+            "runstore_version": __version__, "attempt": str(attempt), "script-name": "flow.py", **extra}
+
+
+def fill_run(
+    store: Store,
+    flow: str = "PredictionFlow",
+    *,
+    user: str = "anne",
+    tags: Iterable[str] = (),
+    params: Mapping[str, Any] | None = None,
+    steps: Iterable[str] = ("start", "end"),
+    artifacts: Mapping[str, Mapping[str, Any]] | None = None,
+    fail_at: str | None = None,
+    retry_at: str | None = None,
+    catch_at: str | None = None,
+    foreach: Mapping[str, int] | None = None,
+    finish: bool = True,
+    namespace: str | None = None,
+    code: bytes | None = None,
+    origin: tuple[int, str] | None = None,
+) -> RunRecord:
+    """Record one run of ``flow`` by ``user``: ``_parameters``, then ``steps`` in order.
+
+    Every task gets the parameters (same blobs), a private ``_note`` artifact, the
+    artifacts named for its step in ``artifacts``, stdout ``"<step> out\\n"`` and
+    stderr ``"<step> err\\n"``, and per-attempt metadata. ``fail_at`` makes that
+    step fail (the run fails, later steps never run); ``retry_at`` makes attempt 0
+    of that step fail and attempt 1 succeed; ``catch_at`` makes it fail but be
+    caught; ``foreach`` gives a step several tasks. ``finish=False`` leaves the run
+    running. ``origin`` = (origin run_id, origin pathspec) makes it a resumed run.
+    """
+    params = dict(params or {})
+    artifacts = {k: dict(v) for k, v in (artifacts or {}).items()}
+    steps = list(steps)
+    code_id = store.add_code_package(code, "flow.py") if code is not None else None
+    record = store.create_run(
+        flow, user=user, namespace=namespace or f"user:{user}", system_tags=system_tags(),
+        user_tags=list(tags), invocation="resume" if origin else "run", end_step=steps[-1],
+        origin_run_id=origin[0] if origin else None, origin_pathspec=origin[1] if origin else None,
+        code_id=code_id,
+    )
+    extra_meta = {"origin-run-id": origin[1].split("/")[1]} if origin else {}
+    stored_params = {name: store.put_value(value) for name, value in params.items()}
+    ptask = store.create_task(record.run_id, "_parameters")
+    store.start_attempt(ptask, 0)
+    store.finish_attempt(ptask, 0, "succeeded", artifacts={
+        **stored_params, "_graph_info": store.put_value(graph_info(steps, params))},
+        metadata=task_metadata(user, 0, **extra_meta))
+    failed = False
+    for step in steps:
+        count = (foreach or {}).get(step)
+        indexes: list[int | None] = list(range(count)) if count else [None]
+        for index in indexes:
+            task_id = store.create_task(
+                record.run_id, step, foreach_index=index,
+                foreach_path=None if index is None else f"{step}:{index}")
+            values = {**stored_params, "_note": store.put_value(f"private {step}")}
+            for name, value in artifacts.get(step, {}).items():
+                values[name] = store.put_value(value if index is None else (value, index))
+            attempts = [0, 1] if step == retry_at else [0]
+            for attempt in attempts:
+                store.start_attempt(task_id, attempt)
+                failing = step == fail_at or (step == retry_at and attempt == 0) or step == catch_at
+                status = ("caught" if step == catch_at else "failed") if failing else "succeeded"
+                exception = ("builtins.ValueError", f"{step} broke",
+                             f"Traceback (most recent call last):\n  File \"flow.py\", line 12, in {step}\n"
+                             f"ValueError: {step} broke\n") if failing else None
+                store.finish_attempt(
+                    task_id, attempt, status,
+                    artifacts=values if not failing or step == catch_at else {"_note": values["_note"]},
+                    stdout=f"{step} out attempt {attempt}\n", stderr=f"{step} err\n",
+                    exception=exception,
+                    metadata=task_metadata(user, attempt, **extra_meta,
+                                           **({"foreach-execution-path": f"{step}:{index}"}
+                                              if index is not None else {})),
+                )
+            if step == fail_at:
+                failed = True
+        if failed:
+            break
+    if finish:
+        store.finish_run(record.run_id, "failed" if failed else "succeeded")
+    return record
+
+
+def make_crashed(store: Store, run_id: int) -> None:
+    """Make a running run look abandoned: stale heartbeat, owner on another host."""
+    with store.write() as conn:
+        conn.execute("UPDATE runs SET heartbeat_at = 0, owner_host = 'elsewhere' WHERE run_id = ?", (run_id,))
+
+
+def graph_json(steps: Iterable[str]) -> str:
+    return json.dumps(graph_info(steps, []))

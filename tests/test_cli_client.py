@@ -1,0 +1,99 @@
+"""The client verbs of the `runstore` command: runs, show, logs, tag, diff."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("runstore.client")
+
+from admin_fill import add_run  # noqa: E402
+from runstore import Store  # noqa: E402
+from runstore.cli import cli  # noqa: E402
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "runstore.db"
+    store = Store(path)
+    add_run(store, alpha=0.1, tags=("exp",), result=0.91, stdout="first run\n")
+    add_run(store, alpha=0.2, model=object(), result=0.95, source="print('v2')\n", stdout="second run\n")
+    add_run(store, "G", user="bob", tags=("exp",))
+    add_run(store, alpha=0.3, status="failed")
+    store.close()
+    return path
+
+
+def run(db: Path, *args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(cli, ["--db", str(db), *args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_runs_default_namespace_all_tags_limit(db: Path):
+    lines = run(db, "runs").splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["F/3", "F/2", "F/1"]  # mine, newest first
+    assert lines[2].split()[1] == "failed"
+    assert [r["pathspec"] for r in json.loads(run(db, "runs", "--all", "--json"))] == ["F/3", "G/1", "F/2", "F/1"]
+    assert [r["pathspec"] for r in json.loads(run(db, "runs", "--all", "--tag", "exp", "--json"))] == ["G/1", "F/1"]
+    assert [r["pathspec"] for r in json.loads(run(db, "runs", "F", "--limit", "1", "--json"))] == ["F/3"]
+    assert json.loads(run(db, "runs", "--namespace", "user:bob", "--json"))[0]["user"] == "bob"
+    assert "either --namespace or --all" in run(db, "runs", "--all", "--namespace", "x", code=2)
+
+
+def test_show_run_step_task(db: Path):
+    out = run(db, "show", "F/2")
+    assert "succeeded" in out and "alpha  0.2" in out and "result  float" in out
+    info = json.loads(run(db, "show", "--json", "F/1"))
+    assert info["parameters"] == {"alpha": "0.1"} and info["user_tags"] == ["exp"]
+    assert [s["step"] for s in info["steps"]] == ["start", "end"]
+    step = json.loads(run(db, "show", "--json", "F/2/start"))
+    task_path = step["tasks"][0]["task"]
+    task = json.loads(run(db, "show", "--json", task_path))
+    model = next(a for a in task["artifacts"] if a["name"] == "model")
+    assert model["encoding"] == "pickle" and model["value"].startswith("<object")
+    assert task["metadata"]["script-name"] == "flow.py" and task["stdout_bytes"] == len("second run\n")
+
+
+def test_logs(db: Path):
+    task = json.loads(run(db, "show", "--json", "F/2/start"))["tasks"][0]["task"]
+    assert run(db, "logs", "F/2").splitlines() == [f"[{task}]", "second run"]
+    task = json.loads(run(db, "show", "--json", "F/1/start"))["tasks"][0]["task"]
+    assert run(db, "logs", task) == "first run\n"
+    assert run(db, "logs", "--stderr", task) == "warn\n"
+
+
+def test_tags(db: Path):
+    assert run(db, "tag", "add", "F/1", "best", "good").strip() == "F/1: best exp good"
+    assert run(db, "tag", "replace", "F/1", "good", "great").strip() == "F/1: best exp great"
+    assert run(db, "tag", "remove", "F/1", "best").strip() == "F/1: exp great"
+    tags = json.loads(run(db, "tag", "list", "--json", "F/1"))
+    assert tags["user"] == ["exp", "great"] and "user:tester" in tags["system"]
+    out = run(db, "tag", "remove", "F/1", "user:tester", code=2)
+    assert out.startswith("Error:") and out.count("\n") == 1
+    assert json.loads(run(db, "runs", "--tag", "great", "--json"))[0]["pathspec"] == "F/1"
+
+
+def test_diff(db: Path):
+    out = run(db, "diff", "F/1", "F/2")
+    assert "alpha  0.1  0.2" in out
+    assert "environment: same" in out
+    assert "-print('hello')" in out and "+print('v2')" in out
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["show", "F/99"], 1, "does not exist"),
+    (["show", "F"], 2, "is not a pathspec"),
+    (["logs", "F/1/nostep"], 1, "does not exist"),
+    (["diff", "F/1", "F/1/start"], 2, "is not a pathspec"),
+    (["runs", "NoSuchFlow"], 1, "NoSuchFlow"),
+    (["tag", "add", "F/1", ""], 2, ""),
+])
+def test_errors_are_one_line(db: Path, args: list[str], code: int, message: str):
+    result = CliRunner().invoke(cli, ["--db", str(db), *args])
+    assert result.exit_code == code, result.output
+    assert result.output.startswith("Error") and message in result.output
+    assert "Traceback" not in result.output and result.output.count("\n") == 1

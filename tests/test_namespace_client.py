@@ -1,0 +1,148 @@
+"""Namespaces as the client sees them: the two-user story, tags as namespaces, capture."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+
+import pytest
+from storefill import fill_run
+
+from runstore import (
+    Flow,
+    NamespaceMismatch,
+    Run,
+    Runstore,
+    Step,
+    Task,
+    default_namespace,
+    get_namespace,
+    namespace,
+    use_store,
+)
+
+
+@pytest.fixture
+def shared(memory_store, monkeypatch):
+    """anne and will both ran PredictionFlow twice; will's second run is the newest."""
+    fill_run(memory_store, user="anne", artifacts={"end": {"accuracy": 0.81}})   # 1
+    fill_run(memory_store, user="will", artifacts={"end": {"accuracy": 0.90}})   # 2
+    fill_run(memory_store, user="anne", artifacts={"end": {"accuracy": 0.85}})   # 3
+    fill_run(memory_store, user="will", artifacts={"end": {"accuracy": 0.93}})   # 4
+    with use_store(memory_store):
+        yield memory_store
+
+
+def as_user(monkeypatch, name: str) -> str:
+    monkeypatch.setenv("RUNSTORE_USER", name)
+    return default_namespace()
+
+
+def test_two_user_story(shared, monkeypatch):
+    assert as_user(monkeypatch, "anne") == "user:anne"
+    assert Flow("PredictionFlow").latest_run.id == "3"
+    assert Flow("PredictionFlow").latest_run.data.accuracy == 0.85
+    with pytest.raises(NamespaceMismatch) as info:
+        Run("PredictionFlow/4")
+    message = str(info.value)
+    assert "'user:anne'" in message and "namespace('user:will')" in message and "namespace(None)" in message
+    assert isinstance(info.value, LookupError)
+
+    namespace("user:will")
+    assert Flow("PredictionFlow").latest_run.id == "4"
+    assert Run("PredictionFlow/4").data.accuracy == 0.93
+
+    namespace(None)
+    assert [r.id for r in Flow("PredictionFlow")] == ["4", "3", "2", "1"]
+    assert {r.user for r in Flow("PredictionFlow")} == {"anne", "will"}
+
+    assert as_user(monkeypatch, "will") == "user:will"
+    assert Flow("PredictionFlow").latest_run.id == "4"
+    assert [r.id for r in Flow("PredictionFlow")] == ["4", "2"]
+
+
+def test_getitem_checks_but_contains_does_not(shared, monkeypatch):
+    as_user(monkeypatch, "anne")
+    flow = Flow("PredictionFlow")
+    assert "4" in flow
+    with pytest.raises(NamespaceMismatch):
+        flow["4"]
+    for cls, path in [(Step, "PredictionFlow/4/start"), (Task, "PredictionFlow/4/end/12")]:
+        with pytest.raises(NamespaceMismatch):
+            cls(path)
+    run = Run("PredictionFlow/4", _namespace_check=False)
+    assert not run.is_in_namespace() and run["end"].task.data.accuracy == 0.93
+
+
+def test_empty_string_is_global(shared):
+    namespace("")
+    assert get_namespace() is None
+    assert len(list(Flow("PredictionFlow"))) == 4
+    assert Run("PredictionFlow/4").user == "will"
+
+
+def test_tag_as_namespace_across_users(shared, memory_store):
+    fill_run(memory_store, user="anne", tags=["shared_exp"])   # 5
+    fill_run(memory_store, user="will", tags=["shared_exp"])   # 6
+    namespace("shared_exp")
+    assert [(r.id, r.user) for r in Flow("PredictionFlow")] == [("6", "will"), ("5", "anne")]
+    assert Run("PredictionFlow/5").user == "anne"
+    with pytest.raises(NamespaceMismatch):
+        Run("PredictionFlow/1")
+
+
+def test_flow_and_root_follow_the_namespace(shared, memory_store):
+    fill_run(memory_store, "OnlyWillFlow", user="will")
+    namespace("user:anne")
+    assert [f.id for f in Runstore()] == ["PredictionFlow"]
+    with pytest.raises(NamespaceMismatch, match="namespace\\('user:will'\\)"):
+        Flow("OnlyWillFlow")
+    namespace("nonexistent-tag")
+    assert Runstore().flows == []
+    namespace(None)
+    assert {f.id for f in Runstore()} == {"PredictionFlow", "OnlyWillFlow"}
+
+
+def test_namespace_is_captured_at_construction(shared):
+    namespace("user:anne")
+    flow = Flow("PredictionFlow")
+    namespace("user:will")
+    assert flow.latest_run.id == "3"  # still anne's view
+    namespace(None)
+    everything = Flow("PredictionFlow")
+    namespace("user:anne")
+    assert everything.latest_run.id == "4" and everything["4"].user == "will"
+
+
+def test_children_inherit_the_namespace_check(shared):
+    namespace("user:anne")
+    run = Flow("PredictionFlow").latest_run
+    assert [t.parent.parent for s in run for t in s] == [run, run]
+    assert run["start"].task["_note"].data == "private start"
+
+
+def test_namespace_is_per_context(shared):
+    namespace("user:anne")
+    seen = {}
+
+    def other_thread() -> None:
+        namespace("user:will")
+        seen["ns"] = get_namespace()
+        seen["latest"] = Flow("PredictionFlow").latest_run.id
+
+    ctx = contextvars.copy_context()
+    thread = threading.Thread(target=ctx.run, args=(other_thread,))
+    thread.start()
+    thread.join()
+    assert seen == {"ns": "user:will", "latest": "4"}
+    assert get_namespace() == "user:anne"
+
+
+def test_production_namespace(memory_store, monkeypatch):
+    fill_run(memory_store, user="anne", namespace="production:PredictionFlow-0-abcd")
+    monkeypatch.setenv("RUNSTORE_PRODUCTION_TOKEN", "PredictionFlow-0-abcd")
+    with use_store(memory_store):
+        assert default_namespace() == "production:PredictionFlow-0-abcd"
+        run = Flow("PredictionFlow").latest_run
+        assert run.namespace == "production:PredictionFlow-0-abcd"
+        assert not any(t.startswith("user:") for t in run.system_tags)

@@ -1,0 +1,78 @@
+"""The pytest plugin, exercised the way a user's project would: a separate pytest run."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+STORE_TESTS = textwrap.dedent("""
+    from runstore.namespace import get_store
+
+    def test_store_is_default_and_empty(runstore_store):
+        assert get_store() is runstore_store
+        assert runstore_store.where == ":memory:"
+        assert runstore_store.sql("SELECT count(*) FROM runs").rows == [(0,)]
+        runstore_store.create_run("F", user="x")
+
+    def test_each_test_gets_a_fresh_store(runstore_store):
+        assert runstore_store.sql("SELECT count(*) FROM runs").rows == [(0,)]
+""")
+
+FLOW_TESTS = textwrap.dedent("""
+    import pytest
+    from runstore import Flow, FlowSpec, Parameter, step
+
+    class AddFlow(FlowSpec):
+        n = Parameter("n", default=1)
+
+        @step
+        def start(self):
+            self.total = self.n + 1
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    def test_run_flow(run_flow, runstore_store):
+        run = run_flow(AddFlow, n=41, tags=["unit"])
+        assert run.successful and run.data.total == 42
+        assert "unit" in run.tags
+        assert Flow("AddFlow").latest_run.id == run.id
+        assert runstore_store.sql("SELECT count(*) FROM runs").rows == [(1,)]
+
+    def test_runs_do_not_leak_between_tests(run_flow, runstore_store):
+        assert runstore_store.sql("SELECT count(*) FROM runs").rows == [(0,)]
+        assert run_flow(AddFlow).data.total == 2
+""")
+
+
+def _pytest(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "test_user_project.py").write_text(source)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+
+
+def test_plugin_is_registered():
+    from importlib.metadata import entry_points
+
+    names = {ep.value for ep in entry_points(group="pytest11")}
+    assert "runstore.pytest_plugin" in names
+
+
+def test_runstore_store_fixture(tmp_path: Path):
+    result = _pytest(tmp_path, STORE_TESTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("runstore.runtime") is None, reason="needs the runtime")
+def test_run_flow_fixture(tmp_path: Path):
+    result = _pytest(tmp_path, FLOW_TESTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

@@ -1,0 +1,247 @@
+"""The seed examples and the flow command line, run as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runstore import Store
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = ROOT / "examples"
+FLOWS = Path(__file__).parent / "flows"
+
+
+def flow(path: Path, db: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(path), "--db", str(db), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def tasks(db: Path, flow_name: str, step: str | None = None) -> list[dict[str, Any]]:
+    store = Store(db)
+    found = store.find_run(flow_name)
+    assert found is not None
+    return store.run_tasks(found[0], step)
+
+
+def value(db: Path, task_id: int, name: str) -> Any:
+    store = Store(db)
+    ref = store.task_artifact_refs(task_id)[name]
+    return store.load_value(ref.blob_key, ref.encoding)
+
+
+def run_row(db: Path, flow_name: str) -> dict[str, Any]:
+    store = Store(db)
+    with store.read() as conn:
+        conn.row_factory = None
+        row = conn.execute("SELECT * FROM runs_view WHERE flow = ? ORDER BY run_number DESC LIMIT 1",
+                           (flow_name,)).fetchone()
+        names = [d[0] for d in conn.execute("SELECT * FROM runs_view LIMIT 0").description]
+    return dict(zip(names, row))
+
+
+def test_hello_flow(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    proc = flow(EXAMPLES / "hello_flow.py", db, "run", "--tag", "first")
+    assert proc.returncode == 0, proc.stderr
+    assert "[1/hello/" in proc.stdout and "Hello, runstore!" in proc.stdout
+    assert "Done! HelloFlow/1 succeeded." in proc.stderr
+    row = run_row(db, "HelloFlow")
+    assert row["status"] == "succeeded" and json.loads(row["user_tags"]) == ["first"]
+    system = json.loads(row["system_tags"])
+    assert "user:tester" in system and "runtime:local" in system
+    assert {t.split(":")[0] for t in system} == {"user", "runtime", "python_version", "runstore_version", "date"}
+
+
+def test_current_flow_output_is_stored(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    proc = flow(EXAMPLES / "current_flow.py", db, "--quiet", "run", "--tag", "t")
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+    start = tasks(db, "CurrentFlow", "start")[0]["task_id"]
+    out = Store(db).attempt_record(start)["stdout"]
+    for field in ("flow_name = 'CurrentFlow'", "run_id = '1'", "step_name = 'start'", f"task_id = '{start}'",
+                  "retry_count = 0", f"pathspec = 'CurrentFlow/1/start/{start}'", "namespace = 'user:tester'",
+                  "username = 'tester'", "parameter_names = ['label']", "tags = {'t'}",
+                  "is_running_flow = True", "is_production = False", "origin_run_id = None"):
+        assert field in out
+    logs = flow(EXAMPLES / "current_flow.py", db, "logs", "1/start")
+    assert logs.returncode == 0 and logs.stdout == out
+
+
+def test_param_flow_with_dashes(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    proc = flow(EXAMPLES / "param_flow.py", db, "run", "--model-version", "v2", "--learning-rate", "0.01")
+    assert proc.returncode == 0, proc.stderr
+    assert "training v2 at lr=0.01" in proc.stdout
+    end = tasks(db, "ParamFlow", "end")[0]["task_id"]
+    assert value(db, end, "model_version") == "v2" and value(db, end, "learning_rate") == 0.01
+    assert value(db, end, "config") == {"layers": [64, 32]}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--learning-rate", "fast"], "Invalid value for '--learning-rate'"),
+    (["--epochs", "1.5"], "Invalid value for '--epochs'"),
+    (["--config", "{bad"], "is not a valid JSON object"),
+    (["--no-such", "1"], "No such option"),
+    (["--tag", ""], "empty"),
+])
+def test_bad_values_are_usage_errors_and_store_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    db = tmp_path / "runstore.db"
+    proc = flow(EXAMPLES / "param_flow.py", db, "run", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert message.lower() in proc.stderr.lower() and "Traceback" not in proc.stderr
+    assert not db.exists() or Store(db).find_run("ParamFlow") is None
+
+
+def test_model_flow_artifacts(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    proc = flow(EXAMPLES / "model_flow.py", db, "run", "--max-workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    start = tasks(db, "ModelFlow", "start")[0]["task_id"]
+    assert value(db, start, "model").weights == [0.5, 0.25]
+    dump = flow(EXAMPLES / "model_flow.py", db, "dump", "1/evaluate")
+    assert "prediction [size:" in dump.stdout and "= 3.0" in dump.stdout
+
+
+def test_branch_foreach_show_check(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    assert flow(EXAMPLES / "branch_flow.py", db, "run").returncode == 0
+    proc = flow(EXAMPLES / "foreach_flow.py", db, "run", "--n", "100", "--run-id-file", str(tmp_path / "id"))
+    assert proc.returncode == 0 and (tmp_path / "id").read_text() == "1"
+    assert len(tasks(db, "ForeachFlow", "square")) == 100
+    show = flow(EXAMPLES / "foreach_flow.py", db, "show")
+    assert "Step start" in show.stdout and "foreach over 'numbers'" in show.stdout
+    assert flow(EXAMPLES / "foreach_flow.py", db, "check").returncode == 0
+
+
+def test_failing_flow_exits_1(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    proc = flow(FLOWS / "failing_flow.py", db, "run")
+    assert proc.returncode == 1
+    assert "ValueError: boom goes the step" in proc.stderr and "Workflow failed." in proc.stderr
+    assert run_row(db, "FailingFlow")["status"] == "failed"
+    logs = flow(FLOWS / "failing_flow.py", db, "logs", "1/boom", "--stderr")
+    assert "ValueError: boom goes the step" in logs.stdout
+    bad = flow(FLOWS / "failing_flow.py", db, "logs", "7/boom")
+    assert bad.returncode != 0 and "does not exist" in bad.stderr
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30)
+       .filter(lambda s: not s.startswith("-")),
+       number=st.floats(allow_nan=False, allow_infinity=False, width=64),
+       count=st.integers(min_value=-2**62, max_value=2**62),
+       flag=st.booleans(),
+       cfg=st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
+def test_parameter_values_round_trip_through_the_cli(text: str, number: float, count: int, flag: bool,
+                                                   cfg: dict[str, int]) -> None:
+    from click.testing import CliRunner
+
+    from runstore import FlowSpec, JSONType, Parameter, step
+    from runstore.runtime.flowcli import make_cli
+
+    class RoundTrip(FlowSpec):
+        label = Parameter("label", default="x")
+        rate = Parameter("rate", default=0.5)
+        n = Parameter("n", default=1)
+        on = Parameter("on", default=False)
+        config = Parameter("config", type=JSONType, default="{}")
+
+        @step
+        def start(self):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    import tempfile
+
+    db = Path(tempfile.mkdtemp()) / "rt.db"
+    result = CliRunner().invoke(make_cli(RoundTrip), [
+        "--db", str(db), "--quiet", "run", "--max-workers", "1", "--label", text, "--rate", repr(number),
+        "--n", str(count), "--on", str(flag), "--config", json.dumps(cfg)])
+    assert result.exit_code == 0, result.output
+    store = Store(db)
+    params = store.run_tasks(store.find_run("RoundTrip")[0], "_parameters")[0]["task_id"]
+    got = {name: store.load_value(ref.blob_key, ref.encoding)
+           for name, ref in store.task_artifact_refs(params).items() if not name.startswith("_")}
+    assert got == {"label": text, "rate": number, "n": count, "on": flag, "config": cfg}
+    store.close()
+
+
+def test_code_package_and_metadata(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    assert flow(EXAMPLES / "hello_flow.py", db, "run").returncode == 0
+    assert flow(EXAMPLES / "hello_flow.py", db, "run").returncode == 0
+    store = Store(db)
+    with store.read() as conn:
+        codes = conn.execute("SELECT DISTINCT code_id FROM runs").fetchall()
+        script = conn.execute("SELECT script_name FROM code_packages").fetchall()
+        meta = dict(conn.execute(
+            "SELECT m.name, m.value FROM metadata m JOIN tasks t USING (task_id) JOIN steps s USING (step_id)"
+            " WHERE s.name = 'start' AND t.run_id = (SELECT max(run_id) FROM runs)").fetchall())
+    assert len(codes) == 1 and codes[0][0] is not None and script == [("hello_flow.py",)]
+    assert meta["user"] == "tester" and meta["runtime"] == "local" and meta["attempt"] == "0"
+    assert meta["script-name"] == "hello_flow.py" and meta["python_version"].count(".") == 2
+    if (ROOT / ".git").exists():
+        git = json.loads(meta["git-info"])
+        assert set(git) == {"commit", "branch", "dirty", "repo"}
+
+
+def test_code_package_is_deterministic(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from runstore.runtime.environment import code_package
+
+    (tmp_path / "f.py").write_text("print(1)\n")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "x.py").write_text("secret\n")
+    (tmp_path / "data.csv").write_text("a,b\n")
+    first = code_package(tmp_path / "f.py", "F")
+    time.sleep(0.01)
+    os.utime(tmp_path / "f.py")
+    assert code_package(tmp_path / "f.py", "F") == first
+    names = tarfile.open(fileobj=io.BytesIO(first)).getnames()
+    assert names == ["f.py", ".runstore/INFO"]
+
+
+@pytest.mark.stress
+def test_kill_9_of_the_scheduler_leaves_a_sound_file_and_a_crashed_run(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, str(FLOWS / "slow_flow.py"), "--db", str(db), "--quiet", "run",
+                             "--max-workers", "2"], env={**os.environ, "MARKER": str(marker)},
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    try:
+        store = Store(db)
+        assert store.integrity_problems() == []
+        with store.read() as conn:
+            conn.execute("SELECT 1").fetchone()
+        from runstore.store import effective_status
+
+        with store.read() as conn:
+            row = conn.execute("SELECT status, heartbeat_at, created_at, owner_host, owner_pid FROM runs").fetchone()
+        assert row[0] == "running" and row[4] == proc.pid
+        assert effective_status(*row) == "crashed"
+        start = tasks(db, "SlowFlow", "start")[0]
+        assert start["status"] == "succeeded"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the orphaned worker still sleeping in the step
