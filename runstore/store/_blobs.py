@@ -96,7 +96,9 @@ class _ChunkCollector:
         self.pending.append((key, compression, len(data), payload))
         self.pending_bytes += len(payload)
         if self.pending_bytes >= _PENDING_LIMIT:
-            with self.store.write() as conn:
+            # No automatic checkpoint after each 16 MiB: the value's pages are copied
+            # into the main file once, at the next commit (one pass, one fsync).
+            with self.store.deferred_checkpoint(), self.store.write() as conn:
                 self.store._insert_chunks(conn, self.pending, self.touched)
             self.pending, self.touched, self.pending_bytes = [], [], 0
 
@@ -171,6 +173,7 @@ class BlobsMixin:
     where: str
     write: Any
     read: Any
+    deferred_checkpoint: Any
 
     # ------------------------------------------------------------ writing
 
