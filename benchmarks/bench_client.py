@@ -10,7 +10,7 @@ triggers and indexes run as they would for real runs). Four users share one flow
 every 10th run carries the tag ``crazy_test``; one run in five failed, and the newest
 2 % of runs all failed (so ``latest_successful_run`` has many newer failures to skip).
 Every query builds fresh client objects, as a user's script would, and is timed as the
-median of many repeats. ``runs(tag)`` and namespace iteration take the newest 10 runs.
+median of many calls, timed in alternating batches at both sizes. ``runs(tag)`` and namespace iteration take the newest 10 runs.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ USERS = ["anne", "will", "carol", "dave"]
 SYSTEM = ["runtime:local", f"python_version:{platform.python_version()}", "runstore_version:0.1.0",
           "date:20261123"]
 SIZES = (1_000, 100_000)
-REPEATS = 300
+REPEATS = 600
+BATCH = 20
 TARGET_MS = 5.0
 TARGET_RATIO = 2.0
 
@@ -65,19 +66,21 @@ def populate(store: Store, n: int) -> None:
         conn.executemany(
             "INSERT INTO run_tags(run_id, tag, is_system, flow_id, created_at, run_status)"
             " VALUES (?, ?, ?, ?, ?, ?)", tags)
-    with store.read() as conn:
-        conn.execute("ANALYZE")  # what `runstore doctor`/gc would leave behind; plans do not depend on it
 
 
-def median_ms(action: Callable[[], object], repeats: int = REPEATS) -> float:
-    for _ in range(10):
-        action()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+def interleaved_ms(small: Callable[[], object], big: Callable[[], object]) -> tuple[float, float]:
+    """Median ms of each action, timed in alternating batches so load hits both alike."""
+    for action in (small, big):
+        for _ in range(10):
+            action()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(REPEATS // BATCH):
+        for action, bucket in ((small, times[0]), (big, times[1])):
+            for _ in range(BATCH):
+                t0 = time.perf_counter()
+                action()
+                bucket.append(time.perf_counter() - t0)
+    return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
 
 
 def queries(store: Store, n: int) -> dict[str, Callable[[], object]]:
@@ -122,23 +125,25 @@ def machine() -> str:
 def main() -> int:
     print(f"# bench_client: client queries at {' and '.join(f'{n:,}' for n in SIZES)} runs")
     print(f"# machine: {machine()}")
-    print(f"# median of {REPEATS} repeats, milliseconds; fresh client objects every time")
-    results: dict[int, dict[str, float]] = {}
+    print(f"# median of {REPEATS} calls per size, in alternating batches of {BATCH} (1k, 100k, 1k, …)"
+          " so background load hits both sizes alike; milliseconds; fresh client objects every call")
     with tempfile.TemporaryDirectory() as tmp:
+        stores = []
         for n in SIZES:
             store = Store(Path(tmp) / f"bench-{n}.db")
             t0 = time.perf_counter()
             populate(store, n)
             print(f"# populated {n:,} runs in {time.perf_counter() - t0:.1f} s "
                   f"({os.path.getsize(store.path) / 1e6:.1f} MB + WAL)")
-            results[n] = {name: median_ms(action) for name, action in queries(store, n).items()}
+            stores.append(store)
+        small_queries, big_queries = (queries(store, n) for store, n in zip(stores, SIZES))
+        results = {name: interleaved_ms(small_queries[name], big_queries[name]) for name in small_queries}
+        for store in stores:
             store.close()
-    small, big = SIZES
     print()
     print(f"{'query':46} {'1k ms':>8} {'100k ms':>8} {'ratio':>6}  target")
     ok = True
-    for name in results[small]:
-        a, b = results[small][name], results[big][name]
+    for name, (a, b) in results.items():
         ratio = b / a
         good = b <= TARGET_MS and ratio <= TARGET_RATIO
         ok &= good

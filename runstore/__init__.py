@@ -21,6 +21,7 @@ from .errors import (
     NotFound,
     ParameterError,
     ProductionTokenError,
+    ResumeError,
     RunFailed,
     RunstoreError,
     SchemaVersionError,
@@ -97,5 +98,6 @@ __all__ = [
     "ParameterError",
     "MergeArtifactsError",
     "ProductionTokenError",
+    "ResumeError",
     "RunFailed",
 ]

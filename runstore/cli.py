@@ -40,6 +40,9 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:  # `runstore runs | head`: the reader left; stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             ctx.exit(130)
@@ -353,6 +356,15 @@ def _seconds(run_or_task: Any) -> float | None:
     return None if created is None or finished is None else (finished - created).total_seconds()
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 def _preview(artifact: Any, limit: int = 60) -> str:
     """A short value for people: only small JSON values are decoded (never a pickle)."""
     if artifact.encoding == "json" and artifact.size <= 4096:
@@ -395,7 +407,7 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
         runstore runs --all --json
     """
     from . import client
-    from .namespace import default_namespace, namespace
+    from .namespace import default_namespace, get_namespace, namespace
 
     if ns is not None and all_namespaces:
         raise click.UsageError("use either --namespace or --all")
@@ -404,7 +416,8 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
     flows = [client.Flow(flow, store=store)] if flow else client.Runstore(store=store).flows
     found = [run for f in flows for run in itertools.islice(f.runs(*tags), limit)]
     found = sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
-    rows = [{"pathspec": r.pathspec, "status": r.status, "created_at": _when(r.created_at),
+    rows = [{"pathspec": r.pathspec, "flow": r.parent.id, "run_number": r.run_number, "uuid": r.uuid,
+             "status": r.status, "created_at": _when(r.created_at), "finished_at": _when(r.finished_at),
              "duration_s": None if _seconds(r) is None else round(_seconds(r), 3), "user": r.user,
              "tags": sorted(r.user_tags)} for r in found]
     if as_json:
@@ -412,10 +425,12 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
     elif rows:
         _echo_table(["pathspec", "status", "started", "duration", "user", "tags"],
                     [[r["pathspec"], r["status"], r["created_at"],
-                      "" if r["duration_s"] is None else f"{r['duration_s']:.1f}s", r["user"],
+                      _duration(r["duration_s"]), r["user"],
                       " ".join(r["tags"])] for r in rows])
     else:
-        click.echo("no runs", err=True)
+        current = get_namespace()
+        where = "" if current is None else f" in namespace {current} (--all shows every namespace)"
+        click.echo(f"no runs{where}", err=True)
 
 
 @cli.command()
@@ -441,7 +456,10 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
                             "created_at": _when(obj.created_at), "finished_at": _when(obj.finished_at),
                             "duration_s": None if seconds is None else round(seconds, 3)}
     if isinstance(obj, client.Run):
+        source = obj.store.sql("SELECT source_store || ' run ' || source_run_number FROM runs WHERE uuid = ?",
+                                (obj.uuid,)).rows
         info.update(uuid=obj.uuid, user=obj.user, namespace=obj.namespace, origin=obj.origin_pathspec,
+                    merged_from=source[0][0] if source else None,
                     user_tags=sorted(obj.user_tags), system_tags=sorted(obj.system_tags),
                     parameters=_parameters(obj),
                     steps=[{"step": s.id, "tasks": len(list(s)), "status": ",".join(sorted({t.status for t in s}))}

@@ -72,6 +72,16 @@ def task_context(ctx: TaskContext) -> Iterator[TaskContext]:
         _context.reset(token)
 
 
+def _field(name: str, doc: str) -> Any:
+    """A read-only property reading ``name`` of the running task's context (``None`` outside)."""
+
+    def get(self: "Current") -> Any:
+        ctx = _context.get()
+        return getattr(ctx, name) if ctx is not None else None
+
+    return property(get, doc=doc)
+
+
 class Current:
     """The object behind ``runstore.current``; read-only views of the running task.
 
@@ -82,7 +92,17 @@ class Current:
     'no flow'
     """
 
-    # ------------------------------------------------------------ ids
+    # ------------------------------------------------------------ ids, who and how
+
+    flow_name = _field("flow_name", "Name of the flow class, e.g. ``'HelloFlow'``.")
+    run_id = _field("run_id", "The run number as a string, e.g. ``'5'``.")
+    origin_run_id = _field("origin_run_id", "The run this one resumed (``None`` for a normal run).")
+    step_name = _field("step_name", "The running step's name.")
+    task_id = _field("task_id", "The running task's id (store-wide integer, as a string).")
+    retry_count = _field("retry_count", "The attempt number: 0 first, 1 on the first retry ...")
+    namespace = _field("namespace", "The run's identity: ``user:<name>`` or ``production:<token>``.")
+    username = _field("username", "The user the run is recorded under.")
+    is_production = _field("is_production", "True in a run triggered in a production namespace.")
 
     @property
     def is_running_flow(self) -> bool:
@@ -90,60 +110,10 @@ class Current:
         return _context.get() is not None
 
     @property
-    def flow_name(self) -> str | None:
-        """Name of the flow class, e.g. ``'HelloFlow'``."""
-        ctx = _context.get()
-        return ctx.flow_name if ctx else None
-
-    @property
-    def run_id(self) -> str | None:
-        """The run number as a string, e.g. ``'5'``."""
-        ctx = _context.get()
-        return ctx.run_id if ctx else None
-
-    @property
-    def origin_run_id(self) -> str | None:
-        """The run this one resumed (``None`` for a normal run)."""
-        ctx = _context.get()
-        return ctx.origin_run_id if ctx else None
-
-    @property
-    def step_name(self) -> str | None:
-        """The running step's name."""
-        ctx = _context.get()
-        return ctx.step_name if ctx else None
-
-    @property
-    def task_id(self) -> str | None:
-        """The running task's id (store-wide integer, as a string)."""
-        ctx = _context.get()
-        return ctx.task_id if ctx else None
-
-    @property
-    def retry_count(self) -> int | None:
-        """The attempt number: 0 first, 1 on the first retry ..."""
-        ctx = _context.get()
-        return ctx.retry_count if ctx else None
-
-    @property
     def pathspec(self) -> str | None:
         """``Flow/run/step/task`` of the running task."""
         ctx = _context.get()
         return f"{ctx.flow_name}/{ctx.run_id}/{ctx.step_name}/{ctx.task_id}" if ctx else None
-
-    # ------------------------------------------------------------ who and how
-
-    @property
-    def namespace(self) -> str | None:
-        """The run's identity: ``user:<name>`` or ``production:<token>``."""
-        ctx = _context.get()
-        return ctx.namespace if ctx else None
-
-    @property
-    def username(self) -> str | None:
-        """The user the run is recorded under."""
-        ctx = _context.get()
-        return ctx.username if ctx else None
 
     @property
     def parameter_names(self) -> list[str] | None:
@@ -156,12 +126,6 @@ class Current:
         """The run's user tags (from ``--tag``)."""
         ctx = _context.get()
         return set(ctx.tags) if ctx else None
-
-    @property
-    def is_production(self) -> bool | None:
-        """True in a run triggered in a production namespace."""
-        ctx = _context.get()
-        return ctx.is_production if ctx else None
 
     @property
     def graph(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ runtime errors, 2 for usage errors) and renders as one line.
     ├── ParameterError (ValueError)       a bad parameter value
     ├── MergeArtifactsError (ValueError)  merge_artifacts found a conflict
     ├── ProductionTokenError (PermissionError)  deploy without the right token
+    ├── ResumeError (ValueError)          resume of a step not in the graph, bad run id
     └── RunFailed (RunstoreError)         a flow run ended in failure (Runner)
 
 Example
@@ -58,6 +59,7 @@ __all__ = [
     "ParameterError",
     "MergeArtifactsError",
     "ProductionTokenError",
+    "ResumeError",
     "RunFailed",
 ]
 
@@ -300,6 +302,19 @@ class ProductionTokenError(RunstoreError, PermissionError):
     """
 
     headline = "Incorrect production token"
+
+
+class ResumeError(RunstoreError, ValueError):
+    """A resume cannot start: the step is not in the flow's graph, or the run id is malformed.
+
+    Example
+    -------
+    >>> ResumeError("invalid step name 'bogus'").exit_code
+    2
+    """
+
+    headline = "Cannot resume"
+    exit_code = 2
 
 
 class RunFailed(RunstoreError):

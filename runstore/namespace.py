@@ -169,8 +169,9 @@ def get_metadata() -> str:
 
 
 def resolve_store(store: "Store | str | os.PathLike[str] | None" = None) -> "Store":
-    """The store a client object uses: ``store`` itself, a path (opened once per
-    process and reused), or :func:`get_store` when ``None``.
+    """The store a client object uses: ``store`` itself, the path of an existing store
+    (opened once per process and reused; a missing file is a ``StoreError``, never
+    created), or :func:`get_store` when ``None``.
 
     Example
     -------
@@ -190,5 +191,5 @@ def resolve_store(store: "Store | str | os.PathLike[str] | None" = None) -> "Sto
     key = str(Path(store).expanduser().resolve())
     opened = _discovered.get(key)
     if opened is None:
-        opened = _discovered[key] = Store(key)
+        opened = _discovered[key] = Store(key, create=False)  # a typo must not create a file
     return opened

@@ -30,7 +30,7 @@ A test module in any project::
     def test_add(run_flow):
         run = run_flow(AddFlow, n=41)
         assert run.successful and run.data.total == 42
-        assert Flow("AddFlow").latest_run.id == run.id
+        assert Flow("AddFlow").latest_run == run
 """
 
 from __future__ import annotations

@@ -204,10 +204,10 @@ def _timings(alias: str) -> str:
 
 #: A run's status as users see it: a running run whose heartbeat is stale is crashed.
 #: (The client also reports a run as crashed at once when its local owner process is
-#: gone, which SQL cannot see.)
+#: gone, which SQL cannot see.) julianday, not unixepoch: SQLite < 3.38 lacks unixepoch.
 RUN_STATUS_SQL = (
     "CASE WHEN r.status = 'running' AND coalesce(r.heartbeat_at, r.created_at) "
-    f"< unixepoch('now') - {STALE_AFTER} THEN 'crashed' ELSE r.status END"
+    f"< (julianday('now') - 2440587.5) * 86400.0 - {STALE_AFTER} THEN 'crashed' ELSE r.status END"
 )
 
 _TASK_PATH = "f.name || '/' || r.run_number || '/' || s.name || '/' || t.task_id"

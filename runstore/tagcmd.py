@@ -4,7 +4,7 @@ The runtime mounts the group returned by :func:`make_tag_command` under its flow
 command. The commands read and edit runs through the Client API; the store is the
 one passed to :func:`make_tag_command`, else one found on the click context
 (``ctx.obj`` being a ``Store``, having a ``store`` attribute, or a dict with a
-``"store"`` key), else :func:`runstore.namespace.get_store` (``use_store`` / discovery).
+``"store"`` key or a ``"db"`` path — the flow CLI's ``--db``), else :func:`runstore.namespace.get_store` (``use_store`` / discovery).
 
 Example
 -------
@@ -44,15 +44,22 @@ class _CommandError(click.ClickException):
 
 
 def _store_from(store: "Store | Callable[[], Store] | None") -> "Store":
+    from .store import Store
+
+    if isinstance(store, Store):
+        return store
     if store is not None:
-        return store() if callable(store) and not hasattr(store, "write") else store  # type: ignore[return-value]
+        return store()
     ctx = click.get_current_context(silent=True)
     obj = ctx.find_root().obj if ctx is not None else None
-    if isinstance(obj, dict) and obj.get("store") is not None:
-        return _store_from(obj["store"])
-    if obj is not None and hasattr(obj, "write") and hasattr(obj, "find_run"):
-        return obj  # type: ignore[no-any-return]
-    if obj is not None and getattr(obj, "store", None) is not None:
+    if isinstance(obj, Store):
+        return obj
+    if isinstance(obj, dict):
+        if obj.get("store") is not None:
+            return _store_from(obj["store"])
+        if obj.get("db"):  # the flow CLI's --db option
+            return resolve_store(obj["db"])
+    elif obj is not None and getattr(obj, "store", None) is not None:
         return _store_from(obj.store)
     return resolve_store(None)
 

@@ -2,8 +2,12 @@
 
 ``get_version()`` describes the code itself: the release (``__version__``) when
 runstore is installed normally, and ``X.Y.Z[.postN-gitHASH][-dirty]`` when it runs
-from a git checkout, so two runs made from different commits are told apart. Git is
-asked once, lazily (never at ``import runstore``), and the answer is cached.
+from a git checkout, so two runs made from different commits are told apart
+(``-dirty``: runstore's own files have uncommitted changes). Git is asked lazily
+(never at ``import runstore``); the answer is cached in memory and on disk
+(``runstore-version.json`` in the checkout's git directory) under a fingerprint of its state
+(HEAD, index, refs, runstore's file times), so a flow run pays a few ``stat`` calls,
+not several git processes.
 
 Example
 -------
@@ -92,20 +96,107 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def _git_top() -> Path | None:
+    for folder in (_PACKAGE_DIR, *_PACKAGE_DIR.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def _git_dirs(top: Path) -> tuple[Path, Path]:
+    """``(git dir, common dir)`` of the work tree at ``top`` (linked worktrees included)."""
+    dot = top / ".git"
+    gitdir = dot
+    if dot.is_file():
+        text = dot.read_text(encoding="utf-8", errors="replace").strip()
+        if text.startswith("gitdir:"):
+            gitdir = Path(text[len("gitdir:"):].strip())
+            gitdir = gitdir if gitdir.is_absolute() else (top / gitdir).resolve()
+    common = gitdir
+    try:
+        common = (gitdir / (gitdir / "commondir").read_text(encoding="utf-8").strip()).resolve()
+    except OSError:
+        pass
+    return gitdir, common
+
+
+def _fingerprint(top: Path) -> str:
+    """Changes whenever the answer of git may: commits, checkouts, tags, edits of runstore's files.
+
+    A few ``stat`` calls (about a millisecond), instead of several git processes
+    (a few hundred milliseconds) on every ``python flow.py run``.
+    """
+    import zlib
+
+    gitdir, common = _git_dirs(top)
+    stamps = []
+    for path in (gitdir / "HEAD", gitdir / "index", gitdir / "logs" / "HEAD", common / "packed-refs",
+                 common / "refs" / "tags", common / "refs" / "heads"):
+        try:
+            st = path.stat()
+            stamps.append(f"{path}:{st.st_mtime_ns}:{st.st_size}")
+        except OSError:
+            stamps.append(f"{path}:-")
+    for folder, dirs, files in os.walk(_PACKAGE_DIR):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            if name.endswith(".py"):
+                try:
+                    st = os.stat(os.path.join(folder, name))
+                except OSError:
+                    continue
+                stamps.append(f"{folder}/{name}:{st.st_mtime_ns}:{st.st_size}")
+    stamps.sort()
+    text = "\n".join(stamps).encode()
+    return f"{len(stamps)}-{zlib.crc32(text):08x}-{zlib.adler32(text):08x}"
+
+
+def _ask_git() -> tuple[str, int, str, bool] | bool:
+    """The version parts; False when runstore is not tracked by the repository (a
+    venv inside some other project's checkout must not report that project's
+    commits); True when git could not answer (missing, broken): not cached."""
+    if _git("ls-files", "--error-unmatch", "__init__.py") is None:
+        return _git("--version") is None
+    # "dirty" = uncommitted changes to runstore's own files (this directory).
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    dirty = bool(status)
+    described = _git("describe", "--tags", "--long", "--abbrev=7", "--match", "v[0-9]*")
+    parts = parse_describe(described) if described else None
+    if parts is not None:
+        return parts[0], parts[1], parts[2], dirty
+    # no release tag yet: the package version plus the commit count
+    count, commit = _git("rev-list", "--count", "HEAD"), _git("rev-parse", "--short=7", "HEAD")
+    if not count or not commit:
+        return True
+    return __version__, int(count), commit, dirty
+
+
 @lru_cache(maxsize=1)
 def _git_parts() -> tuple[str, int, str, bool] | None:
-    # Only when runstore itself is tracked by the repository: a venv inside some
-    # other project's checkout must not report that project's commits.
-    if _git("ls-files", "--error-unmatch", "__init__.py") is None:
+    top = _git_top()
+    if top is None:  # an installed release: no git process at all
         return None
-    described = _git("describe", "--tags", "--long", "--dirty", "--abbrev=7", "--match", "v[0-9]*")
-    parts = parse_describe(described) if described else None
-    if parts is None:  # no release tag yet: the package version plus the commit count
-        count, commit = _git("rev-list", "--count", "HEAD"), _git("rev-parse", "--short=7", "HEAD")
-        if not count or not commit:
-            return None
-        status = _git("status", "--porcelain", "--untracked-files=no")
-        parts = (__version__, int(count), commit, bool(status))
+    key = _fingerprint(top)
+    cache = _git_dirs(top)[0] / "runstore-version.json"  # the checkout's own state, never committed
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8")).get(str(_PACKAGE_DIR))
+    except (OSError, ValueError, AttributeError):
+        cached = None
+    if isinstance(cached, dict) and cached.get("key") == key:
+        parts = cached.get("parts")
+        return (parts[0], int(parts[1]), parts[2], bool(parts[3])) if parts else None
+    answer = _ask_git()
+    if answer is True:
+        return None
+    parts = answer or None
+    try:  # best effort: a read-only home only costs the git calls next time
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".version.{os.getpid()}.json")
+        tmp.write_text(json.dumps({str(_PACKAGE_DIR): {"key": key, "parts": list(parts) if parts else None}}),
+                       encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass
     return parts
 
 
@@ -138,9 +229,12 @@ def get_version(public: bool = False) -> str:
 def read_info_file() -> dict[str, Any] | None:
     """The INFO dict of the running task or code package, or None outside one.
 
-    Looked up in order: the file named by ``RUNSTORE_INFO_FILE`` (set by the
-    runtime inside a running task), then ``.runstore/INFO`` in the directory of the
-    running script (a code package unpacked with its INFO).
+    Read from, in order: the file named by ``RUNSTORE_INFO_FILE`` (``trigger`` sets
+    it to the deployed package's INFO), then ``.runstore/INFO`` in the directory of
+    the running script (a code package unpacked with its INFO). Inside a running
+    task, the task's own facts are added: ``flow_name``, ``runstore_version``,
+    ``run_id``, ``step_name``, ``task_id``, ``origin_run_id``, ``namespace`` and
+    ``is_production``.
 
     Raises
     ------
@@ -154,6 +248,20 @@ def read_info_file() -> dict[str, Any] | None:
     >>> read_info_file() is None or isinstance(read_info_file(), dict)
     True
     """
+    info = _info_from_files()
+    from .current import current
+
+    if current.is_running_flow:  # what the running task knows, over the package's INFO
+        info = dict(info or {})
+        info.setdefault("flow_name", current.flow_name)
+        info.setdefault("runstore_version", get_version())
+        info.update(run_id=current.run_id, step_name=current.step_name, task_id=current.task_id,
+                    origin_run_id=current.origin_run_id, namespace=current.namespace,
+                    is_production=current.is_production)
+    return info
+
+
+def _info_from_files() -> dict[str, Any] | None:
     candidates = []
     env = os.environ.get(INFO_ENV)
     if env:

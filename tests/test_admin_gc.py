@@ -12,7 +12,7 @@ import pytest
 
 from admin_fill import add_run
 from runstore import Store
-from runstore.errors import InvalidPathspec, NotFound
+from runstore.errors import InvalidPathspec, NotFound, StoreError
 
 
 def _file_size(path: Path) -> int:
@@ -118,3 +118,14 @@ def test_doctor_reports_damage(tmp_path: Path):
     text = "\n".join(report.problems)
     assert "has 0 of 1 chunks" in text
     assert "artifact F/1/start/" in text and ".model points at missing blob" in text
+
+
+def test_delete_refuses_a_live_run_but_not_a_crashed_one(memory_store: Store):
+    live = memory_store.create_run("F", user="tester")  # owned by this (living) process
+    with pytest.raises(StoreError, match="F/1 is still running"):
+        memory_store.delete_runs(["F"])
+    memory_store.finish_run(live.run_id, "failed")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    memory_store.create_run("F", user="tester", owner_pid=int(dead))
+    assert memory_store.delete_runs(["F"]) == ["F/1", "F/2"]

@@ -227,3 +227,47 @@ def test_db_file_alone_is_complete_after_a_real_run(tmp_path: Path):
     assert _load(copy, "CopyFlow/2/start", "blob") == bytes(range(256)) * 2000
     assert _load(copy, "CopyFlow/2/end", "total") == sum(range(2000))
     assert copy.doctor().ok
+
+
+@pytest.mark.skipif(importlib.util.find_spec("runstore.runtime") is None, reason="needs the runtime")
+def test_merge_real_runs_and_read_them_with_the_client(tmp_path: Path):
+    from runstore import Flow, Run
+    from runstore.namespace import namespace
+
+    flow = tmp_path / "copy_flow.py"
+    flow.write_text(FLOW)
+    for name, sizes in (("a.db", (1, 2)), ("b.db", (3, 4, 5))):
+        for size in sizes:
+            proc = subprocess.run([sys.executable, str(flow), "--db", str(tmp_path / name), "--quiet", "run",
+                                   "--size", str(size)], capture_output=True, text=True, cwd=tmp_path)
+            assert proc.returncode == 0, proc.stderr
+    a = Store(tmp_path / "a.db")
+    report = a.merge_from(tmp_path / "b.db")
+    # b's 1 and 2 collide with a's; then b's 3 collides with the new 3
+    assert report.renumbered == {"CopyFlow/1": "CopyFlow/3", "CopyFlow/2": "CopyFlow/4", "CopyFlow/3": "CopyFlow/5"}
+    assert len(report.copied) == 3
+    first = snapshot(a)
+    assert a.merge_from(tmp_path / "b.db").copied == []
+    assert snapshot(a) == first
+    namespace(None)
+    totals = {run.id: run.data.total for run in Flow("CopyFlow", store=a)}
+    assert totals == {"1": 0, "2": 1, "3": 3, "4": 6, "5": 10}
+    merged = Run("CopyFlow/3", store=a)
+    assert merged.successful and merged["start"].task.stdout == "started\n"
+    assert merged.code is not None and "class CopyFlow" in merged.code.flowspec
+    assert a.doctor().ok
+
+
+def test_merge_from_an_older_schema_leaves_that_file_untouched(tmp_path: Path, file_store: Store):
+    from test_migration import write_version_1
+
+    old = tmp_path / "old.db"
+    write_version_1(old)
+    before = old.read_bytes()
+    report = file_store.merge_from(old)
+    assert report.copied == [("OldFlow/7", "OldFlow/7")]
+    assert file_store.sql("SELECT v.pathspec, v.user, v.status, r.source_store FROM runs_view v"
+                          " JOIN runs r USING (run_id)").rows == [("OldFlow/7", "anne", "succeeded", "old-store-uuid")]
+    assert old.read_bytes() == before  # read from a private upgraded copy
+    assert not [p for p in tmp_path.iterdir() if "backup" in p.name]  # no upgrade backup next to it
+    assert file_store.merge_from(old).copied == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -127,6 +128,9 @@ def test_export_and_merge_commands(db: Path, tmp_path: Path):
     again = json.loads(invoke("merge", "--json", str(out), db=other).output)
     assert again["copied"] == [] and sorted(again["skipped"]) == ["F/1", "F/3"]
     assert Store(other).sql("SELECT count(*) FROM runs").rows == [(3,)]
+    if importlib.util.find_spec("runstore.client"):
+        shown = json.loads(invoke("show", "--json", "F/2", db=other).output)
+        assert shown["merged_from"] == f"{Store(db).uuid} run 1"
 
 
 def test_trust_command(db: Path):

@@ -31,6 +31,18 @@ def _graph_error(tmp_path: Path, body: str) -> str:
     return str(info.value)
 
 
+SPLIT_AB = """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.a, self.b)
+        @step
+        def a(self):
+            self.next(self.join)
+        @step
+        def b(self):
+            self.next(self.join)"""
+
 LINEAR_END = """
         @step
         def end(self):
@@ -64,17 +76,7 @@ def test_unknown_target_names_step_and_line(tmp_path: Path) -> None:
 
 
 def test_join_without_inputs(tmp_path: Path) -> None:
-    msg = _graph_error(tmp_path, """
-    class F(FlowSpec):
-        @step
-        def start(self):
-            self.next(self.a, self.b)
-        @step
-        def a(self):
-            self.next(self.join)
-        @step
-        def b(self):
-            self.next(self.join)
+    msg = _graph_error(tmp_path, SPLIT_AB + """
         @step
         def join(self):
             self.next(self.end)
@@ -96,17 +98,7 @@ def test_split_never_joined(tmp_path: Path) -> None:
 
 
 def test_join_and_split_at_once(tmp_path: Path) -> None:
-    msg = _graph_error(tmp_path, """
-    class F(FlowSpec):
-        @step
-        def start(self):
-            self.next(self.a, self.b)
-        @step
-        def a(self):
-            self.next(self.join)
-        @step
-        def b(self):
-            self.next(self.join)
+    msg = _graph_error(tmp_path, SPLIT_AB + """
         @step
         def join(self, inputs):
             self.next(self.c, self.d)

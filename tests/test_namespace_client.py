@@ -11,6 +11,8 @@ from storefill import fill_run
 from runstore import (
     Flow,
     NamespaceMismatch,
+    Store,
+    StoreError,
     Run,
     Runstore,
     Step,
@@ -146,3 +148,25 @@ def test_production_namespace(memory_store, monkeypatch):
         run = Flow("PredictionFlow").latest_run
         assert run.namespace == "production:PredictionFlow-0-abcd"
         assert not any(t.startswith("user:") for t in run.system_tags)
+
+
+def test_resolve_store_reuses_paths_and_refuses_memory_paths(tmp_path):
+    from runstore.namespace import resolve_store
+
+    Store(tmp_path / "a.db").close()
+    first = resolve_store(tmp_path / "a.db")
+    assert resolve_store(str(tmp_path / "a.db")) is first
+    with pytest.raises(ValueError, match="Store\\(':memory:'\\)"):
+        resolve_store(":memory:")
+    with pytest.raises(StoreError, match="does not exist"):
+        Flow("PredictionFlow", store=tmp_path / "typo.db")
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_get_metadata_names_the_store_in_use(memory_store, tmp_path, monkeypatch):
+    from runstore import get_metadata
+
+    with use_store(memory_store):
+        assert get_metadata() == "sqlite@:memory:"
+    monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "env.db"))
+    assert get_metadata() == f"sqlite@{tmp_path / 'env.db'}"

@@ -23,32 +23,26 @@ STORE_TESTS = textwrap.dedent("""
         assert runstore_store.sql("SELECT count(*) FROM runs").rows == [(0,)]
 """)
 
-FLOW_TESTS = textwrap.dedent("""
-    import pytest
-    from runstore import Flow, FlowSpec, Parameter, step
+def _docstring_example() -> str:
+    """The example test module in runstore.pytest_plugin's docstring (so the docs are what we test)."""
+    import runstore.pytest_plugin
 
-    class AddFlow(FlowSpec):
-        n = Parameter("n", default=1)
+    block = (runstore.pytest_plugin.__doc__ or "").split("::\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if line.strip() and not line.startswith("    "):
+            break
+        lines.append(line)
+    return textwrap.dedent("\n".join(lines))
 
-        @step
-        def start(self):
-            self.total = self.n + 1
-            self.next(self.end)
 
-        @step
-        def end(self):
-            pass
-
-    def test_run_flow(run_flow, runstore_store):
-        run = run_flow(AddFlow, n=41, tags=["unit"])
-        assert run.successful and run.data.total == 42
-        assert "unit" in run.tags
-        assert Flow("AddFlow").latest_run.id == run.id
-        assert runstore_store.sql("SELECT count(*) FROM runs").rows == [(1,)]
+FLOW_TESTS = _docstring_example() + textwrap.dedent("""
 
     def test_runs_do_not_leak_between_tests(run_flow, runstore_store):
         assert runstore_store.sql("SELECT count(*) FROM runs").rows == [(0,)]
-        assert run_flow(AddFlow).data.total == 2
+        run = run_flow(AddFlow, tags=["unit"])
+        assert run.data.total == 2 and "unit" in run.tags
+        assert runstore_store.sql("SELECT count(*) FROM runs").rows == [(1,)]
 """)
 
 

@@ -29,7 +29,7 @@ def flow(path: Path, db: Path, *args: str, env: dict[str, str] | None = None) ->
 
 def tasks(db: Path, flow_name: str, step: str | None = None) -> list[dict[str, Any]]:
     store = Store(db)
-    found = store.find_run(flow_name)
+    found = store.run_ref(flow_name)
     assert found is not None
     return store.run_tasks(found[0], step)
 
@@ -100,7 +100,7 @@ def test_bad_values_are_usage_errors_and_store_nothing(tmp_path: Path, args: lis
     proc = flow(EXAMPLES / "param_flow.py", db, "run", *args)
     assert proc.returncode == 2, proc.stderr
     assert message.lower() in proc.stderr.lower() and "Traceback" not in proc.stderr
-    assert not db.exists() or Store(db).find_run("ParamFlow") is None
+    assert not db.exists() or Store(db).run_ref("ParamFlow") is None
 
 
 def test_model_flow_artifacts(tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_parameter_values_round_trip_through_the_cli(text: str, number: float, c
         "--n", str(count), "--on", str(flag), "--config", json.dumps(cfg)])
     assert result.exit_code == 0, result.output
     store = Store(db)
-    params = store.run_tasks(store.find_run("RoundTrip")[0], "_parameters")[0]["task_id"]
+    params = store.run_tasks(store.run_ref("RoundTrip")[0], "_parameters")[0]["task_id"]
     got = {name: store.load_value(ref.blob_key, ref.encoding)
            for name, ref in store.task_artifact_refs(params).items() if not name.startswith("_")}
     assert got == {"label": text, "rate": number, "n": count, "on": flag, "config": cfg}
@@ -245,3 +245,39 @@ def test_kill_9_of_the_scheduler_leaves_a_sound_file_and_a_crashed_run(tmp_path:
         assert start["status"] == "succeeded"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the orphaned worker still sleeping in the step
+
+
+def test_tag_commands_are_mounted_and_use_db(tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere.db"
+    assert flow(EXAMPLES / "hello_flow.py", db, "--quiet", "run", "--tag", "a").returncode == 0
+    added = flow(EXAMPLES / "hello_flow.py", db, "tag", "add", "--run-id", "1", "b")
+    assert added.returncode == 0, added.stderr
+    listed = flow(EXAMPLES / "hello_flow.py", db, "tag", "list")
+    assert "a, b" in listed.stdout
+    assert not (Path.cwd() / "runstore.db").exists()
+
+
+@pytest.mark.stress
+def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, str(FLOWS / "slow_flow.py"), "--db", str(db), "run"],
+                            env={**os.environ, "MARKER": str(marker)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "Traceback" not in out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert run_row(db, "SlowFlow")["status"] == "failed"
+    wait = tasks(db, "SlowFlow", "wait")[0]
+    assert wait["status"] == "failed"
+    assert Store(db).attempt_record(wait["task_id"])["exception_type"] == "builtins.KeyboardInterrupt"
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no worker left behind

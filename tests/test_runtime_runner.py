@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runstore import FlowSpec, Parameter, Runner, Store, current, step
-from runstore.errors import ParameterError
+from runstore.errors import ParameterError, RunFailed
 from runstore.runtime import load_flow
 
 FLOWS = Path(__file__).parent / "flows"
@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def _run_id(store: Store, flow: str) -> int:
-    found = store.find_run(flow)
+    found = store.run_ref(flow)
     assert found is not None
     return found[0]
 
@@ -93,7 +93,7 @@ def test_bad_parameter_stores_nothing(memory_store: Store) -> None:
         Runner(Linear, store=memory_store).run(alpha="not a number")
     with pytest.raises(ParameterError):
         Runner(Linear, store=memory_store).run(nope=1)
-    assert memory_store.find_run("Linear") is None
+    assert memory_store.run_ref("Linear") is None
 
 
 def test_branch_join_and_merge(store: Store) -> None:
@@ -117,7 +117,7 @@ def test_foreach_of_100(store: Store) -> None:
 
 def test_max_num_splits(memory_store: Store) -> None:
     flow = load_flow(EXAMPLES / "foreach_flow.py")
-    Runner(flow, store=memory_store).run(n=5, max_num_splits=3)
+    Runner(flow, store=memory_store).run(n=5, max_num_splits=3, raise_on_failure=False)
     assert _status(memory_store, "ForeachFlow") == "failed"
     start = _tasks(memory_store, "ForeachFlow", "start")[0]["task_id"]
     assert "more than the current maximum of 3" in memory_store.attempt_record(start)["exception_message"]
@@ -139,7 +139,7 @@ def test_nested_foreach(store: Store) -> None:
 
 
 def test_merge_conflict_fails_the_run(memory_store: Store) -> None:
-    Runner(load_flow(FLOWS / "conflict_flow.py"), store=memory_store).run()
+    Runner(load_flow(FLOWS / "conflict_flow.py"), store=memory_store).run(raise_on_failure=False)
     assert _status(memory_store, "ConflictFlow") == "failed"
     join = _tasks(memory_store, "ConflictFlow", "join")[0]["task_id"]
     record = memory_store.attempt_record(join)
@@ -148,7 +148,9 @@ def test_merge_conflict_fails_the_run(memory_store: Store) -> None:
 
 
 def test_failing_step_records_exception(store: Store) -> None:
-    Runner(load_flow(FLOWS / "failing_flow.py"), store=store).run(max_workers=store.max_workers)
+    with pytest.raises(RunFailed) as info:
+        Runner(load_flow(FLOWS / "failing_flow.py"), store=store).run(max_workers=store.max_workers)
+    assert info.value.run.pathspec == "FailingFlow/1" and info.value.run.successful is False
     assert _status(store, "FailingFlow") == "failed"
     boom = _tasks(store, "FailingFlow", "boom")[0]
     assert boom["status"] == "failed"
@@ -240,3 +242,211 @@ def test_concurrent_inline_contexts_do_not_mix() -> None:
     assert captures["a"] == "".join(f"a-{i}\n" for i in range(50))
     assert captures["b"] == "".join(f"b-{i}\n" for i in range(50))
     assert isinstance(sys.stdout.write("ok\n"), int)
+
+
+def test_parameter_kinds_and_include_file(memory_store: Store, tmp_path: Path) -> None:
+    from runstore import IncludeFile, JSONType
+
+    (tmp_path / "notes.txt").write_text("hello notes")
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01")
+    seen: dict[str, Any] = {}
+
+    class Kinds(FlowSpec):
+        req = Parameter("req", type=int, required=True)
+        items = Parameter("items", default="a,b", separator=",")
+        flag = Parameter("flag", default=False)
+        cfg = Parameter("cfg", type=JSONType, default='{"k": 1}')
+        notes = IncludeFile("notes", default=str(tmp_path / "notes.txt"))
+        raw = IncludeFile("raw", default=str(tmp_path / "blob.bin"), is_text=False)
+
+        @step
+        def start(self):
+            try:
+                self.req = 5
+            except AttributeError as exc:
+                seen["readonly"] = str(exc)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            seen.update(req=self.req, items=self.items, flag=self.flag, cfg=self.cfg, notes=self.notes,
+                        raw=self.raw, names=current.parameter_names)
+
+    with pytest.raises(ParameterError, match="Missing option '--req'"):
+        Runner(Kinds, store=memory_store).run()
+    assert memory_store.run_ref("Kinds") is None
+    Runner(Kinds, store=memory_store).run(req="7", flag="true")
+    assert seen["req"] == 7 and seen["items"] == ["a", "b"] and seen["flag"] is True
+    assert seen["cfg"] == {"k": 1} and seen["notes"] == "hello notes" and seen["raw"] == b"\x00\x01"
+    assert "not modifiable" in seen["readonly"]
+    assert seen["names"] == ["cfg", "flag", "items", "notes", "raw", "req"]
+    with pytest.raises(ParameterError, match="cannot read"):
+        Runner(Kinds, store=memory_store).run(req=1, notes=str(tmp_path / "missing.txt"))
+
+
+def test_reserved_and_duplicate_parameter_names() -> None:
+    from runstore.errors import FlowDefinitionError
+
+    with pytest.raises(FlowDefinitionError, match="reserved"):
+        Parameter("max-workers")
+
+    class Dup(FlowSpec):
+        a = Parameter("lr")
+        b = Parameter("LR")
+
+        @step
+        def start(self):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    with pytest.raises(FlowDefinitionError, match="specified twice"):
+        Dup._parameters()
+
+
+def test_transition_mismatch_fails_the_task(memory_store: Store) -> None:
+    class Liar(FlowSpec):
+        @step
+        def start(self):
+            if True:
+                pass
+            self.next(self.end)
+
+        @step
+        def end(self):
+            self.next(self.end)  # noqa - the end step must not call next
+
+    from runstore.errors import FlowDefinitionError
+
+    with pytest.raises(FlowDefinitionError, match="end step must not call"):
+        Liar._graph()
+
+
+class BranchInForeach(FlowSpec):
+    @step
+    def start(self):
+        self.items = ["x", "y", "z"]
+        self.next(self.each, foreach="items")
+
+    @step
+    def each(self):
+        self.item = self.input
+        self.next(self.left, self.right)
+
+    @step
+    def left(self):
+        self.side = f"L{self.item}"
+        self.next(self.left2)
+
+    @step
+    def left2(self):
+        self.side += "2"
+        self.next(self.meet)
+
+    @step
+    def right(self):
+        self.side = f"R{self.item}"
+        self.next(self.meet)
+
+    @step
+    def meet(self, inputs):
+        self.pair = (inputs.left2.side, inputs.right.side)
+        self.merge_artifacts(inputs, exclude=["side"])
+        self.next(self.gather)
+
+    @step
+    def gather(self, inputs):
+        self.pairs = [i.pair for i in inputs]
+        self.items_seen = [i.item for i in inputs]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+def test_static_branches_inside_a_foreach(store: Store) -> None:
+    Runner(BranchInForeach, store=store).run(max_workers=store.max_workers)
+    assert _status(store, "BranchInForeach") == "succeeded"
+    gather = _tasks(store, "BranchInForeach", "gather")[0]["task_id"]
+    assert _value(store, gather, "pairs") == [("Lx2", "Rx"), ("Ly2", "Ry"), ("Lz2", "Rz")]
+    assert _value(store, gather, "items_seen") == ["x", "y", "z"]
+    assert len(_tasks(store, "BranchInForeach", "meet")) == 3
+
+
+def test_unstorable_artifact_fails_the_task_clearly(memory_store: Store) -> None:
+    import threading
+
+    class Bad(FlowSpec):
+        @step
+        def start(self):
+            self.lock = threading.Lock()
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    run = Runner(Bad, store=memory_store).run(raise_on_failure=False)
+    assert not run.successful
+    start = _tasks(memory_store, "Bad", "start")[0]
+    record = memory_store.attempt_record(start["task_id"])
+    assert record["exception_type"] == "runstore.errors.CodecError" and "lock" in record["exception_message"]
+
+
+def test_concurrent_cli_runs_get_distinct_numbers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "runstore.db"
+    Store(db).close()
+    procs = [subprocess.Popen([sys.executable, str(EXAMPLES / "hello_flow.py"), "--db", str(db), "--quiet", "run"])
+             for _ in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    store = Store(db)
+    with store.read() as conn:
+        rows = conn.execute("SELECT run_number, status FROM runs ORDER BY run_number").fetchall()
+    assert rows == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded"), (4, "succeeded")]
+
+
+def test_worker_killed_by_sigkill_does_not_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARD_CRASH", "kill")
+    store = Store(tmp_path / "killed.db")
+    run = Runner(load_flow(FLOWS / "retry_catch_flow.py"), store=store).run(max_workers=2)
+    assert run.successful
+    flaky = _tasks(store, "RetryCatchFlow", "flaky")[0]
+    assert "killed by SIGKILL" in store.attempt_record(flaky["task_id"], 0)["exception_message"]
+
+
+def test_no_write_transaction_is_held_while_a_step_runs(tmp_path: Path) -> None:
+    """Inside a step (worker process), another connection takes the write lock at once."""
+    import sqlite3
+
+    db = tmp_path / "open.db"
+    outcome: dict[str, Any] = {}
+
+    class Probe(FlowSpec):
+        @step
+        def start(self):
+            conn = sqlite3.connect(str(db), timeout=0, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("COMMIT")
+                self.lock = "free"
+            except sqlite3.OperationalError as exc:
+                self.lock = str(exc)
+            finally:
+                conn.close()
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    store = Store(db)
+    for workers in (2, 1):
+        run = Runner(Probe, store=store).run(max_workers=workers)
+        outcome[workers] = run["start"].task.data.lock
+    assert outcome == {2: "free", 1: "free"}

@@ -163,3 +163,17 @@ def test_sqlite3_command_line(db, tmp_path):
     with use_store(store):
         namespace("user:anne")
         assert out == [r.pathspec for r in Flow("PredictionFlow") if r.successful]
+
+
+def test_every_query_in_the_docs_runs(db, src_dir):
+    import re
+
+    _, conn = db
+    text = (src_dir / "docs" / "sql.md").read_text()
+    queries = re.findall(r'sqlite3 runstore.db "(.*?)"', text, re.S)
+    for block in re.findall(r"```sql\n(.*?)```", text, re.S):
+        lines = [line for line in block.splitlines() if not line.strip().startswith("--")]
+        queries += [q for q in "\n".join(lines).split(";") if q.strip()]
+    assert len(queries) >= 8
+    for sql in queries:
+        conn.execute(sql).fetchall()  # no syntax error, no unknown column

@@ -131,3 +131,22 @@ def test_file_store_from_tmp(tmp_path, monkeypatch):
     result = CliRunner().invoke(make_tag_command("PredictionFlow"), ["add", "--run-id", "1", "disk"])
     assert result.exit_code == 0, result.output
     assert tags_of(file_store, 1) == {"disk"}
+
+
+def test_db_path_on_the_click_context(tmp_path, monkeypatch):
+    """The flow CLI keeps --db in ctx.obj['db']; the tag commands use that file."""
+    monkeypatch.setenv("RUNSTORE_USER", "anne")
+    file_store = Store(tmp_path / "other.db")
+    fill_run(file_store, user="anne")
+
+    @click.group()
+    @click.option("--db", default=None)
+    @click.pass_context
+    def flow_cli(ctx: click.Context, db: str | None) -> None:
+        ctx.obj = {"db": db, "quiet": False}
+
+    flow_cli.add_command(make_tag_command("PredictionFlow"))
+    result = CliRunner().invoke(flow_cli, ["--db", str(tmp_path / "other.db"), "tag", "add", "--run-id", "1", "x"])
+    assert result.exit_code == 0, result.output
+    assert tags_of(file_store, 1) == {"x"}
+    assert not (tmp_path / "runstore.db").exists()

@@ -8,6 +8,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from storefill import fill_run
 
 from runstore import Flow, Run, Store, TaggingError, namespace, use_store
@@ -176,3 +178,30 @@ def test_two_processes_editing_at_once_lose_nothing(tmp_path):
     tags = Run("PredictionFlow/1", store=store).user_tags
     assert tags == {"keep", "shared"} | {f"{p}{i}" for p in "ab" for i in range(count)}
     assert store.integrity_problems() == []
+
+
+_TAGS = st.sampled_from(["a", "b", "c", "exp:1", "ünï ☃", "x" * 500, "user:anne", "runtime:local"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=st.lists(st.tuples(st.lists(_TAGS, max_size=3), st.lists(_TAGS, max_size=3)), max_size=8))
+def test_tag_edits_match_a_set_model(ops):
+    """Any sequence of replace_tags behaves like set algebra on the user tags."""
+    store = Store(":memory:")
+    record = fill_run(store, user="anne", tags=["start"], steps=["end"])
+    namespace(None)
+    run = Run(record.pathspec, store=store)
+    system, created = run.system_tags, run.created_at
+    model = {"start"}
+    for remove, add in ops:
+        if not remove and not add:
+            continue
+        if set(remove) & system:
+            with pytest.raises(TaggingError):
+                run.replace_tags(remove, add)
+            continue
+        run.replace_tags(remove, add)
+        model = (model - set(remove)) | (set(add) - system)
+        assert run.user_tags == model
+    assert run.system_tags == system and run.created_at == created
+    assert Run(record.pathspec, store=store).created_at == created

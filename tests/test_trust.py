@@ -92,6 +92,16 @@ def test_malicious_store_is_harmless_until_trusted(evil_store: tuple[Path, Path]
     with pytest.raises(UntrustedArtifact, match=f"runstore trust {db}"):
         store.load_value(key, encoding)
     assert not marker.exists()
+    if HAS_CLIENT:  # the client's .data goes through the same rule
+        from runstore import Run
+        from runstore.namespace import namespace
+
+        namespace(None)
+        start = Run("EvilFlow/1", store=store)["start"].task
+        with pytest.raises(UntrustedArtifact, match="runstore trust"):
+            start["model"].data
+        assert start.data.x == {"alpha": 0.5, "n": 3}
+        assert not marker.exists()
     # safe codecs always load
     assert store.load_value(*_artifact(store, "result")) == [1, 2, 3]
     assert store.load_value(*_artifact(store, "x")) == {"alpha": 0.5, "n": 3}

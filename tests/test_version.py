@@ -88,7 +88,11 @@ def test_get_version_from_a_git_checkout(tmp_path: Path) -> None:
     head = _git(root, "rev-parse", "--short=7", "HEAD")
     assert _version_in(root) == f"7.8.9.post1-git{head}"
     assert _version_in(root, public=True) == "7.8.9.post1"
+    # the answer is cached under the checkout's fingerprint: same answer, no git needed
+    assert _version_in(root, path="/nonexistent") == f"7.8.9.post1-git{head}"
+    (root / ".git" / "runstore-version.json").unlink()
     assert _version_in(root, path="/nonexistent") == __version__  # git missing
+    assert _version_in(root) == f"7.8.9.post1-git{head}"  # failures are not cached
 
 
 def test_read_info_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

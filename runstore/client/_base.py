@@ -35,9 +35,11 @@ def _utc(ts: float | None) -> datetime | None:
 class ClientObject:
     """What every client object shares: pathspec, store, namespace, children.
 
-    Subclasses set ``_NAME`` (its pathspec shape, for messages), ``_DEPTH`` (number
-    of pathspec components), ``_CHILD`` (the class of its children, or None) and
-    implement ``_lookup`` / ``_child_rows`` / ``_tag_run_id``.
+    Subclasses set ``_DEPTH`` (number of pathspec components), ``_EXPECTS`` (the
+    shape named in ``InvalidPathspec``), ``_ATTEMPTS``, ``_PARENT`` / ``_CHILD``, and
+    implement ``_lookup`` (fetch the row, None when missing) and, when they have
+    children, ``_child_rows`` / ``_make_child``. The namespace check of every level
+    below a flow is "does the run carry the namespace tag" (a primary-key lookup).
 
     Parameters
     ----------
@@ -49,7 +51,6 @@ class ClientObject:
         The store to read; default: the ``use_store`` one, else the discovered file.
     """
 
-    _NAME: ClassVar[str] = ""
     _EXPECTS: ClassVar[str] = ""
     _DEPTH: ClassVar[int] = 0
     _ATTEMPTS: ClassVar[bool] = False
@@ -136,7 +137,7 @@ class ClientObject:
         run_number = _number(self._parts[1])
         if run_number is None:
             return None
-        self._run_row = self._store.find_run(self._parts[0], run_number)
+        self._run_row = self._store.lookup_run(self._parts[0], run_number)
         return self._run_row
 
     def _find_task(self) -> Row | None:
@@ -166,7 +167,14 @@ class ClientObject:
 
         Example
         -------
-        >>> # Run('HelloFlow/3').is_in_namespace() -> True for your own runs
+        >>> from runstore import Store, Run, namespace
+        >>> store = Store(":memory:")
+        >>> _ = store.create_run("HelloFlow", user="anne")
+        >>> _ = namespace(None)
+        >>> run = Run("HelloFlow/1", store=store)
+        >>> _ = namespace("user:will")
+        >>> run.is_in_namespace()
+        False
         """
         ns = get_namespace()
         return ns is None or self._in_namespace(ns)
@@ -211,7 +219,16 @@ class ClientObject:
 
         Example
         -------
-        >>> # 'crazy_test' in Run('HelloFlow/3')['start'].task.tags -> True
+        >>> from runstore import Store, Task, namespace
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+        >>> task_id = store.create_task(run.run_id, "start")
+        >>> store.start_attempt(task_id, 0)
+        >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+        ...                      stdout="hi\\n", metadata={"user": "anne"})
+        >>> _ = namespace(None)
+        >>> "crazy_test" in Task(f"HelloFlow/1/start/{task_id}", store=store).tags
+        True
         """
         return frozenset(tag for tag, _ in self._tags())
 

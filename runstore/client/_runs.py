@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
@@ -106,7 +107,6 @@ class Flow(ClientObject):
     (Run('HelloFlow/1'), True, [Run('HelloFlow/1')])
     """
 
-    _NAME = "flow"
     _EXPECTS = "Flow('FlowName')"
     _DEPTH = 1
 
@@ -162,7 +162,13 @@ class Flow(ClientObject):
 
         Example
         -------
-        >>> # list(Flow('HelloFlow').runs('crazy_test', 'gpu'))[0]
+        >>> from runstore import Store, Flow, namespace
+        >>> store = Store(":memory:")
+        >>> _ = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test", "gpu"])
+        >>> _ = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+        >>> _ = namespace("user:anne")
+        >>> list(Flow("HelloFlow", store=store).runs("crazy_test", "gpu"))
+        [Run('HelloFlow/1')]
         """
         return self._runs(tuple(validate_tag(t) for t in tags))
 
@@ -220,16 +226,29 @@ class Run(ClientObject):
     ('1', 'anne', ['exp'])
     """
 
-    _NAME = "run"
     _EXPECTS = "Run('FlowName/RunID')"
     _DEPTH = 2
 
     def _lookup(self) -> Row | None:
         return self._find_run()
 
+    _tag_list: list[tuple[str, bool]] | None = None
+
+    def _tags(self) -> list[tuple[str, bool]]:
+        # A run's tags as read with the run (one query for both), refreshed by this
+        # object's own edits; steps, tasks and artifacts read the current ones.
+        if self._tag_list is None:
+            raw = self._row.get("tags_json")
+            self._tag_list = sorted((tag, bool(system)) for tag, system in json.loads(raw)) if raw \
+                else self._store.run_tags(self._row["run_id"])
+        return self._tag_list
+
+    def _in_namespace(self, ns: str) -> bool:
+        return any(tag == ns for tag, _ in self._tags())
+
     @property
     def _fresh(self) -> Row:
-        row = self._store.find_run_by_id(self._row["run_id"])
+        row = self._store.lookup_run_by_id(self._row["run_id"])
         if row is None:
             raise NotFound(f"{self!r} does not exist any more")
         return row
@@ -274,7 +293,16 @@ class Run(ClientObject):
 
         Example
         -------
-        >>> # Run('HelloFlow/3').status -> 'succeeded'
+        >>> from runstore import Store, Run, namespace
+        >>> store = Store(":memory:")
+        >>> record = store.create_run("HelloFlow", user="anne")
+        >>> _ = namespace(None)
+        >>> run = Run("HelloFlow/1", store=store)
+        >>> run.status, run.finished
+        ('running', False)
+        >>> store.finish_run(record.run_id, "succeeded")
+        >>> run.status, run.successful, run.finished
+        ('succeeded', True, True)
         """
         row = self._fresh
         return effective_status(row["status"], row["heartbeat_at"], row["created_at"],
@@ -302,7 +330,7 @@ class Run(ClientObject):
         if self._row["origin_pathspec"]:
             return self._row["origin_pathspec"]
         if self._row["origin_run_id"] is not None:
-            origin = self._store.find_run_by_id(self._row["origin_run_id"])
+            origin = self._store.lookup_run_by_id(self._row["origin_run_id"])
             if origin is not None:
                 return f"{origin['flow']}/{origin['run_number']}"
         return None
@@ -368,7 +396,14 @@ class Run(ClientObject):
 
         Example
         -------
-        >>> # Run('HelloFlow/3').add_tag('best')
+        >>> from runstore import Store, Run, namespace
+        >>> store = Store(":memory:")
+        >>> _ = store.create_run("HelloFlow", user="anne")
+        >>> _ = namespace(None)
+        >>> run = Run("HelloFlow/1", store=store)
+        >>> run.add_tag("best")
+        >>> sorted(run.user_tags)
+        ['best']
         """
         self.replace_tags([], [tag] if isinstance(tag, (str, bytes)) else tag)
 
@@ -400,13 +435,20 @@ class Run(ClientObject):
 
         Example
         -------
-        >>> # run.replace_tags(['candidate'], ['best'])
+        >>> from runstore import Store, Run, namespace
+        >>> store = Store(":memory:")
+        >>> _ = store.create_run("HelloFlow", user="anne", user_tags=["candidate"])
+        >>> _ = namespace(None)
+        >>> run = Run("HelloFlow/1", store=store)
+        >>> run.replace_tags(["candidate"], ["best", "v2"])
+        >>> sorted(run.user_tags)
+        ['best', 'v2']
         """
         remove = _tag_list(tags_to_remove, "tags_to_remove")
         add = _tag_list(tags_to_add, "tags_to_add")
         if not remove and not add:
             raise TaggingError("Must add or remove at least one tag")
-        self._store.update_run_tags(self._row["run_id"], add=add, remove=remove)
+        self._tag_list = self._store.update_run_tags(self._row["run_id"], add=add, remove=remove)
 
 
 def _tag_list(tags: Any, what: str) -> list[str]:

@@ -24,10 +24,19 @@ class Step(ClientObject):
 
     Example
     -------
-    >>> # Step('HelloFlow/3/start').task.data.x
+    >>> from runstore import Store, Step, namespace
+    >>> store = Store(":memory:")
+    >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+    >>> task_id = store.create_task(run.run_id, "start")
+    >>> store.start_attempt(task_id, 0)
+    >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+    ...                      stdout="hi\\n", metadata={"user": "anne"})
+    >>> _ = namespace(None)
+    >>> step = Step("HelloFlow/1/start", store=store)
+    >>> step.task.data.x, [t.id for t in step] == [str(task_id)]
+    (42, True)
     """
 
-    _NAME = "step"
     _EXPECTS = "Step('FlowName/RunID/StepName')"
     _DEPTH = 3
 
@@ -119,10 +128,19 @@ class Task(ClientObject):
 
     Example
     -------
-    >>> # task = Task('HelloFlow/3/start/12'); task.data.x, task.stdout, task.successful
+    >>> from runstore import Store, Task, namespace
+    >>> store = Store(":memory:")
+    >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+    >>> task_id = store.create_task(run.run_id, "start")
+    >>> store.start_attempt(task_id, 0)
+    >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+    ...                      stdout="hi\\n", metadata={"user": "anne"})
+    >>> _ = namespace(None)
+    >>> task = Task(f"HelloFlow/1/start/{task_id}", store=store)
+    >>> task.data.x, task.stdout, task.successful, task.metadata_dict["user"]
+    (42, 'hi\\n', True, 'anne')
     """
 
-    _NAME = "task"
     _EXPECTS = "Task('FlowName/RunID/StepName/TaskID')"
     _DEPTH = 4
 
@@ -261,7 +279,16 @@ class Task(ClientObject):
 
         Example
         -------
-        >>> # [m.name for m in task.metadata] -> ['user', 'runtime', 'python_version', …]
+        >>> from runstore import Store, Task, namespace
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+        >>> task_id = store.create_task(run.run_id, "start")
+        >>> store.start_attempt(task_id, 0)
+        >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+        ...                      stdout="hi\\n", metadata={"user": "anne"})
+        >>> _ = namespace(None)
+        >>> [(m.name, m.value, m.attempt) for m in Task(f"HelloFlow/1/start/{task_id}", store=store).metadata]
+        [('user', 'anne', 0)]
         """
         rows = self._store.list_metadata(self._row["task_id"], self._attempt)
         return [Metadata(r["name"], r["value"], _utc(r["created_at"]), r["type"], self.pathspec, r["attempt"])
@@ -312,6 +339,54 @@ class Task(ClientObject):
         """The run's code snapshot, or None."""
         return self.parent.parent.code
 
+    # ------------------------------------------------------------ graph neighbours
+
+    def _linked(self, parents: bool) -> list["Task"]:
+        # Tasks are linked along graph edges when their foreach paths agree: the same
+        # path, one frame more when entering a foreach (opened by the upstream step),
+        # or one frame less when a join closes it.
+        mine = _frames(self._row["foreach_path"])
+        step = self.parent
+        found: list[Task] = []
+        for other_step in (step.parent_steps if parents else step.child_steps):
+            upstream = other_step.id if parents else self._parts[2]
+            for task in other_step:
+                theirs = _frames(task._row["foreach_path"])
+                up, down = (theirs, mine) if parents else (mine, theirs)
+                if up == down or (down and down[:-1] == up and down[-1][0] == upstream) or \
+                        (up and up[:-1] == down):
+                    found.append(task)
+        return found
+
+    @property
+    def parent_tasks(self) -> list["Task"]:
+        """The tasks whose output this task consumed (its step's parents, matched by foreach path).
+
+        Example
+        -------
+        >>> # Task('ForeachFlow/3/join/20').parent_tasks -> every 'square' task of that foreach
+        """
+        return self._linked(parents=True)
+
+    @property
+    def child_tasks(self) -> list["Task"]:
+        """The tasks that consumed this task's output."""
+        return self._linked(parents=False)
+
+    @property
+    def parent_task_pathspecs(self) -> list[str]:
+        """Pathspecs of :attr:`parent_tasks`."""
+        return [t.pathspec for t in self.parent_tasks]
+
+    @property
+    def child_task_pathspecs(self) -> list[str]:
+        """Pathspecs of :attr:`child_tasks`."""
+        return [t.pathspec for t in self.child_tasks]
+
+
+def _frames(path: str | None) -> list[tuple[str, str]]:
+    return [tuple(part.rsplit(":", 1)) for part in path.split(",")] if path else []  # type: ignore[misc]
+
 
 # ---------------------------------------------------------------- artifacts
 
@@ -321,10 +396,19 @@ class DataArtifact(ClientObject):
 
     Example
     -------
-    >>> # art = Task('HelloFlow/3/start/12')['x']; art.size, art.encoding, art.data
+    >>> from runstore import Store, DataArtifact, namespace
+    >>> store = Store(":memory:")
+    >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+    >>> task_id = store.create_task(run.run_id, "start")
+    >>> store.start_attempt(task_id, 0)
+    >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+    ...                      stdout="hi\\n", metadata={"user": "anne"})
+    >>> _ = namespace(None)
+    >>> art = DataArtifact(f"HelloFlow/1/start/{task_id}/x", store=store)
+    >>> art.data, art.encoding, art.type, len(art.sha)
+    (42, 'json', 'int', 64)
     """
 
-    _NAME = "artifact"
     _EXPECTS = "DataArtifact('FlowName/RunID/StepName/TaskID/ArtifactName')"
     _DEPTH = 5
 

@@ -78,7 +78,20 @@ class Code:
 
     Example
     -------
-    >>> # run.code.script_name -> 'hello.py'; run.code.flowspec -> the script's text
+    >>> import io, tarfile
+    >>> from runstore import Store, Run, namespace
+    >>> buf, script = io.BytesIO(), b"print('hi')\\n"
+    >>> with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    ...     info = tarfile.TarInfo("hello.py")
+    ...     info.size = len(script)
+    ...     tar.addfile(info, io.BytesIO(script))
+    >>> store = Store(":memory:")
+    >>> code_id = store.add_code_package(buf.getvalue(), "hello.py")
+    >>> _ = store.create_run("HelloFlow", user="anne", code_id=code_id)
+    >>> _ = namespace(None)
+    >>> code = Run("HelloFlow/1", store=store).code
+    >>> code.script_name, code.flowspec
+    ('hello.py', "print('hi')\\n")
     """
 
     def __init__(self, store: "Store", row: Row) -> None:
@@ -161,7 +174,17 @@ class TaskData:
 
     Example
     -------
-    >>> # data = Task('HelloFlow/3/end/14').data; data.accuracy, 'model' in data
+    >>> from runstore import Store, Task, namespace
+    >>> store = Store(":memory:")
+    >>> run = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
+    >>> task_id = store.create_task(run.run_id, "start")
+    >>> store.start_attempt(task_id, 0)
+    >>> store.finish_attempt(task_id, 0, "succeeded", artifacts={"x": store.put_value(42)},
+    ...                      stdout="hi\\n", metadata={"user": "anne"})
+    >>> _ = namespace(None)
+    >>> data = Task(f"HelloFlow/1/start/{task_id}", store=store).data
+    >>> data.x, "x" in data, data
+    (42, True, <TaskData: x>)
     """
 
     def __init__(self, task: "Task") -> None:

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
+from ..version import get_version
 
 __all__ = ["system_tags", "code_package", "git_info", "environment_metadata", "MAX_CODE_BYTES"]
 
@@ -53,7 +53,7 @@ def system_tags() -> list[str]:
     return [
         "runtime:local",
         f"python_version:{python_version()}",
-        f"runstore_version:{__version__}",
+        f"runstore_version:{get_version()}",
         "date:" + time.strftime("%Y%m%d", time.gmtime()),
     ]
 
@@ -79,28 +79,74 @@ def _source_files(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def _ustar_header(name: str, size: int) -> bytes | None:
+    """A POSIX ustar header for a regular file (mode 0644, owner 0, mtime 0), or None if the name is too long."""
+    raw = name.encode("utf-8")
+    prefix = b""
+    if len(raw) > 100:
+        cut = raw.rfind(b"/", 0, 156)
+        if cut <= 0 or len(raw) - cut - 1 > 100:
+            return None
+        prefix, raw = raw[:cut], raw[cut + 1:]
+    header = bytearray(512)
+    header[0:len(raw)] = raw
+    header[100:108] = b"0000644\0"
+    header[108:116] = b"0000000\0"
+    header[116:124] = b"0000000\0"
+    header[124:136] = b"%011o\0" % size
+    header[136:148] = b"00000000000\0"
+    header[148:156] = b" " * 8
+    header[156:157] = b"0"
+    header[257:265] = b"ustar\x0000"
+    header[345:345 + len(prefix)] = prefix
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
 def code_package(flow_file: str | os.PathLike[str], flow_name: str) -> bytes:
     """The deterministic ``tar.gz`` snapshot of the flow's directory.
 
+    Written by hand (ustar headers + zlib's gzip framing, mtime 0) rather than with
+    ``tarfile``/``gzip``, whose imports cost more than the rest of a small run.
+
     Example
     -------
-    >>> import tempfile, pathlib
+    >>> import tempfile, pathlib, tarfile, io
     >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "f.py").write_text("x = 1\\n")
     6
-    >>> code_package(d / "f.py", "F") == code_package(d / "f.py", "F")
+    >>> data = code_package(d / "f.py", "F")
+    >>> data == code_package(d / "f.py", "F")
     True
+    >>> tarfile.open(fileobj=io.BytesIO(data)).getnames()
+    ['f.py', '.runstore/INFO']
     """
+    import zlib
+
+    script = Path(flow_file).resolve()
+    members = [(rel, path.read_bytes()) for rel, path in _source_files(script.parent)]
+    info = json.dumps({"flow_name": flow_name, "script": script.name, "runstore_version": get_version()},
+                      sort_keys=True).encode()
+    members.append((".runstore/INFO", info))
+    parts: list[bytes] = []
+    for name, data in members:
+        header = _ustar_header(name, len(data))
+        if header is None:
+            return _code_package_tarfile(members)
+        parts += [header, data, b"\0" * (-len(data) % 512)]
+    parts.append(b"\0" * 1024)
+    gz = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: gzip framing, mtime 0
+    return gz.compress(b"".join(parts)) + gz.flush()
+
+
+def _code_package_tarfile(members: list[tuple[str, bytes]]) -> bytes:
+    """Fallback for very long member names: the same archive through ``tarfile``."""
     import gzip
     import tarfile
 
-    script = Path(flow_file).resolve()
     buf = io.BytesIO()
-    members = _source_files(script.parent)
-    info = json.dumps({"flow_name": flow_name, "script": script.name, "runstore_version": __version__},
-                      sort_keys=True).encode()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for name, data in [(rel, path.read_bytes()) for rel, path in members] + [(".runstore/INFO", info)]:
+            for name, data in members:
                 entry = tarfile.TarInfo(name)
                 entry.size = len(data)
                 entry.mtime = 0
@@ -162,7 +208,7 @@ def environment_metadata(flow_file: str | None) -> dict[str, str]:
         "runtime": "local",
         "python_version": python_version(),
         "platform": platform_name(),
-        "runstore_version": __version__,
+        "runstore_version": get_version(),
         "script-name": os.path.basename(flow_file) if flow_file else "",
     }
     if flow_file:

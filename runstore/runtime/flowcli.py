@@ -1,4 +1,7 @@
-"""The command line of a flow file: ``python flow.py [--db PATH] [--quiet] run|show|check|logs|dump``.
+"""The command line of a flow file: ``python flow.py [--db PATH] [--quiet] COMMAND``.
+
+Commands: run, resume, show, check, logs, dump, tag, deploy, trigger (resume lives
+in :mod:`.resume`, deploy and trigger in :mod:`.deploycmd`).
 
 Every flow gets the same commands; each flow parameter becomes a ``--<name>``
 option of ``run``. A bad value is a usage error (exit 2) and nothing is stored; a
@@ -56,14 +59,46 @@ def _param_option(param: Any) -> click.Option:
     if param.required:
         help_text = f"{help_text} [required]".strip()
     ptype: click.ParamType = click.Path(dir_okay=False) if param.IS_INCLUDE_FILE else _ParamType(param)
+    # Required is checked by resolve_parameters (same message), so that `run --clone`
+    # can take a required value from the cloned run.
     return click.Option([param.option, f"p__{param.attr_name}"], type=ptype, default=None,
-                        required=param.required, help=help_text or None)
+                        required=False, help=help_text or None)
 
 
 def _open_store(db: str | None) -> Any:
     from ..store import Store
 
     return Store(db) if db else Store()
+
+
+def launch_options(func: Any) -> Any:
+    """The options ``run`` and ``resume`` share: --tag, --max-workers, --max-num-splits,
+    --namespace, --run-id-file."""
+    for option in reversed([
+        click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable)."),
+        click.option("--max-workers", type=click.IntRange(min=1), default=None,
+                     help="Tasks run at once [default: number of CPUs]."),
+        click.option("--max-num-splits", type=click.IntRange(min=1), default=100,
+                     help="Most children one foreach may create."),
+        click.option("--namespace", "user_namespace", default=None,
+                     help="Client namespace inside steps ('' = global)."),
+        click.option("--run-id-file", type=click.Path(dir_okay=False), default=None,
+                     help="Write the run number to this file when the run starts."),
+    ]):
+        func = option(func)
+    return func
+
+
+def run_id_writer(run_id_file: str | None) -> Any:
+    """The ``on_run_created`` callback of ``--run-id-file`` (None without the option)."""
+    if not run_id_file:
+        return None
+
+    def created(record: Any) -> None:
+        with open(run_id_file, "w") as fh:
+            fh.write(str(record.run_number))
+
+    return created
 
 
 def make_cli(flow_class: Any) -> click.Group:
@@ -79,21 +114,22 @@ def make_cli(flow_class: Any) -> click.Group:
     @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
     @click.pass_context
     def cli(ctx: click.Context, db: str | None, quiet: bool) -> None:
-        ctx.obj = {"db": db, "quiet": quiet}
+        opened: list[Any] = []
+
+        def store() -> Any:  # opened on first use; the `tag` commands find it here too
+            if not opened:
+                opened.append(_open_store(db))
+            return opened[0]
+
+        ctx.obj = {"db": db, "quiet": quiet, "store": store}
 
     @cli.command(context_settings={"show_default": True})
-    @click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable).")
-    @click.option("--max-workers", type=click.IntRange(min=1), default=None,
-                  help="Tasks run at once [default: number of CPUs].")
-    @click.option("--max-num-splits", type=click.IntRange(min=1), default=100,
-                  help="Most children one foreach may create.")
-    @click.option("--namespace", "user_namespace", default=None,
-                  help="Client namespace inside steps ('' = global).")
-    @click.option("--run-id-file", type=click.Path(dir_okay=False), default=None,
-                  help="Write the run number to this file when the run starts.")
+    @launch_options
+    @click.option("--clone", default=None, metavar="RUN",
+                  help="Take the parameter values of run RUN (those given here win).")
     @click.pass_context
     def run(ctx: click.Context, tags: tuple[str, ...], max_workers: int | None, max_num_splits: int,
-            user_namespace: str | None, run_id_file: str | None, **kwargs: Any) -> None:
+            user_namespace: str | None, run_id_file: str | None, clone: str | None, **kwargs: Any) -> None:
         """Run the flow.
 
         \b
@@ -106,33 +142,20 @@ def make_cli(flow_class: Any) -> click.Group:
         validate_tags(list(tags))
         given = {k[3:]: v for k, v in kwargs.items() if k.startswith("p__") and v is not None}
         try:
-            values = resolve_parameters(flow_class, given)
+            if clone is None:
+                values = resolve_parameters(flow_class, given)
+            else:
+                from .resume import clone_parameters
+
+                values = clone_parameters(flow_class, ctx.obj["store"](), clone, given)
         except ParameterError as exc:
             raise click.UsageError(str(exc), ctx) from None
-        store = _open_store(ctx.obj["db"])
-
-        def created(record: Any) -> None:
-            if run_id_file:
-                with open(run_id_file, "w") as fh:
-                    fh.write(str(record.run_number))
-
+        store = ctx.obj["store"]()
         outcome = execute(flow_class, store, values, tags=list(tags), max_workers=max_workers,
                           max_num_splits=max_num_splits, namespace=user_namespace,
                           namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
-                          on_run_created=created)
-        code = 0 if outcome.successful else 1
-        if not outcome.successful and ctx.obj["quiet"]:
-            for line in outcome.failed_steps:
-                click.echo(line, err=True)
-        if outcome.used_workers:
-            # No user code ran in this process (it ran in the workers), and the run is
-            # committed and checkpointed: skip interpreter teardown, which costs more
-            # than the run itself for small flows.
-            store.close()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        ctx.exit(code)
+                          on_run_created=run_id_writer(run_id_file))
+        exit_with(ctx, store, outcome)
 
     for param in params:
         run.params.append(_param_option(param))
@@ -177,7 +200,7 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py logs 3/start
         """
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         tasks = _tasks_of(store, name, pathspec)
         for task in tasks:
             record = store.attempt_record(task["task_id"]) or {}
@@ -198,7 +221,7 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py dump 3/end
         """
-        store = _open_store(ctx.obj["db"])
+        store = ctx.obj["store"]()
         for task in _tasks_of(store, name, pathspec):
             click.echo(f"{name}/{pathspec.split('/')[0]}/{task['step']}/{task['task_id']}:")
             for art, ref in store.task_artifact_refs(task["task_id"]).items():
@@ -213,6 +236,13 @@ def make_cli(flow_class: Any) -> click.Group:
                         shown = f"< {exc.headline}: {exc} >"
                 click.echo(f"    {art} [size: {ref.size} type: {ref.type}] = {shown}")
 
+    from .deploycmd import deploy_command, trigger_command
+    from .resume import resume_command
+
+    cli.add_command(resume_command(flow_class), "resume")
+    cli.add_command(deploy_command(flow_class), "deploy")
+    cli.add_command(trigger_command(flow_class), "trigger")
+
     try:  # the `tag` commands live with the client (runstore/tagcmd.py)
         from ..tagcmd import make_tag_command
     except ImportError:
@@ -220,6 +250,23 @@ def make_cli(flow_class: Any) -> click.Group:
     else:
         cli.add_command(make_tag_command(name), "tag")
     return cli
+
+
+def exit_with(ctx: click.Context, store: Any, outcome: Any) -> None:
+    """End a ``run``/``resume`` command: exit 0 when the run succeeded, else 1."""
+    code = 0 if outcome.successful else 1
+    if not outcome.successful and ctx.obj["quiet"]:
+        for line in outcome.failed_steps:
+            click.echo(line, err=True)
+    if outcome.used_workers:
+        # No user code ran in this process (it ran in the workers), and the run is
+        # committed and checkpointed: skip interpreter teardown, which costs more
+        # than the run itself for small flows.
+        store.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    ctx.exit(code)
 
 
 def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[dict[str, Any]]:
@@ -230,7 +277,7 @@ def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[dict[str, Any]]
         parts = parts[1:]
     if len(parts) not in (2, 3) or not parts[0].isdigit() or (len(parts) == 3 and not parts[2].isdigit()):
         raise InvalidPathspec(f"expected RUN/STEP or RUN/STEP/TASK (e.g. 3/start), not {pathspec!r}")
-    found = store.find_run(flow_name, int(parts[0]))
+    found = store.run_ref(flow_name, int(parts[0]))
     if found is None:
         raise NotFound(f"Run('{flow_name}/{parts[0]}') does not exist in {store.where}")
     tasks = store.run_tasks(found[0], parts[1], int(parts[2]) if len(parts) == 3 else None)

@@ -24,7 +24,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..errors import FlowDefinitionError, ParameterError, RunFailed
 from ..flowspec import FlowSpec
@@ -33,7 +33,7 @@ from .scheduler import RunOutcome, Scheduler
 __all__ = ["Runner", "execute", "load_flow", "resolve_parameters"]
 
 
-def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, tags: list[str] = (),  # type: ignore[assignment]
+def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, tags: Sequence[str] = (),
             max_workers: int | None = None, max_num_splits: int = 100, namespace: str | None = None,
             namespace_given: bool = False, quiet: bool = False,
             on_run_created: Callable[[Any], None] | None = None) -> RunOutcome:
@@ -136,8 +136,8 @@ class Runner:
         return self.store
 
     def run(self, *, tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None,
-            max_num_splits: int = 100, namespace: Any = ..., raise_on_failure: bool = False,
-            **params: Any) -> Any:
+            max_num_splits: int = 100, namespace: Any = ..., raise_on_failure: bool = True,
+            clone: Any = None, **params: Any) -> Any:
         """Run the flow with ``params`` (by attribute or parameter name) and return the ``Run``.
 
         Raises
@@ -145,7 +145,10 @@ class Runner:
         ParameterError
             For an unknown or bad parameter (nothing is stored).
         RunFailed
-            Only with ``raise_on_failure=True``, when a step failed.
+            When a step failed (its ``run`` attribute is the failed ``Run``); pass
+            ``raise_on_failure=False`` to get the failed ``Run`` returned instead.
+
+        ``clone=N`` takes the parameter values of run N for those not given.
         """
         from ..tags import validate_tags
 
@@ -159,14 +162,55 @@ class Runner:
                 raise ParameterError(f"{self.flow_class.__name__} has no parameter {key!r}; "
                                      f"parameters are: {', '.join(known) or 'none'}")
             given[attr] = value
-        values = resolve_parameters(self.flow_class, given)
+        if clone is None:
+            values = resolve_parameters(self.flow_class, given)
+        else:
+            from .resume import clone_parameters
+
+            values = clone_parameters(self.flow_class, self._store(), clone, given)
         outcome = execute(self.flow_class, self._store(), values, tags=list(tags), max_workers=max_workers,
                           max_num_splits=max_num_splits, namespace=None if namespace is ... else namespace,
                           namespace_given=namespace is not ..., quiet=self.quiet)
         self.outcome = outcome
+        run = self._client_run(outcome)
         if raise_on_failure and not outcome.successful:
-            raise RunFailed(f"{outcome.pathspec} failed: " + "; ".join(outcome.failed_steps))
-        return self._client_run(outcome)
+            raise RunFailed(f"{outcome.pathspec} failed: " + "; ".join(outcome.failed_steps), run=run)
+        return run
+
+    def resume(self, step: str | None = None, *, origin_run_id: Any = None,
+               tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None,
+               max_num_splits: int = 100, namespace: Any = ..., raise_on_failure: bool = True) -> Any:
+        """Resume a run (default: your latest ``run`` of this flow) and return the new ``Run``.
+
+        Successful tasks before the first failure (or before ``step``) are cloned,
+        the rest runs again; parameters are the origin's. See ``docs/resume.md``.
+
+        Raises
+        ------
+        NotFound
+            The origin run does not exist (nothing is stored).
+        ResumeError
+            ``step`` is not a step of the flow (nothing is stored).
+        RunFailed
+            When a step failed again (its ``run`` attribute is the new ``Run``);
+            ``raise_on_failure=False`` returns the failed ``Run`` instead.
+
+        Example
+        -------
+        >>> # Runner(TrainFlow).resume(origin_run_id=3).origin_pathspec
+        >>> # 'TrainFlow/3'
+        """
+        from .resume import resume
+
+        outcome = resume(self.flow_class, self._store(), step=step, origin_run_id=origin_run_id, tags=list(tags),
+                         max_workers=max_workers, max_num_splits=max_num_splits,
+                         namespace=None if namespace is ... else namespace, namespace_given=namespace is not ...,
+                         quiet=self.quiet)
+        self.outcome = outcome
+        run = self._client_run(outcome)
+        if raise_on_failure and not outcome.successful:
+            raise RunFailed(f"{outcome.pathspec} failed: " + "; ".join(outcome.failed_steps), run=run)
+        return run
 
     def _client_run(self, outcome: RunOutcome) -> Any:
         try:

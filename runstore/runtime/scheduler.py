@@ -126,10 +126,7 @@ class Scheduler:
         code_id = None
         if self.flow_file:
             code_id = store.add_code_package(code_package(self.flow_file, name), os.path.basename(self.flow_file))
-        record = store.create_run(
-            name, user=self.username, namespace=self.identity, system_tags=system_tags(), user_tags=self.tags,
-            invocation="run", code_id=code_id, end_step="end",
-        )
+        record = self._create_run(name, system_tags(), code_id)
         self.record = record
         if self.on_run_created:
             self.on_run_created(record)
@@ -161,6 +158,18 @@ class Scheduler:
         outcome = RunOutcome(name, record.run_id, record.run_number, status, list(self.failed))
         outcome.used_workers = not self.inline
         return outcome
+
+    def _create_run(self, name: str, tags: list[str], code_id: int | None) -> Any:
+        """Allocate the run record (resume overrides this to record its origin).
+
+        ``trigger`` runs the deployed flow file with ``RUNSTORE_INVOCATION=trigger``.
+        """
+        # popped: a flow launched from inside a step is a plain run again
+        invocation = "trigger" if os.environ.pop("RUNSTORE_INVOCATION", None) == "trigger" else "run"
+        return self.store.create_run(
+            name, user=self.username, namespace=self.identity, system_tags=tags, user_tags=self.tags,
+            invocation=invocation, code_id=code_id, end_step="end",
+        )
 
     def _store_parameters(self) -> None:
         store, record = self.store, self.record
@@ -222,9 +231,6 @@ class Scheduler:
                 spec.attempt += 1
                 self.ready.append(spec)
                 return
-            if spec.catch_enabled:
-                # the worker could not catch (it died); nothing more to do than fail
-                pass
             self.failed.append(f"Step {spec.step} (task-id {spec.task_id}) failed: {result.error}")
             return
         done = _Done(spec.task_id, spec.step, spec.frames)

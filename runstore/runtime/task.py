@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextvars
 import os
 import sys
-import traceback
 from contextvars import ContextVar
 from typing import Any, TextIO
 
@@ -187,6 +186,8 @@ _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def _exception_info(exc: BaseException) -> tuple[str, str, str]:
     """``(type qualname, message, traceback)`` with the runtime's own frames left out."""
+    import traceback
+
     kind = type(exc)
     qual = f"{kind.__module__}.{kind.__qualname__}"
     tb = exc.__traceback__

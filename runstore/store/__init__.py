@@ -2,7 +2,8 @@
 
 ``Store`` is assembled from mixins, one module each: the connection policy and
 schema (``_db``), blobs (``_blobs``), run records (``_runs``), the client's
-reads and tag edits (``_queries``), maintenance and sharing (``_admin``: read-only
+reads and tag edits (``_queries``), resume's origin lookups and clones
+(``_resume``), maintenance and sharing (``_admin``: read-only
 SQL, delete, gc, export, merge, trust, doctor). This package is the
 only part of runstore that imports ``sqlite3``.
 """
@@ -20,6 +21,7 @@ from ._blobs import BlobsMixin, PreparedValue, StoredValue
 from ._db import BUSY_TIMEOUT, Database
 from ._deploy import Deployment, DeployMixin
 from ._queries import QueriesMixin
+from ._resume import ResumeMixin
 from ._runs import RunRecord, RunsMixin, effective_status
 
 __all__ = ["Store", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
@@ -55,7 +57,7 @@ def discover_path(db: str | os.PathLike[str] | None = None, *, cwd: str | os.Pat
     return start / DEFAULT_NAME, False
 
 
-class Store(AdminMixin, QueriesMixin, DeployMixin, RunsMixin, BlobsMixin, Database):
+class Store(AdminMixin, QueriesMixin, DeployMixin, ResumeMixin, RunsMixin, BlobsMixin, Database):
     """A runstore database: a file path, ``":memory:"``, or discovered (SPEC §2).
 
     Parameters

@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
+import sys
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -29,6 +33,7 @@ from urllib.parse import quote
 from ..blobs import CODECS
 from ..errors import InvalidPathspec, NotFound, StoreError, StoreReadOnlyError
 from ..trust import trust_mac
+from ..schema import SCHEMA_VERSION
 from ..util import now
 from ._runs import effective_status
 
@@ -176,6 +181,16 @@ def _sql_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | N
     return sqlite3.SQLITE_DENY
 
 
+def _allow_all(*_: object) -> int:
+    return sqlite3.SQLITE_OK
+
+
+def _clear_authorizer(conn: sqlite3.Connection) -> None:
+    # Python 3.10 cannot remove an authorizer (None became "remove" in 3.11; before, it
+    # makes every later statement "not authorized"), so install one that allows all.
+    conn.set_authorizer(None if sys.version_info >= (3, 11) else _allow_all)
+
+
 class AdminMixin:
     """Maintenance and sharing operations of a store. Mixed into ``Store``."""
 
@@ -237,7 +252,7 @@ class AdminMixin:
                 rows = cursor.fetchall()
                 columns = [d[0] for d in cursor.description or ()]
             finally:
-                conn.set_authorizer(None)
+                _clear_authorizer(conn)
                 if restore:
                     conn.execute("PRAGMA query_only = OFF")
         except (sqlite3.Error, sqlite3.Warning) as exc:
@@ -279,14 +294,16 @@ class AdminMixin:
 
         Steps, tasks, attempts, logs, artifacts rows, metadata and tags go with the
         run, in one transaction. Blobs stay until :meth:`gc` (another run may share
-        them). Run numbers are never reused: the flow's counter is kept. Returns the
-        deleted pathspecs.
+        them). Run numbers are never reused: the flow's counter is kept. A run that
+        is still going is refused (a crashed one can be deleted). Returns the deleted
+        pathspecs.
 
         Example
         -------
         >>> from runstore import Store
         >>> store = Store(":memory:")
-        >>> _ = [store.create_run("F", user="anne") for _ in range(3)]
+        >>> for _ in range(3):
+        ...     store.finish_run(store.create_run("F", user="anne").run_id, "succeeded")
         >>> store.delete_runs(["F/2"])
         ['F/2']
         >>> [r[0] for r in store.sql("SELECT run_number FROM runs").rows]
@@ -294,6 +311,14 @@ class AdminMixin:
         """
         with self.write() as conn:
             run_ids = self._resolve_runs(conn, pathspecs)
+            for batch in _batches(run_ids):
+                for flow, number, created, beat, host, pid in conn.execute(
+                    f"SELECT f.name, r.run_number, r.created_at, r.heartbeat_at, r.owner_host, r.owner_pid"
+                    f" FROM runs r JOIN flows f ON f.flow_id = r.flow_id WHERE r.status = 'running'"
+                    f" AND r.run_id IN ({_placeholders(len(batch))})", batch):
+                    if effective_status("running", beat, created, host, pid) == "running":
+                        raise StoreError(f"{flow}/{number} is still running (process {pid} on {host});"
+                                         " delete it when it has ended")
             deleted = []
             for batch in _batches(run_ids):
                 marks = _placeholders(len(batch))
@@ -478,7 +503,7 @@ class AdminMixin:
                 raise StoreError(f"cannot merge {other_path} into itself")
             if not other_path.is_file():
                 raise StoreError(f"{other_path} does not exist")
-            source = Store(other_path, readonly=True)
+            source = _open_source(other_path)
         try:
             with source.read() as conn:
                 run_ids = [row[0] for row in conn.execute("SELECT run_id FROM runs ORDER BY run_id")]
@@ -599,6 +624,33 @@ class AdminMixin:
                     " in when runs end (copy with `runstore backup` meanwhile)")
         report.facts["untrusted_pickles"] = self.untrusted_count()
         return report
+
+
+def _open_source(path: Path) -> AdminMixin:
+    """Open another store to read from, without ever writing to it.
+
+    A file written by an older runstore is upgraded in a private temporary copy.
+    """
+    from . import Store
+
+    try:
+        raw = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            version = raw.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            raw.close()
+    except sqlite3.Error:
+        version = SCHEMA_VERSION  # let Store report what is wrong with the file
+    if 0 < version < SCHEMA_VERSION:
+        scratch = Path(tempfile.mkdtemp(prefix="runstore-merge-"))
+        target = scratch / path.name
+        shutil.copyfile(path, target)
+        if Path(f"{path}-wal").exists():
+            shutil.copyfile(f"{path}-wal", f"{target}-wal")
+        store = Store(target)
+        weakref.finalize(store, shutil.rmtree, scratch, True)
+        return store
+    return Store(path, readonly=True)
 
 
 class _Transfer:

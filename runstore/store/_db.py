@@ -60,6 +60,30 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 # Connections inherited from a parent process across fork: kept alive, never used.
 _INHERITED: list[sqlite3.Connection] = []
 
+# Descriptors of store files whose header this process has checked, kept open for the
+# life of the process. Closing *any* descriptor of a file drops every POSIX lock the
+# process holds on it, SQLite's included (sqlite.org/howtocorrupt.html, 2.2): a second
+# Store(path) in a process that already has a connection to path would then let another
+# process take the file for its last connection and delete the WAL under the live one
+# (its later commits are lost). tests/test_store_locks.py pins this.
+_HEADER_FDS: dict[tuple[int, int], int] = {}
+
+
+def _read_header(path: Path) -> tuple[int, bytes]:
+    """``(size, first 100 bytes)`` of a store file, without ever closing a descriptor of it."""
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino)
+    fd = _HEADER_FDS.get(key)
+    if fd is not None and os.fstat(fd).st_nlink == 0:  # a deleted file whose inode number came back
+        del _HEADER_FDS[key]
+        os.close(fd)  # no lock of ours can be on a deleted file's descriptor that matters
+        fd = None
+    if fd is None:
+        fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(fd)
+        _HEADER_FDS.setdefault((st.st_dev, st.st_ino), fd)
+    return os.fstat(fd).st_size, os.pread(fd, 100, 0)
+
 
 def translate_error(exc: BaseException, where: str, busy_timeout: float = BUSY_TIMEOUT) -> RunstoreError:
     """Turn a ``sqlite3`` (or OS) error into the runstore error a user can act on.
@@ -216,9 +240,7 @@ class Database:
                 raise StoreReadOnlyError(
                     f"{path} is not writable; open it read-only (Store(path, readonly=True)) to read it"
                 )
-            size = path.stat().st_size
-            with open(path, "rb") as fh:
-                header = fh.read(100)
+            size, header = _read_header(path)
         except RunstoreError:
             raise
         except OSError as exc:

@@ -118,7 +118,7 @@ class QueriesMixin:
 
     # ------------------------------------------------------------ runs
 
-    def find_run(self, flow: str, run_number: int) -> Row | None:
+    def lookup_run(self, flow: str, run_number: int) -> Row | None:
         """One run by flow name and run number, with ``tags_json`` = ``[[tag, is_system], …]``.
 
         Example
@@ -126,7 +126,7 @@ class QueriesMixin:
         >>> from runstore import Store
         >>> store = Store(":memory:")
         >>> _ = store.create_run("HelloFlow", user="anne")
-        >>> store.find_run("HelloFlow", 1)["user_name"]
+        >>> store.lookup_run("HelloFlow", 1)["user_name"]
         'anne'
         """
         with self.read() as conn:
@@ -136,8 +136,8 @@ class QueriesMixin:
                 (flow, run_number),
             ))
 
-    def find_run_by_id(self, run_id: int) -> Row | None:
-        """One run by its internal ``run_id`` (same columns as :meth:`find_run`)."""
+    def lookup_run_by_id(self, run_id: int) -> Row | None:
+        """One run by its internal ``run_id`` (same columns as :meth:`lookup_run`)."""
         with self.read() as conn:
             return _one(conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs r JOIN flows f ON f.flow_id = r.flow_id WHERE r.run_id = ?",

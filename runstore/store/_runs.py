@@ -379,6 +379,13 @@ class RunsMixin:
                 (stamp, attempt, task_id),
             )
 
+    @staticmethod
+    def _attempt_or_latest(conn: sqlite3.Connection, task_id: int, attempt: int | None) -> int | None:
+        if attempt is not None:
+            return attempt
+        row = conn.execute("SELECT attempt FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        return None if row is None else row[0]
+
     def task_artifact_refs(self, task_id: int, attempt: int | None = None) -> dict[str, StoredValue]:
         """The artifacts of a task's latest (or given) attempt, as references (nothing loaded).
 
@@ -394,11 +401,9 @@ class RunsMixin:
         '1'
         """
         with self.read() as conn:
+            attempt = self._attempt_or_latest(conn, task_id, attempt)
             if attempt is None:
-                row = conn.execute("SELECT attempt FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-                if row is None:
-                    raise NotFound(f"task {task_id} does not exist in {self.where}")
-                attempt = row[0]
+                raise NotFound(f"task {task_id} does not exist in {self.where}")
             rows = conn.execute(
                 "SELECT name, blob_key, encoding, size, type, json_value FROM artifacts"
                 " WHERE task_id = ? AND attempt = ? ORDER BY name",
@@ -406,7 +411,7 @@ class RunsMixin:
             ).fetchall()
         return {name: StoredValue(key, enc, size, typ, js) for name, key, enc, size, typ, js in rows}
 
-    def find_run(self, flow: str, run_number: int | None = None) -> tuple[int, int] | None:
+    def run_ref(self, flow: str, run_number: int | None = None) -> tuple[int, int] | None:
         """``(run_id, run_number)`` of run ``run_number`` of ``flow`` (default: its latest run)."""
         with self.read() as conn:
             sql = ("SELECT r.run_id, r.run_number FROM runs r JOIN flows f ON f.flow_id = r.flow_id"
@@ -435,11 +440,9 @@ class RunsMixin:
     def attempt_record(self, task_id: int, attempt: int | None = None) -> dict[str, Any] | None:
         """One attempt's outcome: status, logs and exception (latest attempt by default)."""
         with self.read() as conn:
+            attempt = self._attempt_or_latest(conn, task_id, attempt)
             if attempt is None:
-                row = conn.execute("SELECT attempt FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-                if row is None:
-                    return None
-                attempt = row[0]
+                return None
             row = conn.execute(
                 "SELECT attempt, status, stdout, stderr, exception_type, exception_message, traceback, pid"
                 " FROM attempts WHERE task_id = ? AND attempt = ?",

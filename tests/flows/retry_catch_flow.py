@@ -1,6 +1,7 @@
 """@retry that succeeds on attempt 1, @catch that swallows an error, a worker that dies."""
 
 import os
+import signal
 
 from runstore import FlowSpec, catch, current, retry, step
 
@@ -15,6 +16,8 @@ class RetryCatchFlow(FlowSpec):
     def flaky(self):
         print(f"flaky attempt {current.retry_count}")
         if current.retry_count == 0:
+            if os.environ.get("HARD_CRASH") == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
             if os.environ.get("HARD_CRASH"):
                 os._exit(13)
             raise RuntimeError("first attempt fails")

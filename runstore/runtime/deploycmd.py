@@ -1,0 +1,188 @@
+"""``python flow.py deploy`` and ``python flow.py trigger``: production runs (SPEC §7).
+
+``deploy`` stores the flow's code snapshot as its production deployment, through
+:func:`runstore.production.deploy` (tokens, authorization, generations), and says
+which namespace production runs land in and which command to share with people
+who may deploy next.
+
+``trigger`` runs the *deployed* code, not the working copy: the deployment's code
+package is unpacked into a temporary directory and its flow file is run against the
+same store, with ``RUNSTORE_PRODUCTION_TOKEN`` set so the run's identity (and only
+namespace tag) is the production namespace and ``current.is_production`` is true.
+Parameters after ``trigger`` go to the deployed flow's ``run`` command.
+
+Example
+-------
+::
+
+    $ python train.py deploy
+    $ python train.py trigger --alpha 0.5
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import NotFound, RunstoreError
+
+__all__ = ["deploy_command", "trigger_command", "extract_code", "PRODUCTION_PREFIX"]
+
+PRODUCTION_PREFIX = "production:"
+
+
+def _flow_file(flow_class: type) -> str:
+    from .environment import flow_file_of
+
+    path = flow_file_of(flow_class)
+    if path is None:
+        raise RunstoreError(f"{flow_class.__name__} has no flow file to deploy (it was not defined in a file)")
+    return path
+
+
+def deploy_command(flow_class: type) -> click.Command:
+    """The ``deploy`` command of a flow's command line."""
+    name = flow_class.__name__
+
+    @click.command()
+    @click.option("--authorize", default=None, metavar="TOKEN",
+                  help="The production token of the current deployment (needed once, if someone else deployed).")
+    @click.option("--generate-new-token", is_flag=True,
+                  help="Move production to a fresh namespace with a new token.")
+    @click.pass_context
+    def deploy(ctx: click.Context, authorize: str | None, generate_new_token: bool) -> None:
+        """Make this code the flow's production deployment.
+
+        Production runs ('trigger') land in their own namespace,
+        production:<Flow>-<generation>-<id>. Deploying over someone else's
+        deployment needs their production token once (--authorize TOKEN).
+
+        \b
+        Example:
+            python flow.py deploy
+            python flow.py deploy --authorize TOKEN
+        """
+        from ..production import deploy as deploy_flow
+        from ..util import resolve_username
+        from .environment import code_package
+        flow_file = _flow_file(flow_class)
+        script = os.path.basename(flow_file)
+        store = ctx.obj["store"]()
+        if store.in_memory:
+            raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
+        user = resolve_username()
+        code_id = store.add_code_package(code_package(flow_file, name), script)
+        result = deploy_flow(store, name, user=user, code_id=code_id, script_name=script,
+                             authorize=authorize, generate_new_token=generate_new_token)
+        dep = result.deployment
+        db = f" --db {ctx.obj['db']}" if ctx.obj["db"] else ""
+        if result.first_time:
+            click.echo(f"This is the first deployment of {name} to production in {store.where}.")
+        elif result.new_namespace:
+            click.echo(f"Production moved to a fresh namespace (generation {dep.generation}); "
+                       "the previous token no longer authorizes deploys.")
+        click.echo(f"Deployed {name} ({script}, generation {dep.generation}) by {dep.owner}.")
+        click.echo("The namespace of this production flow is")
+        click.echo(f"    {dep.namespace}")
+        click.echo("To analyze results of this production flow add this line to your notebooks:")
+        click.echo(f"    namespace(\"{dep.namespace}\")")
+        if result.token is not None:
+            click.echo("To let someone else deploy new versions of this flow, share this command with them"
+                       " (the token is a secret; it is saved for you in your runstore config):")
+            click.echo(f"    python {script}{db} deploy --authorize {result.token}")
+        else:
+            click.echo("Your production token is not saved on this machine; "
+                       f"'python {script}{db} deploy --generate-new-token' makes a new one.")
+        click.echo("To run the deployed code in production:")
+        click.echo(f"    python {script}{db} trigger")
+
+    return deploy
+
+
+def extract_code(tarball: bytes, into: str | os.PathLike[str]) -> Path:
+    """Unpack a code package into ``into`` (refusing members that would land outside it).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from runstore.runtime.environment import code_package
+    >>> src = Path(tempfile.mkdtemp()); _ = (src / "f.py").write_text("x = 1\\n")
+    >>> out = extract_code(code_package(src / "f.py", "F"), tempfile.mkdtemp())
+    >>> sorted(p.name for p in out.iterdir())
+    ['.runstore', 'f.py']
+    """
+    import io
+
+    root = Path(into).resolve()
+    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            target = (root / member.name).resolve()
+            if not member.isfile() or (target != root and root not in target.parents):
+                raise RunstoreError(f"the code package has an unexpected member {member.name!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None
+            target.write_bytes(source.read())
+    return root
+
+
+def trigger_command(flow_class: type) -> click.Command:
+    """The ``trigger`` command of a flow's command line."""
+    name = flow_class.__name__
+
+    @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                     "help_option_names": ["-h", "--help"]})
+    @click.pass_context
+    def trigger(ctx: click.Context) -> None:
+        """Run the deployed code in the production namespace.
+
+        Everything after 'trigger' (parameters, --tag, --max-workers) goes to the
+        deployed flow's 'run' command. The run carries the production namespace
+        tag and no user tag; inside it current.is_production is True.
+
+        \b
+        Example:
+            python flow.py trigger --alpha 0.5
+        """
+        from ..version import INFO_ENV
+
+        store = ctx.obj["store"]()
+        if store.in_memory or store.path is None:
+            raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
+        dep = store.get_deployment(name)
+        if dep is None:
+            raise NotFound(f"{name} is not deployed to production in {store.where}; run 'deploy' first")
+        package = store.find_code_package(dep.code_id) if dep.code_id is not None else None
+        if package is None:
+            raise NotFound(f"the code of {name}'s production deployment is missing from {store.where}")
+        tarball = store.load_value(package["blob_key"], "bytes")
+        workdir = tempfile.mkdtemp(prefix=f"runstore-{name}-")
+        try:
+            root = extract_code(tarball, workdir)
+            script = root / (dep.script_name or package["script_name"])
+            env = dict(os.environ)
+            env["RUNSTORE_PRODUCTION_TOKEN"] = dep.namespace[len(PRODUCTION_PREFIX):] \
+                if dep.namespace.startswith(PRODUCTION_PREFIX) else dep.namespace
+            env["RUNSTORE_INVOCATION"] = "trigger"
+            env[INFO_ENV] = str(root / ".runstore" / "INFO")
+            if not ctx.obj["quiet"]:
+                click.echo(f"Triggering {name} (generation {dep.generation}, deployed by {dep.owner}) "
+                           f"in {dep.namespace}.", err=True)
+            argv = [sys.executable, str(script), "--db", str(store.path)]
+            if ctx.obj["quiet"]:
+                argv.append("--quiet")
+            store.close()
+            code = subprocess.call([*argv, "run", *ctx.args], env=env, cwd=os.getcwd())
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        ctx.exit(code)
+
+    return trigger
