@@ -24,6 +24,7 @@ this file adds the other points, the worker kills, the artifact checks and resum
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -323,11 +324,20 @@ def test_kill_9_leaves_a_sound_file_and_an_unsuccessful_run(crashed: tuple[Path,
         assert orphan_chunks(store) >= 1
         assert big == 0
     if "finishing" in name:
-        assert (
-            big == 2 and done == 8
-        )  # every task (big and end hold the array) committed; only the run row is left
-    problems = store.doctor().problems
-    assert problems == []
+        # every task committed (big and end both hold the array); only the run row is left
+        assert big == 2 and done == 8
+    report = store.doctor()
+    assert report.problems == []
+    # what a user sees on the command line: the status, and doctor naming the crashed run
+    listing = subprocess.run(
+        [sys.executable, "-m", "runstore", "--db", str(db), "runs", "--all", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert [r["status"] for r in json.loads(listing.stdout)] == [run_status(store)[0]]
+    crashed_warning = any("CrashFlow/1" in w for w in report.warnings)
+    assert crashed_warning == (run_status(store)[0] == "crashed")
 
 
 def test_resume_after_kill_9_equals_a_clean_run(crashed: tuple[Path, str, Store], clean_run: dict) -> None:
