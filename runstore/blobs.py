@@ -40,6 +40,7 @@ import io
 import json
 import math
 import sys
+import threading
 from dataclasses import dataclass
 from typing import IO, Any, Callable
 
@@ -147,7 +148,12 @@ class ChunkSink(io.RawIOBase):
 
     def close(self) -> EncodedBlob:  # type: ignore[override]
         if self._result is None:
-            if self._buffer or not self._chunk_keys:
+            if not self._chunk_keys:  # one chunk: its key is the blob key, no second hash
+                key = self._hash.hexdigest()
+                self._chunk_keys.append(key)
+                self._on_chunk(key, self._buffer)
+                self._buffer = bytearray()
+            elif self._buffer:
                 self._emit(self._buffer)
                 self._buffer = bytearray()
             self._result = EncodedBlob(self._hash.hexdigest(), self._size, tuple(self._chunk_keys))
@@ -451,10 +457,21 @@ def type_name(value: Any) -> str:
 _SAMPLE = 256 * 1024
 
 
-def _zstd() -> Any:
-    import zstandard
+_ZSTD = threading.local()  # zstd (de)compressors are reusable but not thread-safe
 
-    return zstandard
+
+def _zstd(kind: str) -> Any:
+    """This thread's cached ``ZstdCompressor`` (level 1 or 3) or ``ZstdDecompressor``."""
+    cached = getattr(_ZSTD, kind, None)
+    if cached is None:
+        import zstandard
+
+        if kind == "decompress":
+            cached = zstandard.ZstdDecompressor()
+        else:
+            cached = zstandard.ZstdCompressor(level=1 if kind == "sample" else 3)
+        setattr(_ZSTD, kind, cached)
+    return cached
 
 
 def compress_chunk(data: bytes | bytearray | memoryview) -> tuple[str, bytes | bytearray | memoryview]:
@@ -471,15 +488,14 @@ def compress_chunk(data: bytes | bytearray | memoryview) -> tuple[str, bytes | b
     >>> compress_chunk(os.urandom(1000))[0]
     'none'
     """
-    zstandard = _zstd()
     n = len(data)
     if n < 64:
         return "none", data
     if n > 4 * _SAMPLE:
-        sample = zstandard.ZstdCompressor(level=1).compress(memoryview(data)[:_SAMPLE])
+        sample = _zstd("sample").compress(memoryview(data)[:_SAMPLE])
         if len(sample) > 0.9 * _SAMPLE:
             return "none", data
-    packed = zstandard.ZstdCompressor(level=3).compress(data)
+    packed = _zstd("compress").compress(data)
     if len(packed) >= 0.95 * n:
         return "none", data
     return "zstd", packed
@@ -497,5 +513,5 @@ def decompress_chunk(compression: str, data: bytes, raw_size: int) -> bytes:
     if compression == "none":
         return data
     if compression == "zstd":
-        return _zstd().ZstdDecompressor().decompress(data, max_output_size=raw_size)
+        return _zstd("decompress").decompress(data, max_output_size=raw_size)
     raise CodecError(f"unknown chunk compression {compression!r}")

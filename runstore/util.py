@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import UnknownUser
 
-__all__ = ["resolve_username", "now", "config_dir", "hostname", "pid_alive"]
+__all__ = ["resolve_username", "now", "config_dir", "hostname", "pid_alive", "pause_point"]
 
 
 def resolve_username() -> str:
@@ -116,3 +116,34 @@ def pid_alive(pid: int) -> bool:
             return fh.read().split(b") ", 1)[1][:1] != b"Z"
     except (OSError, IndexError):
         return True
+
+
+#: Crash tests only: ``RUNSTORE_TEST_PAUSE_AT=<point>[@<step>]:<seconds>`` makes the
+#: runtime stop at a named point so a test can ``kill -9`` it there (see pause_point).
+TEST_PAUSE_VAR = "RUNSTORE_TEST_PAUSE_AT"
+
+
+def pause_point(point: str, step: str | None = None) -> None:
+    """Pause here when ``RUNSTORE_TEST_PAUSE_AT`` names this point (crash tests only).
+
+    The runtime calls this at ``task_start`` (attempt recorded, user code not yet
+    run), ``task_persist`` (artifacts encoded and their large chunks written, the
+    attempt's commit not yet done) and ``run_finish`` (every task done, the run's
+    final status not yet written). When the variable is unset this is one dict
+    lookup. When it matches (``<point>`` or ``<point>@<step>``), the process writes
+    ``runstore-test-pause <point> pid=<pid>`` to its stderr file descriptor and
+    sleeps ``<seconds>``, so a test can poll its stderr and kill that pid at
+    exactly that point (tests/test_reliability_crash.py).
+
+    Example
+    -------
+    >>> pause_point("task_persist", "start")  # no-op unless the variable is set
+    """
+    spec = os.environ.get(TEST_PAUSE_VAR)
+    if not spec:
+        return
+    target, _, seconds = spec.rpartition(":")
+    if target not in (point, f"{point}@{step}"):
+        return
+    os.write(2, f"runstore-test-pause {point} pid={os.getpid()}\n".encode())
+    time.sleep(float(seconds or 0))

@@ -243,8 +243,21 @@ def test_kill_9_of_the_scheduler_leaves_a_sound_file_and_a_crashed_run(tmp_path:
         assert effective_status(*row) == "crashed"
         start = tasks(db, "SlowFlow", "start")[0]
         assert start["status"] == "succeeded"
+        # The worker dies with its scheduler (PR_SET_PDEATHSIG) instead of finishing the step.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, "a worker outlived its killed scheduler"
+            time.sleep(0.05)
+        assert tasks(db, "SlowFlow", "wait")[0]["status"] == "running"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the orphaned worker still sleeping in the step
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_tag_commands_are_mounted_and_use_db(tmp_path: Path) -> None:

@@ -23,9 +23,16 @@ __all__ = ["ClientObject"]
 Row = dict[str, Any]
 
 
+#: Largest id SQLite can store; a larger one cannot exist (and must not reach SQLite).
+_MAX_ID = 2**63 - 1
+
+
 def _number(text: str) -> int | None:
     """A run number or task id in its one canonical spelling (``"5"``, not ``"05"``)."""
-    return int(text) if text.isdigit() and str(int(text)) == text else None
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if str(number) == text and number <= _MAX_ID else None
 
 
 def _utc(ts: float | None) -> datetime | None:
@@ -101,10 +108,12 @@ class ClientObject:
         if isinstance(attempt, bool) or not isinstance(attempt, int):
             try:
                 attempt = int(attempt)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise NotFound("Attempt can only be an integer") from None
         if attempt < 0:
             raise NotFound("Attempt can only be non-negative")
+        if attempt > _MAX_ID:
+            raise NotFound(f"Attempt {attempt} does not exist")
         return attempt
 
     def _split(self, pathspec: str | None) -> list[str]:

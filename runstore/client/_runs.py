@@ -10,7 +10,7 @@ from ..errors import NotFound, TaggingError
 from ..namespace import get_namespace, resolve_store
 from ..store import effective_status
 from ..tags import validate_tag
-from ._base import ClientObject, Row, _filter_by_tags, _utc
+from ._base import _MAX_ID, ClientObject, Row, _filter_by_tags, _utc
 from ._values import Code
 
 if TYPE_CHECKING:
@@ -188,9 +188,10 @@ class Flow(ClientObject):
     def __contains__(self, run_id: Any) -> bool:
         try:
             number = int(run_id)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return False
-        return str(number) == str(run_id) and self._store.run_exists(self._parts[0], number)
+        return str(number) == str(run_id) and 0 <= number <= _MAX_ID and \
+            self._store.run_exists(self._parts[0], number)
 
 
 # ---------------------------------------------------------------- run

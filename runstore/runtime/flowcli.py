@@ -275,12 +275,15 @@ def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[dict[str, Any]]
     parts = pathspec.strip("/").split("/")
     if parts and parts[0] == flow_name:
         parts = parts[1:]
-    if len(parts) not in (2, 3) or not parts[0].isdigit() or (len(parts) == 3 and not parts[2].isdigit()):
+    numbers = [parts[0]] + parts[2:3]
+    # ASCII digits only ("²".isdigit() is true, int("²") fails); ids beyond SQLite's range cannot exist
+    if len(parts) not in (2, 3) or not all(p.isascii() and p.isdigit() for p in numbers):
         raise InvalidPathspec(f"expected RUN/STEP or RUN/STEP/TASK (e.g. 3/start), not {pathspec!r}")
-    found = store.run_ref(flow_name, int(parts[0]))
+    found = store.run_ref(flow_name, int(parts[0])) if int(parts[0]) < 2**63 else None
     if found is None:
         raise NotFound(f"Run('{flow_name}/{parts[0]}') does not exist in {store.where}")
-    tasks = store.run_tasks(found[0], parts[1], int(parts[2]) if len(parts) == 3 else None)
+    task_id = int(parts[2]) if len(parts) == 3 else None
+    tasks = store.run_tasks(found[0], parts[1], task_id) if task_id is None or task_id < 2**63 else []
     if not tasks:
         raise NotFound(f"{flow_name}/{pathspec} has no tasks in {store.where}")
     return tasks

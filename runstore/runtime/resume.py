@@ -65,7 +65,9 @@ def parse_run_number(flow_name: str, value: Any) -> int:
     text = str(value).strip()
     if text.startswith(flow_name + "/"):
         text = text[len(flow_name) + 1:]
-    if not text.isdigit():
+    # ASCII digits only ("²".isdigit() is true, int("²") fails) and within SQLite's integers.
+    # Pinned by tests/test_reliability_input.py::test_resume_refuses_bad_origin_run_ids_in_one_line
+    if not (text.isascii() and text.isdigit()) or int(text) >= 2**63:
         raise ResumeError(f"{value!r} is not a run of {flow_name}: give its run number (e.g. 3) or {flow_name}/3")
     return int(text)
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, TextIO
 from ..errors import RunstoreError
 from ..flowspec import FlowSpec, ForeachFrame
 from ..schema import HEARTBEAT_INTERVAL
+from ..util import pause_point
 from .task import TaskResult, TaskSpec, run_task
 
 __all__ = ["Scheduler", "RunOutcome"]
@@ -148,6 +149,7 @@ class Scheduler:
             if heartbeat:
                 heartbeat.stop()
         status = "succeeded" if self.end_ok and not self.failed else "failed"
+        pause_point("run_finish")
         store.finish_run(record.run_id, status)
         if status == "succeeded":
             self.say(f"Done! {record.pathspec} succeeded.")
@@ -304,6 +306,8 @@ class Scheduler:
                                                    ("runstore.WorkerDied", message, ""))
                         result = TaskResult(spec.task_id, spec.attempt, "failed", error=message)
                         self.say(f"{spec.prefix} {message}")
+                    elif isinstance(result, RunstoreError):
+                        raise result  # the worker's store failed (e.g. StoreFullError): the run cannot go on
                     elif isinstance(result, BaseException):
                         raise RunstoreError(f"the runtime failed while running {spec.prefix}: {result!r}")
                     self._on_result(spec, result)

@@ -21,8 +21,9 @@ from contextvars import ContextVar
 from typing import Any, TextIO
 
 from ..current import TaskContext, task_context
-from ..errors import CodecError, FlowDefinitionError, RunstoreError
+from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError
 from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
+from ..util import pause_point
 
 __all__ = ["TaskSpec", "TaskResult", "run_task", "install_output_capture", "MAX_LOG_BYTES"]
 
@@ -200,6 +201,7 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     """Run one attempt of one task against ``store``; never raises for user errors."""
     real_out, real_err = install_output_capture()
     store.start_attempt(spec.task_id, spec.attempt, os.getpid())
+    pause_point("task_start", spec.step)
     cap = _Capture(spec.prefix, not spec.quiet, real_out, real_err)
     cap.say("Task is starting (retry)." if spec.attempt else "Task is starting.")
     graph = flow_class._graph()
@@ -267,6 +269,7 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     metadata["attempt"] = str(spec.attempt)
     if spec.frames:
         metadata["foreach-execution-path"] = spec.foreach_path or ""
+    pause_point("task_persist", spec.step)
     store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
                          stderr=stderr, exception=exception, metadata=metadata)
     if status == "succeeded":
@@ -335,7 +338,7 @@ def _collect(store: Any, flow: FlowSpec, state: TaskState, spec: TaskSpec) -> tu
             continue
         try:
             artifacts[name] = store.prepare_value(value)
-        except CodecError as exc:
+        except (CodecError, StoreError) as exc:  # StoreError: e.g. disk full, kept as is (not a CodecError)
             error = error or exc
         except Exception as exc:  # noqa: BLE001 - pickling user objects can fail any way
             error = error or CodecError(f"artifact {name!r} cannot be stored: {exc}")

@@ -53,8 +53,29 @@ def _recv(sock: socket.socket) -> Any:
     return pickle.loads(_recv_exactly(sock, size))
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this worker when the scheduler dies (kill -9 included).
+
+    Without it, a worker whose scheduler was killed would finish its task and commit
+    it to a run already reported as crashed. Elsewhere this is a no-op: the worker
+    still leaves at its next task, when the socket to the scheduler is closed.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the scheduler died before prctl took effect
+        os._exit(1)
+
+
 def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides what Ctrl-C means
+    from ..errors import RunstoreError
     from ..store import Store
     from .task import run_task
 
@@ -68,6 +89,8 @@ def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
             break
         try:
             result: Any = run_task(spec, store, flow_class)
+        except RunstoreError as exc:  # the store failed (disk full, read-only): sent as is, so the
+            result = exc              # user sees e.g. "Store is full: ..." (test_reliability_input.py)
         except BaseException as exc:  # noqa: BLE001 - report, then let the scheduler decide
             result = RuntimeError(f"{type(exc).__name__}: {exc}")
         try:
@@ -107,10 +130,12 @@ class WorkerPool:
         parent, child = socket.socketpair()
         sys.stdout.flush()
         sys.stderr.flush()
+        scheduler_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
             try:
+                _die_with_parent(scheduler_pid)
                 parent.close()
                 for other in self.workers:
                     other.sock.close()

@@ -170,7 +170,15 @@ def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
+# Functions a read-only query may not call: fts3_tokenizer('simple') returns a raw C
+# pointer (an address leak; its 2-argument form installs code), the others touch files.
+# Pinned by tests/test_reliability_input.py::test_sql_command_stays_read_only.
+_SQL_DENIED_FUNCTIONS = {"fts3_tokenizer", "load_extension", "readfile", "writefile", "edit"}
+
+
 def _sql_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SQL_DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
     if action in _SQL_ALLOWED:
         return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_PRAGMA and arg2 is None and (arg1 or "").lower() in (
