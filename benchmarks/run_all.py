@@ -106,23 +106,24 @@ CAUSES: dict[str, str] = {
         "`__getattr__`) for the client and the admin/store modules."
     ),
     "array-save": (
-        "the target itself, then SQLite. The raw baseline is a `write()` into the page cache (no "
-        "fsync), so 50 % of it leaves less time than one sha256 pass over the bytes, which content "
-        "addressing needs (see the sha256 line below). The bare-sqlite3 line below writes the same "
-        "bytes with no runstore code and is also far under 50 % of raw: with 4 KiB pages a 100 MiB "
-        "value is ~25,600 overflow pages, each zero-filled by `zeroblob`, copied in, and appended to the WAL as its own frame. "
-        "runstore adds sha256 over the bytes twice (chunk keys and blob key) and the zstd probe "
-        "(cProfile: `sqlite3 execute`+blob writes ~80 %, hashing ~15 %). Next step: 64 KiB pages for "
-        "new stores (the 64 KiB bare line: about 2-3x faster), hash once (blob key from the chunk "
-        "keys). 50 % of an un-synced `write()` is out of reach for any content-addressed store: the "
-        "SPEC target should be restated (e.g. against a hashed write, or as MB/s)."
+        "profiled, and see docs/storage.md. The raw baseline is a `write()` into the page cache (no "
+        "fsync) at several GB/s. The store hashes the bytes twice with sha256 (blob key, and each "
+        "16 MiB chunk's key; compare the one-pass sha256 line below with half the raw write time) "
+        "and SQLite appends every 4 KiB page to the WAL as its own frame: the bare-sqlite3 line "
+        "below (the same bytes, no runstore code) is itself far under 50 % of raw. 64 KiB pages "
+        "make large values 2-3x faster (bare line below) but make every small transaction write "
+        "up to 16x more WAL bytes (one task's store calls 0.97 -> 2.35 ms in docs/storage.md), so "
+        "the store keeps 4 KiB on purpose. Next step: hash once (blob key derived from the chunk "
+        "keys); restate the SPEC target (e.g. against a hashed write, or as MB/s), since 50 % of "
+        "an un-synced `write()` is out of reach for a content-addressed store inside SQLite pages."
     ),
     "array-load": (
         "cProfile: about half in `sqlite3.Blob.read` (walking 4 KiB overflow pages, returning a new "
-        "bytes object per 4 MiB piece) and half copying that piece into the array (second copy, plus "
-        "first-touch page faults of the fresh array). The bare-sqlite3 64 KiB-page line below shows "
-        "the page size alone brings reads close to raw. Next step: 64 KiB pages, `PRAGMA mmap_size` "
-        "on read connections, and reading whole 16 MiB chunks per blob handle."
+        "bytes object per 4 MiB piece) and half copying that piece into the array (a second copy, "
+        "plus first-touch page faults of the fresh array). The bare-sqlite3 lines below show 64 KiB "
+        "pages bring reads close to raw; 4 KiB is kept for small transactions (see the save item). "
+        "Next step: `PRAGMA mmap_size` on read connections (bare reads ~30 % faster in a quick test) "
+        "and the page-size decision."
     ),
 }
 
