@@ -77,7 +77,7 @@ _FLOW_CAUSE = (
     "the in-process time is imports. `import runstore` loads the whole client (`runstore.client`), "
     "every store mixin including `store/_admin.py` (dataclasses, urllib), `inspect`/`ast` for the "
     "flow graph, `uuid`, `socket`, `platform`, `secrets`, and the run adds the runtime (module "
-    "counts in Start-up: about three times those of `sqlite3` + `click`). A first run also creates the store file: ~45 ms, mostly fsyncs (`_create_file` builds "
+    "counts in Start-up: about three times those of `sqlite3` + `click`). A first run also creates the store file: 45-70 ms here (a quarter of the run), mostly fsyncs (`_create_file` builds "
     "the private temporary file with SQLite's default `synchronous=FULL`, commits migration by "
     "migration and checkpoints on close; the same DDL in one transaction takes ~16 ms with "
     "`synchronous=FULL` and ~5 ms with `OFF`), plus storing the code package (~17 ms). With Metaflow at "
