@@ -77,15 +77,16 @@ _FLOW_CAUSE = (
     "the in-process time is imports. `import runstore` loads the whole client (`runstore.client`), "
     "every store mixin including `store/_admin.py` (dataclasses, urllib), `inspect`/`ast` for the "
     "flow graph, `uuid`, `socket`, `platform`, `secrets`, and the run adds the runtime (module "
-    "counts in Start-up: about three times those of `sqlite3` + `click`). A first run also creates the store file: 45-70 ms here (a quarter of the run), mostly fsyncs (`_create_file` builds "
-    "the private temporary file with SQLite's default `synchronous=FULL`, commits migration by "
-    "migration and checkpoints on close; the same DDL in one transaction takes ~16 ms with "
-    "`synchronous=FULL` and ~5 ms with `OFF`), plus storing the code package (~17 ms). With Metaflow at "
+    "counts in Start-up: about three times those of `sqlite3` + `click`). A first run also creates the "
+    "store file: 45-70 ms here (a quarter of the run), mostly syncs under SQLite's default "
+    "`synchronous=FULL` on the private temporary file `_create_file` builds: switching it to WAL, "
+    "committing the schema, and the checkpoint on close (cProfile: ~19, 16 and 16 ms); the same "
+    "DDL with `synchronous=OFF` takes ~5 ms), plus storing the code package (~17 ms). With Metaflow at "
     "~1.2-1.4 s on a quiet machine, 15x means a run within ~20-30 ms of the `import sqlite3, click` "
     "floor. Next step: lazy public names in `runstore/__init__.py` (module `__getattr__`) so the "
     "flow path never imports the client or `_admin`; no `dataclasses`/`inspect` on that path; build "
-    "the new store file with `synchronous=OFF` and all migrations in one transaction (it is linked "
-    "into place atomically anyway), one fsync at the end."
+    "the new store file with `synchronous=OFF` (it is linked into place atomically anyway) and one "
+    "fsync at the end."
 )
 CAUSES: dict[str, str] = {
     "flow:3-step flow": _FLOW_CAUSE,
