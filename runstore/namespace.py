@@ -48,7 +48,10 @@ _discovered: dict[str, "Store"] = {}
 
 
 def identity() -> str:
-    """This process's identity tag: ``production:<token>`` in a production run, else ``user:<name>``.
+    """This process's identity tag: ``user:<name>``, or ``production:<namespace id>`` in production.
+
+    The namespace id comes from ``RUNSTORE_PRODUCTION_TOKEN``, which a triggered run sets to
+    the deployment's ``<Flow>-<generation>-<id>`` (not the secret production token).
 
     Example
     -------
