@@ -258,7 +258,8 @@ class Database:
                 raise StoreReadOnlyError(f"cannot read {path}: permission denied")
             if not self.readonly and not os.access(path, os.W_OK):
                 raise StoreReadOnlyError(
-                    f"{path} is not writable; open it read-only (Store(path, readonly=True)) to read it"
+                    f"{path} is not writable: reading works (in Python: Store(path, readonly=True)), "
+                    "writing does not"
                 )
             size, header = _read_header(path)
         except RunstoreError:
