@@ -176,17 +176,31 @@ def _placeholders(n: int) -> str:
 _SQL_DENIED_FUNCTIONS = {"fts3_tokenizer", "load_extension", "readfile", "writefile", "edit"}
 
 
+_PRAGMAS_ABOUT_A_TABLE = frozenset({
+    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+})
+_PRAGMAS_TO_READ = frozenset({
+    "user_version", "schema_version", "page_count", "page_size", "freelist_count", "table_list",
+    "compile_options",
+})
+
+
 def _sql_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SQL_DENIED_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     if action in _SQL_ALLOWED:
         return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA and arg2 is None and (arg1 or "").lower() in (
-        "table_info", "table_xinfo", "index_list", "index_info", "foreign_key_list", "user_version",
-        "schema_version", "page_count", "page_size", "freelist_count", "table_list", "compile_options",
-    ):
-        return sqlite3.SQLITE_OK  # reading a few harmless pragmas
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if name in _PRAGMAS_ABOUT_A_TABLE:  # the argument names a table or index
+            return sqlite3.SQLITE_OK
+        if name in _PRAGMAS_TO_READ and arg2 is None:  # with an argument they would set
+            return sqlite3.SQLITE_OK
     return sqlite3.SQLITE_DENY
+
+
+def _let_signals_in() -> int:
+    return 0  # running any Python code lets a pending SIGINT raise here, which aborts the query
 
 
 def _allow_all(*_: object) -> int:
@@ -255,16 +269,22 @@ class AdminMixin:
         try:
             conn.execute("PRAGMA query_only = ON")
             conn.set_authorizer(_sql_authorizer)
+            # SQLite runs the query in C, where Ctrl-C would wait for it to end; a progress
+            # handler lets the pending KeyboardInterrupt abort it ("interrupted").
+            conn.set_progress_handler(_let_signals_in, 10_000)
             try:
                 cursor = conn.execute(query, params)
                 rows = cursor.fetchall()
                 columns = [d[0] for d in cursor.description or ()]
             finally:
+                conn.set_progress_handler(None, 0)
                 _clear_authorizer(conn)
                 if restore:
                     conn.execute("PRAGMA query_only = OFF")
         except (sqlite3.Error, sqlite3.Warning) as exc:
             text = str(exc)
+            if text == "interrupted":
+                raise KeyboardInterrupt from None
             if "not authorized" in text or "readonly" in text or "query_only" in text:
                 text = f"only reading queries are allowed ({text})"
             raise StoreError(f"SQL error: {text}") from None
