@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sqlite3
 import sys
-import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -670,6 +668,9 @@ def _open_source(path: Path) -> AdminMixin:
     except sqlite3.Error:
         version = SCHEMA_VERSION  # let Store report what is wrong with the file
     if 0 < version < SCHEMA_VERSION:
+        import shutil
+        import tempfile
+
         scratch = Path(tempfile.mkdtemp(prefix="runstore-merge-"))
         target = scratch / path.name
         shutil.copyfile(path, target)
