@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import os
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -137,6 +138,11 @@ def _echo_json(data: Any) -> None:
 # ---------------------------------------------------------------- admin commands
 
 
+def _strip_sql_comments(query: str) -> str:
+    """``query`` without its ``-- ...`` and ``/* ... */`` comments (only used to spot an empty one)."""
+    return re.sub(r"--[^\n]*|/\*.*?(\*/|\Z)", " ", query, flags=re.S)
+
+
 @cli.command()
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True, help="Rows as a JSON list of objects.")
@@ -153,6 +159,10 @@ def sql(ctx: click.Context, query: str, as_json: bool, as_csv: bool) -> None:
         runstore sql "SELECT pathspec, status, duration_s FROM runs_view ORDER BY run_id DESC LIMIT 5"
         runstore sql --csv "SELECT * FROM runs_view" > runs.csv
     """
+    if as_json and as_csv:
+        raise click.UsageError("use either --json or --csv, not both")
+    if not _strip_sql_comments(query).strip(" \t\r\n\f;"):
+        raise click.UsageError("QUERY is empty; give one SQL statement, e.g. \"SELECT * FROM runs_view\"")
     store = _open_store(ctx, readonly=True)
     result = store.sql(query)
     if as_json:
@@ -391,7 +401,8 @@ def _parameters(run: Any) -> dict[str, str]:
 @click.option("--tag", "tags", multiple=True, help="Only runs carrying this tag (repeatable: all of them).")
 @click.option("--namespace", "ns", default=None, help="Namespace to list (default: yours, user:<name>).")
 @click.option("--all", "all_namespaces", is_flag=True, help="Runs of every namespace.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="At most N runs.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=10**9),
+              help="At most N runs.")
 @click.option("--json", "as_json", is_flag=True, help="Runs as a JSON list.")
 @click.pass_context
 def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | None, all_namespaces: bool,

@@ -27,6 +27,9 @@ from ..errors import NotFound, ParameterError, RunstoreError
 
 __all__ = ["main", "make_cli"]
 
+MAX_WORKERS = 1024  # more processes than any laptop wants; a typo like 10**20 is a usage error
+MAX_NUM_SPLITS = 10**9
+
 
 class _FlowGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
@@ -76,9 +79,9 @@ def launch_options(func: Any) -> Any:
     --namespace, --run-id-file."""
     for option in reversed([
         click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable)."),
-        click.option("--max-workers", type=click.IntRange(min=1), default=None,
+        click.option("--max-workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
                      help="Tasks run at once [default: number of CPUs]."),
-        click.option("--max-num-splits", type=click.IntRange(min=1), default=100,
+        click.option("--max-num-splits", type=click.IntRange(min=1, max=MAX_NUM_SPLITS), default=100,
                      help="Most children one foreach may create."),
         click.option("--namespace", "user_namespace", default=None,
                      help="Client namespace inside steps ('' = global)."),
@@ -211,7 +214,7 @@ def make_cli(flow_class: Any) -> click.Group:
 
     @cli.command()
     @click.argument("pathspec")
-    @click.option("--max-value-size", type=int, default=1000, help="Show values up to this many bytes.")
+    @click.option("--max-value-size", type=click.IntRange(min=0, max=2**62), default=1000, help="Show values up to this many bytes.")
     @click.option("--private", is_flag=True, help="Also show artifacts whose names start with '_'.")
     @click.pass_context
     def dump(ctx: click.Context, pathspec: str, max_value_size: int, private: bool) -> None:
