@@ -12,7 +12,6 @@ import difflib
 import io
 import itertools
 import json
-import os
 import re
 import sys
 from dataclasses import asdict
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import click
 
 from . import __version__
-from .errors import RunstoreError
+from ._clickutil import OneLineErrors
 
 if TYPE_CHECKING:
     from .store import Store
@@ -30,31 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "cli"]
 
 
-class _Group(click.Group):
-    """Turns every RunstoreError into one line and its exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RunstoreError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except BrokenPipeError:  # `runstore runs | head`: the reader left; stop quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            ctx.exit(141)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
-        except Exception as exc:  # never a traceback: one line, unless RUNSTORE_DEBUG asks for it
-            if os.environ.get("RUNSTORE_DEBUG"):
-                raise
-            click.echo(f"Error: {type(exc).__name__}: {exc} (set RUNSTORE_DEBUG=1 for details)", err=True)
-            ctx.exit(1)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="runstore")
 @click.option("--db", envvar="RUNSTORE_DB", type=click.Path(dir_okay=False), default=None,
               help="Store file (default: RUNSTORE_DB, else the nearest runstore.db).")

@@ -122,3 +122,70 @@ def test_flow_cli_dump_negative_max_value_size_is_a_usage_error(tmp_path: Path):
     result = CliRunner().invoke(make_cli(load_flow(FLOWS / "param_kinds_flow.py")),
                                 ["--db", str(tmp_path / "f.db"), "dump", "--max-value-size", "-1", "1/start"])
     assert result.exit_code == 2 and "--max-value-size" in result.output
+
+
+# ------------------------------------------------------------ one error wording for both CLIs
+
+
+def test_both_command_lines_share_one_error_group():
+    from runstore._clickutil import OneLineErrors
+    from runstore.runtime.flowcli import make_cli
+    from runstore.runtime.runner import load_flow
+
+    assert type(cli) is OneLineErrors
+    assert type(make_cli(load_flow(FLOWS / "param_kinds_flow.py"))) is OneLineErrors
+
+
+def test_flow_cli_words_errors_like_runstore(tmp_path: Path):
+    from runstore.runtime.flowcli import make_cli
+    from runstore.runtime.runner import load_flow
+
+    db = tmp_path / "f.db"
+    flow_cli = make_cli(load_flow(FLOWS / "param_kinds_flow.py"))
+    missing = CliRunner().invoke(flow_cli, ["--db", str(db), "logs", "9/start"])
+    assert (missing.exit_code, missing.output.splitlines()) == (
+        1, [f"Error: Run('ParamKindsFlow/9') does not exist in {Store(db).where}"])
+    bad = CliRunner().invoke(flow_cli, ["--db", str(db), "dump", "x/y/z/w"])
+    assert bad.exit_code == 2 and bad.output.startswith("Error: expected RUN/STEP") and bad.output.count("\n") == 1
+    shown = invoke("show", "F/9", db=db)
+    assert shown.exit_code == 1 and shown.output.startswith("Error: ") and shown.output.count("\n") == 1
+
+
+def _failing_group():
+    import click
+
+    from runstore._clickutil import OneLineErrors
+
+    @click.group(cls=OneLineErrors)
+    def tool() -> None:
+        pass
+
+    @tool.command()
+    def boom() -> None:
+        raise RuntimeError("kaput")
+
+    return tool
+
+
+def test_unexpected_exception_is_one_line_unless_debug(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("RUNSTORE_DEBUG", raising=False)
+    result = CliRunner().invoke(_failing_group(), ["boom"])
+    assert result.exit_code == 1
+    assert result.output == "Error: RuntimeError: kaput (set RUNSTORE_DEBUG=1 for details)\n"
+    monkeypatch.setenv("RUNSTORE_DEBUG", "1")
+    result = CliRunner().invoke(_failing_group(), ["boom"])
+    assert isinstance(result.exception, RuntimeError) and result.output == ""
+
+
+def test_closed_pipe_ends_quietly(db: Path):
+    import subprocess
+    import sys
+
+    query = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300000) SELECT x FROM c"
+    proc = subprocess.Popen([sys.executable, "-m", "runstore.cli", "--db", str(db), "sql", query],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().split() == [b"x"]  # the reader takes one line and leaves
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and err == b""

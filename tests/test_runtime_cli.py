@@ -271,7 +271,7 @@ def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 1 and "Traceback" not in out
+        assert proc.returncode == 130 and "Traceback" not in out
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

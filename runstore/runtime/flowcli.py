@@ -23,21 +23,13 @@ from typing import Any
 
 import click
 
+from .._clickutil import OneLineErrors, echo_error
 from ..errors import NotFound, ParameterError, RunstoreError
 
 __all__ = ["main", "make_cli"]
 
 MAX_WORKERS = 1024  # more processes than any laptop wants; a typo like 10**20 is a usage error
 MAX_NUM_SPLITS = 10**9
-
-
-class _FlowGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RunstoreError as exc:
-            click.echo(f"{exc.headline}: {exc}", err=True)
-            ctx.exit(exc.exit_code)
 
 
 class _ParamType(click.ParamType):
@@ -110,7 +102,7 @@ def make_cli(flow_class: Any) -> click.Group:
     params = flow_class._parameters()
     name = flow_class.__name__
 
-    @click.group(cls=_FlowGroup, context_settings={"help_option_names": ["-h", "--help"]},
+    @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]},
                  help=(flow_class.__doc__ or f"The {name} flow.").strip())
     @click.option("--db", type=click.Path(dir_okay=False), default=None, envvar="RUNSTORE_DB",
                   help="Store file (default: RUNSTORE_DB, else the nearest runstore.db, else ./runstore.db).")
@@ -300,6 +292,6 @@ def main(flow_class: Any, argv: list[str] | None = None) -> None:
     try:
         cli = make_cli(flow_class)
     except FlowDefinitionError as exc:
-        click.echo(f"{exc.headline}: {exc}", err=True)
+        echo_error(exc)
         sys.exit(exc.exit_code)
     cli.main(args=argv, prog_name=prog, standalone_mode=True)
