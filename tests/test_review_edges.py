@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from admin_fill import add_run
+from storefill import add_run
 from runstore import Store, get_namespace, namespace
 from runstore.cli import cli
 from runstore.errors import InvalidPathspec, StoreError, TaggingError
