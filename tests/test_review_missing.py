@@ -19,7 +19,7 @@ from runstore import Store, __version__
 from runstore.cli import cli
 
 FLOWS = Path(__file__).parent / "flows"
-WIDE = FLOWS / "wide_foreach_flow.py"
+BUSY = FLOWS / "busy_flow.py"
 RESUME = FLOWS / "resume_flow.py"
 
 
@@ -56,24 +56,23 @@ def test_console_script_version_and_help(tmp_path: Path) -> None:
 
 def test_foreach_of_20_on_2_workers_reuses_them_and_join_indexes_inputs(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    proc = flow(WIDE, db, "--quiet", "run", "--max-workers", "2")
+    proc = flow(BUSY, db, "--quiet", "run", "--max-workers", "2", "--n", "20")
     assert proc.returncode == 0, proc.stderr
     store = Store(db)
     with store.read() as conn:
         owner = conn.execute("SELECT owner_pid FROM runs").fetchone()[0]
         rows = conn.execute("SELECT s.name, a.pid FROM attempts a JOIN tasks t USING (task_id)"
                             " JOIN steps s USING (step_id)").fetchall()
-    children = [pid for step, pid in rows if step == "child"]
+    children = [pid for step, pid in rows if step == "work"]
     assert len(children) == 20
     workers = {pid for _, pid in rows} - {owner}
     assert 1 <= len(workers) <= 2, workers  # 20 children, 2 processes: workers are reused
     assert set(children) <= workers
-    join = store.run_tasks(store.run_ref("WideForeachFlow")[0], "join")[0]["task_id"]
+    join = store.run_tasks(store.run_ref("BusyFlow")[0], "join")[0]["task_id"]
     refs = store.task_artifact_refs(join)
     got = {name: store.load_value(refs[name].blob_key, refs[name].encoding)
-           for name in ("first", "last", "count", "squares")}
-    assert got == {"first": 0, "last": 361, "count": 20,
-                   "squares": [i * i for i in range(20)]}
+           for name in ("first", "last", "total")}
+    assert got == {"first": 0, "last": 361, "total": sum(i * i for i in range(20))}
     store.close()
 
 
@@ -82,13 +81,13 @@ def test_foreach_of_20_on_2_workers_reuses_them_and_join_indexes_inputs(tmp_path
 
 def test_max_num_splits_over_the_limit_fails_the_run(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    proc = flow(WIDE, db, "run", "--max-workers", "1", "--max-num-splits", "5")
+    proc = flow(BUSY, db, "run", "--max-workers", "1", "--max-num-splits", "5", "--n", "20")
     assert proc.returncode == 1, proc.stderr
     assert ("Foreach in step start yielded 20 child steps which is more than the current maximum of 5 "
             "children. You can raise the maximum with the --max-num-splits option.") in proc.stderr
     rows = json.loads(runstore_cmd(db, "sql", "--json", "SELECT status FROM runs"))
     assert rows == [{"status": "failed"}]
-    ok = flow(WIDE, db, "--quiet", "run", "--max-workers", "1", "--max-num-splits", "20")
+    ok = flow(BUSY, db, "--quiet", "run", "--max-workers", "1", "--max-num-splits", "20", "--n", "20")
     assert ok.returncode == 0, ok.stderr
 
 
