@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from admin_fill import add_run, snapshot
+from storefill import add_run, snapshot
 from runstore import Store, __version__
 from runstore.cli import cli
 

@@ -128,9 +128,9 @@ def test_unknown_origin_or_step_creates_no_run(file_store: Store) -> None:
     db = file_store.path
     bad = flow(RESUME_FLOW, db, "resume", "--origin-run-id", "9")
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
-    assert bad.stderr.startswith("Object not found: Resume could not find run ResumeFlow/9")
+    assert bad.stderr.startswith("Error: Resume could not find run ResumeFlow/9")
     bogus = flow(RESUME_FLOW, db, "resume", "bogus")
-    assert bogus.returncode == 2 and bogus.stderr.startswith("Cannot resume: invalid step name 'bogus'")
+    assert bogus.returncode == 2 and bogus.stderr.startswith("Error: invalid step name 'bogus'")
     assert count(file_store, "runs") == 1
 
 

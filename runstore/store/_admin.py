@@ -477,6 +477,9 @@ class AdminMixin:
         """
         from . import Store
 
+        pathspecs = list(pathspecs)
+        if not pathspecs:
+            raise InvalidPathspec("export_runs needs at least one run (Flow/N, or Flow for all its runs)")
         target = Path(out).expanduser().resolve()
         if target.exists():
             raise StoreError(f"{target} already exists; choose a new file name for the export")
@@ -527,6 +530,8 @@ class AdminMixin:
             other_path = Path(other).expanduser().resolve()
             if self.path is not None and other_path == self.path:
                 raise StoreError(f"cannot merge {other_path} into itself")
+            if other_path.is_dir():
+                raise StoreError(f"{other_path} is a directory, not a runstore database file")
             if not other_path.is_file():
                 raise StoreError(f"{other_path} does not exist")
             source = _open_source(other_path)
