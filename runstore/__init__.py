@@ -10,6 +10,8 @@ Example
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
 from .errors import (
     CodecError,
@@ -33,22 +35,47 @@ from .errors import (
     UnknownUser,
     UntrustedArtifact,
 )
-from .client import DataArtifact, Flow, Run, Runstore, Step, Task
 from .current import current
 from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, step
 from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
-from .frames import to_dataframe
-from .store import Store
-from .version import get_version, read_info_file
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from .client import DataArtifact, Flow, Run, Runstore, Step, Task
+    from .frames import to_dataframe
+    from .runtime import Runner
+    from .store import Store
+    from .version import get_version, read_info_file
+
+# Loaded on first use, so that `python flow.py run` (which needs the flow classes and
+# the store) does not also pay for the client, the runtime entry points or pandas glue.
+_LAZY = {
+    "Store": ".store",
+    "Runstore": ".client",
+    "Flow": ".client",
+    "Run": ".client",
+    "Step": ".client",
+    "Task": ".client",
+    "DataArtifact": ".client",
+    "Runner": ".runtime",
+    "to_dataframe": ".frames",
+    "get_version": ".version",
+    "read_info_file": ".version",
+}
 
 
 def __getattr__(name: str) -> object:
-    # Runner pulls in the runtime (scheduler, workers); load it on first use only.
-    if name == "Runner":
-        from .runtime import Runner
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runstore' has no attribute {name!r}")
+    import importlib
 
-        return Runner
-    raise AttributeError(f"module 'runstore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

@@ -12,7 +12,7 @@ import difflib
 import io
 import itertools
 import json
-import os
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import click
 
 from . import __version__
-from .errors import RunstoreError
+from ._clickutil import OneLineErrors
 
 if TYPE_CHECKING:
     from .store import Store
@@ -29,31 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "cli"]
 
 
-class _Group(click.Group):
-    """Turns every RunstoreError into one line and its exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RunstoreError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except BrokenPipeError:  # `runstore runs | head`: the reader left; stop quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            ctx.exit(141)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
-        except Exception as exc:  # never a traceback: one line, unless RUNSTORE_DEBUG asks for it
-            if os.environ.get("RUNSTORE_DEBUG"):
-                raise
-            click.echo(f"Error: {type(exc).__name__}: {exc} (set RUNSTORE_DEBUG=1 for details)", err=True)
-            ctx.exit(1)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="runstore")
 @click.option("--db", envvar="RUNSTORE_DB", type=click.Path(dir_okay=False), default=None,
               help="Store file (default: RUNSTORE_DB, else the nearest runstore.db).")
@@ -137,6 +113,11 @@ def _echo_json(data: Any) -> None:
 # ---------------------------------------------------------------- admin commands
 
 
+def _strip_sql_comments(query: str) -> str:
+    """``query`` without its ``-- ...`` and ``/* ... */`` comments (only used to spot an empty one)."""
+    return re.sub(r"--[^\n]*|/\*.*?(\*/|\Z)", " ", query, flags=re.S)
+
+
 @cli.command()
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True, help="Rows as a JSON list of objects.")
@@ -153,6 +134,10 @@ def sql(ctx: click.Context, query: str, as_json: bool, as_csv: bool) -> None:
         runstore sql "SELECT pathspec, status, duration_s FROM runs_view ORDER BY run_id DESC LIMIT 5"
         runstore sql --csv "SELECT * FROM runs_view" > runs.csv
     """
+    if as_json and as_csv:
+        raise click.UsageError("use either --json or --csv, not both")
+    if not _strip_sql_comments(query).strip(" \t\r\n\f;"):
+        raise click.UsageError("QUERY is empty; give one SQL statement, e.g. \"SELECT * FROM runs_view\"")
     store = _open_store(ctx, readonly=True)
     result = store.sql(query)
     if as_json:
@@ -391,7 +376,8 @@ def _parameters(run: Any) -> dict[str, str]:
 @click.option("--tag", "tags", multiple=True, help="Only runs carrying this tag (repeatable: all of them).")
 @click.option("--namespace", "ns", default=None, help="Namespace to list (default: yours, user:<name>).")
 @click.option("--all", "all_namespaces", is_flag=True, help="Runs of every namespace.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="At most N runs.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=10**9),
+              help="At most N runs.")
 @click.option("--json", "as_json", is_flag=True, help="Runs as a JSON list.")
 @click.pass_context
 def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | None, all_namespaces: bool,

@@ -100,7 +100,7 @@ class Current:
     step_name = _field("step_name", "The running step's name.")
     task_id = _field("task_id", "The running task's id (store-wide integer, as a string).")
     retry_count = _field("retry_count", "The attempt number: 0 first, 1 on the first retry ...")
-    namespace = _field("namespace", "The run's identity: ``user:<name>`` or ``production:<token>``.")
+    namespace = _field("namespace", "The run's identity: ``user:<name>`` or ``production:<Flow>-<gen>-<id>``")
     username = _field("username", "The user the run is recorded under.")
     is_production = _field("is_production", "True in a run triggered in a production namespace.")
 

@@ -260,6 +260,13 @@ class Parameter:
 
     @property
     def type_name(self) -> str:
+        """The parameter's type as the command line shows it.
+
+        Example
+        -------
+        >>> Parameter("learning-rate", default=0.1).type_name
+        'float'
+        """
         return _TYPES[self.type]
 
     @property

@@ -48,7 +48,10 @@ _discovered: dict[str, "Store"] = {}
 
 
 def identity() -> str:
-    """This process's identity tag: ``production:<token>`` in a production run, else ``user:<name>``.
+    """This process's identity tag: ``user:<name>``, or ``production:<namespace id>`` in production.
+
+    The namespace id comes from ``RUNSTORE_PRODUCTION_TOKEN``, which a triggered run sets to
+    the deployment's ``<Flow>-<generation>-<id>`` (not the secret production token).
 
     Example
     -------
@@ -67,7 +70,9 @@ def namespace(ns: str | None) -> str | None:
     """Switch the client namespace; ``None`` or ``""`` means global (no filtering).
 
     Any tag can be a namespace: ``user:will``, ``production:TrainFlow-0-x7k2``, or a
-    user tag such as ``crazy_test``. Returns the new namespace.
+    user tag such as ``crazy_test``. Returns the new namespace. Anything that is not
+    ``None`` or a valid tag string (``123``, ``b"x"``, a 501-character string)
+    raises ``TaggingError`` (a ``ValueError``) and leaves the namespace unchanged.
 
     Example
     -------
@@ -76,6 +81,14 @@ def namespace(ns: str | None) -> str | None:
     >>> namespace("") is None
     True
     """
+    if ns is not None and ns != "":
+        if not isinstance(ns, str):
+            from .errors import TaggingError
+
+            raise TaggingError(f"a namespace is a tag string or None, not {type(ns).__name__} {ns!r}")
+        from .tags import validate_tag
+
+        validate_tag(ns)
     _namespace.set(ns or None)
     return get_namespace()
 

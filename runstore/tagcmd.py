@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
 
-from .client import Flow, Run
 from .errors import NamespaceMismatch, NotFound, RunstoreError
 from .namespace import identity, resolve_store
 
 if TYPE_CHECKING:
+    from .client import Run
     from .store import Store
 
 __all__ = ["make_tag_command"]
@@ -70,7 +70,9 @@ def _namespace_option(value: str | None) -> str | None:
     return value or None  # "" = global, as namespace("")
 
 
-def _resolve_run(store: "Store", flow_name: str, run_id: str | None, ns: str | None) -> Run:
+def _resolve_run(store: "Store", flow_name: str, run_id: str | None, ns: str | None) -> "Run":
+    from .client import Flow, Run
+
     if store.find_flow(flow_name) is None:
         raise _CommandError(f"No run found for {flow_name}. Please run the flow before tagging.")
     if run_id is None:
@@ -94,7 +96,7 @@ def _resolve_run(store: "Store", flow_name: str, run_id: str | None, ns: str | N
                             f"{ns}; pass --namespace to choose another one") from None
 
 
-def _describe(run: Run, hide_system: bool = False) -> str:
+def _describe(run: "Run", hide_system: bool = False) -> str:
     lines = [run.pathspec, f"  user tags:   {', '.join(sorted(run.user_tags)) or '-'}"]
     if not hide_system:
         lines.append(f"  system tags: {', '.join(sorted(run.system_tags))}")
@@ -200,6 +202,8 @@ def make_tag_command(flow_name: str, store: "Store | Callable[[], Store] | None"
         if wanted is not None:
             runs = [_resolve_run(the_store, flow_name, wanted, ns)]
         else:
+            from .client import Flow
+
             try:
                 flow = Flow(flow_name, _context=(the_store, ns))
             except (NotFound, NamespaceMismatch):

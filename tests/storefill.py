@@ -1,7 +1,8 @@
 """Build runs in a store exactly as the runtime records them (CONTRACT.md), without flows.
 
-Used as a fixture by the client, namespace, tag and SQL-view tests, and by
-``benchmarks/bench_client.py``.
+``fill_run`` is used by the client, namespace, tag and SQL-view tests and by
+``benchmarks/bench_client.py``; ``add_run`` (a fixed two-step run with a code
+package) and ``snapshot`` by the admin, CLI, trust and dataframe tests.
 
 Example
 -------
@@ -13,13 +14,17 @@ Example
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import platform
+import tarfile
 from typing import Any, Iterable, Mapping
 
 from runstore import Store
 from runstore._version import __version__
 from runstore.store import RunRecord
+from runstore.util import now
 
 PYTHON = platform.python_version()
 
@@ -136,3 +141,81 @@ def make_crashed(store: Store, run_id: int) -> None:
 
 def graph_json(steps: Iterable[str]) -> str:
     return json.dumps(graph_info(steps, []))
+
+
+def code_tarball(source: str, script: str = "flow.py", flow: str = "F") -> bytes:
+    """A deterministic tar.gz like the runtime's code package."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w") as tar:
+            for name, data in sorted({script: source.encode(),
+                                      ".runstore/INFO": json.dumps({"flow_name": flow, "script": script,
+                                                                    "runstore_version": __version__}).encode()}.items()):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def add_run(store: Store, flow: str = "F", *, alpha: float = 0.5, model: Any = None,
+            result: Any = None, tags: tuple[str, ...] = (), user: str = "tester",
+            source: str = "print('hello')\n", status: str = "succeeded", finish: bool = True,
+            stdout: str = "hello from start\n") -> dict[str, Any]:
+    """One complete run for the admin/CLI tests: parameter ``alpha``, ``start`` (artifacts
+    ``alpha``, ``x``, optional ``model``; ``stdout``, stderr ``warn``) and ``end``
+    (optional ``result``), with a code package of ``source``.
+
+    Returns ids: run_id, pathspec, uuid, tasks {step: task_id}, created_at.
+    """
+    code_id = store.add_code_package(code_tarball(source, flow=flow), "flow.py")
+    record = store.create_run(flow, user=user, namespace=f"user:{user}", system_tags=system_tags(),
+                              user_tags=list(tags), code_id=code_id, end_step="end")
+    tasks: dict[str, int] = {}
+    param = store.put_value(alpha)
+    graph = store.put_value({**graph_info(["start", "end"], []), "parameters": [{"name": "alpha", "type": "float"}]})
+    meta = task_metadata(user, 0)
+    tid = tasks["_parameters"] = store.create_task(record.run_id, "_parameters")
+    store.start_attempt(tid, 0)
+    store.finish_attempt(tid, 0, "succeeded", artifacts={"alpha": param, "_graph_info": graph}, metadata=meta)
+    values: dict[str, Any] = {"alpha": param, "x": store.prepare_value({"alpha": alpha, "n": 3})}
+    if model is not None:
+        values["model"] = store.prepare_value(model)
+    tid = tasks["start"] = store.create_task(record.run_id, "start")
+    store.start_attempt(tid, 0)
+    store.finish_attempt(tid, 0, "succeeded", artifacts=values, stdout=stdout, stderr="warn\n", metadata=meta)
+    end_values: dict[str, Any] = {"alpha": param}
+    if result is not None:
+        end_values["result"] = store.prepare_value(result)
+    tid = tasks["end"] = store.create_task(record.run_id, "end")
+    store.start_attempt(tid, 0)
+    store.finish_attempt(tid, 0, status if status != "running" else "succeeded", artifacts=end_values,
+                         metadata=meta)
+    if finish:
+        store.finish_run(record.run_id, status)
+    return {"run_id": record.run_id, "pathspec": record.pathspec, "uuid": record.uuid, "tasks": tasks,
+            "created_at": now()}
+
+
+def snapshot(store: Store) -> dict[str, Any]:
+    """Everything users can see, independent of internal ids: for comparing stores."""
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        return sorted(store.sql(sql).rows, key=repr)
+
+    return {
+        "runs": rows("SELECT uuid, flow, status, user, namespace, user_tags, system_tags FROM runs_view"),
+        "tasks": rows("SELECT r.uuid, s.name, t.status, t.attempt, t.foreach_path FROM tasks t"
+                      " JOIN runs r ON r.run_id = t.run_id JOIN steps s ON s.step_id = t.step_id"),
+        "artifacts": rows("SELECT r.uuid, s.name, a.name, a.blob_key, a.encoding, a.type, a.size, a.json_value"
+                          " FROM artifacts a JOIN tasks t ON t.task_id = a.task_id JOIN runs r"
+                          " ON r.run_id = t.run_id JOIN steps s ON s.step_id = t.step_id"),
+        "attempts": rows("SELECT r.uuid, s.name, at.attempt, at.status, at.stdout, at.stderr FROM attempts at"
+                         " JOIN tasks t ON t.task_id = at.task_id JOIN runs r ON r.run_id = t.run_id"
+                         " JOIN steps s ON s.step_id = t.step_id"),
+        "metadata": rows("SELECT r.uuid, s.name, m.name, m.value FROM metadata m JOIN tasks t"
+                         " ON t.task_id = m.task_id JOIN runs r ON r.run_id = t.run_id"
+                         " JOIN steps s ON s.step_id = t.step_id"),
+        "blobs": rows("SELECT blob_key, size, n_chunks FROM blobs"),
+        "chunks": rows("SELECT chunk_key, raw_size FROM blob_chunks"),
+        "code": rows("SELECT r.uuid, c.blob_key, c.script_name FROM runs r JOIN code_packages c"
+                     " ON c.code_id = r.code_id"),
+    }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from admin_fill import add_run
+from storefill import add_run
 from runstore import Store
 from runstore.errors import InvalidPathspec, NotFound, StoreError
 

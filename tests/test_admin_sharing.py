@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from admin_fill import add_run, snapshot
+from storefill import add_run, snapshot
 from runstore import Store
 from runstore.errors import InvalidPathspec, NotFound, StoreError
 

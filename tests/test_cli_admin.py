@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from admin_fill import add_run, snapshot
+from storefill import add_run, snapshot
 from runstore import Store, __version__
 from runstore.cli import cli
 
@@ -57,6 +57,7 @@ def test_sql_table_json_csv(db: Path):
     "ATTACH DATABASE 'other.db' AS o",
     "ATTACH DATABASE ':memory:' AS m",
     "PRAGMA query_only = 0",
+    "PRAGMA user_version = 99",
     "PRAGMA journal_mode = DELETE",
     "VACUUM",
     "SELECT 1; DELETE FROM runs",
@@ -71,6 +72,33 @@ def test_sql_cannot_write_or_escape(db: Path, query: str, tmp_path: Path):
     assert "Traceback" not in result.output
     assert snapshot(Store(db, readonly=True)) == before
     assert not (Path.cwd() / "other.db").exists()
+
+
+def test_sql_reads_table_pragmas(db: Path):
+    result = invoke("sql", "--json", "PRAGMA table_info(runs)", db=db)
+    assert result.exit_code == 0, result.output
+    assert "run_number" in {row["name"] for row in json.loads(result.output)}
+
+
+@pytest.mark.stress
+def test_ctrl_c_stops_a_runaway_query(db: Path):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runstore", "--db", str(db), "sql",
+         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(1.0)  # let it start; the query itself never ends
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "Traceback" not in err
 
 
 def test_sql_on_memory_store_is_read_only_too(memory_store: Store):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("runstore.client")
 
-from admin_fill import add_run  # noqa: E402
+from storefill import add_run  # noqa: E402
 from runstore import Store  # noqa: E402
 from runstore.cli import cli  # noqa: E402
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from admin_fill import add_run
+from storefill import add_run
 from runstore import Store, to_dataframe
 from runstore.namespace import namespace, use_store
 

@@ -186,6 +186,7 @@ def test_cli_graph_error_exits_nonzero_and_stores_nothing(tmp_path: Path) -> Non
     proc = subprocess.run([sys.executable, str(path), "--db", str(db), "run"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "step 'start' (line 6)" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1  # the CLIs' one wording
     assert not db.exists()
 
 

@@ -104,4 +104,4 @@ def test_deploy_authorize_trigger_and_new_token(tmp_path: Path) -> None:
 def test_trigger_without_deployment(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
     out = cli(FLOW, db, as_user("anne", tmp_path), "trigger")
-    assert out.returncode == 1 and out.stderr.startswith("Object not found: ResumeFlow is not deployed")
+    assert out.returncode == 1 and out.stderr.startswith("Error: ResumeFlow is not deployed")

@@ -291,14 +291,15 @@ def test_indexing_and_membership_never_raise_anything_else(
 def test_flow_cli_logs_and_dump_refuse_bad_pathspecs_in_one_line(seeded: Path, pathspec: str) -> None:
     for command in ("logs", "dump"):
         line = one_line_error(run_flow(BUSY, seeded, command, pathspec))
-        assert line.startswith(("Invalid pathspec:", "Object not found:")), line
+        assert line.startswith("Error: "), line
+        assert any(m in line for m in ("expected RUN/STEP", "does not exist", "has no tasks")), line
 
 
 @pytest.mark.parametrize("origin", ["99999999999999999999", "²", "-1", "BusyFlow/x", "0"])
 def test_resume_refuses_bad_origin_run_ids_in_one_line(seeded: Path, tmp_path: Path, origin: str) -> None:
     db = copy_store(seeded, tmp_path / "runstore.db")
     line = one_line_error(run_flow(BUSY, db, "resume", "--origin-run-id", origin))
-    assert line.startswith(("Cannot resume:", "Object not found:")), line
+    assert line.startswith("Error: "), line
     assert rows_of_runs(db, [1, 2]) == rows_of_runs(seeded, [1, 2])
     assert Store(db).run_ref("BusyFlow") == Store(seeded, readonly=True).run_ref("BusyFlow")  # no run created
 
@@ -629,7 +630,8 @@ def test_read_only_file_reads_work_and_writes_fail_in_one_line(seeded: Path, ope
         text=True,
         timeout=120,
     )
-    assert one_line_error(flow, 1).startswith("Store is read-only:")
+    line = one_line_error(flow, 1)
+    assert line.startswith("Error: ") and "is not writable" in line, line
     assert snapshot(db) == before
 
 
@@ -665,7 +667,8 @@ def test_full_disk_while_writing_a_large_artifact(tmp_path: Path) -> None:
     assert "Step big" in line and "StoreFullError" in line and "file-size limit" in line, line
     # 2. no room at all: the run cannot even start; one line, exit 1.
     proc = run_flow(BUSY, db, "run", preexec_fn=_limit_file_size(db.stat().st_size))
-    assert one_line_error(proc, 1).startswith("Store is full:"), proc.stderr
+    line = one_line_error(proc, 1)
+    assert line.startswith("Error: ") and ("disk is full" in line or "file-size limit" in line), line
     # Afterwards the store opens, is sound, earlier runs are intact, every listed value loads.
     _walk_everything(db)
     assert rows_of_runs(db, [1]) == before

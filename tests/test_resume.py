@@ -128,9 +128,9 @@ def test_unknown_origin_or_step_creates_no_run(file_store: Store) -> None:
     db = file_store.path
     bad = flow(RESUME_FLOW, db, "resume", "--origin-run-id", "9")
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
-    assert bad.stderr.startswith("Object not found: Resume could not find run ResumeFlow/9")
+    assert bad.stderr.startswith("Error: Resume could not find run ResumeFlow/9")
     bogus = flow(RESUME_FLOW, db, "resume", "bogus")
-    assert bogus.returncode == 2 and bogus.stderr.startswith("Cannot resume: invalid step name 'bogus'")
+    assert bogus.returncode == 2 and bogus.stderr.startswith("Error: invalid step name 'bogus'")
     assert count(file_store, "runs") == 1
 
 
@@ -236,3 +236,28 @@ def test_nested_foreach_clones_by_full_foreach_path(memory_store: Store) -> None
     cells = {t.foreach_path: t.origin_pathspec for t in resumed["per_number"]}
     assert cells == origin and len(cells) == 6  # start:1,per_letter:2 -> the same path in the origin
     assert all(t.origin_pathspec is None for t in resumed["inner_join"])
+
+
+def test_foreach_elements_survive_gc_and_export_so_resume_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each foreach element is a blob of its own; only the child's _foreach_input row keeps
+    # it referenced. Without that row gc dropped the elements and export left them out,
+    # and the resume below failed with NotFound (found by review, pinned here).
+    store = Store(tmp_path / "runstore.db")
+    fail = tmp_path / "fail"
+    fail.touch()
+    monkeypatch.setenv("FAIL_FILE", str(fail))
+    monkeypatch.setenv("FAIL_INDEX", "2")
+    runner = Runner(FOREACH_FLOW, store=store)
+    first = runner.run(raise_on_failure=False)
+    assert not first.successful
+    assert not any("no longer used" in w for w in store.doctor().warnings)
+    assert store.gc().blobs == 0
+    exported = store.export_runs([first.pathspec], tmp_path / "export.db")
+    assert len(exported.copied) == 1
+    fail.unlink()
+    for target in (store, Store(tmp_path / "export.db")):
+        resumed = Runner(FOREACH_FLOW, store=target).resume(origin_run_id=first.id)
+        assert resumed.successful
+        assert resumed.data.outs == ["a0", "b1", "c2"]
+        children = {t.index: t for t in resumed["each"]}
+        assert children[0].origin_pathspec is not None and children[2].origin_pathspec is None

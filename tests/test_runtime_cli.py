@@ -147,33 +147,20 @@ def test_parameter_values_round_trip_through_the_cli(text: str, number: float, c
                                                    cfg: dict[str, int]) -> None:
     from click.testing import CliRunner
 
-    from runstore import FlowSpec, JSONType, Parameter, step
     from runstore.runtime.flowcli import make_cli
-
-    class RoundTrip(FlowSpec):
-        label = Parameter("label", default="x")
-        rate = Parameter("rate", default=0.5)
-        n = Parameter("n", default=1)
-        on = Parameter("on", default=False)
-        config = Parameter("config", type=JSONType, default="{}")
-
-        @step
-        def start(self):
-            self.next(self.end)
-
-        @step
-        def end(self):
-            pass
+    from runstore.runtime.runner import load_flow
 
     import tempfile
 
+    flow_class = load_flow(FLOWS / "param_kinds_flow.py")  # one parameter of each kind
+
     db = Path(tempfile.mkdtemp()) / "rt.db"
-    result = CliRunner().invoke(make_cli(RoundTrip), [
+    result = CliRunner().invoke(make_cli(flow_class), [
         "--db", str(db), "--quiet", "run", "--max-workers", "1", "--label", text, "--rate", repr(number),
         "--n", str(count), "--on", str(flag), "--config", json.dumps(cfg)])
     assert result.exit_code == 0, result.output
     store = Store(db)
-    params = store.run_tasks(store.run_ref("RoundTrip")[0], "_parameters")[0]["task_id"]
+    params = store.run_tasks(store.run_ref("ParamKindsFlow")[0], "_parameters")[0]["task_id"]
     got = {name: store.load_value(ref.blob_key, ref.encoding)
            for name, ref in store.task_artifact_refs(params).items() if not name.startswith("_")}
     assert got == {"label": text, "rate": number, "n": count, "on": flag, "config": cfg}
@@ -284,7 +271,7 @@ def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 1 and "Traceback" not in out
+        assert proc.returncode == 130 and "Traceback" not in out
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from admin_fill import add_run
+from storefill import add_run
 from runstore import Store
 from runstore.errors import UntrustedArtifact
 
@@ -35,7 +35,7 @@ CLIENT_COMMANDS = [
 BUILD_EVIL = textwrap.dedent("""
     import pathlib, sys
     sys.path.insert(0, {tests!r})
-    from admin_fill import add_run
+    from storefill import add_run
     from runstore import Store
 
     class Payload:

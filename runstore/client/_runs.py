@@ -273,7 +273,7 @@ class Run(ClientObject):
 
     @property
     def namespace(self) -> str:
-        """The run's namespace tag: ``user:<name>`` or ``production:<token>``."""
+        """The run's namespace tag: ``user:<name>`` or ``production:<Flow>-<gen>-<id>``."""
         return self._row["namespace"]
 
     @property

@@ -22,11 +22,7 @@ Example
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +116,7 @@ def extract_code(tarball: bytes, into: str | os.PathLike[str]) -> Path:
     ['.runstore', 'f.py']
     """
     import io
+    import tarfile
 
     root = Path(into).resolve()
     with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
@@ -164,6 +161,10 @@ def trigger_command(flow_class: type) -> click.Command:
         if package is None:
             raise NotFound(f"the code of {name}'s production deployment is missing from {store.where}")
         tarball = store.load_value(package["blob_key"], "bytes")
+        import shutil
+        import subprocess
+        import tempfile
+
         workdir = tempfile.mkdtemp(prefix=f"runstore-{name}-")
         try:
             root = extract_code(tarball, workdir)

@@ -23,18 +23,13 @@ from typing import Any
 
 import click
 
+from .._clickutil import OneLineErrors, echo_error
 from ..errors import NotFound, ParameterError, RunstoreError
 
 __all__ = ["main", "make_cli"]
 
-
-class _FlowGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RunstoreError as exc:
-            click.echo(f"{exc.headline}: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+MAX_WORKERS = 1024  # more processes than any laptop wants; a typo like 10**20 is a usage error
+MAX_NUM_SPLITS = 10**9
 
 
 class _ParamType(click.ParamType):
@@ -76,9 +71,9 @@ def launch_options(func: Any) -> Any:
     --namespace, --run-id-file."""
     for option in reversed([
         click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable)."),
-        click.option("--max-workers", type=click.IntRange(min=1), default=None,
+        click.option("--max-workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
                      help="Tasks run at once [default: number of CPUs]."),
-        click.option("--max-num-splits", type=click.IntRange(min=1), default=100,
+        click.option("--max-num-splits", type=click.IntRange(min=1, max=MAX_NUM_SPLITS), default=100,
                      help="Most children one foreach may create."),
         click.option("--namespace", "user_namespace", default=None,
                      help="Client namespace inside steps ('' = global)."),
@@ -107,7 +102,7 @@ def make_cli(flow_class: Any) -> click.Group:
     params = flow_class._parameters()
     name = flow_class.__name__
 
-    @click.group(cls=_FlowGroup, context_settings={"help_option_names": ["-h", "--help"]},
+    @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]},
                  help=(flow_class.__doc__ or f"The {name} flow.").strip())
     @click.option("--db", type=click.Path(dir_okay=False), default=None, envvar="RUNSTORE_DB",
                   help="Store file (default: RUNSTORE_DB, else the nearest runstore.db, else ./runstore.db).")
@@ -211,7 +206,7 @@ def make_cli(flow_class: Any) -> click.Group:
 
     @cli.command()
     @click.argument("pathspec")
-    @click.option("--max-value-size", type=int, default=1000, help="Show values up to this many bytes.")
+    @click.option("--max-value-size", type=click.IntRange(min=0, max=2**62), default=1000, help="Show values up to this many bytes.")
     @click.option("--private", is_flag=True, help="Also show artifacts whose names start with '_'.")
     @click.pass_context
     def dump(ctx: click.Context, pathspec: str, max_value_size: int, private: bool) -> None:
@@ -297,6 +292,6 @@ def main(flow_class: Any, argv: list[str] | None = None) -> None:
     try:
         cli = make_cli(flow_class)
     except FlowDefinitionError as exc:
-        click.echo(f"{exc.headline}: {exc}", err=True)
+        echo_error(exc)
         sys.exit(exc.exit_code)
     cli.main(args=argv, prog_name=prog, standalone_mode=True)

@@ -226,7 +226,6 @@ class ResumeScheduler(Scheduler):
 
     def _foreach_refs(self, origin: dict[str, Any], spec: TaskSpec, node: Any) -> list[Any] | None:
         """The values the origin's split handed to its children, by reference (index order)."""
-        from ..store import StoredValue
 
         child = node.out_funcs[0]
         prefix = f"{spec.foreach_path}," if spec.foreach_path else ""
@@ -242,10 +241,15 @@ class ResumeScheduler(Scheduler):
             if not stack:
                 continue
             frame = stack[-1]
-            if frame.get("step") != node.name or not frame.get("blob_key"):
+            if frame.get("step") != node.name:
                 continue
+            # The child's _foreach_input row keeps its element's blob alive (gc, export);
+            # without it the blob named in the stack may be gone: split again instead.
+            ref = self.store.task_artifact_refs(task["task_id"]).get("_foreach_input")
+            if ref is None:
+                return self._foreach_refs_from_value(origin, node)
             count = frame["num_splits"]
-            found[frame["index"]] = StoredValue(frame["blob_key"], frame["encoding"], 0, "", None)
+            found[frame["index"]] = ref
         if count is not None and len(found) == count and set(found) == set(range(count)):
             return [found[i] for i in range(count)]
         return self._foreach_refs_from_value(origin, node)

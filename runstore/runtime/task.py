@@ -30,7 +30,7 @@ __all__ = ["TaskSpec", "TaskResult", "run_task", "install_output_capture", "MAX_
 #: Bytes of stdout (and of stderr) kept per attempt; the rest is cut with a note.
 MAX_LOG_BYTES = 10 * 1024 * 1024
 #: Artifacts the runtime writes itself and never passes down.
-RUNTIME_ARTIFACTS = frozenset({"_foreach_stack", "_graph_info"})
+RUNTIME_ARTIFACTS = frozenset({"_foreach_stack", "_foreach_input", "_graph_info"})
 
 
 class TaskSpec:
@@ -344,4 +344,9 @@ def _collect(store: Any, flow: FlowSpec, state: TaskState, spec: TaskSpec) -> tu
             error = error or CodecError(f"artifact {name!r} cannot be stored: {exc}")
     if spec.frames:
         artifacts["_foreach_stack"] = store.prepare_value([f.as_json() for f in spec.frames])
+        # The element this task got (self.input) is a blob of its own, written by the split.
+        # This row is what makes it "used": gc, export, merge and doctor follow artifact
+        # rows, and resume re-reads the children's inputs through them.
+        if spec.frames[-1].value_ref is not None:
+            artifacts["_foreach_input"] = spec.frames[-1].value_ref
     return artifacts, error

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sqlite3
 import sys
-import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,17 +174,31 @@ def _placeholders(n: int) -> str:
 _SQL_DENIED_FUNCTIONS = {"fts3_tokenizer", "load_extension", "readfile", "writefile", "edit"}
 
 
+_PRAGMAS_ABOUT_A_TABLE = frozenset({
+    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+})
+_PRAGMAS_TO_READ = frozenset({
+    "user_version", "schema_version", "page_count", "page_size", "freelist_count", "table_list",
+    "compile_options",
+})
+
+
 def _sql_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SQL_DENIED_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     if action in _SQL_ALLOWED:
         return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA and arg2 is None and (arg1 or "").lower() in (
-        "table_info", "table_xinfo", "index_list", "index_info", "foreign_key_list", "user_version",
-        "schema_version", "page_count", "page_size", "freelist_count", "table_list", "compile_options",
-    ):
-        return sqlite3.SQLITE_OK  # reading a few harmless pragmas
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if name in _PRAGMAS_ABOUT_A_TABLE:  # the argument names a table or index
+            return sqlite3.SQLITE_OK
+        if name in _PRAGMAS_TO_READ and arg2 is None:  # with an argument they would set
+            return sqlite3.SQLITE_OK
     return sqlite3.SQLITE_DENY
+
+
+def _let_signals_in() -> int:
+    return 0  # running any Python code lets a pending SIGINT raise here, which aborts the query
 
 
 def _allow_all(*_: object) -> int:
@@ -255,16 +267,22 @@ class AdminMixin:
         try:
             conn.execute("PRAGMA query_only = ON")
             conn.set_authorizer(_sql_authorizer)
+            # SQLite runs the query in C, where Ctrl-C would wait for it to end; a progress
+            # handler lets the pending KeyboardInterrupt abort it ("interrupted").
+            conn.set_progress_handler(_let_signals_in, 10_000)
             try:
                 cursor = conn.execute(query, params)
                 rows = cursor.fetchall()
                 columns = [d[0] for d in cursor.description or ()]
             finally:
+                conn.set_progress_handler(None, 0)
                 _clear_authorizer(conn)
                 if restore:
                     conn.execute("PRAGMA query_only = OFF")
         except (sqlite3.Error, sqlite3.Warning) as exc:
             text = str(exc)
+            if text == "interrupted":
+                raise KeyboardInterrupt from None
             if "not authorized" in text or "readonly" in text or "query_only" in text:
                 text = f"only reading queries are allowed ({text})"
             raise StoreError(f"SQL error: {text}") from None
@@ -459,6 +477,9 @@ class AdminMixin:
         """
         from . import Store
 
+        pathspecs = list(pathspecs)
+        if not pathspecs:
+            raise InvalidPathspec("export_runs needs at least one run (Flow/N, or Flow for all its runs)")
         target = Path(out).expanduser().resolve()
         if target.exists():
             raise StoreError(f"{target} already exists; choose a new file name for the export")
@@ -509,6 +530,8 @@ class AdminMixin:
             other_path = Path(other).expanduser().resolve()
             if self.path is not None and other_path == self.path:
                 raise StoreError(f"cannot merge {other_path} into itself")
+            if other_path.is_dir():
+                raise StoreError(f"{other_path} is a directory, not a runstore database file")
             if not other_path.is_file():
                 raise StoreError(f"{other_path} does not exist")
             source = _open_source(other_path)
@@ -650,6 +673,9 @@ def _open_source(path: Path) -> AdminMixin:
     except sqlite3.Error:
         version = SCHEMA_VERSION  # let Store report what is wrong with the file
     if 0 < version < SCHEMA_VERSION:
+        import shutil
+        import tempfile
+
         scratch = Path(tempfile.mkdtemp(prefix="runstore-merge-"))
         target = scratch / path.name
         shutil.copyfile(path, target)

@@ -298,9 +298,17 @@ class Database:
             try:
                 conn.execute(f"PRAGMA page_size = {PAGE_SIZE}").fetchall()
                 conn.execute("PRAGMA journal_mode = wal").fetchall()
+                # Nobody can see this file yet: no syncs while it is built, one fsync
+                # of the finished file below, before it gets its name.
+                conn.execute("PRAGMA synchronous = OFF").fetchall()
                 self._migrate(conn)
             finally:
                 conn.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             _publish(tmp, path)  # False: another process created it first; use theirs
 
     @contextmanager

@@ -1,4 +1,5 @@
-"""For the concurrency tests (tests/test_reliability_concurrency.py): a foreach fan-out and join."""
+"""For the concurrency and worker tests (test_reliability_concurrency.py, test_review_missing.py):
+a foreach fan-out and a join that also indexes ``inputs``."""
 
 from runstore import FlowSpec, Parameter, step
 
@@ -19,6 +20,7 @@ class BusyFlow(FlowSpec):
     @step
     def join(self, inputs):
         self.total = sum(i.value["square"] for i in inputs)
+        self.first, self.last = inputs[0].value["square"], inputs[-1].value["square"]  # indexing works
         self.next(self.end)
 
     @step
