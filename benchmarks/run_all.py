@@ -73,38 +73,24 @@ REPEATS = {
 # What a profile showed for a target that was missed (printed only when it is missed
 # in the run being written). Keys are the target ids used in `verdict()` calls.
 _FLOW_CAUSE = (
-    "cProfile of `python flow.py run` of the 3-step flow (2026-11-23, this machine): about half of "
-    "the in-process time is imports. `import runstore` loads the whole client (`runstore.client`), "
-    "every store mixin including `store/_admin.py` (dataclasses, urllib), `inspect`/`ast` for the "
-    "flow graph, `uuid`, `socket`, `platform`, `secrets`, and the run adds the runtime (module "
-    "counts in Start-up: about three times those of `sqlite3` + `click`). A first run also creates the "
-    "store file: 45-70 ms here (a quarter of the run), mostly syncs under SQLite's default "
-    "`synchronous=FULL` on the private temporary file `_create_file` builds: switching it to WAL, "
-    "committing the schema, and the checkpoint on close (cProfile: ~19, 16 and 16 ms); the same "
-    "DDL with `synchronous=OFF` takes ~5 ms), plus storing the code package (~17 ms). With Metaflow at "
-    "~1.2-1.4 s on a quiet machine, 15x means a run within ~20-30 ms of the `import sqlite3, click` "
-    "floor. Next step: lazy public names in `runstore/__init__.py` (module `__getattr__`) so the "
-    "flow path never imports the client or `_admin`; no `dataclasses`/`inspect` on that path; build "
-    "the new store file with `synchronous=OFF` (it is linked into place atomically anyway) and one "
-    "fsync at the end."
+    "start-up, not the run. cProfile of a 3-step `python flow.py run` (this machine, after main's "
+    "lazy public names and sync-free store creation): about 70 % of the in-process time is imports "
+    "(`click` ~17 ms, which the floor pays too; `runstore.store` ~19 ms, of which "
+    "`store/_admin.py` ~15 ms although a run never calls it; `runtime/flowcli.py` ~18 ms; ~8 ms "
+    "compiling regular expressions at import), store creation is down to ~8 ms and the three "
+    "tasks ~11 ms. With Metaflow at ~1.2-1.4 s here, 15x means <= ~80-90 ms a run, within "
+    "~30-40 ms of the `import sqlite3, click` floor: runstore sits on that edge, so the verdict "
+    "moves with machine noise (see the spreads). Next step: keep `store/_admin.py` and the other "
+    "mixins the runtime never uses off the flow path (lazy mixin or a lighter Store for runs), and "
+    "compile regular expressions on first use."
 )
 CAUSES: dict[str, str] = {
     "flow:3-step flow": _FLOW_CAUSE,
-    "flow:3-step flow, store exists": (
-        "imports (no store is created here): `import runstore` loads the whole client and every "
-        "store mixin (module counts in Start-up; cProfile: about half of the in-process time of a "
-        "run). Next step: lazy "
-        "public names in `runstore/__init__.py` so the flow path never imports the client or "
-        "`store/_admin.py`, and no `dataclasses`/`inspect`/`uuid`/`socket`/`platform` on that path."
-    ),
+    "flow:3-step flow, store exists": _FLOW_CAUSE,
     "import": (
-        "`python -X importtime`: the statement itself costs a few tens of ms with bytecode cached; "
-        "the rest is interpreter start and teardown of the modules `import runstore` pulls in "
-        "(module counts in Start-up: the whole client, every store mixin, `inspect`/`ast`, `uuid`, "
-        "`socket`, `platform`). "
-        "Without cached bytecode (`PYTHONDONTWRITEBYTECODE=1`, as in this project's shells) the "
-        "same import recompiles ~70 modules: +85 ms. Next step: lazy public names (module "
-        "`__getattr__`) for the client and the admin/store modules."
+        "`python -X importtime`: the statement's cost is the modules it pulls in (module counts in "
+        "Start-up). Without cached bytecode (`PYTHONDONTWRITEBYTECODE=1`, as in this project's "
+        "shells) every import recompiles runstore's modules. Next step: keep heavy modules lazy."
     ),
     "array-save": (
         "profiled, and see docs/storage.md. The raw baseline is a `write()` into the page cache (no "
@@ -488,6 +474,8 @@ class Report:
             return "met"
         self.missed.append(key)
         cause = CAUSES.get(key)
+        if cause and any(cause in text for text in self.missed_text.values()):
+            cause = "the same as the item above."
         self.missed_text[key] = what + (f" Cause: {cause}" if cause else "")
         return "**MISSED**"
 
