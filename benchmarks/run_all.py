@@ -78,9 +78,9 @@ _FLOW_CAUSE = (
     "(`click` ~17 ms, which the floor pays too; `runstore.store` ~19 ms, of which "
     "`store/_admin.py` ~15 ms although a run never calls it; `runtime/flowcli.py` ~18 ms; ~8 ms "
     "compiling regular expressions at import), store creation is down to ~8 ms and the three "
-    "tasks ~11 ms. With Metaflow at ~1.2-1.4 s here, 15x means <= ~80-90 ms a run, within "
-    "~30-40 ms of the `import sqlite3, click` floor: runstore sits on that edge, so the verdict "
-    "moves with machine noise (see the spreads). Next step: keep `store/_admin.py` and the other "
+    "tasks ~11 ms. Metaflow's 1.2-1.8 s here divided by 15 leaves 80-120 ms a run, only a few "
+    "tens of ms above the `import sqlite3, click` floor (Start-up), so the verdict also moves "
+    "with machine noise (see the spreads). Next step: keep `store/_admin.py` and the other "
     "mixins the runtime never uses off the flow path (lazy mixin or a lighter Store for runs), and "
     "compile regular expressions on first use."
 )
