@@ -70,6 +70,10 @@ def test_get_version_from_a_git_checkout(tmp_path: Path) -> None:
     root = tmp_path / "checkout"
     shutil.copytree(PACKAGE, root / "runstore", ignore=shutil.ignore_patterns("__pycache__"))
     assert _version_in(root) == __version__  # copied, but not a git checkout
+    # as in a real checkout: bytecode the subprocesses write is not committed (otherwise
+    # recompiling an edited module would make the tree dirty when run without
+    # PYTHONDONTWRITEBYTECODE, as CI does)
+    (root / ".gitignore").write_text("__pycache__/\n")
     _git(root, "init", "-q")
     _git(root, "add", "-A")
     _git(root, "commit", "-qm", "first")
