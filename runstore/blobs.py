@@ -268,6 +268,16 @@ class JsonCodec(Codec):
         return json.loads(stream.read())
 
 
+def _fill(stream: IO[bytes], target: memoryview, short: str) -> None:
+    """Read from ``stream`` until ``target`` is full; ``CodecError(short)`` if it ends first."""
+    pos, total = 0, len(target)
+    while pos < total:
+        n = stream.readinto(target[pos:])  # type: ignore[attr-defined]
+        if not n:
+            raise CodecError(short)
+        pos += n
+
+
 class BytesCodec(Codec):
     """Exactly ``bytes``, stored as is.
 
@@ -289,14 +299,8 @@ class BytesCodec(Codec):
         if size is None:
             return stream.read()
         buffer = bytearray(size)
-        view = memoryview(buffer)
-        pos = 0
-        while pos < size:
-            n = stream.readinto(view[pos:])  # type: ignore[attr-defined]
-            if not n:
-                raise CodecError("stored bytes are shorter than recorded")
-            pos += n
-        del view
+        with memoryview(buffer) as view:
+            _fill(stream, view, "stored bytes are shorter than recorded")
         return bytes(buffer)
 
 
@@ -365,14 +369,8 @@ class NpyCodec(Codec):
             raise CodecError("refusing an object-dtype .npy payload")
         array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
         if array.size:
-            target = memoryview(array.reshape(-1, order="A").view(np.uint8))
-            pos, total = 0, array.nbytes
-            while pos < total:
-                n = stream.readinto(target[pos:])  # type: ignore[attr-defined]
-                if not n:
-                    raise CodecError("stored array is shorter than its header says")
-                pos += n
-            del target
+            with memoryview(array.reshape(-1, order="A").view(np.uint8)) as target:
+                _fill(stream, target, "stored array is shorter than its header says")
         return array
 
 
