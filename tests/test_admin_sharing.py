@@ -259,7 +259,7 @@ def test_merge_real_runs_and_read_them_with_the_client(tmp_path: Path):
 
 
 def test_merge_from_an_older_schema_leaves_that_file_untouched(tmp_path: Path, file_store: Store):
-    from test_migration import write_version_1
+    from test_migration import OLD_STORE_UUID, write_version_1
 
     old = tmp_path / "old.db"
     write_version_1(old)
@@ -267,7 +267,7 @@ def test_merge_from_an_older_schema_leaves_that_file_untouched(tmp_path: Path, f
     report = file_store.merge_from(old)
     assert report.copied == [("OldFlow/7", "OldFlow/7")]
     assert file_store.sql("SELECT v.pathspec, v.user, v.status, r.source_store FROM runs_view v"
-                          " JOIN runs r USING (run_id)").rows == [("OldFlow/7", "anne", "succeeded", "old-store-uuid")]
+                          " JOIN runs r USING (run_id)").rows == [("OldFlow/7", "anne", "succeeded", OLD_STORE_UUID)]
     assert old.read_bytes() == before  # read from a private upgraded copy
     assert not [p for p in tmp_path.iterdir() if "backup" in p.name]  # no upgrade backup next to it
     assert file_store.merge_from(old).copied == []

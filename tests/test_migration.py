@@ -11,6 +11,9 @@ from runstore import Store, StoreReadOnlyError
 from runstore.schema import MIGRATIONS, SCHEMA_VERSION
 from runstore.store._db import _split_sql
 
+#: The store UUID of the version-1 file (a real UUID: merge validates the ones it reads).
+OLD_STORE_UUID = "01d00000-0000-4000-8000-000000000001"
+
 
 def write_version_1(path: Path) -> None:
     """What runstore at schema version 1 wrote: only the first migration, one run."""
@@ -18,11 +21,11 @@ def write_version_1(path: Path) -> None:
     conn.execute("PRAGMA journal_mode = wal")
     for statement in _split_sql(MIGRATIONS[0]):
         conn.execute(statement)
-    conn.execute("INSERT INTO store_info(key, value) VALUES ('uuid', 'old-store-uuid'), ('created_at', '1.0')")
+    conn.execute("INSERT INTO store_info(key, value) VALUES ('uuid', ?), ('created_at', '1.0')", (OLD_STORE_UUID,))
     conn.execute("INSERT INTO flows(name, created_at, last_run_number) VALUES ('OldFlow', 1.0, 7)")
     conn.execute(
         "INSERT INTO runs(flow_id, run_number, uuid, user_name, namespace, status, created_at, finished_at)"
-        " VALUES (1, 7, 'run-uuid', 'anne', 'user:anne', 'succeeded', 100.0, 160.0)"
+        " VALUES (1, 7, '01d00000-0000-4000-8000-000000000007', 'anne', 'user:anne', 'succeeded', 100.0, 160.0)"
     )
     conn.execute("INSERT INTO run_tags VALUES (1, 'user:anne', 1, 1, 100.0)")
     conn.execute("PRAGMA user_version = 1")
@@ -49,7 +52,7 @@ def test_version_1_file_is_upgraded_with_data_kept_and_a_backup(tmp_path: Path) 
     write_version_1(path)
     store = Store(path)
     assert version_of(path) == SCHEMA_VERSION
-    assert store.uuid == "old-store-uuid"
+    assert store.uuid == OLD_STORE_UUID
     with store.read() as conn:
         row = conn.execute("SELECT pathspec, user, status, duration_s FROM runs_view").fetchone()
     assert row == ("OldFlow/7", "anne", "succeeded", 60.0)

@@ -18,21 +18,26 @@ unreferenced goes. Blobs that another run still uses are never touched.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 import sqlite3
+import stat
 import sys
+import uuid as uuidlib
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
-from ..blobs import CODECS
-from ..errors import InvalidPathspec, NotFound, StoreError, StoreReadOnlyError
+from ..blobs import CHUNK_SIZE, CODECS
+from ..errors import InvalidPathspec, NotAStoreError, NotFound, RunstoreError, StoreError, StoreReadOnlyError
 from ..trust import trust_mac
-from ..schema import SCHEMA_VERSION
-from ..util import now
+from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
+from ..util import now, pid_alive
+from ._db import _publish, _split_sql
 from ._runs import effective_status
 
 __all__ = ["AdminMixin", "SqlResult", "GcReport", "TransferReport", "DoctorReport"]
@@ -315,14 +320,15 @@ class AdminMixin:
 
     # ------------------------------------------------------------ delete and gc
 
-    def delete_runs(self, pathspecs: Iterable[str]) -> list[str]:
+    def delete_runs(self, pathspecs: Iterable[str], *, force: bool = False) -> list[str]:
         """Delete runs (``Flow/N``) or every run of flows (``Flow``) with all they own.
 
         Steps, tasks, attempts, logs, artifacts rows, metadata and tags go with the
         run, in one transaction. Blobs stay until :meth:`gc` (another run may share
         them). Run numbers are never reused: the flow's counter is kept. A run that
-        is still going is refused (a crashed one can be deleted). Returns the deleted
-        pathspecs.
+        is still going is refused (a crashed one can be deleted) unless ``force``:
+        that is for a run stuck as ``running`` whose owner you know is gone (for
+        instance a hand-edited heartbeat). Returns the deleted pathspecs.
 
         Example
         -------
@@ -337,14 +343,14 @@ class AdminMixin:
         """
         with self.write() as conn:
             run_ids = self._resolve_runs(conn, pathspecs)
-            for batch in _batches(run_ids):
+            for batch in _batches([] if force else run_ids):
                 for flow, number, created, beat, host, pid in conn.execute(
                     f"SELECT f.name, r.run_number, r.created_at, r.heartbeat_at, r.owner_host, r.owner_pid"
                     f" FROM runs r JOIN flows f ON f.flow_id = r.flow_id WHERE r.status = 'running'"
                     f" AND r.run_id IN ({_placeholders(len(batch))})", batch):
                     if effective_status("running", beat, created, host, pid) == "running":
                         raise StoreError(f"{flow}/{number} is still running (process {pid} on {host});"
-                                         " delete it when it has ended")
+                                         " delete it when it has ended (or with --force if it is stuck)")
             deleted = []
             for batch in _batches(run_ids):
                 marks = _placeholders(len(batch))
@@ -355,9 +361,15 @@ class AdminMixin:
         return deleted
 
     def _live_since(self, conn: sqlite3.Connection) -> float | None:
-        """Start of the oldest live (running, not crashed) run, or None."""
+        """Start of the oldest live (running, not crashed) run, or None.
+
+        A start in the future is taken as now: a genuine scheduler records ``now()``,
+        so such a row was edited, and trusting it would make gc collect values that
+        runs started before it are still writing
+        (tests/test_sec_merge.py::test_running_run_from_2100_arrives_crashed_and_gc_completes).
+        """
         starts = [
-            created for created, beat, host, pid in conn.execute(
+            min(created, now()) for created, beat, host, pid in conn.execute(
                 "SELECT created_at, heartbeat_at, owner_host, owner_pid FROM runs WHERE status = 'running'")
             if effective_status("running", beat, created, host, pid) == "running"
         ]
@@ -463,7 +475,11 @@ class AdminMixin:
         The copy keeps run numbers, task ids and UUIDs, and carries every step,
         task, attempt, log, artifact, metadata row, tag, code package and blob those
         runs use (and their trust, SPEC §3) — nothing else. The file appears only when
-        complete.
+        complete (it is built in a private, randomly named ``.OUT.PID.*.tmp``
+        directory next to ``out``, removed on failure; one left by a killed export
+        is removed by the next export to the same directory), and never replaces an
+        existing file. Every chunk and blob is re-hashed on the way, as in
+        :meth:`merge_from`.
 
         Example
         -------
@@ -483,9 +499,23 @@ class AdminMixin:
         target = Path(out).expanduser().resolve()
         if target.exists():
             raise StoreError(f"{target} already exists; choose a new file name for the export")
+        if not target.parent.is_dir():
+            raise StoreError(f"cannot export to {target}: directory {target.parent} does not exist")
         with self.read() as conn:
             run_ids = self._resolve_runs(conn, pathspecs)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        import shutil
+        import tempfile
+
+        _remove_stale_exports(target)
+        # A private directory (mkdtemp: O_EXCL-like mkdir, random name, mode 0700) holds the
+        # file being built with its -wal/-shm; nothing planted next to the target is ever
+        # opened (tests/test_sec_merge.py::test_export_ignores_a_planted_temp_file).
+        try:
+            scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                                            dir=target.parent))
+        except OSError as exc:
+            raise StoreError(f"cannot export to {target}: {exc.strerror or exc}") from exc
+        tmp = scratch / target.name
         try:
             dest = Store(tmp)
             try:
@@ -493,11 +523,17 @@ class AdminMixin:
                 dest.checkpoint()
             finally:
                 dest.close()
-            os.replace(tmp, target)
+            if not _publish(tmp, target):
+                raise StoreError(f"{target} appeared while exporting; choose a new file name for the export")
+        except RunstoreError as exc:
+            # Name the output the user asked for, not the private file it was built in.
+            exc.message = exc.message.replace(str(tmp), str(target))
+            exc.args = (exc.message, *exc.args[1:])
+            raise
+        except OSError as exc:
+            raise StoreError(f"cannot export to {target}: {exc.strerror or exc}") from exc
         finally:
-            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-                if leftover.exists():
-                    leftover.unlink()
+            shutil.rmtree(scratch, ignore_errors=True)
         report.target = str(target)
         return report
 
@@ -687,8 +723,112 @@ def _open_source(path: Path) -> AdminMixin:
     return Store(path, readonly=True)
 
 
+def _remove_stale_exports(target: Path) -> None:
+    """Remove the scratch directories of exports to ``target`` whose process is gone.
+
+    Only our own directories named ``.NAME.PID.RANDOM.tmp`` with a dead PID go; a
+    file of that shape (an old runstore's, or a planted one) is never opened or
+    removed. Pinned by tests/test_sec_merge.py::test_export_killed_then_again_leaves_nothing.
+    """
+    import shutil
+
+    prefix, suffix = f".{target.name}.", ".tmp"
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        pid, _, rest = name[len(prefix):-len(suffix)].partition(".")
+        if not pid.isdigit() or not rest or pid_alive(int(pid)):
+            continue
+        path = target.parent / name
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _own_columns() -> dict[str, tuple[str, ...]]:
+    """Every table's columns as runstore's own schema defines them (never the source's).
+
+    Built once by applying :data:`~runstore.schema.MIGRATIONS` to an empty in-memory
+    database, so it follows the schema without a second list to keep in step.
+    """
+    conn = sqlite3.connect(":memory:")
+    try:
+        for migration in MIGRATIONS:
+            for statement in _split_sql(migration):
+                conn.execute(statement)
+        tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")]
+        return {table: tuple(row[1] for row in conn.execute(f"PRAGMA table_info({_quoted(table)})"))
+                for table in tables}
+    finally:
+        conn.close()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _column_list(table: str, alias: str = "") -> str:
+    """``"a", "b", ...`` (or ``x."a", ...``) of runstore's own columns of ``table``."""
+    return ", ".join(f"{alias}{_quoted(column)}" for column in _own_columns()[table])
+
+
+def _checked_uuid(value: object, what: str, where: str) -> str:
+    """``value`` when it is a UUID in runstore's canonical text form, else NotAStoreError."""
+    try:
+        if isinstance(value, str) and str(uuidlib.UUID(value)) == value:
+            return value
+    except ValueError:
+        pass
+    raise NotAStoreError(f"{where}: {what} {str(value)[:60]!r} is not a UUID; refusing to copy from this file")
+
+
+class _Tampered(Exception):
+    """A chunk or blob whose content does not match its key (reason in args[0])."""
+
+
+def _raw_chunk(compression: object, data: object, raw_size: int) -> bytes:
+    """A chunk's raw bytes, never producing more than ``raw_size`` bytes (+1 to detect excess)."""
+    if not isinstance(data, bytes):
+        raise _Tampered("its data is not a blob")
+    if compression == "none":
+        return data
+    if compression != "zstd":
+        raise _Tampered(f"unknown compression {str(compression)[:20]!r}")
+    import zstandard
+
+    # Not ZstdDecompressor.decompress(max_output_size=...): that trusts the size a
+    # frame header claims, and a 270 KB frame can claim 3 GiB.
+    out = bytearray()
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            while len(out) <= raw_size:
+                piece = reader.read(raw_size + 1 - len(out))
+                if not piece:
+                    break
+                out += piece
+    except zstandard.ZstdError as exc:
+        raise _Tampered(f"it does not decompress ({exc})") from None
+    return bytes(out)
+
+
 class _Transfer:
-    """Copies runs with everything they own from one store into another (one transaction)."""
+    """Copies runs with everything they own from one store into another (one transaction).
+
+    Nothing from the source is trusted (SPEC §13.4): rows are read and written with
+    runstore's own column lists, every chunk and blob is re-hashed from the very
+    bytes that are written, runs that claim to be running arrive crashed, and UUIDs
+    and flow names are validated. Any violation raises before the target's
+    transaction commits, so a refused transfer writes nothing.
+    """
 
     def __init__(self, source: AdminMixin, target: AdminMixin, *, keep_ids: bool,
                  progress: Progress | None) -> None:
@@ -701,6 +841,7 @@ class _Transfer:
         self.task_map: dict[int, int] = {}
         self.code_map: dict[int, int] = {}
         self.blobs_done: set[str] = set()
+        self.pathspec = ""  # the source run being copied, for error messages
 
     def run(self, run_ids: list[int]) -> TransferReport:
         with self.source.read() as src:
@@ -708,8 +849,8 @@ class _Transfer:
             if began:
                 src.execute("BEGIN")  # one consistent snapshot of the source
             try:
+                source_uuid = _checked_uuid(self.source.uuid, "its store UUID", self.source.where)
                 with self.target.write() as dst:
-                    source_uuid = self.source.uuid
                     for done, run_id in enumerate(run_ids, 1):
                         self._copy_run(src, dst, run_id, source_uuid)
                         if self.progress:
@@ -720,34 +861,52 @@ class _Transfer:
         return self.report
 
     @staticmethod
-    def _row(conn: sqlite3.Connection, sql: str, *args: Any) -> dict[str, Any] | None:
-        cursor = conn.execute(sql, args)
-        row = cursor.fetchone()
-        return None if row is None else dict(zip([d[0] for d in cursor.description], row))
-
-    @staticmethod
-    def _rows(conn: sqlite3.Connection, sql: str, *args: Any) -> list[dict[str, Any]]:
-        cursor = conn.execute(sql, args)
-        names = [d[0] for d in cursor.description]
+    def _rows(conn: sqlite3.Connection, table: str, where: str, *args: Any) -> list[dict[str, Any]]:
+        """Rows of ``table`` with runstore's own columns (a renamed or extra source column is never read)."""
+        names = _own_columns()[table]
+        cursor = conn.execute(f"SELECT {_column_list(table)} FROM {_quoted(table)} WHERE {where}", args)
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    @classmethod
+    def _row(cls, conn: sqlite3.Connection, table: str, where: str, *args: Any) -> dict[str, Any] | None:
+        rows = cls._rows(conn, table, where, *args)
+        return rows[0] if rows else None
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
-        cols = list(row)
+        cols = [column for column in _own_columns()[table] if column in row]
         return conn.execute(
-            f"INSERT INTO {table}({', '.join(cols)}) VALUES ({_placeholders(len(cols))})",
+            f"INSERT INTO {_quoted(table)}({', '.join(map(_quoted, cols))}) VALUES ({_placeholders(len(cols))})",
             [row[c] for c in cols]).lastrowid
 
     def _copy_run(self, src: sqlite3.Connection, dst: sqlite3.Connection, run_id: int, source_uuid: str) -> None:
-        run = self._row(src, "SELECT r.*, f.name AS flow FROM runs r JOIN flows f ON f.flow_id = r.flow_id"
-                             " WHERE r.run_id = ?", run_id)
+        run = self._row(src, "runs", "run_id = ?", run_id)
         assert run is not None
-        flow, number = run.pop("flow"), run["run_number"]
+        flow_row = src.execute("SELECT name FROM flows WHERE flow_id = ?", (run["flow_id"],)).fetchone()
+        flow, number = (flow_row[0] if flow_row else None), run["run_number"]
+        where = self.source.where
+        if not isinstance(flow, str) or not _RUN_PATHSPEC.match(flow) or "/" in flow:
+            raise NotAStoreError(f"{where}: run {run_id} has an invalid flow name {str(flow)[:60]!r};"
+                                 " refusing to copy from this file")
+        if not isinstance(number, int) or number < 1:
+            raise NotAStoreError(f"{where}: a run of {flow} has an invalid run number {str(number)[:20]!r};"
+                                 " refusing to copy from this file")
+        self.pathspec = f"{flow}/{number}"
+        _checked_uuid(run["uuid"], f"run {self.pathspec} has a UUID", where)
+        if run["source_store"] is not None:
+            _checked_uuid(run["source_store"], f"run {self.pathspec} has a source store", where)
         existing = dst.execute("SELECT r.run_id, r.run_number FROM runs r WHERE r.uuid = ?", (run["uuid"],)).fetchone()
         if existing:
             self.run_map[run_id] = (existing[0], flow, existing[1])
             self.report.skipped.append(f"{flow}/{number}")
             return
+        if run["status"] == "running":
+            # The run cannot go on here: its owner writes (if at all) to the source file.
+            # It arrives crashed, whatever heartbeat it claims (a heartbeat in 2100
+            # would otherwise keep it "running" and gc waiting for ever).
+            stamp = now()
+            run["heartbeat_at"] = min(_as_time(run["heartbeat_at"], run["created_at"]), stamp) - 2 * STALE_AFTER
+            run["owner_host"] = run["owner_pid"] = None
         dst.execute("INSERT OR IGNORE INTO flows(name, created_at) VALUES (?, ?)", (flow, now()))
         flow_id = dst.execute("SELECT flow_id FROM flows WHERE name = ?", (flow,)).fetchone()[0]
         taken = dst.execute("SELECT 1 FROM runs WHERE flow_id = ? AND run_number = ?", (flow_id, number)).fetchone()
@@ -775,10 +934,10 @@ class _Transfer:
             [(new_id, tag, system, flow_id, created) for tag, system, created in src.execute(
                 "SELECT tag, is_system, created_at FROM run_tags WHERE run_id = ?", (run_id,))])
         step_map = {}
-        for step in self._rows(src, "SELECT * FROM steps WHERE run_id = ? ORDER BY step_id", run_id):
+        for step in self._rows(src, "steps", "run_id = ? ORDER BY step_id", run_id):
             old = step.pop("step_id")
             step_map[old] = self._insert(dst, "steps", dict(step, run_id=new_id))
-        for task in self._rows(src, "SELECT * FROM tasks WHERE run_id = ? ORDER BY task_id", run_id):
+        for task in self._rows(src, "tasks", "run_id = ? ORDER BY task_id", run_id):
             old = task["task_id"]
             if not self.keep_ids:
                 del task["task_id"]
@@ -798,17 +957,17 @@ class _Transfer:
         return f"{flow}/{number}"
 
     def _copy_task_rows(self, src: sqlite3.Connection, dst: sqlite3.Connection, run_id: int) -> None:
-        tasks = "SELECT task_id FROM tasks WHERE run_id = ?"
-        for row in self._rows(src, f"SELECT * FROM attempts WHERE task_id IN ({tasks})", run_id):
+        tasks = "task_id IN (SELECT task_id FROM tasks WHERE run_id = ?)"
+        for row in self._rows(src, "attempts", tasks, run_id):
             self._insert(dst, "attempts", dict(row, task_id=self.task_map[row["task_id"]]))
-        for row in self._rows(src, f"SELECT * FROM artifacts WHERE task_id IN ({tasks})", run_id):
+        for row in self._rows(src, "artifacts", tasks, run_id):
             self._copy_blob(src, dst, row["blob_key"])
             del row["artifact_id"]
             self._insert(dst, "artifacts", dict(row, task_id=self.task_map[row["task_id"]]))
-        for row in self._rows(src, f"SELECT * FROM metadata WHERE task_id IN ({tasks})", run_id):
-            if not self.keep_ids and row["name"] == "origin-task-id" and row["value"].isdigit():
+        for row in self._rows(src, "metadata", tasks, run_id):
+            if not self.keep_ids and row["name"] == "origin-task-id" and str(row["value"]).isdigit():
                 row["value"] = str(self.task_map.get(int(row["value"]), row["value"]))
-            if not self.keep_ids and row["name"] == "origin-run-id" and row["value"].isdigit():
+            if not self.keep_ids and row["name"] == "origin-run-id" and str(row["value"]).isdigit():
                 flow = src.execute("SELECT f.name FROM runs r JOIN flows f ON f.flow_id = r.flow_id"
                                    " WHERE r.run_id = ?", (run_id,)).fetchone()[0]
                 renamed = self.report.renumbered.get(f"{flow}/{row['value']}")
@@ -818,43 +977,83 @@ class _Transfer:
 
     def _copy_code(self, src: sqlite3.Connection, dst: sqlite3.Connection, code_id: int) -> int:
         if code_id not in self.code_map:
-            code = self._row(src, "SELECT * FROM code_packages WHERE code_id = ?", code_id)
-            assert code is not None
-            self._copy_blob(src, dst, code["blob_key"])
+            code = self._row(src, "code_packages", "code_id = ?", code_id)
+            if code is None:
+                raise NotAStoreError(f"{self.source.where}: the code package of {self.pathspec} is missing;"
+                                     " run `runstore doctor` on it")
+            self._copy_blob(src, dst, code["blob_key"], what="code package")
             dst.execute("INSERT OR IGNORE INTO code_packages(blob_key, script_name, created_at) VALUES (?, ?, ?)",
                         (code["blob_key"], code["script_name"], code["created_at"]))
             self.code_map[code_id] = dst.execute(
                 "SELECT code_id FROM code_packages WHERE blob_key = ?", (code["blob_key"],)).fetchone()[0]
         return self.code_map[code_id]
 
-    def _copy_blob(self, src: sqlite3.Connection, dst: sqlite3.Connection, key: str) -> None:
+    def _copy_blob(self, src: sqlite3.Connection, dst: sqlite3.Connection, key: str, what: str = "value") -> None:
         if key in self.blobs_done:
             return
-        self.blobs_done.add(key)
         if dst.execute("SELECT 1 FROM blobs WHERE blob_key = ?", (key,)).fetchone() is None:
-            blob = self._row(src, "SELECT * FROM blobs WHERE blob_key = ?", key)
-            if blob is None:
-                raise StoreError(f"{self.source.where}: blob {key[:16]}… is missing; run `runstore doctor` on it")
-            stamp = now()
-            parts = src.execute("SELECT seq, chunk_key FROM blob_parts WHERE blob_key = ? ORDER BY seq",
-                                (key,)).fetchall()
-            for _, chunk_key in parts:
-                if dst.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (chunk_key,)).fetchone():
-                    continue
-                chunk = src.execute("SELECT compression, raw_size, data FROM blob_chunks WHERE chunk_key = ?",
-                                    (chunk_key,)).fetchone()
-                if chunk is None:
-                    raise StoreError(f"{self.source.where}: a chunk of blob {key[:16]}… is missing;"
-                                     " run `runstore doctor` on it")
-                dst.execute("INSERT INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data)"
-                            " VALUES (?, ?, ?, ?, ?)", (chunk_key, chunk[0], chunk[1], stamp, chunk[2]))
-                self.report.chunks += 1
-                self.report.bytes += len(chunk[2])
-            self._insert(dst, "blobs", blob)
-            dst.executemany("INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, ?, ?)",
-                            [(key, seq, chunk_key) for seq, chunk_key in parts])
-            self.report.blobs += 1
+            try:
+                self._copy_verified_blob(src, dst, key)
+            except _Tampered as exc:
+                raise NotAStoreError(
+                    f"{self.source.where}: refusing to merge: {self.pathspec} has a {what} {str(key)[:16]}… whose"
+                    f" stored content does not match its key ({exc.args[0]}); the file was altered, nothing was"
+                    " copied") from None
+        self.blobs_done.add(key)
         # Merged artifacts keep their source's trust (SPEC §3): the MACs only
         # vouch for readers whose secret made them, so copying them grants nothing new.
         dst.executemany("INSERT OR IGNORE INTO blob_trust(blob_key, mac) VALUES (?, ?)",
                         src.execute("SELECT blob_key, mac FROM blob_trust WHERE blob_key = ?", (key,)).fetchall())
+
+    def _copy_verified_blob(self, src: sqlite3.Connection, dst: sqlite3.Connection, key: str) -> None:
+        """Copy blob ``key``, re-hashing every chunk from the very bytes that are written.
+
+        Each chunk row is read once; its raw bytes (decompressed, never beyond its
+        claimed size, which may not exceed the chunk size) must hash to its key and
+        have its size, and the chunks in order must hash to the blob key and add up
+        to the blob's size. The target's transaction is open, so raising
+        :class:`_Tampered` part way rolls back every chunk already inserted.
+        """
+        blob = self._row(src, "blobs", "blob_key = ?", key)
+        if blob is None:
+            raise NotAStoreError(f"{self.source.where}: blob {str(key)[:16]}… of {self.pathspec} is missing;"
+                                 " run `runstore doctor` on it")
+        parts = src.execute("SELECT seq, chunk_key FROM blob_parts WHERE blob_key = ? ORDER BY seq",
+                            (key,)).fetchall()
+        if [seq for seq, _ in parts] != list(range(len(parts))) or len(parts) != blob["n_chunks"]:
+            raise _Tampered(f"{len(parts)} parts listed for {blob['n_chunks']!r} chunks")
+        digest, total, stamp = hashlib.sha256(), 0, now()
+        for _, chunk_key in parts:
+            chunk = src.execute("SELECT compression, raw_size, data FROM blob_chunks WHERE chunk_key = ?",
+                                (chunk_key,)).fetchone()
+            if chunk is None:
+                raise NotAStoreError(f"{self.source.where}: a chunk of blob {str(key)[:16]}… of {self.pathspec}"
+                                     " is missing; run `runstore doctor` on it")
+            compression, raw_size, data = chunk
+            if not isinstance(raw_size, int) or not 0 <= raw_size <= CHUNK_SIZE:
+                raise _Tampered(f"a chunk claims {str(raw_size)[:20]} bytes, more than a chunk holds")
+            raw = _raw_chunk(compression, data, raw_size)
+            if len(raw) != raw_size or hashlib.sha256(raw).hexdigest() != chunk_key:
+                raise _Tampered(f"chunk {str(chunk_key)[:16]}… does not hash to its key")
+            digest.update(raw)
+            total += raw_size
+            del raw
+            if dst.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (chunk_key,)).fetchone() is None:
+                dst.execute("INSERT INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data)"
+                            " VALUES (?, ?, ?, ?, ?)", (chunk_key, compression, raw_size, stamp, data))
+                self.report.chunks += 1
+                self.report.bytes += len(data)
+        if total != blob["size"] or digest.hexdigest() != key:
+            raise _Tampered(f"its {len(parts)} chunks ({total} bytes) do not hash to it")
+        self._insert(dst, "blobs", blob)
+        dst.executemany("INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, ?, ?)",
+                        [(key, seq, chunk_key) for seq, chunk_key in parts])
+        self.report.blobs += 1
+
+
+def _as_time(*candidates: object) -> float:
+    """The first candidate that is a number, as a float (0.0 when none is)."""
+    for value in candidates:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return 0.0

@@ -50,7 +50,10 @@ def effective_status(status: str, heartbeat_at: float | None, created_at: float,
     """A run's status as users see it: a ``running`` run whose owner is gone is ``crashed``.
 
     The owner is gone when its heartbeat is older than ``STALE_AFTER`` seconds, or
-    at once when it ran on this host and its process no longer exists.
+    at once when it ran on this host and its process no longer exists. A heartbeat
+    more than ``STALE_AFTER`` seconds in the *future* was not written by a live
+    scheduler (it records ``now()``): such a run is crashed too, so an edited row
+    cannot keep a run "running" (and ``gc`` waiting) until then.
 
     Example
     -------
@@ -60,7 +63,8 @@ def effective_status(status: str, heartbeat_at: float | None, created_at: float,
     if status != "running":
         return status
     last = heartbeat_at if heartbeat_at is not None else created_at
-    if last < now() - STALE_AFTER:
+    current = now()
+    if last < current - STALE_AFTER or last > current + STALE_AFTER:
         return "crashed"
     if owner_pid and owner_host == hostname() and not pid_alive(owner_pid):
         return "crashed"
