@@ -171,21 +171,24 @@ def backup(ctx: click.Context, out: str) -> None:
 @cli.command()
 @click.argument("pathspecs", nargs=-1, required=True)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Also delete runs that still look running (a stuck run).")
 @click.pass_context
-def delete(ctx: click.Context, pathspecs: tuple[str, ...], yes: bool) -> None:
+def delete(ctx: click.Context, pathspecs: tuple[str, ...], yes: bool, force: bool) -> None:
     """Delete runs (Flow/N) or every run of a flow (Flow), with all they own.
 
-    Blobs stay until `runstore gc` (other runs may share them).
+    Blobs stay until `runstore gc` (other runs may share them). A run that is
+    still going is refused unless --force (for a run stuck as running).
 
     \b
     Example:
         runstore delete TrainFlow/3 TrainFlow/4
         runstore delete --yes ScratchFlow
+        runstore delete --yes --force TrainFlow/9
     """
     store = _open_store(ctx)
     if not yes:
         click.confirm(f"Delete {', '.join(pathspecs)} from {store.where}?", abort=True, err=True)
-    deleted = store.delete_runs(pathspecs)
+    deleted = store.delete_runs(pathspecs, force=force)
     click.echo(f"deleted {len(deleted)} run(s): {', '.join(deleted)}")
     click.echo("run `runstore gc` to reclaim the space of values no other run uses")
 
