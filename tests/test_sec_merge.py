@@ -205,8 +205,10 @@ def test_merge_refuses_a_planted_code_package(tmp_path: Path):
 INJECTIONS = [
     # an extra column whose name closes the column list and adds a statement
     'ALTER TABLE runs ADD COLUMN "uuid) SELECT 1 WHERE 0; UPDATE runs SET user_name = \'pwned\'; --"',
-    # an upsert hidden in a column name of a table copied row by row
-    'ALTER TABLE metadata ADD COLUMN "x) VALUES (1,1,1,1,1,1,1) ON CONFLICT DO UPDATE SET value = \'pwned\' --"',
+    # an upsert hidden in a column name of a table copied row by row: as a column list built
+    # from the source's names, it rewrites every metadata row of the victim (it did on main)
+    'ALTER TABLE metadata ADD COLUMN "rowid) SELECT task_id, attempt, name, ?, ?, ?, NULL*?*?*?*? FROM metadata'
+    ' WHERE true ON CONFLICT DO UPDATE SET value = \'pwned\' --"',
     # one of our columns renamed to carry SQL: our column list no longer exists in the file
     'ALTER TABLE attempts RENAME COLUMN stdout TO "stdout) SELECT 1; UPDATE runs SET user_name = \'pwned\'; --"',
 ]
