@@ -204,7 +204,8 @@ def _timings(alias: str) -> str:
 
 #: A run's status as users see it: a running run whose heartbeat is stale is crashed.
 #: (The client also reports a run as crashed at once when its local owner process is
-#: gone, which SQL cannot see.) julianday, not unixepoch: SQLite < 3.38 lacks unixepoch.
+#: gone, which SQL cannot see, and when its heartbeat lies in the future — an edited
+#: row; changing this view would need a migration.) julianday, not unixepoch: SQLite < 3.38 lacks unixepoch.
 RUN_STATUS_SQL = (
     "CASE WHEN r.status = 'running' AND coalesce(r.heartbeat_at, r.created_at) "
     f"< (julianday('now') - 2440587.5) * 86400.0 - {STALE_AFTER} THEN 'crashed' ELSE r.status END"

@@ -59,6 +59,8 @@ def effective_status(status: str, heartbeat_at: float | None, created_at: float,
     -------
     >>> effective_status("running", 0.0, 0.0, "elsewhere", 1)
     'crashed'
+    >>> effective_status("running", 4102444800.0, 0.0, "elsewhere", 1)  # a heartbeat in 2100
+    'crashed'
     """
     if status != "running":
         return status
