@@ -131,7 +131,9 @@ def schema_problems(conn: sqlite3.Connection, version: int) -> list[str]:
     ours = expected_objects(version)
     found = _objects(conn)
     problems = []
-    for name, (kind, table, sql) in sorted(found.items()):
+    # Triggers and views first: they are what runs inside runstore's own statements.
+    order = {"trigger": 0, "view": 1, "table": 2, "index": 3}
+    for name, (kind, table, sql) in sorted(found.items(), key=lambda item: (order.get(item[1][0], 4), item[0])):
         want = ours.get(name)
         if want is None:
             if not _sqlite_bookkeeping(name, kind, table, sql, ours):
