@@ -12,6 +12,7 @@ import difflib
 import io
 import itertools
 import json
+import os
 import re
 import sys
 from dataclasses import asdict
@@ -58,7 +59,7 @@ def version() -> None:
 # ---------------------------------------------------------------- helpers
 
 
-def _open_store(ctx: click.Context, *, readonly: bool = False) -> "Store":
+def _open_store(ctx: click.Context, *, readonly: bool = False, **open_options: Any) -> "Store":
     """The store named by --db / RUNSTORE_DB / discovery; never creates one."""
     from .errors import StoreError
     from .store import Store, discover_path
@@ -68,7 +69,9 @@ def _open_store(ctx: click.Context, *, readonly: bool = False) -> "Store":
         raise StoreError("--db :memory: makes a new empty store; name a file")
     if not found or not path.exists():
         raise StoreError(f"no store at {path}; pass --db PATH or set RUNSTORE_DB")
-    return Store(path, readonly=readonly, create=False)
+    store = Store(path, readonly=readonly, create=False, **open_options)
+    ctx.call_on_close(store.close)  # closing is what lets SQLite remove its -wal/-shm files
+    return store
 
 
 def _progress(label: str) -> Callable[[int, int], None] | None:
@@ -267,7 +270,8 @@ def trust(file: str) -> None:
 
     Loading a pickle can run any code its author chose: only trust files from
     people you trust. Trust is recorded with your personal secret and cannot be
-    forged by the file's author.
+    forged by the file's author. For a file you cannot write it is kept in your
+    runstore home, under the store's UUID.
 
     \b
     Example:
@@ -275,25 +279,36 @@ def trust(file: str) -> None:
     """
     from .store import Store
 
-    count = Store(file, create=False).trust_all()
+    # A file you cannot write is trusted in your home instead (runstore/trust.py).
+    store = Store(file, create=False, readonly=not os.access(file, os.W_OK))
+    try:
+        count = store.trust_all()
+    finally:
+        store.close()
     click.echo(f"trusted {count} pickled value(s) in {Path(file).resolve()}")
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.option("--reindex", is_flag=True, help="First rebuild every index (the fix for damaged indexes).")
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool) -> None:
+def doctor(ctx: click.Context, as_json: bool, reindex: bool) -> None:
     """Check the store's integrity and consistency; exit 1 when something is wrong.
 
-    Checks SQLite integrity and foreign keys, missing chunks and blobs, and
-    reports runs left running by a process that is gone, WAL size and reclaimable
-    space. Never changes or unpickles anything.
+    Checks that every table, view, index and trigger is one runstore made, SQLite
+    integrity (damaged indexes with their fix) and foreign keys, missing chunks and
+    blobs, and reports runs left running by a process that is gone, WAL size and
+    reclaimable space. Never changes, migrates or unpickles anything (except
+    --reindex); an altered, damaged or older file is opened read-only to report on it.
 
     \b
     Example:
         runstore doctor
+        runstore doctor --reindex
     """
-    store = _open_store(ctx, readonly=True)
+    if reindex:
+        _open_store(ctx).reindex()
+    store = _open_store(ctx, diagnose=True)
     report = store.doctor()
     if as_json:
         _echo_json({"ok": report.ok, **asdict(report)})

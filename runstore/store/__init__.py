@@ -71,6 +71,9 @@ class Store(AdminMixin, QueriesMixin, DeployMixin, ResumeMixin, RunsMixin, Blobs
     busy_timeout : float
         Seconds a write waits for another process's write lock before raising
         ``StoreBusyError`` (default 60).
+    diagnose : bool
+        Open a file whose schema was altered, or an older one, read-only and only to
+        report on it with :meth:`doctor` (what ``runstore doctor`` does); never migrates.
 
     Example
     -------
@@ -83,13 +86,13 @@ class Store(AdminMixin, QueriesMixin, DeployMixin, ResumeMixin, RunsMixin, Blobs
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, readonly: bool = False,
-                 create: bool = True, busy_timeout: float = BUSY_TIMEOUT) -> None:
+                 create: bool = True, busy_timeout: float = BUSY_TIMEOUT, diagnose: bool = False) -> None:
         if path is None:
             found_path, found = discover_path()
             if not found and create and not readonly:
                 print(f"runstore: creating a new store at {found_path}", file=sys.stderr)
             path = found_path
-        super().__init__(path, readonly=readonly, create=create, busy_timeout=busy_timeout)
+        super().__init__(path, readonly=readonly, create=create, busy_timeout=busy_timeout, diagnose=diagnose)
 
     def describe(self) -> str:
         """``sqlite@<path>``: how ``get_metadata()`` names this store.

@@ -30,15 +30,15 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
-from urllib.parse import quote
 
 from ..blobs import CHUNK_SIZE, CODECS
 from ..errors import InvalidPathspec, NotAStoreError, NotFound, RunstoreError, StoreError, StoreReadOnlyError
-from ..trust import trust_mac
+from ..trust import trust_in_home, trust_mac
 from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
-from ..util import now, pid_alive
-from ._db import _publish, _split_sql
+from ..util import config_dir, now, pid_alive
+from ._db import _publish, _split_sql, altered_error
 from ._runs import effective_status
+from ._schemacheck import index_problems
 
 __all__ = ["AdminMixin", "SqlResult", "GcReport", "TransferReport", "DoctorReport"]
 
@@ -202,10 +202,6 @@ def _sql_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | N
     return sqlite3.SQLITE_DENY
 
 
-def _let_signals_in() -> int:
-    return 0  # running any Python code lets a pending SIGINT raise here, which aborts the query
-
-
 def _allow_all(*_: object) -> int:
     return sqlite3.SQLITE_OK
 
@@ -230,6 +226,10 @@ class AdminMixin:
     connection: Any
     checkpoint: Any
     integrity_problems: Any
+    is_trusted: Any
+    open_connection: Any
+    schema_problems: list[str]
+    schema_version: int
 
     # ------------------------------------------------------------ read-only SQL
 
@@ -258,11 +258,7 @@ class AdminMixin:
             conn = self.connection()
             with self.read():
                 return self._sql_on(conn, query, params, restore=True)
-        try:
-            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, timeout=60,
-                                   isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.where}: cannot open read-only: {exc}") from exc
+        conn = self.open_connection()  # same policy as the store's own; closed below
         try:
             return self._sql_on(conn, query, params, restore=False)
         finally:
@@ -272,15 +268,12 @@ class AdminMixin:
         try:
             conn.execute("PRAGMA query_only = ON")
             conn.set_authorizer(_sql_authorizer)
-            # SQLite runs the query in C, where Ctrl-C would wait for it to end; a progress
-            # handler lets the pending KeyboardInterrupt abort it ("interrupted").
-            conn.set_progress_handler(_let_signals_in, 10_000)
+            # Ctrl-C stops the query: every connection has harden()'s progress handler.
             try:
                 cursor = conn.execute(query, params)
                 rows = cursor.fetchall()
                 columns = [d[0] for d in cursor.description or ()]
             finally:
-                conn.set_progress_handler(None, 0)
                 _clear_authorizer(conn)
                 if restore:
                     conn.execute("PRAGMA query_only = OFF")
@@ -558,8 +551,6 @@ class AdminMixin:
         >>> a.merge_from(b).copied
         []
         """
-        from . import Store
-
         if isinstance(other, AdminMixin):
             source = other
         else:
@@ -586,7 +577,9 @@ class AdminMixin:
 
         Afterwards :meth:`~runstore.store._blobs.BlobsMixin.load_value` loads them.
         Only do this for a file whose author you trust: loading a pickle can run any
-        code. This is what ``runstore trust FILE`` does.
+        code. This is what ``runstore trust FILE`` does. On a store opened
+        ``readonly`` nothing is written to the file: the trust is kept in this user's
+        home, under the store's UUID (:mod:`runstore.trust`).
 
         Example
         -------
@@ -595,10 +588,21 @@ class AdminMixin:
         0
         """
         marks = _placeholders(len(_UNSAFE_ENCODINGS))
+        query = (f"SELECT DISTINCT a.blob_key FROM artifacts a JOIN blobs b ON b.blob_key = a.blob_key"
+                 f" WHERE a.encoding IN ({marks})")
+        if self.readonly:
+            # A file this user cannot (or chose not to) write: the MACs go to their home.
+            with self.read() as conn:
+                keys = [row[0] for row in conn.execute(query, _UNSAFE_ENCODINGS)]
+            try:
+                trust_in_home(self.uuid, keys)
+            except ValueError as exc:
+                raise NotAStoreError(f"{self.where}: its store UUID is damaged ({exc})") from None
+            except OSError as exc:
+                raise StoreError(f"cannot record trust in {config_dir()}: {exc.strerror or exc}") from None
+            return len(keys)
         with self.write() as conn:
-            keys = [row[0] for row in conn.execute(
-                f"SELECT DISTINCT a.blob_key FROM artifacts a JOIN blobs b ON b.blob_key = a.blob_key"
-                f" WHERE a.encoding IN ({marks})", _UNSAFE_ENCODINGS)]
+            keys = [row[0] for row in conn.execute(query, _UNSAFE_ENCODINGS)]
             conn.executemany("INSERT OR IGNORE INTO blob_trust(blob_key, mac) VALUES (?, ?)",
                              [(key, trust_mac(key)) for key in keys])
         return len(keys)
@@ -616,19 +620,54 @@ class AdminMixin:
         with self.read() as conn:
             keys = [row[0] for row in conn.execute(
                 f"SELECT DISTINCT blob_key FROM artifacts WHERE encoding IN ({marks})", _UNSAFE_ENCODINGS)]
-            trusted = 0
-            for key in keys:
-                trusted += conn.execute("SELECT 1 FROM blob_trust WHERE blob_key = ? AND mac = ?",
-                                        (key, trust_mac(key))).fetchone() is not None
-        return len(keys) - trusted
+        return sum(not self.is_trusted(key) for key in keys)
 
     # ------------------------------------------------------------ doctor
+
+    def _doctor_structure(self, report: DoctorReport) -> bool:
+        """The file's structure: schema check, integrity, indexes. False: stop here.
+
+        When the schema is not runstore's, the other checks are skipped: they would
+        read the file through its altered views and tables.
+        """
+        report.facts["schema_version"] = self.schema_version
+        report.problems += [f"schema: {problem}" for problem in self.schema_problems]
+        with self.read() as conn:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+            damaged, other = index_problems(rows)
+            report.problems += damaged + other
+            if not self.schema_problems:
+                for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall():
+                    report.problems.append(f"{table} row {rowid} points to a missing {parent} row")
+        if self.schema_problems:
+            report.warnings.append("runs and blobs were not checked: the file's schema is not runstore's")
+            return False
+        if self.schema_version < SCHEMA_VERSION:
+            report.warnings.append(
+                f"schema version {self.schema_version} is older than {SCHEMA_VERSION}: opening the file"
+                " writable upgrades it (after a backup copy)")
+        return True
+
+    def reindex(self) -> None:
+        """Rebuild every index from its table (SQLite's ``REINDEX``): the fix for damaged indexes.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> Store(":memory:").reindex()
+        """
+        with self.write() as conn:
+            conn.execute("REINDEX")
+
 
     def doctor(self) -> DoctorReport:
         """Check the file and its consistency; never changes or unpickles anything.
 
-        Problems: SQLite integrity or foreign-key errors, blobs whose chunks are
-        missing or incomplete, artifacts or code packages pointing at missing blobs.
+        Problems: an altered schema (objects runstore did not make, SPEC §13.2),
+        damaged indexes (with the fix), SQLite integrity or foreign-key errors, blobs
+        whose chunks are missing or incomplete, artifacts or code packages pointing at
+        missing blobs. Open a damaged, altered or older file with
+        ``Store(path, diagnose=True)`` to report on it without migrating it.
         Warnings: runs left ``running`` by a dead owner (shown as crashed), a large
         WAL, space ``runstore gc`` could reclaim.
 
@@ -640,10 +679,10 @@ class AdminMixin:
         (True, 0)
         """
         report = DoctorReport()
-        report.problems += self.integrity_problems()
+        if not self._doctor_structure(report):
+            return report
         with self.read() as conn:
             q = lambda sql, *args: conn.execute(sql, args).fetchall()  # noqa: E731
-            report.facts["schema_version"] = q("PRAGMA user_version")[0][0]
             for table in ("flows", "runs", "tasks", "artifacts", "blobs", "blob_chunks"):
                 report.facts[table] = q(f"SELECT count(*) FROM {table}")[0][0]
             report.facts["stored_bytes"] = q("SELECT coalesce(sum(length(data)), 0) FROM blob_chunks")[0][0]
@@ -700,14 +739,13 @@ def _open_source(path: Path) -> AdminMixin:
     """
     from . import Store
 
+    probe = Store(path, diagnose=True)  # read-only, never migrated; refuses what is not a store
     try:
-        raw = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
-        try:
-            version = raw.execute("PRAGMA user_version").fetchone()[0]
-        finally:
-            raw.close()
-    except sqlite3.Error:
-        version = SCHEMA_VERSION  # let Store report what is wrong with the file
+        version, problems = probe.schema_version, probe.schema_problems
+    finally:
+        probe.close()
+    if problems:
+        raise altered_error(str(path), problems)
     if 0 < version < SCHEMA_VERSION:
         import shutil
         import tempfile

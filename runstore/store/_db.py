@@ -30,8 +30,9 @@ from ..errors import (
 )
 from ..schema import MIGRATIONS, SCHEMA_VERSION
 from ..util import now
+from ._schemacheck import schema_problems, split_sql
 
-__all__ = ["Database", "PRAGMAS", "BUSY_TIMEOUT", "translate_error"]
+__all__ = ["Database", "PRAGMAS", "BUSY_TIMEOUT", "translate_error", "harden", "altered_error"]
 
 #: Seconds a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT = 60.0
@@ -48,7 +49,13 @@ WAL_AUTOCHECKPOINT = 1000
 CHECKPOINT_WAIT = 2.0
 
 #: Applied to every connection, in this order (journal_mode only when writable).
+#: ``trusted_schema = OFF`` until the schema check has found every view and trigger to be
+#: runstore's own: nothing from a file's views runs a function SQLite does not call
+#: innocuous while we look at it. Then ON, because SQLite (3.40 at least) does not mark
+#: ``json()``, ``json_extract()`` or ``json_group_array()`` innocuous, and runstore's
+#: own views use them (tests/test_security_open.py::test_trusted_schema_off_until_checked).
 PRAGMAS: tuple[tuple[str, str], ...] = (
+    ("trusted_schema", "OFF"),
     ("busy_timeout", str(int(BUSY_TIMEOUT * 1000))),
     ("journal_mode", "wal"),
     ("synchronous", "NORMAL"),
@@ -85,10 +92,12 @@ def _read_header(path: Path) -> tuple[int, bytes]:
     return os.fstat(fd).st_size, os.pread(fd, 100, 0)
 
 
-def translate_error(exc: BaseException, where: str, busy_timeout: float = BUSY_TIMEOUT) -> RunstoreError:
+def translate_error(exc: BaseException, where: str,
+                    busy_timeout: float = BUSY_TIMEOUT) -> RunstoreError | KeyboardInterrupt:
     """Turn a ``sqlite3`` (or OS) error into the runstore error a user can act on.
 
-    The message is always one line and names the file.
+    The message is always one line and names the file. A statement stopped by Ctrl-C
+    (see :func:`harden`) comes back as the ``KeyboardInterrupt`` it was.
 
     Example
     -------
@@ -100,6 +109,8 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float = BUSY_T
         return exc
     text = " ".join(str(exc).split())
     low = text.lower()
+    if low == "interrupted":
+        return KeyboardInterrupt()
     if "locked" in low or "busy" in low:
         return StoreBusyError(
             f"{where}: another process held the write lock for more than {busy_timeout:g} s; "
@@ -124,6 +135,39 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float = BUSY_T
     if "not a database" in low or "malformed" in low or "corrupt" in low:
         return NotAStoreError(f"{where} is damaged or not a runstore database ({text})")
     return StoreError(f"{where}: {text}")
+
+
+#: SQLite virtual-machine steps between two calls of the progress handler (~1 ms of work).
+PROGRESS_STEPS = 100_000
+
+
+def _let_signals_in() -> int:
+    # Running any Python code lets a pending SIGINT raise KeyboardInterrupt here; the
+    # sqlite3 module then stops the statement ("interrupted"), which translate_error turns
+    # back into KeyboardInterrupt. Without it Ctrl-C waits for the statement to end.
+    # Pinned by tests/test_security_open.py::test_ctrl_c_stops_an_endless_sql_query_with_130.
+    return 0
+
+
+def harden(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """Settings no file may undo, for every connection runstore opens (SPEC §13.2, §13.3).
+
+    ``trusted_schema = OFF``; SQLite's defensive mode where Python exposes it (3.12+
+    ``setconfig``: no ``writable_schema``, no corrupting pragmas); a progress handler,
+    so Ctrl-C stops any statement, however long the file makes it.
+
+    Example
+    -------
+    >>> import sqlite3
+    >>> harden(sqlite3.connect(":memory:")).execute("PRAGMA trusted_schema").fetchone()
+    (0,)
+    """
+    defensive = getattr(sqlite3, "SQLITE_DBCONFIG_DEFENSIVE", None)
+    if defensive is not None and hasattr(conn, "setconfig"):
+        conn.setconfig(defensive, True)
+    conn.execute(f"PRAGMA trusted_schema = {dict(PRAGMAS)['trusted_schema']}")
+    conn.set_progress_handler(_let_signals_in, PROGRESS_STEPS)
+    return conn
 
 
 def _out_of_room(exc: BaseException, low: str) -> bool:
@@ -163,17 +207,21 @@ def _remove_database_files(path: Path) -> None:
             pass
 
 
-def _split_sql(script: str) -> list[str]:
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            if current.strip():
-                statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
+_split_sql = split_sql  # the name tests/test_migration.py imports
+
+
+def altered_error(where: str, problems: list[str]) -> NotAStoreError:
+    """The one-line refusal of a file whose schema is not runstore's (SPEC §13.2).
+
+    Example
+    -------
+    >>> str(altered_error("x.db", ["view 'blob_chunks' replaces runstore's table"]))[:60]
+    "x.db was altered after runstore wrote it: view 'blob_chunks'"
+    """
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return NotAStoreError(
+        f"{where} was altered after runstore wrote it: {problems[0]}{more}; runstore does not "
+        "open such a file (`runstore doctor` lists what changed)")
 
 
 class Database:
@@ -184,18 +232,27 @@ class Database:
     path : str or Path
         The database file, or ``":memory:"`` for a private in-memory store.
     readonly : bool
-        Open with ``mode=ro``: reads work, any write raises ``StoreReadOnlyError``.
+        Only read: reads work, any write raises ``StoreReadOnlyError``, and nothing
+        is left next to the file (see :meth:`open_connection`).
     create : bool
         Create the file when it does not exist (otherwise ``StoreError``).
     busy_timeout : float
         Seconds a write waits for another process's write lock before
         ``StoreBusyError`` (default :data:`BUSY_TIMEOUT`).
+    diagnose : bool
+        With ``readonly``: open an altered or older file anyway, only to report on it
+        (``runstore doctor``); its problems are in ``schema_problems``. Never migrates.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, create: bool = True,
-                 busy_timeout: float = BUSY_TIMEOUT) -> None:
+                 busy_timeout: float = BUSY_TIMEOUT, diagnose: bool = False) -> None:
         self.in_memory = str(path) == ":memory:"
-        self.readonly = readonly
+        self.readonly = readonly or diagnose
+        self.diagnose = diagnose
+        #: What the schema check found (only ever non-empty with ``diagnose``).
+        self.schema_problems: list[str] = []
+        #: The file's ``PRAGMA user_version`` when it was opened.
+        self.schema_version = SCHEMA_VERSION
         self.busy_timeout = float(busy_timeout)
         self.path: Path | None = None if self.in_memory else Path(path).expanduser().resolve()
         self._local = threading.local()
@@ -206,6 +263,7 @@ class Database:
         self._uuid: str | None = None
         self._closed = False
         self._verified = False
+        self._schema_checked = False  # every object in the file is one runstore made
         if self.path is not None and self._check_file(create):
             self._create_file()
         try:
@@ -325,44 +383,74 @@ class Database:
             _remove_database_files(tmp)
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            if self.path is None:
-                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-            else:
-                mode = "ro" if self.readonly else "rw"
-                uri = f"file:{quote(str(self.path))}?mode={mode}"
-                conn = sqlite3.connect(
-                    uri, uri=True, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-                )
-            try:
-                for name, value in PRAGMAS:
-                    if name == "busy_timeout":
-                        value = str(int(self.busy_timeout * 1000))
-                    if name == "journal_mode" and (self.readonly or self.path is None or not self._verified):
-                        continue  # never change a file before knowing it is ours (_ensure_schema)
-                    conn.execute(f"PRAGMA {name} = {value}").fetchall()
-                if self.readonly:
-                    # A read-only WAL file needs its -shm; in a read-only directory SQLite
-                    # cannot create it and fails on the first read, so probe now.
-                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            except sqlite3.Error:
-                conn.close()
-                if not (self.readonly and self.path is not None):
-                    raise
-                conn = self._connect_immutable()
-        except sqlite3.Error as exc:
-            raise translate_error(exc, self.where, self.busy_timeout) from exc
+        conn = self.open_connection()
         self._connections.append(conn)
         return conn
 
-    def _connect_immutable(self) -> sqlite3.Connection:
-        # Last resort for readonly=True in a directory we cannot write: read the file
-        # as immutable (no locks, no -shm). Only used when nobody can be writing it here.
+    def open_connection(self) -> sqlite3.Connection:
+        """A new connection with the connection policy, not shared: the caller closes it.
+
+        Read-only stores (SPEC §13, "Read-only stores") never leave a ``-wal``/``-shm``
+        behind: a file we could write, with no WAL beside it, is opened read-write with
+        ``query_only`` (SQLite removes the WAL it made when the connection closes); a
+        file with a live WAL is opened ``mode=ro``; a file we cannot write and nobody is
+        writing (no WAL), or one whose ``-shm`` cannot be made, is read ``immutable``.
+        Pinned by tests/test_security_open.py::test_read_only_file_leaves_nothing_behind.
+        """
+        try:
+            if self.path is None:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                self._apply_pragmas(conn)
+                return conn
+            if not self.readonly:
+                conn = self._connect_uri("rw")
+                self._apply_pragmas(conn)
+                return conn
+            return self._connect_read_only()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.where, self.busy_timeout) from exc
+
+    def _connect_uri(self, query: str) -> sqlite3.Connection:
         assert self.path is not None
-        uri = f"file:{quote(str(self.path))}?mode=ro&immutable=1"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return conn
+        return sqlite3.connect(f"file:{quote(str(self.path))}?{query}", uri=True, timeout=self.busy_timeout,
+                               isolation_level=None, check_same_thread=False)
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        assert self.path is not None
+        wal_present = Path(f"{self.path}-wal").exists()
+        writable = os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
+        attempts = []
+        if writable and not wal_present:
+            attempts.append(("mode=rw", True))
+        if wal_present or writable:
+            attempts.append(("mode=ro", False))
+        attempts.append(("mode=ro&immutable=1", False))
+        for n, (query, query_only) in enumerate(attempts, 1):
+            conn = self._connect_uri(query)
+            try:
+                self._apply_pragmas(conn)
+                if query_only:
+                    conn.execute("PRAGMA query_only = ON")
+                # A read-only WAL file needs its -shm; in a read-only directory SQLite
+                # cannot create it and fails on the first read, so probe now.
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.Error:
+                conn.close()
+                if n == len(attempts):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _apply_pragmas(self, conn: sqlite3.Connection) -> None:
+        harden(conn)
+        for name, value in PRAGMAS:
+            if name == "busy_timeout":
+                value = str(int(self.busy_timeout * 1000))
+            if name == "trusted_schema" and self._schema_checked:
+                value = "ON"
+            if name == "journal_mode" and (self.readonly or self.path is None or not self._verified):
+                continue  # never change a file before knowing it is ours (_ensure_schema)
+            conn.execute(f"PRAGMA {name} = {value}").fetchall()
 
     def connection(self) -> sqlite3.Connection:
         """This thread's (and this process's) connection, opened on first use.
@@ -400,12 +488,11 @@ class Database:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             foreign = version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+            # Before anything else reads the file through its schema (SPEC §13.2).
+            problems = schema_problems(conn, version) if 0 < version <= SCHEMA_VERSION else []
         except sqlite3.Error as exc:
             raise translate_error(exc, self.where, self.busy_timeout) from exc
-        if version == SCHEMA_VERSION:
-            self._verified = True
-            self._set_journal_mode(conn)
-            return
+        self.schema_version = version
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{self.where} has schema version {version}, but this runstore reads up to "
@@ -413,7 +500,22 @@ class Database:
             )
         if foreign:
             raise NotAStoreError(f"{self.where} is a SQLite database of another program, not a runstore store")
+        if not problems:
+            self._schema_checked = version > 0 or self.path is None
+            if self._schema_checked:
+                self._trust_schema(conn)
+        if problems:
+            self.schema_problems = problems
+            if self.diagnose:
+                return
+            raise altered_error(self.where, problems)
+        if version == SCHEMA_VERSION:
+            self._verified = True
+            self._set_journal_mode(conn)
+            return
         if self.readonly:
+            if self.diagnose:
+                return  # an older file, opened only to report on it: never migrated
             raise StoreReadOnlyError(
                 f"{self.where} has schema version {version} and needs an upgrade to "
                 f"{SCHEMA_VERSION}; open it once writable"
@@ -424,6 +526,12 @@ class Database:
             self._backup_before_migration(version)
         with self._memory_lock():
             self._migrate(conn)
+
+    def _trust_schema(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA trusted_schema = ON")
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.where, self.busy_timeout) from exc
 
     def _set_journal_mode(self, conn: sqlite3.Connection) -> None:
         if self.readonly or self.path is None:
@@ -465,6 +573,9 @@ class Database:
                     )
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
+                if conn is self._memory_conn or conn in self._connections:
+                    self._schema_checked = True  # we just wrote every object ourselves
+                    conn.execute("PRAGMA trusted_schema = ON")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
