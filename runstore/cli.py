@@ -473,7 +473,7 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
     for key, value in info.items():
         if value not in (None, "", []):
             text = " ".join(value) if isinstance(value, list) else value
-            click.echo(f"{key:<13} {printable(text)}")
+            click.echo(f"{key:<13} {printable(text, multiline=key == 'exception')}")  # a traceback keeps its lines
     for title, rows in tables.items():
         if rows:
             click.echo(f"\n{title}:")
@@ -506,7 +506,7 @@ def logs(ctx: click.Context, pathspec: str, which: str, raw: bool) -> None:
 
     obj = _client("any", pathspec, _open_store(ctx, readonly=True))
     if isinstance(obj, client.Task):
-        click.echo(shown(getattr(obj, which)), nl=False)
+        click.echo(shown(getattr(obj, which)), nl=False, color=raw or None)  # raw: click strips nothing
         return
     steps = [obj] if isinstance(obj, client.Step) else list(obj)
     tasks = sorted((t for s in steps for t in s), key=lambda t: int(t.id))
@@ -514,7 +514,7 @@ def logs(ctx: click.Context, pathspec: str, which: str, raw: bool) -> None:
         text = getattr(task, which)
         if text:
             click.echo(printable(f"[{task.pathspec}]"))
-            click.echo(shown(text), nl=not text.endswith("\n"))
+            click.echo(shown(text), nl=not text.endswith("\n"), color=raw or None)
 
 
 @cli.group()
