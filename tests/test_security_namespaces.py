@@ -279,6 +279,7 @@ def _hostile_output_store(tmp_path: Path) -> tuple[Path, int]:
     with conn:
         conn.execute("UPDATE runs SET user_name = ?", (f"anne{HOSTILE}",))
         conn.execute("UPDATE run_tags SET tag = ? WHERE tag = 'best'", (f"best{HOSTILE}",))
+        conn.execute("UPDATE run_tags SET tag = ? WHERE tag = 'user:anne'", (f"user:anne{HOSTILE}",))
         conn.execute("UPDATE attempts SET exception_message = ?, traceback = ?, stdout = ? WHERE status = 'failed'",
                      (f"broke{HOSTILE}", f"Traceback (most recent call last):\nValueError: broke{HOSTILE}\n",
                       f"log line{HOSTILE}\nnext\n"))
@@ -322,8 +323,8 @@ def test_control_characters_from_a_file_are_printed_escaped(tmp_path):
     assert tags["user"] == [f"best{HOSTILE}"]
 
     # an error message quoting the file's content is one escaped line
-    failed = runstore(db, "tag", "remove", "TrainFlow/1", f"user:anne{HOSTILE}")
-    one_line_error(failed)
+    failed = runstore(db, "tag", "remove", "TrainFlow/1", f"user:anne{HOSTILE}")  # a system tag
+    one_line_error(failed, "system tag", "user:anne\\x1b]0;pwned")
     _no_raw_controls(failed.stderr)
 
 
