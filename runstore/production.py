@@ -166,6 +166,7 @@ def deploy(
     True
     """
     authorize = authorize.strip() if authorize else None
+    token_path(store.uuid, flow)  # a store uuid or flow name unfit for a path: refused before any write
     while True:
         existing = store.get_deployment(flow)
         if existing is None:

@@ -261,6 +261,9 @@ def test_a_store_uuid_with_a_path_in_it_is_refused(tmp_path):
         one_line_error(result)
         assert "escaped" in result.stderr or "not a UUID" in result.stderr or "store" in result.stderr
     created = {p for p in tmp_path.rglob("*") if "project" not in p.parts} - before
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM deployments").fetchone() == (0,)  # refused before writing
+    conn.close()
     assert not any("escaped" in p.name for p in created)
     home = Path(anne["HOME"])  # at most the config directory itself, and the store's own files
     assert all(home in p.parents or p == home or p.name.startswith(db.name) for p in created), created
