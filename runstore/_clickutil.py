@@ -2,7 +2,8 @@
 
 One wording everywhere: a :class:`~runstore.errors.RunstoreError` is one line
 ``Error: <message>`` on stderr and the exit code it carries (2 for usage errors, else
-1). Click's own usage errors keep click's format. A closed pipe (``... | head``) ends
+1), its control characters escaped (a message can quote a tag or user name read
+from a shared file; SPEC §13). Click's own usage errors keep click's format. A closed pipe (``... | head``) ends
 the command quietly; Ctrl-C is ``Error: interrupted`` (exit 130); any other exception
 is one line too, unless ``RUNSTORE_DEBUG=1`` asks for the traceback.
 
@@ -31,6 +32,7 @@ from typing import Any
 import click
 
 from .errors import RunstoreError
+from .util import printable
 
 __all__ = ["OneLineErrors", "echo_error"]
 
@@ -44,7 +46,7 @@ def echo_error(exc: RunstoreError) -> None:
     >>> echo_error(StoreError("no store at x.db"))  # doctest: +SKIP
     Error: no store at x.db
     """
-    click.echo(f"Error: {exc}", err=True)
+    click.echo(f"Error: {printable(str(exc))}", err=True)
 
 
 class OneLineErrors(click.Group):
@@ -77,5 +79,6 @@ class OneLineErrors(click.Group):
         except Exception as exc:  # never a traceback: one line, unless RUNSTORE_DEBUG asks for it
             if os.environ.get("RUNSTORE_DEBUG"):
                 raise
-            click.echo(f"Error: {type(exc).__name__}: {exc} (set RUNSTORE_DEBUG=1 for details)", err=True)
+            click.echo(f"Error: {type(exc).__name__}: {printable(str(exc))} (set RUNSTORE_DEBUG=1 for details)",
+                       err=True)
             ctx.exit(1)

@@ -23,6 +23,7 @@ import click
 
 from . import __version__
 from ._clickutil import OneLineErrors
+from .util import printable
 
 if TYPE_CHECKING:
     from .store import Store
@@ -86,12 +87,13 @@ def _progress(label: str) -> Callable[[int, int], None] | None:
 
 
 def _cell(value: Any, width: int | None = 60) -> str:
+    """One table cell for people: control characters escaped (SPEC §13), cut to ``width``."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(value)} bytes>"
     text = "" if value is None else str(value)
+    text = printable(text.replace("\n", "\\n"))
     if width is None:
         return text
-    text = text.replace("\n", "\\n")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -258,9 +260,9 @@ def merge(ctx: click.Context, other: str, as_json: bool) -> None:
     if as_json:
         _echo_json(asdict(report))
         return
-    click.echo(report.summary())
+    click.echo(printable(report.summary()))
     for old, new in report.renumbered.items():
-        click.echo(f"  {old} -> {new}")
+        click.echo(printable(f"  {old} -> {new}"))
 
 
 @cli.command()
@@ -434,7 +436,7 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
     else:
         current = get_namespace()
         where = "" if current is None else f" in namespace {current} (--all shows every namespace)"
-        click.echo(f"no runs{where}", err=True)
+        click.echo(printable(f"no runs{where}"), err=True)
 
 
 @cli.command()
@@ -489,7 +491,7 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
     for key, value in info.items():
         if value not in (None, "", []):
             text = " ".join(value) if isinstance(value, list) else value
-            click.echo(f"{key:<13} {text}")
+            click.echo(f"{key:<13} {printable(text, multiline=key == 'exception')}")  # a traceback keeps its lines
     for title, rows in tables.items():
         if rows:
             click.echo(f"\n{title}:")
@@ -500,12 +502,15 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
 @click.argument("pathspec")
 @click.option("--stderr", "which", flag_value="stderr", help="Show stderr instead of stdout.")
 @click.option("--stdout", "which", flag_value="stdout", default=True, hidden=True)
+@click.option("--raw", is_flag=True, help="Print the log exactly as stored, terminal escapes included.")
 @click.pass_context
-def logs(ctx: click.Context, pathspec: str, which: str) -> None:
+def logs(ctx: click.Context, pathspec: str, which: str, raw: bool) -> None:
     """Print the stdout (or --stderr) of a task, or of every task of a step or run.
 
     With several tasks each log is headed by its pathspec, in the order the tasks
-    ran. The latest attempt's log is shown.
+    ran. The latest attempt's log is shown. Control characters other than
+    newline and tab are shown escaped (a shared file could otherwise send escape
+    sequences to your terminal); --raw prints the bytes as stored.
 
     \b
     Example:
@@ -514,17 +519,20 @@ def logs(ctx: click.Context, pathspec: str, which: str) -> None:
     """
     from . import client
 
+    def shown(text: str) -> str:
+        return text if raw else printable(text, multiline=True)
+
     obj = _client("any", pathspec, _open_store(ctx, readonly=True))
     if isinstance(obj, client.Task):
-        click.echo(getattr(obj, which), nl=False)
+        click.echo(shown(getattr(obj, which)), nl=False, color=raw or None)  # raw: click strips nothing
         return
     steps = [obj] if isinstance(obj, client.Step) else list(obj)
     tasks = sorted((t for s in steps for t in s), key=lambda t: int(t.id))
     for task in tasks:
         text = getattr(task, which)
         if text:
-            click.echo(f"[{task.pathspec}]")
-            click.echo(text, nl=not text.endswith("\n"))
+            click.echo(printable(f"[{task.pathspec}]"))
+            click.echo(shown(text), nl=not text.endswith("\n"), color=raw or None)
 
 
 @cli.group()
@@ -557,7 +565,7 @@ def tag_add(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
     """
     obj = _tag_run(ctx, run)
     obj.add_tags(tags)
-    click.echo(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}")
+    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
 
 
 @tag.command(name="remove")
@@ -573,7 +581,7 @@ def tag_remove(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
     """
     obj = _tag_run(ctx, run)
     obj.remove_tags(tags)
-    click.echo(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}")
+    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
 
 
 @tag.command(name="replace")
@@ -590,7 +598,7 @@ def tag_replace(ctx: click.Context, run: str, old: str, new: str) -> None:
     """
     obj = _tag_run(ctx, run)
     obj.replace_tag(old, new)
-    click.echo(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}")
+    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
 
 
 @tag.command(name="list")
@@ -609,8 +617,8 @@ def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
     if as_json:
         _echo_json(tags)
         return
-    click.echo(f"user tags:   {' '.join(tags['user'])}")
-    click.echo(f"system tags: {' '.join(tags['system'])}")
+    click.echo(printable(f"user tags:   {' '.join(tags['user'])}"))
+    click.echo(printable(f"system tags: {' '.join(tags['system'])}"))
 
 
 @cli.command()
@@ -641,7 +649,7 @@ def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
         tofile=f"{b.pathspec}/{code_b.script_name if code_b else 'code'}"))
     click.echo("code: " + ("same" if not lines else ""))
     for line in lines:
-        click.echo(line, nl=not line.endswith("\n"))
+        click.echo(printable(line, multiline=True), nl=not line.endswith("\n"))
 
 
 def _environment(run: Any) -> dict[str, str]:

@@ -48,10 +48,13 @@ _discovered: dict[str, "Store"] = {}
 
 
 def identity() -> str:
-    """This process's identity tag: ``user:<name>``, or ``production:<namespace id>`` in production.
+    """This process's default namespace: ``user:<name>``, or the production namespace in a triggered run.
 
-    The namespace id comes from ``RUNSTORE_PRODUCTION_TOKEN``, which a triggered run sets to
-    the deployment's ``<Flow>-<generation>-<id>`` (not the secret production token).
+    ``trigger`` sets ``RUNSTORE_PRODUCTION_NAMESPACE`` (public) for the run it starts, so
+    client code inside a production run reads production by default. This only
+    chooses what the client *reads*: the namespace a new run is *tagged* with comes
+    from :func:`runstore.production.production_identity`, which checks the secret
+    token (SPEC §13, promise 5).
 
     Example
     -------
@@ -60,9 +63,9 @@ def identity() -> str:
     >>> identity()
     'user:will'
     """
-    token = os.environ.get("RUNSTORE_PRODUCTION_TOKEN")
-    if token:
-        return token if token.startswith("production:") else f"production:{token}"
+    production = os.environ.get("RUNSTORE_PRODUCTION_NAMESPACE", "").strip()
+    if production.startswith("production:"):
+        return production
     return f"user:{resolve_username()}"
 
 

@@ -6,7 +6,10 @@ deploy is random (``secrets``), the store keeps only its sha256, and the deploye
 copy is saved per user (mode 0600) so that ``--authorize TOKEN`` is needed once.
 
 Unlike Metaflow, the token is not the namespace name: the namespace is visible in
-every production run's tags, so it cannot double as a secret.
+every production run's tags, so it cannot double as a secret. Authority is the token
+alone, never a user name (SPEC §13, promise 6): redeploying, ``--generate-new-token``
+and ``trigger`` all need it, and a run enters the production namespace only when
+:func:`production_identity` has checked the token ``trigger`` hands it.
 
 Example
 -------
@@ -32,12 +35,20 @@ from typing import TYPE_CHECKING
 
 from .errors import ProductionTokenError
 from .store._deploy import Deployment
-from .util import config_dir
+from .util import check_flow_name, check_uuid, config_dir, printable
 
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["DeployResult", "deploy", "hash_token", "load_token", "save_token", "token_path"]
+__all__ = ["DeployResult", "deploy", "hash_token", "load_token", "save_token", "token_path",
+           "production_identity", "TOKEN_ENV", "NAMESPACE_ENV"]
+
+#: Set by ``trigger`` for the run it starts: the secret production token, checked
+#: against the stored hash before the run is tagged (then removed from the environment).
+TOKEN_ENV = "RUNSTORE_PRODUCTION_TOKEN"
+#: Set by ``trigger`` too: the public production namespace, only the *client's*
+#: default namespace inside the run (reading; it authorizes nothing).
+NAMESPACE_ENV = "RUNSTORE_PRODUCTION_NAMESPACE"
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -56,12 +67,16 @@ def hash_token(token: str) -> str:
 def token_path(store_uuid: str, flow: str) -> Path:
     """Where this user keeps the production token of ``flow`` in one store.
 
+    Both parts come from a store file, so both are checked before they make a path:
+    the store UUID must be a UUID (``NotAStoreError``), the flow a flow name
+    (``InvalidPathspec``); ``../`` never leaves the config directory.
+
     Example
     -------
-    >>> token_path("1234", "TrainFlow").name
-    '1234-TrainFlow.json'
+    >>> token_path("0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a", "TrainFlow").name
+    '0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a-TrainFlow.json'
     """
-    return config_dir() / "production" / f"{store_uuid}-{flow}.json"
+    return config_dir() / "production" / f"{check_uuid(store_uuid)}-{check_flow_name(flow)}.json"
 
 
 def save_token(store_uuid: str, flow: str, token: str) -> Path:
@@ -71,7 +86,7 @@ def save_token(store_uuid: str, flow: str, token: str) -> Path:
     -------
     >>> import os, tempfile
     >>> os.environ["RUNSTORE_HOME"] = tempfile.mkdtemp()
-    >>> oct(save_token("u", "F", "tok").stat().st_mode & 0o777)
+    >>> oct(save_token("0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a", "F", "tok").stat().st_mode & 0o777)
     '0o600'
     """
     path = token_path(store_uuid, flow)
@@ -91,11 +106,12 @@ def load_token(store_uuid: str, flow: str) -> str | None:
     -------
     >>> import os, tempfile
     >>> os.environ["RUNSTORE_HOME"] = tempfile.mkdtemp()
-    >>> load_token("u", "F") is None
+    >>> load_token("0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a", "F") is None
     True
     """
+    path = token_path(store_uuid, flow)
     try:
-        return json.loads(token_path(store_uuid, flow).read_text())["production_token"]
+        return json.loads(path.read_text())["production_token"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -104,12 +120,12 @@ def load_token(store_uuid: str, flow: str) -> str | None:
 class DeployResult:
     """What ``deploy`` did: the new deployment, the token to share, and how it came about.
 
-    ``token`` is None only when the owner redeployed from a machine without their
-    token (they can still deploy; ``--generate-new-token`` gives them a new one).
+    ``token`` is the token that authorizes the next deploy (the new one after
+    ``--generate-new-token``); it is saved for this user.
     """
 
     deployment: Deployment
-    token: str | None
+    token: str
     first_time: bool
     new_namespace: bool
 
@@ -131,11 +147,12 @@ def deploy(
 ) -> DeployResult:
     """Make ``code_id`` the production deployment of ``flow``.
 
-    The first deploy creates generation 0. A later deploy is allowed with the right
-    token (``authorize``, else the one saved for this user) or by the previous
-    deployer; anyone else gets :class:`ProductionTokenError` saying how to get and
-    pass the token. ``generate_new_token`` moves production to a fresh namespace
-    with a fresh token (also only when authorized).
+    The first deploy creates generation 0. A later deploy is allowed only with the
+    right token (``authorize``, else the one saved for this user); a user name
+    authorizes nothing (another home with ``USER=anne`` is not anne). Without it,
+    :class:`ProductionTokenError` says how to get and pass the token.
+    ``generate_new_token`` moves production to a fresh namespace with a fresh token
+    (also only with the current token).
 
     Example
     -------
@@ -149,6 +166,7 @@ def deploy(
     True
     """
     authorize = authorize.strip() if authorize else None
+    token_path(store.uuid, flow)  # a store uuid or flow name unfit for a path: refused before any write
     while True:
         existing = store.get_deployment(flow)
         if existing is None:
@@ -159,17 +177,18 @@ def deploy(
         else:
             candidate = authorize or load_token(store.uuid, flow)
             holds_token = candidate is not None and hash_token(candidate) == existing.token_hash
-            if not holds_token and existing.owner != user:
-                raise ProductionTokenError(
-                    f"{flow} is deployed to production by {existing.owner} "
-                    f"({existing.namespace}); to deploy a new version you need the production token "
-                    f"they used: ask {existing.owner} for it, then run: "
-                    f"python {script_name or 'flow.py'} deploy --authorize TOKEN"
-                )
+            owner = printable(existing.owner)
             if authorize and not holds_token:
                 raise ProductionTokenError(
                     f"the token given to --authorize is not the production token of {flow}; "
-                    f"ask {existing.owner} for the right one"
+                    f"ask {owner} for the right one"
+                )
+            if not holds_token:
+                raise ProductionTokenError(
+                    f"{flow} is deployed to production by {owner} "
+                    f"({printable(existing.namespace)}); to deploy a new version you need its production "
+                    f"token (the deployer's copy is not on this machine): ask {owner} for it, then run: "
+                    f"python {script_name or 'flow.py'} deploy --authorize TOKEN"
                 )
             first_time = False
             if generate_new_token:
@@ -179,12 +198,46 @@ def deploy(
                                  user, code_id, script_name, 0.0)
                 new_namespace = True
             else:
-                token = candidate if holds_token else None
+                assert candidate is not None
+                token = candidate
                 new = Deployment(flow, existing.generation, existing.namespace, existing.token_hash,
                                  user, code_id, script_name, 0.0)
                 new_namespace = False
         if store.swap_deployment(new, existing.token_hash if existing else None):
             break  # else another deploy won the race: decide again against its result
-    if token is not None:
-        save_token(store.uuid, flow, token)
+    save_token(store.uuid, flow, token)
     return DeployResult(store.get_deployment(flow) or new, token, first_time, new_namespace)
+
+
+def production_identity(store: "Store", flow: str, token: str | None = None) -> str | None:
+    """The production namespace a run of ``flow`` may enter with ``token``; None without one.
+
+    ``token`` defaults to ``RUNSTORE_PRODUCTION_TOKEN`` (what ``trigger`` sets). It must
+    be the deployment's current token, checked against the stored hash: the public
+    namespace id, an old token or a guess raise :class:`ProductionTokenError`, so a
+    plain ``python flow.py run`` can never tag its run ``production:…``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> os.environ["RUNSTORE_HOME"] = tempfile.mkdtemp()
+    >>> from runstore import Store
+    >>> store = Store(":memory:")
+    >>> result = deploy(store, "F", user="anne")
+    >>> production_identity(store, "F", result.token) == result.deployment.namespace
+    True
+    >>> production_identity(store, "F", result.deployment.namespace)
+    Traceback (most recent call last):
+    ...
+    runstore.errors.ProductionTokenError: RUNSTORE_PRODUCTION_TOKEN is not the production token of F; production runs are started with 'trigger'
+    """
+    if token is None:
+        token = os.environ.get(TOKEN_ENV)
+    if not token:
+        return None
+    existing = store.get_deployment(flow)
+    if existing is None or not secrets.compare_digest(hash_token(token), existing.token_hash):
+        raise ProductionTokenError(
+            f"{TOKEN_ENV} is not the production token of {flow}; production runs are started with 'trigger'"
+        )
+    return existing.namespace

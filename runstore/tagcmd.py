@@ -27,6 +27,7 @@ import click
 
 from .errors import NamespaceMismatch, NotFound, RunstoreError
 from .namespace import identity, resolve_store
+from .util import printable
 
 if TYPE_CHECKING:
     from .client import Run
@@ -39,7 +40,7 @@ class _CommandError(click.ClickException):
     """One line on stderr, with the exit code of the runstore error behind it."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:  # 2 = usage error
-        super().__init__(message)
+        super().__init__(printable(message))
         self.exit_code = exit_code
 
 
@@ -100,7 +101,7 @@ def _describe(run: "Run", hide_system: bool = False) -> str:
     lines = [run.pathspec, f"  user tags:   {', '.join(sorted(run.user_tags)) or '-'}"]
     if not hide_system:
         lines.append(f"  system tags: {', '.join(sorted(run.system_tags))}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # tags from a shared file: escaped (SPEC §13)
 
 
 def _edit(store: Any, flow_name: str, run_id: str | None, ns: str | None,
@@ -223,7 +224,7 @@ def make_tag_command(flow_name: str, store: "Store | Callable[[], Store] | None"
                 click.echo(json.dumps([{"kind": k, "tag": t, "runs": r} for (k, t), r in sorted(groups.items())]))
             else:
                 for (kind, t), paths in sorted(groups.items()):
-                    click.echo(f"{kind}:{t} ; {','.join(paths)}")
+                    click.echo(printable(f"{kind}:{t} ; {','.join(paths)}"))
             return
         if as_json:
             click.echo(json.dumps([{"run": p, "system_tags": s, "user_tags": u} for p, s, u in rows]))

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
 import time
+import uuid as uuidlib
 from pathlib import Path
 
-from .errors import UnknownUser
+from .errors import InvalidPathspec, NotAStoreError, UnknownUser
 
-__all__ = ["resolve_username", "now", "config_dir", "hostname", "pid_alive", "pause_point"]
+__all__ = ["resolve_username", "now", "config_dir", "hostname", "pid_alive", "pause_point",
+           "printable", "check_uuid", "check_flow_name"]
 
 
 def resolve_username() -> str:
@@ -147,3 +150,88 @@ def pause_point(point: str, step: str | None = None) -> None:
         return
     os.write(2, f"runstore-test-pause {point} pid={os.getpid()}\n".encode())
     time.sleep(float(seconds or 0))
+
+
+# C0 controls, DEL, C1 controls, and the Unicode format characters that reorder or hide
+# text (bidi embeddings/overrides/isolates, zero-width marks, the line/paragraph
+# separators): everything a file could use to move the cursor, retitle the terminal,
+# write the clipboard (OSC 52) or make one tag look like another.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_UNPRINTABLE_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _escape(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object, *, multiline: bool = False) -> str:
+    """``text`` made safe for a terminal: control and bidi characters shown escaped.
+
+    Every string read from a store (user names, tags, exception messages, artifact
+    previews, logs) goes through this before a human-readable line is printed, so a
+    shared file cannot send escape sequences to your terminal (SPEC §13, promise 7).
+    ``\\x1b`` becomes the four characters ``\\x1b``; a backslash is left alone.
+    ``multiline`` keeps newline and tab (for tracebacks and logs). ``--json`` output
+    never goes through this: it stays exact.
+
+    Example
+    -------
+    >>> printable("user:\\x1b]0;pwned\\x07anne")
+    'user:\\\\x1b]0;pwned\\\\x07anne'
+    >>> printable("line 1\\nline 2\\r", multiline=True)
+    'line 1\\nline 2\\\\x0d'
+    >>> printable("abc\\u202edef")
+    'abc\\\\u202edef'
+    """
+    text = text if isinstance(text, str) else str(text)
+    return (_UNPRINTABLE_MULTILINE if multiline else _UNPRINTABLE).sub(_escape, text)
+
+
+def check_uuid(value: object, what: str = "store uuid") -> str:
+    """``value`` if it is a canonical UUID string, else :class:`NotAStoreError`.
+
+    Anything read from a file that ends up in a path (the store UUID names the
+    production token file) is checked first, so ``../../x`` cannot leave the
+    config directory.
+
+    Example
+    -------
+    >>> check_uuid("0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a")
+    '0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a'
+    >>> check_uuid("../../x")
+    Traceback (most recent call last):
+    ...
+    runstore.errors.NotAStoreError: the store uuid '../../x' is not a UUID; the file was altered
+    """
+    try:
+        ok = isinstance(value, str) and str(uuidlib.UUID(value)) == value
+    except ValueError:
+        ok = False
+    if not ok:
+        raise NotAStoreError(f"the {what} {printable(repr(value))} is not a UUID; the file was altered")
+    return value  # type: ignore[return-value]
+
+
+_FLOW_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_flow_name(name: object) -> str:
+    """``name`` if it is a flow name (a Python identifier, ASCII), else :class:`InvalidPathspec`.
+
+    Flow names are class names; one is checked before it is used in a file path.
+
+    Example
+    -------
+    >>> check_flow_name("TrainFlow")
+    'TrainFlow'
+    >>> check_flow_name("../x")
+    Traceback (most recent call last):
+    ...
+    runstore.errors.InvalidPathspec: '../x' is not a valid flow name (letters, digits, _; not starting with a digit)
+    """
+    if not isinstance(name, str) or not _FLOW_NAME.match(name):
+        raise InvalidPathspec(
+            f"{printable(repr(name))} is not a valid flow name (letters, digits, _; not starting with a digit)"
+        )
+    return name

@@ -24,6 +24,7 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.setenv("RUNSTORE_USER", "tester")
     monkeypatch.delenv("RUNSTORE_DB", raising=False)
     monkeypatch.delenv("RUNSTORE_PRODUCTION_TOKEN", raising=False)
+    monkeypatch.delenv("RUNSTORE_PRODUCTION_NAMESPACE", raising=False)
     token = _namespace_var.set(_UNSET)  # every test starts in its identity namespace
     yield
     _namespace_var.reset(token)

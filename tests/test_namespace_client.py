@@ -142,7 +142,8 @@ def test_namespace_is_per_context(shared):
 
 def test_production_namespace(memory_store, monkeypatch):
     fill_run(memory_store, user="anne", namespace="production:PredictionFlow-0-abcd")
-    monkeypatch.setenv("RUNSTORE_PRODUCTION_TOKEN", "PredictionFlow-0-abcd")
+    # trigger sets the public namespace for the client (the secret token only tags the run)
+    monkeypatch.setenv("RUNSTORE_PRODUCTION_NAMESPACE", "production:PredictionFlow-0-abcd")
     with use_store(memory_store):
         assert default_namespace() == "production:PredictionFlow-0-abcd"
         run = Flow("PredictionFlow").latest_run

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from storefill import fill_run
 
 from runstore import Flow, Run, Store, TaggingError, namespace, use_store
+from runstore.tags import is_reserved
 
 
 @pytest.fixture
@@ -49,7 +50,8 @@ def test_system_tags_are_immutable(store):
     with pytest.raises(TaggingError) as info:
         run.remove_tag("runtime:local")
     assert str(info.value) == "Cannot remove a tag that is an existing system tag (['runtime:local'])"
-    run.add_tag("user:anne")  # equal to a system tag: silently nothing
+    with pytest.raises(TaggingError, match="reserved for system tags"):
+        run.add_tag("user:anne")  # a reserved prefix, even equal to a system tag (SPEC §13)
     assert run.user_tags == frozenset() and run.system_tags == before
 
 
@@ -196,7 +198,7 @@ def test_tag_edits_match_a_set_model(ops):
     for remove, add in ops:
         if not remove and not add:
             continue
-        if set(remove) & system:
+        if set(remove) & system or any(is_reserved(t) for t in add):  # reserved: system tags only
             with pytest.raises(TaggingError):
                 run.replace_tags(remove, add)
             continue

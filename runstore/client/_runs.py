@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from ..errors import NotFound, TaggingError
 from ..namespace import get_namespace, resolve_store
 from ..store import effective_status
-from ..tags import validate_tag
+from ..tags import is_reserved, validate_tag
 from ._base import _MAX_ID, ClientObject, Row, _filter_by_tags, _utc
 from ._values import Code
 
@@ -245,7 +245,9 @@ class Run(ClientObject):
         return self._tag_list
 
     def _in_namespace(self, ns: str) -> bool:
-        return any(tag == ns for tag, _ in self._tags())
+        # a reserved namespace (user:, production:) counts only as a system tag (SPEC §13)
+        reserved = is_reserved(ns)
+        return any(tag == ns and (system or not reserved) for tag, system in self._tags())
 
     @property
     def _fresh(self) -> Row:

@@ -7,9 +7,11 @@ who may deploy next.
 
 ``trigger`` runs the *deployed* code, not the working copy: the deployment's code
 package is unpacked into a temporary directory and its flow file is run against the
-same store, with ``RUNSTORE_PRODUCTION_TOKEN`` set so the run's identity (and only
-namespace tag) is the production namespace and ``current.is_production`` is true.
-Parameters after ``trigger`` go to the deployed flow's ``run`` command.
+same store, with ``RUNSTORE_PRODUCTION_TOKEN`` set to the deployment's secret token
+(``--authorize TOKEN``, else this user's saved copy). The run checks it against the
+stored hash before tagging itself with the production namespace (its only namespace
+tag; ``current.is_production`` is true); without the token there is no production
+run (SPEC §13). Parameters after ``trigger`` go to the deployed flow's ``run`` command.
 
 Example
 -------
@@ -52,14 +54,16 @@ def deploy_command(flow_class: type) -> click.Command:
     @click.option("--authorize", default=None, metavar="TOKEN",
                   help="The production token of the current deployment (needed once, if someone else deployed).")
     @click.option("--generate-new-token", is_flag=True,
-                  help="Move production to a fresh namespace with a new token.")
+                  help="Move production to a fresh namespace with a new token (needs the current token).")
     @click.pass_context
     def deploy(ctx: click.Context, authorize: str | None, generate_new_token: bool) -> None:
         """Make this code the flow's production deployment.
 
         Production runs ('trigger') land in their own namespace,
-        production:<Flow>-<generation>-<id>. Deploying over someone else's
-        deployment needs their production token once (--authorize TOKEN).
+        production:<Flow>-<generation>-<id>. Deploying again needs the production
+        token: it is saved for whoever deployed or authorized on this machine;
+        anyone else (even under the same user name) passes it once with
+        --authorize TOKEN.
 
         \b
         Example:
@@ -67,7 +71,7 @@ def deploy_command(flow_class: type) -> click.Command:
             python flow.py deploy --authorize TOKEN
         """
         from ..production import deploy as deploy_flow
-        from ..util import resolve_username
+        from ..util import printable, resolve_username
         from .environment import code_package
         flow_file = _flow_file(flow_class)
         script = os.path.basename(flow_file)
@@ -85,18 +89,14 @@ def deploy_command(flow_class: type) -> click.Command:
         elif result.new_namespace:
             click.echo(f"Production moved to a fresh namespace (generation {dep.generation}); "
                        "the previous token no longer authorizes deploys.")
-        click.echo(f"Deployed {name} ({script}, generation {dep.generation}) by {dep.owner}.")
+        click.echo(f"Deployed {name} ({script}, generation {dep.generation}) by {printable(dep.owner)}.")
         click.echo("The namespace of this production flow is")
         click.echo(f"    {dep.namespace}")
         click.echo("To analyze results of this production flow add this line to your notebooks:")
         click.echo(f"    namespace(\"{dep.namespace}\")")
-        if result.token is not None:
-            click.echo("To let someone else deploy new versions of this flow, share this command with them"
-                       " (the token is a secret; it is saved for you in your runstore config):")
-            click.echo(f"    python {script}{db} deploy --authorize {result.token}")
-        else:
-            click.echo("Your production token is not saved on this machine; "
-                       f"'python {script}{db} deploy --generate-new-token' makes a new one.")
+        click.echo("To let someone else deploy new versions of this flow, share this command with them"
+                   " (the token is a secret; it is saved for you in your runstore config):")
+        click.echo(f"    python {script}{db} deploy --authorize {result.token}")
         click.echo("To run the deployed code in production:")
         click.echo(f"    python {script}{db} trigger")
 
@@ -137,18 +137,25 @@ def trigger_command(flow_class: type) -> click.Command:
 
     @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
                                      "help_option_names": ["-h", "--help"]})
+    @click.option("--authorize", default=None, metavar="TOKEN",
+                  help="The production token (needed once on a machine where it is not saved).")
     @click.pass_context
-    def trigger(ctx: click.Context) -> None:
+    def trigger(ctx: click.Context, authorize: str | None) -> None:
         """Run the deployed code in the production namespace.
 
-        Everything after 'trigger' (parameters, --tag, --max-workers) goes to the
-        deployed flow's 'run' command. The run carries the production namespace
-        tag and no user tag; inside it current.is_production is True.
+        Needs the production token: the one saved when you deployed or
+        authorized, or --authorize TOKEN. Everything else after 'trigger'
+        (parameters, --tag, --max-workers) goes to the deployed flow's 'run'
+        command. The run carries the production namespace tag and no user tag;
+        inside it current.is_production is True.
 
         \b
         Example:
             python flow.py trigger --alpha 0.5
         """
+        from ..errors import ProductionTokenError
+        from ..production import NAMESPACE_ENV, TOKEN_ENV, load_token, production_identity
+        from ..util import printable
         from ..version import INFO_ENV
 
         store = ctx.obj["store"]()
@@ -157,6 +164,14 @@ def trigger_command(flow_class: type) -> click.Command:
         dep = store.get_deployment(name)
         if dep is None:
             raise NotFound(f"{name} is not deployed to production in {store.where}; run 'deploy' first")
+        token = authorize.strip() if authorize else load_token(store.uuid, name)
+        if not token:
+            raise ProductionTokenError(
+                f"triggering {name} needs its production token, which is not saved on this machine: "
+                f"ask {printable(dep.owner)} for it, then run: python {dep.script_name or 'flow.py'} "
+                "trigger --authorize TOKEN"
+            )
+        production_identity(store, name, token)  # refuse here, before unpacking anything
         package = store.find_code_package(dep.code_id) if dep.code_id is not None else None
         if package is None:
             raise NotFound(f"the code of {name}'s production deployment is missing from {store.where}")
@@ -170,13 +185,13 @@ def trigger_command(flow_class: type) -> click.Command:
             root = extract_code(tarball, workdir)
             script = root / (dep.script_name or package["script_name"])
             env = dict(os.environ)
-            env["RUNSTORE_PRODUCTION_TOKEN"] = dep.namespace[len(PRODUCTION_PREFIX):] \
-                if dep.namespace.startswith(PRODUCTION_PREFIX) else dep.namespace
+            env[TOKEN_ENV] = token
+            env[NAMESPACE_ENV] = dep.namespace
             env["RUNSTORE_INVOCATION"] = "trigger"
             env[INFO_ENV] = str(root / ".runstore" / "INFO")
             if not ctx.obj["quiet"]:
-                click.echo(f"Triggering {name} (generation {dep.generation}, deployed by {dep.owner}) "
-                           f"in {dep.namespace}.", err=True)
+                click.echo(f"Triggering {name} (generation {dep.generation}, deployed by {printable(dep.owner)}) "
+                           f"in {printable(dep.namespace)}.", err=True)
             argv = [sys.executable, str(script), "--db", str(store.path)]
             if ctx.obj["quiet"]:
                 argv.append("--quiet")

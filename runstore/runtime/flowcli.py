@@ -131,10 +131,10 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py run --tag first --max-workers 4
         """
-        from ..tags import validate_tags
+        from ..tags import validate_user_tags
         from .runner import execute, resolve_parameters
 
-        validate_tags(list(tags))
+        validate_user_tags(list(tags))
         given = {k[3:]: v for k, v in kwargs.items() if k.startswith("p__") and v is not None}
         try:
             if clone is None:

@@ -280,10 +280,10 @@ def resume(flow_class: type[FlowSpec], store: Any, *, step: str | None = None, o
     Raises ``ResumeError`` / ``NotFound`` before anything is written when the step or
     the origin is wrong.
     """
-    from ..tags import validate_tags
+    from ..tags import validate_user_tags
     from .environment import flow_file_of
 
-    validate_tags(list(tags))
+    validate_user_tags(list(tags))
     plan = plan_resume(store, flow_class, step, origin_run_id)
     scheduler = ResumeScheduler(
         flow_class, store, plan, tags=list(tags), max_workers=max_workers, max_num_splits=max_num_splits,

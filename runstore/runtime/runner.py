@@ -150,9 +150,9 @@ class Runner:
 
         ``clone=N`` takes the parameter values of run N for those not given.
         """
-        from ..tags import validate_tags
+        from ..tags import validate_user_tags
 
-        validate_tags(list(tags))
+        validate_user_tags(list(tags))
         known = {p.attr_name: p for p in self.flow_class._parameters()}
         by_name = {p.name.replace("-", "_"): p.attr_name for p in known.values()}
         given: dict[str, Any] = {}

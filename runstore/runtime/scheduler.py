@@ -116,14 +116,19 @@ class Scheduler:
 
     def run(self) -> RunOutcome:
         """Create the run, execute it, return how it ended (never raises for step failures)."""
-        from ..namespace import identity
+        from ..production import TOKEN_ENV, production_identity
         from ..util import resolve_username
         from .environment import code_package, environment_metadata, system_tags
 
         store = self.store
         name = self.flow_class.__name__
-        self.identity = identity()
         self.username = resolve_username()
+        # Production only with the deployment's token, checked here against its hash
+        # (tests/test_security_namespaces.py); then out of the environment, so the
+        # flow's own code and any flow it starts never see the secret.
+        production = production_identity(store, name)
+        os.environ.pop(TOKEN_ENV, None)
+        self.identity = production or f"user:{self.username}"
         code_id = None
         if self.flow_file:
             code_id = store.add_code_package(code_package(self.flow_file, name), os.path.basename(self.flow_file))

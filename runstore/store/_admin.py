@@ -35,6 +35,7 @@ from ..blobs import CHUNK_SIZE, CODECS
 from ..errors import InvalidPathspec, NotAStoreError, NotFound, RunstoreError, StoreError, StoreReadOnlyError
 from ..trust import trust_in_home, trust_mac
 from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
+from ..tags import check_merged_tags
 from ..util import config_dir, now, pid_alive
 from ._db import _publish, _split_sql, altered_error
 from ._runs import effective_status
@@ -967,10 +968,11 @@ class _Transfer:
         new_id = self._insert(dst, "runs", new_run)
         self.run_map[run_id] = (new_id, flow, number)
         self.report.copied.append((f"{flow}/{run['run_number']}", f"{flow}/{number}"))
+        tags = src.execute("SELECT tag, is_system, created_at FROM run_tags WHERE run_id = ?", (run_id,)).fetchall()
+        check_merged_tags(f"{flow}/{run['run_number']}", [(tag, system) for tag, system, _ in tags])
         dst.executemany(
             "INSERT INTO run_tags(run_id, tag, is_system, flow_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            [(new_id, tag, system, flow_id, created) for tag, system, created in src.execute(
-                "SELECT tag, is_system, created_at FROM run_tags WHERE run_id = ?", (run_id,))])
+            [(new_id, tag, system, flow_id, created) for tag, system, created in tags])
         step_map = {}
         for step in self._rows(src, "steps", "run_id = ? ORDER BY step_id", run_id):
             old = step.pop("step_id")

@@ -22,7 +22,7 @@ import sqlite3
 from typing import Any, Iterable, Sequence
 
 from ..errors import NotFound, TaggingError
-from ..tags import MAX_USER_TAGS, validate_tag
+from ..tags import MAX_USER_TAGS, is_reserved, validate_tag, validate_user_tag
 
 __all__ = ["QueriesMixin"]
 
@@ -44,6 +44,11 @@ _TASK_COLUMNS = (
 )
 
 _ARTIFACT_COLUMNS = "artifact_id, task_id, attempt, name, blob_key, encoding, type, size, created_at"
+
+
+def _tag_is(alias: str, tag: str) -> str:
+    """SQL matching one ``?`` tag on ``alias``: a reserved tag only as a system tag (SPEC §13)."""
+    return f"{alias}.tag = ?" + (f" AND {alias}.is_system = 1" if is_reserved(tag) else "")
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[Row]:
@@ -97,15 +102,19 @@ class QueriesMixin:
                        " ORDER BY created_at DESC, flow_id DESC")
                 return _dicts(conn.execute(sql))
             sql = ("SELECT flow_id, name, created_at FROM flows f WHERE EXISTS"
-                   " (SELECT 1 FROM run_tags t WHERE t.tag = ? AND t.flow_id = f.flow_id)"
+                   f" (SELECT 1 FROM run_tags t WHERE {_tag_is('t', namespace)} AND t.flow_id = f.flow_id)"
                    " ORDER BY created_at DESC, flow_id DESC")
             return _dicts(conn.execute(sql, (namespace,)))
 
     def flow_in_namespace(self, flow_id: int, namespace: str) -> bool:
-        """Whether the flow has at least one run carrying the tag ``namespace``."""
+        """Whether the flow has at least one run carrying the tag ``namespace``.
+
+        A reserved namespace (``user:…``, ``production:…``) matches system tags only.
+        """
         with self.read() as conn:
             return conn.execute(
-                "SELECT 1 FROM run_tags WHERE tag = ? AND flow_id = ? LIMIT 1", (namespace, flow_id)
+                f"SELECT 1 FROM run_tags t WHERE {_tag_is('t', namespace)} AND flow_id = ? LIMIT 1",
+                (namespace, flow_id)
             ).fetchone() is not None
 
     def latest_namespace(self, flow_id: int) -> str | None:
@@ -171,10 +180,19 @@ class QueriesMixin:
         return [(tag, bool(system)) for tag, system in rows]
 
     def run_has_tag(self, run_id: int, tag: str) -> bool:
-        """Whether the run carries ``tag`` (a primary-key lookup)."""
+        """Whether the run carries ``tag`` (a primary-key lookup); a reserved tag as a system tag.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("F", user="anne")
+        >>> store.run_has_tag(run.run_id, "user:anne"), store.run_has_tag(run.run_id, "user:will")
+        (True, False)
+        """
         with self.read() as conn:
             return conn.execute(
-                "SELECT 1 FROM run_tags WHERE run_id = ? AND tag = ?", (run_id, tag)
+                f"SELECT 1 FROM run_tags t WHERE run_id = ? AND {_tag_is('t', tag)}", (run_id, tag)
             ).fetchone() is not None
 
     def list_runs(
@@ -189,7 +207,9 @@ class QueriesMixin:
     ) -> list[Row]:
         """A page of a flow's runs, newest first, carrying ``namespace`` and all ``tags``.
 
-        ``successful`` keeps only runs whose status is ``succeeded``. ``before``
+        A reserved tag or namespace (``user:…``, ``production:…``, SPEC §13) matches
+        system tags only, so a hand-edited user tag cannot put a run into a
+        production namespace. ``successful`` keeps only runs whose status is ``succeeded``. ``before``
         continues a listing: runs created at or before that time (the caller drops
         the ones it has already seen at exactly that time).
 
@@ -210,7 +230,7 @@ class QueriesMixin:
             # first through the index; check the others by primary key.
             driver, others = required[0], required[1:]
             table = "run_tags t INDEXED BY run_tags_succeeded" if successful else "run_tags t"
-            where = ["t.tag = ?", "t.flow_id = ?"]
+            where = [_tag_is("t", driver), "t.flow_id = ?"]
             params += [driver, flow_id]
             if successful:
                 where.append("t.run_status = 'succeeded'")
@@ -218,7 +238,7 @@ class QueriesMixin:
                 where.append("t.created_at <= ?")
                 params.append(before)
             for tag in others:
-                where.append("EXISTS (SELECT 1 FROM run_tags o WHERE o.run_id = t.run_id AND o.tag = ?)")
+                where.append(f"EXISTS (SELECT 1 FROM run_tags o WHERE o.run_id = t.run_id AND {_tag_is('o', tag)})")
                 params.append(tag)
             sql = (
                 f"SELECT {_RUN_COLUMNS} FROM {table} CROSS JOIN runs r ON r.run_id = t.run_id"
@@ -365,13 +385,16 @@ class QueriesMixin:
 
         Read, check and write happen under one ``BEGIN IMMEDIATE`` lock, so edits from
         several processes at once are serialized and none is lost. System tags cannot
-        be removed; adding a tag that is already a system tag changes nothing. The
-        run's ``created_at`` (and so its place in every listing) never changes.
+        be removed; adding a tag that is already a system tag changes nothing; a tag
+        with a reserved prefix (``user:``, ``production:`` …) cannot be added (it can
+        be removed, should a hand-edited file carry one). The run's ``created_at``
+        (and so its place in every listing) never changes.
 
         Raises
         ------
         TaggingError
-            Removing a system tag, or growing the user tags beyond 50.
+            Removing a system tag, adding a reserved-prefix tag, or growing the user
+            tags beyond 50.
 
         Example
         -------
@@ -381,7 +404,7 @@ class QueriesMixin:
         >>> store.update_run_tags(run.run_id, add=["b"], remove=["a"])
         [('b', False), ('user:anne', True)]
         """
-        add = [validate_tag(t) for t in add]
+        add = [validate_user_tag(t) for t in add]
         remove = [validate_tag(t) for t in remove]
         with self.write() as conn:
             row = conn.execute("SELECT flow_id, created_at FROM runs WHERE run_id = ?", (run_id,)).fetchone()

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from ..errors import NotFound
 from ..schema import STALE_AFTER
+from ..tags import validate_user_tag
 from ..util import hostname, now, pid_alive
 from ._blobs import PreparedValue, StoredValue
 
@@ -108,7 +109,8 @@ class RunsMixin:
         The number comes from a per-flow counter incremented inside a
         ``BEGIN IMMEDIATE`` transaction: unique and increasing across processes,
         never reused after a delete. The namespace tag (``user:<name>`` unless given)
-        is stored as a system tag.
+        is stored as a system tag; ``user_tags`` with a reserved prefix raise
+        ``TaggingError`` before anything is written.
 
         Example
         -------
@@ -121,7 +123,7 @@ class RunsMixin:
         run_uuid = str(uuidlib.uuid4())
         stamp = now()
         system = list(dict.fromkeys([namespace, *system_tags]))
-        users = [t for t in dict.fromkeys(user_tags) if t not in system]
+        users = [t for t in dict.fromkeys(map(validate_user_tag, user_tags)) if t not in system]
         with self.write() as conn:
             flow_id = self._flow_id(conn, flow)
             number = conn.execute(
