@@ -224,6 +224,7 @@ class AdminMixin:
     read: Any
     connection: Any
     checkpoint: Any
+    rehash_problems: Callable[[], list[str]]
     integrity_problems: Any
 
     # ------------------------------------------------------------ read-only SQL
@@ -588,11 +589,13 @@ class AdminMixin:
 
     # ------------------------------------------------------------ doctor
 
-    def doctor(self) -> DoctorReport:
+    def doctor(self, *, deep: bool = False) -> DoctorReport:
         """Check the file and its consistency; never changes or unpickles anything.
 
         Problems: SQLite integrity or foreign-key errors, blobs whose chunks are
-        missing or incomplete, artifacts or code packages pointing at missing blobs.
+        missing or incomplete, artifacts or code packages pointing at missing blobs;
+        with ``deep``, every chunk and blob re-hashed against its key
+        (:meth:`~runstore.store._blobs.BlobsMixin.rehash_problems`).
         Warnings: runs left ``running`` by a dead owner (shown as crashed), a large
         WAL, space ``runstore gc`` could reclaim.
 
@@ -654,6 +657,8 @@ class AdminMixin:
                     f"the WAL holds {_human(report.facts['wal_bytes'])} not yet in the main file; it is folded"
                     " in when runs end (copy with `runstore backup` meanwhile)")
         report.facts["untrusted_pickles"] = self.untrusted_count()
+        if deep:
+            report.problems += self.rehash_problems()
         return report
 
 
