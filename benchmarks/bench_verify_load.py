@@ -100,7 +100,8 @@ def main() -> None:
             load()
             blob = median_ms(load, args.repeat) if name != "pickle" else None
             both = median_ms(lambda: load(check_chunks=True), args.repeat)
-            blob_text = f"{blob:.0f} ms (+{blob - off:.0f} ms)" if blob is not None else "— (pickles always check chunks)"
+            blob_text = ("— (pickles always check chunks)" if blob is None
+                         else f"{blob:.0f} ms (+{blob - off:.0f} ms)")
             print(f"| {name} | {off:.0f} ms | {blob_text} | {both:.0f} ms (+{both - off:.0f} ms) |")
         store.close()
 

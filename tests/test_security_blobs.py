@@ -8,6 +8,8 @@ asserted: no marker file from attacker code, a one-line error, bounded memory
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import shutil
@@ -42,8 +44,9 @@ def evil_pickle(marker: Path, size: int | None = None) -> bytes:
 
 def artifact_key(db: Path, name: str, step: str = "start") -> tuple[str, str]:
     with sqlite3.connect(db) as raw:
-        return raw.execute("SELECT a.blob_key, a.encoding FROM artifacts a JOIN tasks t ON t.task_id = a.task_id"
-                           " JOIN steps s ON s.step_id = t.step_id WHERE a.name = ? AND s.name = ?",
+        return raw.execute("SELECT a.blob_key, a.encoding FROM artifacts a"
+                           " JOIN tasks t ON t.task_id = a.task_id JOIN steps s ON s.step_id = t.step_id"
+                           " WHERE a.name = ? AND s.name = ?",
                            (name, step)).fetchone()
 
 
@@ -62,7 +65,8 @@ def edit(db: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
     raw.close()
 
 
-def run_limited(args: list[str], tmp_path: Path, limit: int = GiB, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_limited(args: list[str], tmp_path: Path, limit: int = GiB,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a child under an address-space limit (memory claims are tested, not trusted)."""
     import resource
 
@@ -167,7 +171,8 @@ FLIPPER = textwrap.dedent("""
     conn.execute("PRAGMA busy_timeout = 60000")
     i = 0
     while not pathlib.Path(stop).exists():
-        conn.execute("UPDATE blob_chunks SET data = ? WHERE chunk_id = ?", (evil if i % 2 else genuine, chunk_id))
+        conn.execute("UPDATE blob_chunks SET data = ? WHERE chunk_id = ?",
+                     (evil if i % 2 else genuine, chunk_id))
         i += 1
         time.sleep(0.001)
     print(i)
@@ -186,8 +191,9 @@ def test_co_writer_flipping_a_chunk_during_loads_never_runs_code(
                                                        (chunk_id,)).fetchone()[0])
     (tmp_path / "evil").write_bytes(evil_pickle(marker, raw_size))
     stop = tmp_path / "stop"
-    flipper = subprocess.Popen([sys.executable, "-c", FLIPPER, str(db), str(chunk_id), str(tmp_path / "genuine"),
-                                str(tmp_path / "evil"), str(stop)], stdout=subprocess.PIPE, text=True)
+    flipper = subprocess.Popen([sys.executable, "-c", FLIPPER, str(db), str(chunk_id),
+                                str(tmp_path / "genuine"), str(tmp_path / "evil"), str(stop)],
+                               stdout=subprocess.PIPE, text=True)
     store = Store(db)
     outcomes = {"genuine": 0, "refused": 0}
     deadline = time.monotonic() + 30
@@ -271,11 +277,9 @@ def test_3_gib_value_in_well_formed_chunks_is_listed_not_previewed(tmp_path: Pat
     store.close()
     key, _ = artifact_key(db, "alpha", "end")
     zeros = bytes(CHUNK_SIZE)
-    import hashlib
-
     zkey = hashlib.sha256(zeros).hexdigest()
-    edit(db, ("INSERT INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data) VALUES (?, 'zstd', ?, 0, ?)",
-              (zkey, CHUNK_SIZE, zstandard.ZstdCompressor().compress(zeros))),
+    edit(db, ("INSERT INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data)"
+              " VALUES (?, 'zstd', ?, 0, ?)", (zkey, CHUNK_SIZE, zstandard.ZstdCompressor().compress(zeros))),
          ("DELETE FROM blob_parts WHERE blob_key = ?", (key,)),
          ("UPDATE blobs SET size = ?, n_chunks = 192 WHERE blob_key = ?", (192 * CHUNK_SIZE, key)),
          *((f"INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, {seq}, ?)", (key, zkey))
@@ -284,7 +288,8 @@ def test_3_gib_value_in_well_formed_chunks_is_listed_not_previewed(tmp_path: Pat
                          f"{ids['pathspec']}/end/{ids['tasks']['end']}"], tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert re.search(r"alpha\s.*<float, 3221225472 B>", shown.stdout), shown.stdout
-    dumped = run_limited([sys.executable, "-m", "runstore", "--db", str(db), "show", ids["pathspec"]], tmp_path)
+    dumped = run_limited([sys.executable, "-m", "runstore", "--db", str(db), "show", ids["pathspec"]],
+                         tmp_path)
     assert dumped.returncode == 0 and "3221225472 B" in dumped.stdout, dumped.stderr
 
 
@@ -327,17 +332,14 @@ def test_npy_header_claiming_more_than_the_value_holds_is_refused(tmp_path: Path
     store = Store(tmp_path / "npy.db")
     ref = store.put_value(np.arange(4))
     # A self-consistent blob (its key is its hash) whose header claims 8 TB.
-    import io
-
     out = io.BytesIO()
     npformat.write_array_header_1_0(out, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
     hostile = out.getvalue()
     store.close()
-    import hashlib
-
     key = hashlib.sha256(hostile).hexdigest()
     edit(tmp_path / "npy.db",
-         ("INSERT INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data) VALUES (?, 'none', ?, 0, ?)",
+         ("INSERT INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data)"
+          " VALUES (?, 'none', ?, 0, ?)",
           (key, len(hostile), hostile)),
          ("INSERT INTO blobs(blob_key, size, n_chunks, created_at) VALUES (?, ?, 1, 0)", (key, len(hostile))),
          ("INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, 0, ?)", (key, key)))
@@ -419,7 +421,8 @@ def test_doctor_deep_names_each_altered_chunk_and_blob_with_its_users(tmp_path: 
     # one small chunk edited by hand (same size), and the big blob's first two parts swapped
     edit(db, ("UPDATE blob_chunks SET data = CAST(replace(CAST(data AS TEXT), '3', '4') AS BLOB)"
               " WHERE chunk_key = ?", (x_key,)),
-         ("UPDATE blob_parts SET chunk_key = CASE seq WHEN 0 THEN ? ELSE ? END WHERE blob_key = ? AND seq < 2",
+         ("UPDATE blob_parts SET chunk_key = CASE seq WHEN 0 THEN ? ELSE ? END"
+          " WHERE blob_key = ? AND seq < 2",
           (chunks[1][1], chunks[0][1], big_key)))
     plain = subprocess.run([sys.executable, "-m", "runstore", "--db", str(db), "doctor"],
                            capture_output=True, text=True, timeout=120)
@@ -431,7 +434,8 @@ def test_doctor_deep_names_each_altered_chunk_and_blob_with_its_users(tmp_path: 
     assert len(problems) == 2, deep.stdout
     start = f"{ids['pathspec']}/start/{ids['tasks']['start']}"
     end = f"{ids['pathspec']}/end/{ids['tasks']['end']}"
-    assert any(f"chunk {x_key[:16]}" in p and "do not hash to its key" in p and f"{start}.x" in p for p in problems)
+    assert any(f"chunk {x_key[:16]}" in p and "do not hash to its key" in p and f"{start}.x" in p
+               for p in problems)
     assert any(f"blob {big_key[:16]}" in p and "do not hash to its key" in p and f"{end}.result" in p
                for p in problems)
     report = Store(db).doctor(deep=True)
@@ -457,3 +461,27 @@ def test_rehash_reads_one_chunk_at_a_time(tmp_path: Path) -> None:
                         " r = Store(sys.argv[1]).doctor(deep=True); sys.exit(0 if r.ok else 1)", str(db)],
                        tmp_path, limit=GiB // 2 + (1 << 27))
     assert deep.returncode == 0, deep.stderr
+
+
+def test_check_chunks_refuses_a_chunk_under_another_key(tmp_path: Path) -> None:
+    # A self-consistent value (its bytes hash to its key) built from a chunk filed under
+    # someone else's chunk key: harmless to load, but a later save of the value owning
+    # that key would reuse it. Code is decoded with check_chunks; doctor --deep names it.
+    db = tmp_path / "label.db"
+    Store(db).close()
+    one, two = b"a" * 100, b"b" * 100
+    blob_key = hashlib.sha256(one + two).hexdigest()
+    stolen = hashlib.sha256(b"the key of another value").hexdigest()
+    edit(db, *(("INSERT INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data)"
+                " VALUES (?, 'none', 100, 0, ?)", (key, data))
+               for key, data in ((hashlib.sha256(one).hexdigest(), one), (stolen, two))),
+         ("INSERT INTO blobs(blob_key, size, n_chunks, created_at) VALUES (?, 200, 2, 0)", (blob_key,)),
+         ("INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, 0, ?)",
+          (blob_key, hashlib.sha256(one).hexdigest())),
+         ("INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, 1, ?)", (blob_key, stolen)))
+    store = Store(db)
+    assert store.load_value(blob_key, "bytes") == one + two
+    with pytest.raises(UntrustedArtifact, match="altered"):
+        store.load_value(blob_key, "bytes", check_chunks=True)
+    problems = store.rehash_problems()
+    assert len(problems) == 1 and f"chunk {stolen[:16]}" in problems[0], problems

@@ -14,7 +14,7 @@ import io
 import sqlite3
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterable, NamedTuple
+from typing import IO, Any, Callable, Iterable, NamedTuple
 
 from ..blobs import (
     CHUNK_SIZE,
@@ -429,7 +429,8 @@ class BlobsMixin:
         """
         with self.read() as conn:
             rows = conn.execute(
-                "SELECT b.size, b.n_chunks, c.chunk_id, p.chunk_key, c.compression, c.raw_size, length(c.data),"
+                "SELECT b.size, b.n_chunks, c.chunk_id, p.chunk_key, c.compression, c.raw_size,"
+                " length(c.data),"
                 f" CASE WHEN b.n_chunks = 1 AND c.raw_size <= {_INLINE_READ}"
                 f" AND length(c.data) <= {_INLINE_READ} THEN c.data END"
                 " FROM blobs b LEFT JOIN blob_parts p ON p.blob_key = b.blob_key"
@@ -576,7 +577,8 @@ class BlobsMixin:
         # Pinned by tests/test_security_blobs.py::test_chunk_read_twice_*.
         size, reader = self._reader(blob_key, check_chunks=check_chunks or not codec.safe)
         if max_size is not None and size > max_size:
-            raise CodecError(f"stored value {blob_key[:16]}… is {size} bytes, more than the {max_size} asked for")
+            raise CodecError(f"stored value {blob_key[:16]}… is {size} bytes, "
+                             f"more than the {max_size} asked for")
         try:
             if codec.safe:
                 stream: IO[bytes] = io.BufferedReader(reader, buffer_size=1 << 20)
@@ -602,13 +604,14 @@ class BlobsMixin:
             " JOIN runs r ON r.run_id = t.run_id JOIN flows f ON f.flow_id = r.flow_id"
             f" WHERE a.blob_key IN ({marks}) ORDER BY 1, 2 LIMIT ?", (*keys, limit + 1))]
         users += [f"code package {code_id}" for (code_id,) in conn.execute(
-            f"SELECT code_id FROM code_packages WHERE blob_key IN ({marks}) ORDER BY 1 LIMIT ?", (*keys, limit + 1))]
+            f"SELECT code_id FROM code_packages WHERE blob_key IN ({marks}) ORDER BY 1 LIMIT ?",
+            (*keys, limit + 1))]
         if not users:
             return "used by no run"
         more = " …" if len(users) > limit else ""
         return "used by " + ", ".join(users[:limit]) + more
 
-    def rehash_problems(self, progress: Any = None) -> list[str]:
+    def rehash_problems(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Re-hash every chunk and every blob; one line per mismatch (``runstore doctor --deep``).
 
         Streams one chunk at a time (memory stays near one 16 MiB chunk), checks each
@@ -633,8 +636,9 @@ class BlobsMixin:
             # A blob of one chunk keyed by the blob's own key, of the blob's size, is checked
             # by checking that chunk; every other blob is streamed and hashed whole.
             multi = conn.execute(
-                "SELECT b.blob_key FROM blobs b WHERE NOT (b.n_chunks = 1 AND EXISTS (SELECT 1 FROM blob_parts p"
-                " JOIN blob_chunks c ON c.chunk_key = p.chunk_key WHERE p.blob_key = b.blob_key AND p.seq = 0"
+                "SELECT b.blob_key FROM blobs b WHERE NOT (b.n_chunks = 1 AND EXISTS (SELECT 1"
+                " FROM blob_parts p JOIN blob_chunks c ON c.chunk_key = p.chunk_key"
+                " WHERE p.blob_key = b.blob_key AND p.seq = 0"
                 " AND p.chunk_key = b.blob_key AND c.raw_size = b.size)) ORDER BY b.blob_key").fetchall()
         total = len(chunks) + len(multi)
         for done, (chunk_id, key, compression, raw_size) in enumerate(chunks, 1):
