@@ -367,6 +367,10 @@ class NpyCodec(Codec):
             raise CodecError(f".npy format version {version} is not supported")
         if dtype.hasobject:
             raise CodecError("refusing an object-dtype .npy payload")
+        # The header comes from the file: allocate only what the verified size can hold.
+        claimed = math.prod(int(n) for n in shape) * dtype.itemsize
+        if size is not None and claimed > size:
+            raise CodecError(f"a .npy header claims {claimed} bytes in a stored value of {size} bytes")
         array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
         if array.size:
             with memoryview(array.reshape(-1, order="A").view(np.uint8)) as target:
@@ -500,16 +504,45 @@ def compress_chunk(data: bytes | bytearray | memoryview) -> tuple[str, bytes | b
 
 
 def decompress_chunk(compression: str, data: bytes, raw_size: int) -> bytes:
-    """Undo :func:`compress_chunk`.
+    """Undo :func:`compress_chunk`, never producing more than ``raw_size`` bytes.
+
+    The stored bytes come from a file someone else may have written, so nothing in
+    them is believed: ``raw_size`` must be at most :data:`CHUNK_SIZE`, a zstd frame
+    that announces another size is refused before anything is allocated (zstd
+    would otherwise allocate what the frame header claims), and the output must be
+    exactly ``raw_size`` bytes. Anything else is a :class:`~runstore.errors.CodecError`.
 
     Example
     -------
     >>> method, packed = compress_chunk(b"b" * 5000)
     >>> decompress_chunk(method, bytes(packed), 5000) == b"b" * 5000
     True
+    >>> decompress_chunk(method, bytes(packed), 4000)
+    Traceback (most recent call last):
+    ...
+    runstore.errors.CodecError: a compressed chunk announces 5000 bytes, 4000 recorded
     """
+    if not 0 <= raw_size <= CHUNK_SIZE:
+        raise CodecError(f"a chunk claims {raw_size} bytes; chunks hold at most {CHUNK_SIZE}")
     if compression == "none":
+        if len(data) != raw_size:
+            raise CodecError(f"a stored chunk holds {len(data)} bytes, {raw_size} recorded")
         return data
-    if compression == "zstd":
-        return _zstd("decompress").decompress(data, max_output_size=raw_size)
-    raise CodecError(f"unknown chunk compression {compression!r}")
+    if compression != "zstd":
+        raise CodecError(f"unknown chunk compression {compression!r}")
+    import zstandard
+
+    if raw_size == 0:  # max_output_size=0 would mean "no limit"; compress_chunk never makes these
+        raise CodecError("a compressed chunk claims 0 bytes")
+    try:
+        announced = zstandard.frame_content_size(data)
+        if announced not in (-1, raw_size):
+            raise CodecError(f"a compressed chunk announces {announced} bytes, {raw_size} recorded")
+        # With the size in the frame header (checked above) zstd allocates exactly that;
+        # without it, max_output_size caps the output.
+        out = _zstd("decompress").decompress(data, max_output_size=raw_size)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"a compressed chunk cannot be decompressed: {exc}") from exc
+    if len(out) != raw_size:
+        raise CodecError(f"a compressed chunk holds {len(out)} bytes, {raw_size} recorded")
+    return out

@@ -292,35 +292,40 @@ def trust(file: str) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.option("--deep", is_flag=True,
+              help="Also re-hash every chunk and blob against its key (reads the whole file).")
 @click.option("--reindex", is_flag=True, help="First rebuild every index (the fix for damaged indexes).")
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool, reindex: bool) -> None:
+def doctor(ctx: click.Context, as_json: bool, deep: bool, reindex: bool) -> None:
     """Check the store's integrity and consistency; exit 1 when something is wrong.
 
     Checks that every table, view, index and trigger is one runstore made, SQLite
     integrity (damaged indexes with their fix) and foreign keys, missing chunks and
     blobs, and reports runs left running by a process that is gone, WAL size and
-    reclaimable space. Never changes, migrates or unpickles anything (except
-    --reindex); an altered, damaged or older file is opened read-only to report on it.
+    reclaimable space. With --deep, every stored chunk and value is re-hashed, and
+    each one altered or damaged is named with the runs and artifacts that use it.
+    Never changes, migrates or unpickles anything (except --reindex); an altered,
+    damaged or older file is opened read-only to report on it.
 
     \b
     Example:
         runstore doctor
+        runstore doctor --deep
         runstore doctor --reindex
     """
     if reindex:
         _open_store(ctx).reindex()
     store = _open_store(ctx, diagnose=True)
-    report = store.doctor()
+    report = store.doctor(deep=deep)
     if as_json:
         _echo_json({"ok": report.ok, **asdict(report)})
     else:
         click.echo(f"store: {store.where}")
         click.echo("  " + ", ".join(f"{k}={v}" for k, v in report.facts.items()))
         for line in report.problems:
-            click.echo(f"PROBLEM: {line}")
+            click.echo(f"PROBLEM: {printable(line)}")
         for line in report.warnings:
-            click.echo(f"warning: {line}")
+            click.echo(f"warning: {printable(line)}")
         click.echo("ok" if report.ok else f"{len(report.problems)} problem(s) found")
     ctx.exit(0 if report.ok else 1)
 
@@ -370,17 +375,31 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def _preview(artifact: Any, limit: int = 60) -> str:
-    """A short value for people: only small JSON values are decoded (never a pickle)."""
-    if artifact.encoding == "json" and artifact.size <= 4096:
-        text = json.dumps(artifact.data)
+_PREVIEW_BYTES = 4096
+
+
+def _preview(artifact: Any, limit: int = 60, size: int | None = None) -> str:
+    """A short value for people: only small JSON values are decoded (never a pickle).
+
+    "Small" is the size the chunks verify (``Store.value_size``), never the size the
+    artifact row claims, and the load itself refuses anything larger (SPEC §13.3).
+    """
+    store = artifact.store
+    if size is None:
+        size = store.value_size(artifact.sha)
+    if artifact.encoding == "json" and size <= _PREVIEW_BYTES:
+        text = json.dumps(store.load_value(artifact.sha, "json", max_size=_PREVIEW_BYTES))
         return text if len(text) <= limit else text[: limit - 1] + "…"
-    return f"<{artifact.type}, {artifact.size} B>"
+    return f"<{artifact.type}, {size} B>"
 
 
 def _artifact_rows(task: Any) -> list[dict[str, Any]]:
-    return [{"name": a.id, "type": a.type, "encoding": a.encoding, "size": a.size, "value": _preview(a)}
-            for a in sorted(task, key=lambda a: a.id)]
+    rows = []
+    for a in sorted(task, key=lambda a: a.id):
+        size = a.store.value_size(a.sha)
+        rows.append({"name": a.id, "type": a.type, "encoding": a.encoding, "size": size,
+                     "value": _preview(a, size=size)})
+    return rows
 
 
 def _parameters(run: Any) -> dict[str, str]:

@@ -20,7 +20,7 @@ runtime errors, 2 for usage errors) and renders as one line.
     ├── TaggingError (ValueError)         empty, too long, too many, system tag
     ├── UnknownUser (RunstoreError)       no user name could be determined
     ├── CodecError (TypeError)            a value cannot be encoded / decoded
-    ├── UntrustedArtifact (PermissionError)  pickled payload from an untrusted writer
+    ├── UntrustedArtifact (PermissionError)  untrusted pickle, or a value altered after writing
     ├── FlowDefinitionError (ValueError)  the flow graph or a decorator is invalid
     ├── ParameterError (ValueError)       a bad parameter value
     ├── MergeArtifactsError (ValueError)  merge_artifacts found a conflict
@@ -243,7 +243,8 @@ class CodecError(RunstoreError, TypeError):
 
 
 class UntrustedArtifact(RunstoreError, PermissionError):
-    """A pickled artifact comes from a store this user has not trusted.
+    """A pickled artifact comes from a store this user has not trusted, or a stored
+    value's bytes do not hash to its key (the file was altered after it was written).
 
     Example
     -------

@@ -117,7 +117,7 @@ class Code:
 
     def _data(self) -> bytes:
         if self._bytes is None:
-            self._bytes = self._store.load_value(self._row["blob_key"], "bytes")
+            self._bytes = self._store.load_value(self._row["blob_key"], "bytes", check_chunks=True)
         return self._bytes
 
     @property

@@ -175,7 +175,10 @@ def trigger_command(flow_class: type) -> click.Command:
         package = store.find_code_package(dep.code_id) if dep.code_id is not None else None
         if package is None:
             raise NotFound(f"the code of {name}'s production deployment is missing from {store.where}")
-        tarball = store.load_value(package["blob_key"], "bytes")
+        # Code about to run: decoded only from bytes that hash to the package's key,
+        # every chunk checked too (SPEC §13.1). Pinned by
+        # tests/test_security_blobs.py::test_planted_code_package_is_refused_by_trigger.
+        tarball = store.load_value(package["blob_key"], "bytes", check_chunks=True)
         import shutil
         import subprocess
         import tempfile

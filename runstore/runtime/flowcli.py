@@ -222,14 +222,17 @@ def make_cli(flow_class: Any) -> click.Group:
             for art, ref in store.task_artifact_refs(task["task_id"]).items():
                 if art.startswith("_") and not private:
                     continue
-                if ref.size > max_value_size:
-                    shown = "< artifact too large >"
-                else:
-                    try:
-                        shown = repr(store.load_value(ref.blob_key, ref.encoding))
-                    except RunstoreError as exc:
-                        shown = f"< {exc.headline}: {exc} >"
-                click.echo(f"    {art} [size: {ref.size} type: {ref.type}] = {shown}")
+                # Sizes from the chunks, not the artifact row (SPEC §13.3).
+                size: int | str = "?"
+                try:
+                    size = store.value_size(ref.blob_key)
+                    if size > max_value_size:
+                        shown = "< artifact too large >"
+                    else:
+                        shown = repr(store.load_value(ref.blob_key, ref.encoding, max_size=max_value_size))
+                except RunstoreError as exc:
+                    shown = f"< {exc.headline}: {exc} >"
+                click.echo(f"    {art} [size: {size} type: {ref.type}] = {shown}")
 
     from .deploycmd import deploy_command, trigger_command
     from .resume import resume_command

@@ -226,6 +226,7 @@ class AdminMixin:
     read: Any
     connection: Any
     checkpoint: Any
+    rehash_problems: Callable[[], list[str]]
     integrity_problems: Any
     is_trusted: Any
     open_connection: Any
@@ -660,15 +661,16 @@ class AdminMixin:
         with self.write() as conn:
             conn.execute("REINDEX")
 
-
-    def doctor(self) -> DoctorReport:
+    def doctor(self, *, deep: bool = False) -> DoctorReport:
         """Check the file and its consistency; never changes or unpickles anything.
 
         Problems: an altered schema (objects runstore did not make, SPEC §13.2),
         damaged indexes (with the fix), SQLite integrity or foreign-key errors, blobs
         whose chunks are missing or incomplete, artifacts or code packages pointing at
         missing blobs. Open a damaged, altered or older file with
-        ``Store(path, diagnose=True)`` to report on it without migrating it.
+        ``Store(path, diagnose=True)`` to report on it without migrating it. With
+        ``deep``, every chunk and blob is re-hashed against its key
+        (:meth:`~runstore.store._blobs.BlobsMixin.rehash_problems`).
         Warnings: runs left ``running`` by a dead owner (shown as crashed), a large
         WAL, space ``runstore gc`` could reclaim.
 
@@ -730,6 +732,8 @@ class AdminMixin:
                     f"the WAL holds {_human(report.facts['wal_bytes'])} not yet in the main file; it is folded"
                     " in when runs end (copy with `runstore backup` meanwhile)")
         report.facts["untrusted_pickles"] = self.untrusted_count()
+        if deep:
+            report.problems += self.rehash_problems()
         return report
 
 
