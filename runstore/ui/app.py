@@ -415,7 +415,7 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
         return render(request, "error.html", status_code=status, status=status, message=detail)
 
     def runstore_error(request: Request, exc: Exception) -> HTMLResponse:
-        status = 404 if isinstance(exc, (NotFound, InvalidPathspec)) else 500
+        status = 404 if isinstance(exc, (NotFound, InvalidPathspec)) else 400 if isinstance(exc, ValueError) else 500
         return render(request, "error.html", status_code=status, status=status, message=str(exc))
 
     routes = [
