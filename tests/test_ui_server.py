@@ -76,6 +76,8 @@ def test_runs_page_global_namespace_and_filters(client: TestClient, demo: dict[s
     oldest = re.findall(r'class="runlink" href="/run/([^"]+)"', client.get("/?ns=_all&order=oldest").text)
     assert oldest == everyone[::-1]
     assert client.get("/?ns=_all&flow=NoSuchFlow").text.count('class="runlink"') == 0
+    as_namespace = re.findall(r'class="runlink" href="/run/([^"]+)"', client.get("/?ns_tag=baseline").text)
+    assert as_namespace == [demo["good"]]
     assert client.get("/?status=bogus").status_code == 400
 
 
@@ -155,6 +157,24 @@ def test_task_page_previews_artifacts_safely_and_shows_logs(client: TestClient, 
     assert "fold 0 epoch 2 loss" in page or "epoch 2 loss" in page
     note = client.get(re.search(r'href="(/run/TrainFlow/1/start/\d+)"', run).group(1)).text
     assert "training with &lt;b&gt;alpha&lt;/b&gt;" in note
+
+
+def test_trusted_pickles_preview_a_dataframe_head_or_repr(tmp_path: Path):
+    import pandas as pd
+
+    sys.path.insert(0, str(TESTS))
+    from storefill import add_run
+
+    store = Store(tmp_path / "runstore.db")
+    ids = add_run(store, "F", model=pd.DataFrame({"a": [1, 2, 3], "b": ["x", "<y>", "z"]}))
+    add_run(store, "F", model=(1, "two"))  # a tuple: pickled, written by this user
+    client = TestClient(create_app(store))
+    page = client.get(f"/run/F/1/start/{ids['tasks']['start']}").text
+    assert 'id="artifact-model" data-kind="frame"' in page and "3 rows × 2 columns" in page
+    assert "<td>&lt;y&gt;</td>" in page
+    second = client.get("/run/F/2").text
+    start = re.search(r'href="(/run/F/2/start/\d+)"', second).group(1)
+    assert "(1, &#39;two&#39;)" in client.get(start).text
 
 
 def test_task_page_attempts_and_exception(client: TestClient, demo: dict[str, Any]):

@@ -161,7 +161,7 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
 
         qp = request.query_params
         me = identity()
-        ns_param = qp.get("ns", me)
+        ns_param = qp.get("ns_tag", "").strip() or qp.get("ns", me)
         tags = [t for t in qp.get("tags", "").replace(",", " ").split() if t]
         if qp.get("user"):
             tags.append(f"user:{qp['user']}")
@@ -187,7 +187,7 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
             kind, _, name = sort.partition(":")
             source = (lambda r: r["parameters"]) if kind == "param" else (lambda r: results[r["run_id"]])
             rows = sorted(rows, key=lambda r: _sort_key(source(r).get(name)), reverse=qp.get("desc") == "1")
-        base = [(k, v) for k, v in qp.multi_items() if k not in ("after",)]
+        base = [(k, v) for k, v in qp.multi_items() if k not in ("after", "ns", "ns_tag")] + [("ns", ns_param)]
         next_link = None
         if page.next_cursor is not None:
             next_link = "/?" + urlencode(base + [("after", f"{page.next_cursor[0]!r}:{page.next_cursor[1]}")])
