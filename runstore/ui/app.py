@@ -307,7 +307,9 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
         tid = int(task_id)
         text = store.read_log(tid, chosen, stream)
         outcome = store.find_attempt(tid, chosen)
-        done = outcome is None or outcome["finished_at"] is not None
+        # A task of a run whose scheduler died never finishes its attempt: stop following it.
+        done = (outcome is None or outcome["finished_at"] is not None
+                or client("Run", f"{flow}/{number}").status == "crashed")
         return JSONResponse({"text": text[offset:] if offset <= len(text) else text, "offset": len(text),
                              "reset": offset > len(text), "done": done,
                              "status": (outcome or {}).get("status")})
