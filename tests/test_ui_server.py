@@ -478,3 +478,25 @@ def test_non_loopback_host_is_refused_unless_explicit():
     with pytest.raises(RunstoreError, match="--host 0.0.0.0"):
         check_host("0.0.0.0", explicit=False)
     assert check_host("localhost", explicit=False) is None
+
+
+def test_the_ui_package_uses_only_public_surfaces_and_no_click():
+    """runstore/ui reads through the Store facade, the client and the SQL views; the CLI
+    imports it only when `runstore ui` runs, so `runstore` commands never load Starlette."""
+    import ast
+
+    package = TESTS.parent / "runstore" / "ui"
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            for name in names:
+                assert not name.startswith(("click", "sqlite3", "..store._", "runstore.store._", "..runtime",
+                                            "..client._", ".._clickutil")), f"{path.name} imports {name}"
+                assert name not in ("..cli", "runstore.cli"), f"{path.name} imports {name}"
+    code = "import sys, runstore.cli, runstore; print('starlette' in sys.modules, 'jinja2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
