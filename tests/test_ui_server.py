@@ -83,10 +83,14 @@ def test_runs_page_global_namespace_and_filters(client: TestClient, demo: dict[s
 
 def test_runs_page_columns_are_chosen_parameters_and_results(client: TestClient):
     page = client.get("/?ns=_all").text
-    assert '<th class="param">alpha</th>' in page and '<th class="result">accuracy</th>' in page
+    headers = re.findall(r'<th class="(param|result)"><a class="sort"[^>]*>([^<]+)</a>', page)
+    assert ("param", "alpha") in headers and ("result", "accuracy") in headers
     only = client.get("/?ns=_all&chosen=1&col=epochs").text
-    assert '<th class="param">epochs</th>' in only
-    assert '<th class="param">alpha</th>' not in only and '<th class="result">' not in only
+    assert re.findall(r'<th class="(param|result)"><a class="sort"[^>]*>([^<]+)</a>', only) == [("param", "epochs")]
+    link = re.search(r'href="(/\?[^"]*sort=result:accuracy[^"]*)"', page).group(1).replace("&amp;", "&")
+    by_acc = client.get(link).text
+    accs = re.findall(r'<td class="result">([0-9.]+)</td>', by_acc)
+    assert accs == sorted(accs, reverse=True) and len(accs) == 3
     by_alpha = client.get("/?ns=_all&sort=param:alpha&desc=1").text
     alphas = re.findall(r'<td class="param">([0-9.]+)</td>\s*<td class="param">3</td>', by_alpha)
     assert alphas == ["0.5", "0.3", "0.2", "0.1"]

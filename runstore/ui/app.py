@@ -196,7 +196,8 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
                       flow=flow, ns=ns_param, me=me, tags=" ".join(t for t in tags if not t.startswith("user:")),
                       user=qp.get("user", ""), status=status, order=qp.get("order", "newest"),
                       statuses=_STATUSES, next_link=next_link, first_link="/?" + urlencode(base),
-                      paged=cursor is not None, sort=sort, desc=qp.get("desc") == "1")
+                      paged=cursor is not None, sort=sort, desc=qp.get("desc") == "1",
+                      sort_base=urlencode([(k, v) for k, v in qp.multi_items() if k not in ("sort", "desc")]))
 
     def _results(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         """End-step scalars minus the parameters (which every task carries)."""
