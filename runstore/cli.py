@@ -671,6 +671,27 @@ def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
         click.echo(printable(line, multiline=True), nl=not line.endswith("\n"))
 
 
+@cli.command()
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback must be given explicitly and prints a warning.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@click.option("--allow-tag-edits", is_flag=True, help="Let the run page add and remove user tags.")
+@click.pass_context
+def ui(ctx: click.Context, port: int, host: str, open_browser: bool, allow_tag_edits: bool) -> None:
+    """Browse the store in a local web app (needs: pip install 'runstore[ui]').
+
+    \b
+    Example:
+        runstore --db results.db ui --port 8765 --open
+    """
+    from .ui import serve
+
+    explicit = ctx.get_parameter_source("host") is click.core.ParameterSource.COMMANDLINE
+    serve(_open_store(ctx, readonly=not allow_tag_edits), host=host, port=port, open_browser=open_browser,
+          allow_tag_edits=allow_tag_edits, explicit_host=explicit)
+
+
 def _environment(run: Any) -> dict[str, str]:
     task = run.end_task
     if task is None:
