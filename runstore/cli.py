@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
-from . import __version__
 from ._clickutil import OneLineErrors
 from .util import printable
 
@@ -32,7 +31,8 @@ __all__ = ["main", "cli"]
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="runstore")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _, on: _print_version(ctx, on), help="Show the version and exit.")
 @click.option("--db", envvar="RUNSTORE_DB", type=click.Path(dir_okay=False), default=None,
               help="Store file (default: RUNSTORE_DB, else the nearest runstore.db).")
 @click.pass_context
@@ -46,6 +46,15 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = {"db": db}
 
 
+def _print_version(ctx: click.Context, on: bool) -> None:
+    """``--version``: the same string as ``runstore version`` and the runs' ``runstore_version``."""
+    if on and not ctx.resilient_parsing:
+        from .version import get_version
+
+        click.echo(f"runstore, version {get_version()}")
+        ctx.exit()
+
+
 @cli.command()
 def version() -> None:
     """Print runstore's version.
@@ -54,7 +63,9 @@ def version() -> None:
     Example:
         runstore version
     """
-    click.echo(__version__)
+    from .version import get_version
+
+    click.echo(get_version())  # what runs record as runstore_version (tests/test_version.py)
 
 
 # ---------------------------------------------------------------- helpers
