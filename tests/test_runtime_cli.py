@@ -281,3 +281,51 @@ def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
     assert Store(db).attempt_record(wait["task_id"])["exception_type"] == "builtins.KeyboardInterrupt"
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # no worker left behind
+
+
+CATCH_FLOW = '''
+from runstore import FlowSpec, catch, step
+
+
+class QuietCatchFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.quiet)
+
+    @catch(var="quiet_error", print_exception=False)
+    @step
+    def quiet(self):
+        raise KeyError("hush-hush")
+        self.next(self.loud)
+
+    @catch(var="loud_error")
+    @step
+    def loud(self):
+        raise KeyError("shout-shout")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("caught", self.quiet_error.type, self.loud_error.type)
+
+
+if __name__ == "__main__":
+    QuietCatchFlow()
+'''
+
+
+def test_catch_print_exception_false_does_not_print_it(tmp_path: Path) -> None:
+    """@catch(print_exception=False): no traceback on the console or in the log; still recorded (#19)."""
+    script, db = tmp_path / "quiet_catch.py", tmp_path / "runstore.db"
+    script.write_text(CATCH_FLOW)
+    proc = flow(script, db, "run")
+    assert proc.returncode == 0, proc.stderr
+    assert "hush-hush" not in proc.stdout + proc.stderr
+    assert "shout-shout" in proc.stdout + proc.stderr  # the default still prints it
+    assert "caught builtins.KeyError builtins.KeyError" in proc.stdout
+    from runstore import Run
+
+    run = Run("QuietCatchFlow/1", store=Store(db), _namespace_check=False)
+    quiet, loud = run["quiet"].task, run["loud"].task
+    assert quiet.status == "caught" and "hush-hush" in quiet.exception.message and "hush" not in quiet.stderr
+    assert "shout-shout" in loud.stderr
