@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runstore import Store, __version__
+from runstore import Store, get_version
 from runstore.cli import cli
 
 FLOWS = Path(__file__).parent / "flows"
@@ -41,7 +41,7 @@ def test_console_script_version_and_help(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "runstore"
     assert script.exists(), f"the runstore entry point is not installed next to {sys.executable}"
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
-    assert version.returncode == 0 and version.stdout.strip() == f"runstore, version {__version__}"
+    assert version.returncode == 0 and version.stdout.strip() == f"runstore, version {get_version()}"  # issue #19
     helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: runstore [OPTIONS] COMMAND")
     for command in ("runs", "show", "sql", "diff", "merge", "export"):
