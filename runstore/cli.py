@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import click
 
 from ._clickutil import OneLineErrors
-from .util import printable
+from .util import display_width, fit_width, printable
 
 if TYPE_CHECKING:
     from .store import Store
@@ -103,19 +103,19 @@ def _cell(value: Any, width: int | None = 60) -> str:
         return f"<{len(value)} bytes>"
     text = "" if value is None else str(value)
     text = printable(text.replace("\n", "\\n"))
-    if width is None:
+    if width is None or display_width(text) <= width:
         return text
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return fit_width(text, width)  # columns, not characters: CJK and emoji take two
 
 
 def _echo_table(columns: list[str], rows: list[Sequence[Any]]) -> None:
     """Print rows as an aligned text table (the default human output)."""
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    widths = [max([display_width(c)] + [display_width(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(fit_width(c, w) for c, w in zip(columns, widths)).rstrip())
     click.echo("  ".join("-" * w for w in widths))
     for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(fit_width(v, w) for v, w in zip(row, widths)).rstrip())
 
 
 def _jsonable(value: Any) -> Any:
@@ -399,8 +399,9 @@ def _preview(artifact: Any, limit: int = 60, size: int | None = None) -> str:
     if size is None:
         size = store.value_size(artifact.sha)
     if artifact.encoding == "json" and size <= _PREVIEW_BYTES:
-        text = json.dumps(store.load_value(artifact.sha, "json", max_size=_PREVIEW_BYTES))
-        return text if len(text) <= limit else text[: limit - 1] + "…"
+        # ensure_ascii=False: "héllo ✓", not "h\u00e9llo \u2713" (the caller escapes what is unsafe)
+        text = json.dumps(store.load_value(artifact.sha, "json", max_size=_PREVIEW_BYTES), ensure_ascii=False)
+        return text if display_width(text) <= limit else fit_width(text, limit)
     return f"<{artifact.type}, {size} B>"
 
 

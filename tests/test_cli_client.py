@@ -97,3 +97,32 @@ def test_errors_are_one_line(db: Path, args: list[str], code: int, message: str)
     assert result.exit_code == code, result.output
     assert result.output.startswith("Error") and message in result.output
     assert "Traceback" not in result.output and result.output.count("\n") == 1
+
+
+def test_show_prints_unicode_and_tables_align_wide_characters(tmp_path: Path):
+    """Human output shows 'héllo ✓', not escapes; CJK and emoji keep columns aligned (issue #19)."""
+    from runstore.util import display_width
+
+    path = tmp_path / "unicode.db"
+    store = Store(path)
+    add_run(store, result="héllo ✓ 日本語 🎉", user="山田")
+    store.close()
+    out = run(path, "show", "F/1")
+    assert '"héllo ✓ 日本語 🎉"' in out and "\\u" not in out
+    info = json.loads(run(path, "show", "--json", "F/1"))  # --json: still valid, exact JSON
+    assert next(a for a in info["artifacts"] if a["name"] == "result")["value"] == '"héllo ✓ 日本語 🎉"'
+    assert info["user"] == "山田"
+    # a table whose first column mixes widths: the second column starts at one terminal column
+    query = "SELECT * FROM (VALUES ('日本語', 1), ('🎉🎉', 2), ('ab', 3), ('é', 4)) AS t"
+    lines = run(path, "sql", query).splitlines()
+    starts = {display_width(line[: len(line) - len(line.split()[-1])]) for line in lines[2:]}
+    assert len(lines) == 6 and len(starts) == 1, lines
+    assert display_width(lines[0]) == display_width(lines[1]) == max(display_width(x) for x in lines)
+    # `runs`: a wide user name does not push the tags column out of line
+    store = Store(path)
+    add_run(store, user="bob", tags=("t1",))
+    add_run(store, user="山田太郎", tags=("t2",))
+    store.close()
+    lines = run(path, "runs", "--all").splitlines()
+    columns = {display_width(line[: line.index(" t")]) for line in lines[2:] if " t" in line}
+    assert len(columns) == 1, lines
