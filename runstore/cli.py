@@ -475,18 +475,25 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
 @click.option("--json", "as_json", is_flag=True, help="Everything shown, as JSON.")
 @click.pass_context
 def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
-    """Show a run (Flow/N), step (Flow/N/step) or task (Flow/N/step/ID).
+    """Show a flow's runs (Flow), a run (Flow/N), step (Flow/N/step) or task (Flow/N/step/ID).
 
     Status, timings, parameters, tags, origin, and artifacts with type, encoding
-    and size. Only small JSON values are displayed; nothing is unpickled.
+    and size. Only small JSON values are displayed; nothing is unpickled. For a
+    flow: its latest 20 runs of every namespace, as `runstore runs Flow --all`.
 
     \b
     Example:
+        runstore show TrainFlow
         runstore show TrainFlow/12
         runstore show TrainFlow/12/train/1043 --json
     """
     from . import client
 
+    if not pathspec.strip("/"):
+        raise click.UsageError("PATHSPEC is empty; give Flow, Flow/N, Flow/N/step or Flow/N/step/ID")
+    if "/" not in pathspec.strip("/"):  # a flow: the user named it, so every namespace
+        ctx.invoke(runs, flow=pathspec.strip("/"), tags=(), ns=None, all_namespaces=True, limit=20, as_json=as_json)
+        return
     obj = _client("any", pathspec, _open_store(ctx, readonly=True))
     seconds = _seconds(obj)
     info: dict[str, Any] = {"pathspec": obj.pathspec, "status": getattr(obj, "status", None),

@@ -86,7 +86,8 @@ def test_diff(db: Path):
 
 @pytest.mark.parametrize("args, code, message", [
     (["show", "F/99"], 1, "does not exist"),
-    (["show", "F"], 2, "is not a pathspec"),
+    (["show", "Nope"], 1, "Nope"),  # `show F` lists F's runs now (issue #19)
+    (["show", "/"], 2, "PATHSPEC is empty"),
     (["logs", "F/1/nostep"], 1, "does not exist"),
     (["diff", "F/1", "F/1/start"], 2, "is not a pathspec"),
     (["runs", "NoSuchFlow"], 1, "NoSuchFlow"),
@@ -126,3 +127,12 @@ def test_show_prints_unicode_and_tables_align_wide_characters(tmp_path: Path):
     lines = run(path, "runs", "--all").splitlines()
     columns = {display_width(line[: line.index(" t")]) for line in lines[2:] if " t" in line}
     assert len(columns) == 1, lines
+
+
+def test_show_a_flow_lists_its_runs(db: Path):
+    """`runstore show Flow` (no run number) lists that flow's runs, every namespace (issue #19)."""
+    lines = run(db, "show", "F").splitlines()
+    assert lines[0].split()[:2] == ["pathspec", "status"]
+    assert [line.split()[0] for line in lines[2:]] == ["F/3", "F/2", "F/1"]
+    listed = json.loads(run(db, "show", "--json", "G"))
+    assert [r["pathspec"] for r in listed] == ["G/1"] and listed[0]["user"] == "bob"  # not my namespace
