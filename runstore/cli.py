@@ -490,7 +490,9 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
     from . import client
 
     if not pathspec.strip("/"):
-        raise click.UsageError("PATHSPEC is empty; give Flow, Flow/N, Flow/N/step or Flow/N/step/ID")
+        from .errors import InvalidPathspec
+
+        raise InvalidPathspec("PATHSPEC is empty; give Flow, Flow/N, Flow/N/step or Flow/N/step/ID")
     if "/" not in pathspec.strip("/"):  # a flow: the user named it, so every namespace
         ctx.invoke(runs, flow=pathspec.strip("/"), tags=(), ns=None, all_namespaces=True, limit=20, as_json=as_json)
         return
