@@ -666,7 +666,11 @@ def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
 @click.argument("run_b")
 @click.pass_context
 def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
-    """Compare two runs: parameters, environment, and code as a unified diff.
+    """Compare two runs: parameters, results (scalar artifacts), environment, and code.
+
+    Results are the end task's small JSON scalars (numbers, strings, booleans),
+    marked changed, added or removed; nothing is unpickled. The code is shown as
+    a unified diff.
 
     \b
     Example:
@@ -674,12 +678,17 @@ def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
     """
     store = _open_store(ctx, readonly=True)
     a, b = _client("run", run_a, store), _client("run", run_b, store)
-    sections = [("parameters", _parameters(a), _parameters(b)), ("environment", _environment(a), _environment(b))]
+    params_a, params_b = _parameters(a), _parameters(b)
+    sections = [("parameters", params_a, params_b),
+                ("artifacts", _scalars(a, skip=params_a), _scalars(b, skip=params_b)),
+                ("environment", _environment(a), _environment(b))]
     for title, left, right in sections:
-        changed = [(k, left.get(k, ""), right.get(k, "")) for k in sorted({*left, *right}) if left.get(k) != right.get(k)]
+        changed = [(k, left.get(k, ""), right.get(k, ""),
+                    "added" if k not in left else "removed" if k not in right else "changed")
+                   for k in sorted({*left, *right}) if left.get(k) != right.get(k)]
         click.echo(f"{title}: " + ("same" if not changed else ""))
         if changed:
-            _echo_table(["name", a.pathspec, b.pathspec], changed)
+            _echo_table(["name", a.pathspec, b.pathspec, "change"], changed)
     code_a, code_b = a.code, b.code
     text_a = code_a.flowspec if code_a is not None else ""
     text_b = code_b.flowspec if code_b is not None else ""
@@ -692,11 +701,32 @@ def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
         click.echo(printable(line, multiline=True), nl=not line.endswith("\n"))
 
 
-def _environment(run: Any) -> dict[str, str]:
+def _last_task(run: Any) -> Any:
+    """The end task, else the newest step's task (a failed run), else None."""
     task = run.end_task
     if task is None:
         steps = [s for s in run]
         task = steps[-1].task if steps else None
+    return task
+
+
+def _scalars(run: Any, skip: dict[str, str]) -> dict[str, str]:
+    """The run's results for `diff`: public small JSON scalars of its last task (never a pickle)."""
+    task = _last_task(run)
+    found: dict[str, str] = {}
+    for artifact in [] if task is None else sorted(task, key=lambda a: a.id):
+        if artifact.id in skip or artifact.encoding != "json":
+            continue
+        if artifact.store.value_size(artifact.sha) > _PREVIEW_BYTES:
+            continue
+        value = artifact.store.load_value(artifact.sha, "json", max_size=_PREVIEW_BYTES)
+        if value is None or isinstance(value, (bool, int, float, str)):
+            found[artifact.id] = json.dumps(value, ensure_ascii=False)
+    return found
+
+
+def _environment(run: Any) -> dict[str, str]:
+    task = _last_task(run)
     if task is None:
         return {}
     meta = task.metadata_dict

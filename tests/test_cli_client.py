@@ -84,6 +84,19 @@ def test_diff(db: Path):
     assert "-print('hello')" in out and "+print('v2')" in out
 
 
+def test_diff_compares_scalar_artifacts(db: Path):
+    """`diff` also compares results: scalar artifacts changed, added, removed (issue #19)."""
+    out = run(db, "diff", "F/1", "F/2")
+    section = out.split("artifacts:", 1)[1].split("environment:", 1)[0]
+    assert [line.split() for line in section.splitlines()[3:]] == [["result", "0.91", "0.95", "changed"]]
+    assert "model" not in out and "alpha" not in section  # no pickle loaded; parameters have their section
+    removed = run(db, "diff", "F/2", "F/3").split("artifacts:", 1)[1]
+    assert removed.splitlines()[3].split() == ["result", "0.95", "removed"]
+    added = run(db, "diff", "F/3", "F/1").split("artifacts:", 1)[1]
+    assert added.splitlines()[3].split() == ["result", "0.91", "added"]
+    assert "artifacts: same" in run(db, "diff", "F/1", "F/1")
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["show", "F/99"], 1, "does not exist"),
     (["show", "Nope"], 1, "Nope"),  # `show F` lists F's runs now (issue #19)
