@@ -149,3 +149,23 @@ def test_show_a_flow_lists_its_runs(db: Path):
     assert [line.split()[0] for line in lines[2:]] == ["F/3", "F/2", "F/1"]
     listed = json.loads(run(db, "show", "--json", "G"))
     assert [r["pathspec"] for r in listed] == ["G/1"] and listed[0]["user"] == "bob"  # not my namespace
+
+
+def test_python_m_runstore_cmd_diff_is_runstore_diff(db: Path):
+    """`python -m runstore.cmd.diff A B` (Metaflow's spelling) is `runstore diff A B` (issue #19)."""
+    import os
+    import subprocess
+    import sys
+
+    def python_m(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **(env or {})})
+
+    expected = python_m("runstore", "--db", str(db), "diff", "F/1", "F/2")
+    assert expected.returncode == 0 and "result  0.91  0.95  changed" in expected.stdout, expected.stderr
+    alias = python_m("runstore.cmd.diff", "--db", str(db), "F/1", "F/2")
+    assert (alias.returncode, alias.stdout) == (0, expected.stdout), alias.stderr
+    by_env = python_m("runstore.cmd.diff", "F/1", "F/2", env={"RUNSTORE_DB": str(db)})
+    assert by_env.stdout == expected.stdout
+    missing = python_m("runstore.cmd.diff", "--db", str(db), "F/1", "F/99")
+    assert missing.returncode == 1 and missing.stderr.startswith("Error:") and "Traceback" not in missing.stderr
