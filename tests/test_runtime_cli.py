@@ -263,7 +263,9 @@ def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, str(FLOWS / "slow_flow.py"), "--db", str(db), "run"],
                             env={**os.environ, "MARKER": str(marker)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            # SIGINT as a terminal gives it, even when pytest runs with it ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():
