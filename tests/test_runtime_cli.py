@@ -331,3 +331,47 @@ def test_catch_print_exception_false_does_not_print_it(tmp_path: Path) -> None:
     quiet, loud = run["quiet"].task, run["loud"].task
     assert quiet.status == "caught" and "hush-hush" in quiet.exception.message and "hush" not in quiet.stderr
     assert "shout-shout" in loud.stderr
+
+
+SEPARATOR_FLOW = '''
+from runstore import FlowSpec, Parameter, step
+
+
+class SplitFlow(FlowSpec):
+    rates = Parameter("rates", default="0.1,0.01", separator=",")
+
+    @step
+    def start(self):
+        self.next(self.train, foreach="rates")
+
+    @step
+    def train(self):
+        self.rate = float(self.input)
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.seen = sorted(i.rate for i in inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("seen", self.seen, self.rates)
+
+
+if __name__ == "__main__":
+    SplitFlow()
+'''
+
+
+@pytest.mark.parametrize(("args", "expected"), [((), "[0.01, 0.1] ['0.1', '0.01']"),
+                                                (("--rates", "0.5,2"), "[0.5, 2.0] ['0.5', '2']"),
+                                                (("--rates", "3"), "[3.0] ['3']")])
+def test_separator_parameter_from_the_command_line_is_split_once(tmp_path: Path, args: tuple[str, ...],
+                                                                   expected: str) -> None:
+    """`--rates 0.5,2` gives ['0.5', '2'], not the text of a list split again (docs/flows.md's example)."""
+    script = tmp_path / "split_flow.py"
+    script.write_text(SEPARATOR_FLOW)
+    proc = flow(script, tmp_path / "runstore.db", "run", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"seen {expected}" in proc.stdout
