@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
-from . import __version__
 from ._clickutil import OneLineErrors
-from .util import printable
+from .util import display_width, fit_width, printable
 
 if TYPE_CHECKING:
     from .store import Store
@@ -32,7 +31,8 @@ __all__ = ["main", "cli"]
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="runstore")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _, on: _print_version(ctx, on), help="Show the version and exit.")
 @click.option("--db", envvar="RUNSTORE_DB", type=click.Path(dir_okay=False), default=None,
               help="Store file (default: RUNSTORE_DB, else the nearest runstore.db).")
 @click.pass_context
@@ -46,6 +46,15 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = {"db": db}
 
 
+def _print_version(ctx: click.Context, on: bool) -> None:
+    """``--version``: the same string as ``runstore version`` and the runs' ``runstore_version``."""
+    if on and not ctx.resilient_parsing:
+        from .version import get_version
+
+        click.echo(f"runstore, version {get_version()}")
+        ctx.exit()
+
+
 @cli.command()
 def version() -> None:
     """Print runstore's version.
@@ -54,7 +63,9 @@ def version() -> None:
     Example:
         runstore version
     """
-    click.echo(__version__)
+    from .version import get_version
+
+    click.echo(get_version())  # what runs record as runstore_version (tests/test_version.py)
 
 
 # ---------------------------------------------------------------- helpers
@@ -92,19 +103,19 @@ def _cell(value: Any, width: int | None = 60) -> str:
         return f"<{len(value)} bytes>"
     text = "" if value is None else str(value)
     text = printable(text.replace("\n", "\\n"))
-    if width is None:
+    if width is None or display_width(text) <= width:
         return text
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return fit_width(text, width)  # columns, not characters: CJK and emoji take two
 
 
 def _echo_table(columns: list[str], rows: list[Sequence[Any]]) -> None:
     """Print rows as an aligned text table (the default human output)."""
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    widths = [max([display_width(c)] + [display_width(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(fit_width(c, w) for c, w in zip(columns, widths)).rstrip())
     click.echo("  ".join("-" * w for w in widths))
     for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(fit_width(v, w) for v, w in zip(row, widths)).rstrip())
 
 
 def _jsonable(value: Any) -> Any:
@@ -388,8 +399,9 @@ def _preview(artifact: Any, limit: int = 60, size: int | None = None) -> str:
     if size is None:
         size = store.value_size(artifact.sha)
     if artifact.encoding == "json" and size <= _PREVIEW_BYTES:
-        text = json.dumps(store.load_value(artifact.sha, "json", max_size=_PREVIEW_BYTES))
-        return text if len(text) <= limit else text[: limit - 1] + "…"
+        # ensure_ascii=False: "héllo ✓", not "h\u00e9llo \u2713" (the caller escapes what is unsafe)
+        text = json.dumps(store.load_value(artifact.sha, "json", max_size=_PREVIEW_BYTES), ensure_ascii=False)
+        return text if display_width(text) <= limit else fit_width(text, limit)
     return f"<{artifact.type}, {size} B>"
 
 
@@ -463,18 +475,27 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
 @click.option("--json", "as_json", is_flag=True, help="Everything shown, as JSON.")
 @click.pass_context
 def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
-    """Show a run (Flow/N), step (Flow/N/step) or task (Flow/N/step/ID).
+    """Show a flow's runs (Flow), a run (Flow/N), step (Flow/N/step) or task (Flow/N/step/ID).
 
     Status, timings, parameters, tags, origin, and artifacts with type, encoding
-    and size. Only small JSON values are displayed; nothing is unpickled.
+    and size. Only small JSON values are displayed; nothing is unpickled. For a
+    flow: its latest 20 runs of every namespace, as `runstore runs Flow --all`.
 
     \b
     Example:
+        runstore show TrainFlow
         runstore show TrainFlow/12
         runstore show TrainFlow/12/train/1043 --json
     """
     from . import client
 
+    if not pathspec.strip("/"):
+        from .errors import InvalidPathspec
+
+        raise InvalidPathspec("PATHSPEC is empty; give Flow, Flow/N, Flow/N/step or Flow/N/step/ID")
+    if "/" not in pathspec.strip("/"):  # a flow: the user named it, so every namespace
+        ctx.invoke(runs, flow=pathspec.strip("/"), tags=(), ns=None, all_namespaces=True, limit=20, as_json=as_json)
+        return
     obj = _client("any", pathspec, _open_store(ctx, readonly=True))
     seconds = _seconds(obj)
     info: dict[str, Any] = {"pathspec": obj.pathspec, "status": getattr(obj, "status", None),
@@ -645,7 +666,11 @@ def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
 @click.argument("run_b")
 @click.pass_context
 def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
-    """Compare two runs: parameters, environment, and code as a unified diff.
+    """Compare two runs: parameters, results (scalar artifacts), environment, and code.
+
+    Results are the end task's small JSON scalars (numbers, strings, booleans),
+    marked changed, added or removed; nothing is unpickled. The code is shown as
+    a unified diff.
 
     \b
     Example:
@@ -653,12 +678,17 @@ def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
     """
     store = _open_store(ctx, readonly=True)
     a, b = _client("run", run_a, store), _client("run", run_b, store)
-    sections = [("parameters", _parameters(a), _parameters(b)), ("environment", _environment(a), _environment(b))]
+    params_a, params_b = _parameters(a), _parameters(b)
+    sections = [("parameters", params_a, params_b),
+                ("artifacts", _scalars(a, skip=params_a), _scalars(b, skip=params_b)),
+                ("environment", _environment(a), _environment(b))]
     for title, left, right in sections:
-        changed = [(k, left.get(k, ""), right.get(k, "")) for k in sorted({*left, *right}) if left.get(k) != right.get(k)]
+        changed = [(k, left.get(k, ""), right.get(k, ""),
+                    "added" if k not in left else "removed" if k not in right else "changed")
+                   for k in sorted({*left, *right}) if left.get(k) != right.get(k)]
         click.echo(f"{title}: " + ("same" if not changed else ""))
         if changed:
-            _echo_table(["name", a.pathspec, b.pathspec], changed)
+            _echo_table(["name", a.pathspec, b.pathspec, "change"], changed)
     code_a, code_b = a.code, b.code
     text_a = code_a.flowspec if code_a is not None else ""
     text_b = code_b.flowspec if code_b is not None else ""
@@ -692,11 +722,32 @@ def ui(ctx: click.Context, port: int, host: str, open_browser: bool, allow_tag_e
           allow_tag_edits=allow_tag_edits, explicit_host=explicit)
 
 
-def _environment(run: Any) -> dict[str, str]:
+def _last_task(run: Any) -> Any:
+    """The end task, else the newest step's task (a failed run), else None."""
     task = run.end_task
     if task is None:
         steps = [s for s in run]
         task = steps[-1].task if steps else None
+    return task
+
+
+def _scalars(run: Any, skip: dict[str, str]) -> dict[str, str]:
+    """The run's results for `diff`: public small JSON scalars of its last task (never a pickle)."""
+    task = _last_task(run)
+    found: dict[str, str] = {}
+    for artifact in [] if task is None else sorted(task, key=lambda a: a.id):
+        if artifact.id in skip or artifact.encoding != "json":
+            continue
+        if artifact.store.value_size(artifact.sha) > _PREVIEW_BYTES:
+            continue
+        value = artifact.store.load_value(artifact.sha, "json", max_size=_PREVIEW_BYTES)
+        if value is None or isinstance(value, (bool, int, float, str)):
+            found[artifact.id] = json.dumps(value, ensure_ascii=False)
+    return found
+
+
+def _environment(run: Any) -> dict[str, str]:
+    task = _last_task(run)
     if task is None:
         return {}
     meta = task.metadata_dict

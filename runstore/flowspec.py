@@ -284,6 +284,8 @@ class Parameter:
         """
         if value is None:
             return None
+        if self.separator is not None and isinstance(value, (list, tuple)):
+            return [str(v) for v in value]  # already split (the command line converts once, the run again)
         try:
             if self.type is JSONType:
                 value = JSONType.convert(value)

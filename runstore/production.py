@@ -169,6 +169,11 @@ def deploy(
     token_path(store.uuid, flow)  # a store uuid or flow name unfit for a path: refused before any write
     while True:
         existing = store.get_deployment(flow)
+        if existing is None and authorize:  # a token for nothing: probably the wrong store or flow
+            raise ProductionTokenError(
+                f"the token given to --authorize is not the production token of {flow}: {flow} is not "
+                f"deployed in {store.where} yet (check --db); a first deploy needs no token"
+            )
         if existing is None:
             token = secrets.token_urlsafe(32)
             new = Deployment(flow, 0, _new_namespace(flow, 0), hash_token(token), user, code_id,

@@ -15,13 +15,14 @@ import os
 import re
 import socket
 import time
+import unicodedata
 import uuid as uuidlib
 from pathlib import Path
 
 from .errors import InvalidPathspec, NotAStoreError, UnknownUser
 
 __all__ = ["resolve_username", "now", "config_dir", "hostname", "pid_alive", "pause_point",
-           "printable", "check_uuid", "check_flow_name"]
+           "printable", "display_width", "fit_width", "check_uuid", "check_flow_name"]
 
 
 def resolve_username() -> str:
@@ -156,8 +157,10 @@ def pause_point(point: str, step: str | None = None) -> None:
 # text (bidi embeddings/overrides/isolates, zero-width marks, the line/paragraph
 # separators): everything a file could use to move the cursor, retitle the terminal,
 # write the clipboard (OSC 52) or make one tag look like another.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-_UNPRINTABLE_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# Lone surrogates (a JSON string may hold one) too: a terminal cannot encode them.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+_UNPRINTABLE_MULTILINE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 def _escape(match: "re.Match[str]") -> str:
@@ -186,6 +189,50 @@ def printable(text: object, *, multiline: bool = False) -> str:
     """
     text = text if isinstance(text, str) else str(text)
     return (_UNPRINTABLE_MULTILINE if multiline else _UNPRINTABLE).sub(_escape, text)
+
+
+def display_width(text: str) -> int:
+    """The number of terminal columns ``text`` takes: 2 per wide character, 0 per combining one.
+
+    Wide (``W``) and fullwidth (``F``) characters of Unicode's East Asian Width — CJK,
+    most emoji — take two columns; combining marks and other zero-width characters
+    none. Tables padded with this stay aligned (``str.ljust`` counts characters).
+
+    Example
+    -------
+    >>> display_width("abc"), display_width("日本語"), display_width("é"), display_width("e\u0301")
+    (3, 6, 1, 1)
+    >>> display_width("ok 🎉")
+    5
+    """
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def fit_width(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` columns (ending in ``…`` when cut), padded to exactly ``width``.
+
+    Example
+    -------
+    >>> fit_width("日本語のテキスト", 7)
+    '日本語…'
+    >>> fit_width("ab", 4) + "|"
+    'ab  |'
+    """
+    if display_width(text) > width:
+        kept, used = [], 0
+        for char in text:
+            size = display_width(char)
+            if used + size > width - 1:
+                break
+            kept.append(char)
+            used += size
+        text = "".join(kept) + "…"
+    return text + " " * (width - display_width(text))
 
 
 def check_uuid(value: object, what: str = "store uuid") -> str:

@@ -89,6 +89,8 @@ def test_ctrl_c_stops_a_runaway_query(db: Path):
         [sys.executable, "-m", "runstore", "--db", str(db), "sql",
          "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # SIGINT as a terminal gives it, even when pytest runs with it ignored (`pytest &`, nohup)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(1.0)  # let it start; the query itself never ends
     assert proc.poll() is None

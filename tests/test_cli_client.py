@@ -84,9 +84,23 @@ def test_diff(db: Path):
     assert "-print('hello')" in out and "+print('v2')" in out
 
 
+def test_diff_compares_scalar_artifacts(db: Path):
+    """`diff` also compares results: scalar artifacts changed, added, removed (issue #19)."""
+    out = run(db, "diff", "F/1", "F/2")
+    section = out.split("artifacts:", 1)[1].split("environment:", 1)[0]
+    assert [line.split() for line in section.splitlines()[3:]] == [["result", "0.91", "0.95", "changed"]]
+    assert "model" not in out and "alpha" not in section  # no pickle loaded; parameters have their section
+    removed = run(db, "diff", "F/2", "F/3").split("artifacts:", 1)[1]
+    assert removed.splitlines()[3].split() == ["result", "0.95", "removed"]
+    added = run(db, "diff", "F/3", "F/1").split("artifacts:", 1)[1]
+    assert added.splitlines()[3].split() == ["result", "0.91", "added"]
+    assert "artifacts: same" in run(db, "diff", "F/1", "F/1")
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["show", "F/99"], 1, "does not exist"),
-    (["show", "F"], 2, "is not a pathspec"),
+    (["show", "Nope"], 1, "Nope"),  # `show F` lists F's runs now (issue #19)
+    (["show", "/"], 2, "PATHSPEC is empty"),
     (["logs", "F/1/nostep"], 1, "does not exist"),
     (["diff", "F/1", "F/1/start"], 2, "is not a pathspec"),
     (["runs", "NoSuchFlow"], 1, "NoSuchFlow"),
@@ -97,3 +111,61 @@ def test_errors_are_one_line(db: Path, args: list[str], code: int, message: str)
     assert result.exit_code == code, result.output
     assert result.output.startswith("Error") and message in result.output
     assert "Traceback" not in result.output and result.output.count("\n") == 1
+
+
+def test_show_prints_unicode_and_tables_align_wide_characters(tmp_path: Path):
+    """Human output shows 'héllo ✓', not escapes; CJK and emoji keep columns aligned (issue #19)."""
+    from runstore.util import display_width
+
+    path = tmp_path / "unicode.db"
+    store = Store(path)
+    add_run(store, result="héllo ✓ 日本語 🎉", user="山田")
+    store.close()
+    out = run(path, "show", "F/1")
+    assert '"héllo ✓ 日本語 🎉"' in out and "\\u" not in out
+    info = json.loads(run(path, "show", "--json", "F/1"))  # --json: still valid, exact JSON
+    assert next(a for a in info["artifacts"] if a["name"] == "result")["value"] == '"héllo ✓ 日本語 🎉"'
+    assert info["user"] == "山田"
+    # a table whose first column mixes widths: the second column starts at one terminal column
+    query = "SELECT * FROM (VALUES ('日本語', 1), ('🎉🎉', 2), ('ab', 3), ('é', 4)) AS t"
+    lines = run(path, "sql", query).splitlines()
+    starts = {display_width(line[: len(line) - len(line.split()[-1])]) for line in lines[2:]}
+    assert len(lines) == 6 and len(starts) == 1, lines
+    assert display_width(lines[0]) == display_width(lines[1]) == max(display_width(x) for x in lines)
+    # `runs`: a wide user name does not push the tags column out of line
+    store = Store(path)
+    add_run(store, user="bob", tags=("t1",))
+    add_run(store, user="山田太郎", tags=("t2",))
+    store.close()
+    lines = run(path, "runs", "--all").splitlines()
+    columns = {display_width(line[: line.index(" t")]) for line in lines[2:] if " t" in line}
+    assert len(columns) == 1, lines
+
+
+def test_show_a_flow_lists_its_runs(db: Path):
+    """`runstore show Flow` (no run number) lists that flow's runs, every namespace (issue #19)."""
+    lines = run(db, "show", "F").splitlines()
+    assert lines[0].split()[:2] == ["pathspec", "status"]
+    assert [line.split()[0] for line in lines[2:]] == ["F/3", "F/2", "F/1"]
+    listed = json.loads(run(db, "show", "--json", "G"))
+    assert [r["pathspec"] for r in listed] == ["G/1"] and listed[0]["user"] == "bob"  # not my namespace
+
+
+def test_python_m_runstore_cmd_diff_is_runstore_diff(db: Path):
+    """`python -m runstore.cmd.diff A B` (Metaflow's spelling) is `runstore diff A B` (issue #19)."""
+    import os
+    import subprocess
+    import sys
+
+    def python_m(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **(env or {})})
+
+    expected = python_m("runstore", "--db", str(db), "diff", "F/1", "F/2")
+    assert expected.returncode == 0 and "result  0.91  0.95  changed" in expected.stdout, expected.stderr
+    alias = python_m("runstore.cmd.diff", "--db", str(db), "F/1", "F/2")
+    assert (alias.returncode, alias.stdout) == (0, expected.stdout), alias.stderr
+    by_env = python_m("runstore.cmd.diff", "F/1", "F/2", env={"RUNSTORE_DB": str(db)})
+    assert by_env.stdout == expected.stdout
+    missing = python_m("runstore.cmd.diff", "--db", str(db), "F/1", "F/99")
+    assert missing.returncode == 1 and missing.stderr.startswith("Error:") and "Traceback" not in missing.stderr

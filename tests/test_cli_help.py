@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -42,3 +43,87 @@ def test_help_has_an_example(path: tuple[str, ...], flag: str):
 def test_command_is_documented(path: tuple[str, ...]):
     text = DOCS.read_text()
     assert f"runstore {' '.join(path)}" in text, f"docs/cli.md does not mention `runstore {' '.join(path)}`"
+
+
+# ---------------------------------------------------------------- every flag documented (issue #19)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _options(command: click.Command) -> list[str]:
+    """Every option string a command's --help shows (hidden ones and -h/--help aside)."""
+    return [opt for param in command.params if isinstance(param, click.Option) and not param.hidden
+            for opt in param.opts + param.secondary_opts if opt not in ("-h", "--help")]
+
+
+def _mentions(text: str, option: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text) is not None
+
+
+def _cli_section(path: tuple[str, ...]) -> str:
+    """The docs/cli.md text about `runstore <path>`: its `###` section (the intro for the group)."""
+    text = DOCS.read_text(encoding="utf-8")
+    if not path:
+        return text[: text.index("\n## ")]
+    sections = re.split(r"\n(?=#{2,3} )", text)
+    found = [s for s in sections if s.startswith("### ") and f"`runstore {path[0]}" in s.splitlines()[0]]
+    assert found, f"docs/cli.md has no section for `runstore {path[0]}`"
+    return "\n".join(found)
+
+
+def _command(group: click.Group, path: tuple[str, ...]) -> click.Command:
+    command: click.Command = group
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("path", [()] + COMMANDS, ids=lambda p: " ".join(p) or "runstore")
+def test_every_runstore_flag_is_documented(path: tuple[str, ...]):
+    """Each option of `runstore <path> --help` appears in that command's section of docs/cli.md."""
+    section = _cli_section(path)
+    missing = [o for o in _options(_command(cli, path)) if not _mentions(section, o)]
+    assert not missing, f"docs/cli.md does not document `runstore {' '.join(path)}` {missing}"
+
+
+def _flow_cli() -> click.Group:
+    from runstore import FlowSpec, Parameter, step
+    from runstore.runtime.flowcli import make_cli
+
+    class DocumentedFlow(FlowSpec):
+        alpha = Parameter("alpha", default=1)
+
+        @step
+        def start(self):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    return make_cli(DocumentedFlow)
+
+
+FLOW_CLI = _flow_cli()
+FLOW_COMMANDS = _commands(FLOW_CLI)
+
+
+@pytest.mark.parametrize("path", [()] + FLOW_COMMANDS, ids=lambda p: " ".join(p) or "flow.py")
+def test_every_flow_cli_flag_is_documented(path: tuple[str, ...]):
+    """Each option of `python flow.py <path> --help` appears in docs/flows.md's synopsis of it."""
+    text = (ROOT / "docs" / "flows.md").read_text(encoding="utf-8")
+    section = text[text.index("## The flow command line"):text.index("## Execution model")]
+    prefix = "python flow.py" + "".join(f" {p}" for p in path)
+    entries: list[str] = []  # one per synopsis line, its indented continuation lines joined
+    for line in section.splitlines():
+        if line.startswith("python flow.py"):
+            entries.append(line.replace("python flow.py [--db PATH] [--quiet]", "python flow.py"))
+        elif line.startswith(" ") and entries and line.strip():
+            entries[-1] += " " + line.strip()
+    lines = "\n".join(e for e in entries if e.startswith(prefix + " ") or e == prefix)
+    if path:
+        assert lines, f"docs/flows.md has no `{prefix} ...` line"
+    own = [o for o in _options(_command(FLOW_CLI, path)) if o != "--alpha"]  # --alpha: the flow's own parameter
+    missing = [o for o in own if not _mentions(lines if path else section, o)]
+    assert not missing, f"docs/flows.md does not document `python flow.py {' '.join(path)}` {missing}"

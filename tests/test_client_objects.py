@@ -179,10 +179,27 @@ def test_failed_and_caught_tasks(store):
     assert risky.exception.exception == "risky broke" and risky.exception.stacktrace.startswith("Traceback")
     fill_run(store, user="anne", fail_at="end")
     failed = Run("PredictionFlow/2")
-    assert failed.status == "failed" and not failed.successful and failed.finished
+    # Metaflow's meaning (issue #19): a run finished when its end step finished; not a failed one
+    assert failed.status == "failed" and not failed.successful and not failed.finished
     end = failed.end_task
     assert not end.successful and not end.finished and end.finished_at is None
     assert "ValueError: end broke" in str(end.exception)
+
+
+def test_finished_follows_metaflow_for_runs_and_tasks(store):
+    """Task.finished: succeeded or caught; Run.finished: its end task finished (issue #19)."""
+    fill_run(store, user="anne", steps=["start", "risky", "end"], fail_at="risky")
+    failed = Run("PredictionFlow/1")
+    assert failed.status == "failed" and failed.end_task is None
+    assert not failed.finished and not failed["risky"].task.finished
+    assert failed["start"].task.finished  # a task that succeeded in a failed run did finish
+    assert failed.finished_at is not None  # when the run ended, for its duration (docs/client.md)
+    fill_run(store, user="anne", steps=["start", "risky", "end"], catch_at="risky")
+    caught = Run("PredictionFlow/2")
+    assert caught.finished and caught.successful and caught["risky"].task.finished
+    assert not caught["risky"].task.successful
+    live = fill_run(store, user="anne", steps=["start"], finish=False)
+    assert not Run(live.pathspec).finished
 
 
 def test_running_and_crashed_runs(store):

@@ -105,3 +105,26 @@ def test_trigger_without_deployment(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
     out = cli(FLOW, db, as_user("anne", tmp_path), "trigger")
     assert out.returncode == 1 and out.stderr.startswith("Error: ResumeFlow is not deployed")
+
+
+def test_a_wrong_authorize_token_is_called_wrong(tmp_path: Path) -> None:
+    """`deploy/trigger --authorize WRONG` say the token given was wrong, in one line (issue #19)."""
+    script = tmp_path / "resume_flow.py"
+    shutil.copy(FLOW, script)
+    db = tmp_path / "runstore.db"
+    anne, will = as_user("anne", tmp_path), as_user("will", tmp_path)
+
+    def refused(result: subprocess.CompletedProcess[str]) -> str:
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+        assert "the token given to --authorize is not the production token of ResumeFlow" in result.stderr
+        return result.stderr
+
+    # nothing deployed yet: the token cannot be right (wrong --db?), and nothing is deployed with it
+    assert "not deployed" in refused(cli(script, db, anne, "deploy", "--authorize", "WRONG"))
+    assert Store(db).get_deployment("ResumeFlow") is None
+    assert cli(script, db, anne, "deploy").returncode == 0
+    for who in (anne, will):  # anne holds the right token, will none: both are told theirs is wrong
+        assert "anne" in refused(cli(script, db, who, "deploy", "--authorize", "WRONG"))
+        assert "anne" in refused(cli(script, db, who, "trigger", "--authorize", "WRONG"))
+    assert Store(db).sql("SELECT count(*) FROM runs").rows == [(0,)]

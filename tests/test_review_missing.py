@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runstore import Store, __version__
+from runstore import Store, get_version
 from runstore.cli import cli
 
 FLOWS = Path(__file__).parent / "flows"
@@ -41,7 +41,7 @@ def test_console_script_version_and_help(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "runstore"
     assert script.exists(), f"the runstore entry point is not installed next to {sys.executable}"
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
-    assert version.returncode == 0 and version.stdout.strip() == f"runstore, version {__version__}"
+    assert version.returncode == 0 and version.stdout.strip() == f"runstore, version {get_version()}"  # issue #19
     helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: runstore [OPTIONS] COMMAND")
     for command in ("runs", "show", "sql", "diff", "merge", "export"):
@@ -158,9 +158,11 @@ def test_diff_of_really_different_runs_and_show_of_a_resumed_run(tmp_path: Path)
     assert other.returncode == 0, other.stderr
     out = runstore_cmd(db, "diff", "ResumeFlow/1", "ResumeFlow/2")
     params, env = out.split("environment:")[0], out.split("environment:")[1].split("code:")[0]
-    assert re.search(r"^alpha\s+1\s+2$", params, re.M) and re.search(r'^label\s+"base"\s+"other"$', params, re.M)
+    # each difference is marked (changed/added/removed) since diff compares artifacts too (#19)
+    assert re.search(r"^alpha\s+1\s+2\s+changed$", params, re.M)
+    assert re.search(r'^label\s+"base"\s+"other"\s+changed$', params, re.M)
     assert "learning" not in params  # only what differs
-    assert re.search(r"^user\s+tester\s+bob$", env, re.M), env
+    assert re.search(r"^user\s+tester\s+bob\s+changed$", env, re.M), env
     assert "code: same" in out
 
     fail.touch()

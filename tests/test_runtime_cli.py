@@ -263,7 +263,9 @@ def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, str(FLOWS / "slow_flow.py"), "--db", str(db), "run"],
                             env={**os.environ, "MARKER": str(marker)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            # SIGINT as a terminal gives it, even when pytest runs with it ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():
@@ -281,3 +283,95 @@ def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
     assert Store(db).attempt_record(wait["task_id"])["exception_type"] == "builtins.KeyboardInterrupt"
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # no worker left behind
+
+
+CATCH_FLOW = '''
+from runstore import FlowSpec, catch, step
+
+
+class QuietCatchFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.quiet)
+
+    @catch(var="quiet_error", print_exception=False)
+    @step
+    def quiet(self):
+        raise KeyError("hush-hush")
+        self.next(self.loud)
+
+    @catch(var="loud_error")
+    @step
+    def loud(self):
+        raise KeyError("shout-shout")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("caught", self.quiet_error.type, self.loud_error.type)
+
+
+if __name__ == "__main__":
+    QuietCatchFlow()
+'''
+
+
+def test_catch_print_exception_false_does_not_print_it(tmp_path: Path) -> None:
+    """@catch(print_exception=False): no traceback on the console or in the log; still recorded (#19)."""
+    script, db = tmp_path / "quiet_catch.py", tmp_path / "runstore.db"
+    script.write_text(CATCH_FLOW)
+    proc = flow(script, db, "run")
+    assert proc.returncode == 0, proc.stderr
+    assert "hush-hush" not in proc.stdout + proc.stderr
+    assert "shout-shout" in proc.stdout + proc.stderr  # the default still prints it
+    assert "caught builtins.KeyError builtins.KeyError" in proc.stdout
+    from runstore import Run
+
+    run = Run("QuietCatchFlow/1", store=Store(db), _namespace_check=False)
+    quiet, loud = run["quiet"].task, run["loud"].task
+    assert quiet.status == "caught" and "hush-hush" in quiet.exception.message and "hush" not in quiet.stderr
+    assert "shout-shout" in loud.stderr
+
+
+SEPARATOR_FLOW = '''
+from runstore import FlowSpec, Parameter, step
+
+
+class SplitFlow(FlowSpec):
+    rates = Parameter("rates", default="0.1,0.01", separator=",")
+
+    @step
+    def start(self):
+        self.next(self.train, foreach="rates")
+
+    @step
+    def train(self):
+        self.rate = float(self.input)
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.seen = sorted(i.rate for i in inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("seen", self.seen, self.rates)
+
+
+if __name__ == "__main__":
+    SplitFlow()
+'''
+
+
+@pytest.mark.parametrize(("args", "expected"), [((), "[0.01, 0.1] ['0.1', '0.01']"),
+                                                (("--rates", "0.5,2"), "[0.5, 2.0] ['0.5', '2']"),
+                                                (("--rates", "3"), "[3.0] ['3']")])
+def test_separator_parameter_from_the_command_line_is_split_once(tmp_path: Path, args: tuple[str, ...],
+                                                                   expected: str) -> None:
+    """`--rates 0.5,2` gives ['0.5', '2'], not the text of a list split again (docs/flows.md's example)."""
+    script = tmp_path / "split_flow.py"
+    script.write_text(SEPARATOR_FLOW)
+    proc = flow(script, tmp_path / "runstore.db", "run", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"seen {expected}" in proc.stdout

@@ -436,3 +436,55 @@ def test_new_file_is_wal_with_the_connection_policy(file_store: Store) -> None:
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert [p.name for p in file_store.path.parent.iterdir() if p.name.endswith(".new")] == []
+
+
+def _another_programs_wal_database(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE contacts (name TEXT)")
+    conn.execute("INSERT INTO contacts VALUES ('anne')")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_read_only_opens_leave_no_wal_or_shm_behind(tmp_path: Path) -> None:
+    """storage.md: reading a file (runs/sql/show/doctor, readonly=True), even one refused
+    (a newer schema, another program's WAL database), leaves nothing next to it (issue #19)."""
+    from click.testing import CliRunner
+
+    from runstore.cli import cli
+
+    def alone(path: Path) -> None:
+        assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+    (tmp_path / "good").mkdir()
+    good = make_store(tmp_path / "good" / "runstore.db")
+    before = digest(good)
+    for args in (["runs", "--all"], ["sql", "SELECT count(*) FROM runs_view"], ["show", "HelloFlow/1"],
+                 ["show", "HelloFlow"], ["doctor"]):
+        result = CliRunner().invoke(cli, ["--db", str(good), *args])
+        assert result.exit_code == 0, (args, result.output)
+        alone(good)
+    Store(good, readonly=True).close()
+    alone(good)
+    assert digest(good) == before
+
+    (tmp_path / "newer").mkdir()
+    newer = make_store(tmp_path / "newer" / "runstore.db")
+    conn = sqlite3.connect(newer)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    (tmp_path / "other").mkdir()
+    other = _another_programs_wal_database(tmp_path / "other" / "contacts.db")
+    for path, error in ((newer, SchemaVersionError), (other, NotAStoreError)):
+        alone(path)
+        before = digest(path)
+        with pytest.raises(error):
+            Store(path, readonly=True)
+        alone(path)
+        for args in (["runs", "--all"], ["sql", "SELECT 1"], ["show", "F/1"], ["doctor"]):
+            result = CliRunner().invoke(cli, ["--db", str(path), *args])
+            assert result.exit_code != 0 and "Traceback" not in result.output, (args, result.output)
+            alone(path)
+        assert digest(path) == before

@@ -121,3 +121,21 @@ def test_get_version_is_lazy() -> None:
     assert out.stdout.strip() == "0"  # importing runstore never runs git
     assert get_version() == get_version()
     assert runstore.version._git_parts.cache_info().currsize == 1  # computed once, cached
+
+
+def test_version_command_flag_and_runs_agree(tmp_path: Path) -> None:
+    """`runstore version`, `runstore --version` and a run's runstore_version: one string (issue #19)."""
+    db = tmp_path / "runstore.db"
+    hello = Path(__file__).resolve().parent.parent / "examples" / "hello_flow.py"
+    ran = subprocess.run([sys.executable, str(hello), "--db", str(db), "run"], capture_output=True, text=True,
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    from runstore import Run
+
+    run = Run("HelloFlow/1", store=runstore.Store(db), _namespace_check=False)
+    recorded = next(t for t in run.system_tags if t.startswith("runstore_version:")).split(":", 1)[1]
+    assert run.end_task.metadata_dict["runstore_version"] == recorded
+    command = subprocess.run([sys.executable, "-m", "runstore", "version"], capture_output=True, text=True)
+    flag = subprocess.run([sys.executable, "-m", "runstore", "--version"], capture_output=True, text=True)
+    assert command.stdout.strip() == recorded == get_version()
+    assert flag.stdout.strip() == f"runstore, version {recorded}"

@@ -301,11 +301,11 @@ class Run(ClientObject):
         >>> record = store.create_run("HelloFlow", user="anne")
         >>> _ = namespace(None)
         >>> run = Run("HelloFlow/1", store=store)
-        >>> run.status, run.finished
-        ('running', False)
-        >>> store.finish_run(record.run_id, "succeeded")
-        >>> run.status, run.successful, run.finished
-        ('succeeded', True, True)
+        >>> run.status
+        'running'
+        >>> store.finish_run(record.run_id, "failed")
+        >>> run.status, run.successful
+        ('failed', False)
         """
         row = self._fresh
         return effective_status(row["status"], row["heartbeat_at"], row["created_at"],
@@ -318,8 +318,29 @@ class Run(ClientObject):
 
     @property
     def finished(self) -> bool:
-        """True when the run has ended, successfully or not (a crashed run never finished)."""
-        return self._fresh["status"] in ("succeeded", "failed")
+        """True when the run's end step finished (Metaflow's meaning: ``end_task.finished``).
+
+        So False for a run that failed before its end step completed, while it runs,
+        and for a crashed run; to wait for any outcome, poll ``run.status != "running"``.
+
+        Example
+        -------
+        >>> from runstore import FlowSpec, Runner, Store, step
+        >>> class Done(FlowSpec):
+        ...     @step
+        ...     def start(self):
+        ...         self.next(self.end)
+        ...     @step
+        ...     def end(self):
+        ...         pass
+        >>> run = Runner(Done, store=Store(":memory:"), quiet=True).run()
+        >>> run.finished, run.end_task.finished
+        (True, True)
+        """
+        if self._fresh["status"] not in ("succeeded", "failed"):  # running, or crashed: not (yet) finished
+            return False
+        end = self.end_task
+        return end is not None and end.finished
 
     @property
     def finished_at(self) -> datetime | None:

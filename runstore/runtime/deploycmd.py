@@ -171,7 +171,13 @@ def trigger_command(flow_class: type) -> click.Command:
                 f"ask {printable(dep.owner)} for it, then run: python {dep.script_name or 'flow.py'} "
                 "trigger --authorize TOKEN"
             )
-        production_identity(store, name, token)  # refuse here, before unpacking anything
+        try:  # refuse here, before unpacking anything
+            production_identity(store, name, token)
+        except ProductionTokenError:
+            if not authorize:
+                raise
+            raise ProductionTokenError(f"the token given to --authorize is not the production token of {name}; "
+                                       f"ask {printable(dep.owner)} for the right one") from None
         package = store.find_code_package(dep.code_id) if dep.code_id is not None else None
         if package is None:
             raise NotFound(f"the code of {name}'s production deployment is missing from {store.where}")

@@ -215,18 +215,20 @@ class Scheduler:
     def _spec(self, task_id: int, step: str, inputs: list[_Done], frames: list[ForeachFrame]) -> TaskSpec:
         node = self.graph[step]
         retries = catch_var = None
-        catch_enabled = False
+        catch_enabled, catch_print = False, True
         for deco in node.decorators:
             if deco["name"] == "retry":
                 retries = deco["attributes"]["times"]
             elif deco["name"] == "catch":
                 catch_enabled = True
                 catch_var = deco["attributes"]["var"]
+                catch_print = bool(deco["attributes"].get("print_exception", True))
         return TaskSpec(
             task_id=task_id, step=step, attempt=0, run_id=self.record.run_id,
             run_number=self.record.run_number, flow_name=self.record.flow,
             inputs=[(d.task_id, d.step) for d in inputs], frames=list(frames), params=self.param_refs,
-            retries=retries or 0, catch_var=catch_var, catch_enabled=catch_enabled, tags=tuple(self.tags),
+            retries=retries or 0, catch_var=catch_var, catch_enabled=catch_enabled, catch_print=catch_print,
+            tags=tuple(self.tags),
             identity=self.identity, username=self.username, client_namespace=self.client_namespace,
             set_client_namespace=self.set_namespace, max_num_splits=self.max_num_splits, quiet=self.quiet,
             metadata=self.metadata, graph_info=self.graph_info,

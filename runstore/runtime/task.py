@@ -38,12 +38,13 @@ class TaskSpec:
 
     Fields: task_id, step, attempt, run_id, run_number, flow_name, inputs
     (``[(task_id, step)]``), frames (foreach frames), params (name -> StoredValue),
-    retries, catch_var, catch_enabled, tags, identity, username, client_namespace,
+    retries, catch_var, catch_enabled, catch_print, tags, identity, username, client_namespace,
     set_client_namespace, origin_run_id, max_num_splits, quiet, metadata, graph_info.
     """
 
     _DEFAULTS: dict[str, Any] = {
-        "retries": 0, "catch_var": None, "catch_enabled": False, "tags": (), "identity": None,
+        "retries": 0, "catch_var": None, "catch_enabled": False, "catch_print": True,
+        "tags": (), "identity": None,
         "username": None, "client_namespace": None, "set_client_namespace": False, "origin_run_id": None,
         "max_num_splits": 100, "quiet": False, "metadata": {}, "graph_info": None,
     }
@@ -59,6 +60,7 @@ class TaskSpec:
     retries: int
     catch_var: str | None
     catch_enabled: bool
+    catch_print: bool
     tags: tuple[str, ...]
     identity: str | None
     username: str | None
@@ -256,7 +258,8 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     catching = error is not None and spec.catch_enabled and spec.attempt >= spec.retries
     if error is not None:
         exception = _exception_info(error)
-        cap.write("stderr", exception[2])
+        if not (catching and not spec.catch_print):  # @catch(print_exception=False): kept, not printed
+            cap.write("stderr", exception[2])
         status = "caught" if catching else "failed"
     if spec.catch_enabled and spec.catch_var:
         flow.__dict__[spec.catch_var] = CaughtException(*exception) if catching and exception else None

@@ -1,0 +1,1 @@
+"""Metaflow's ``python -m metaflow.cmd.<name>`` spellings of runstore commands (``runstore.cmd.diff``)."""

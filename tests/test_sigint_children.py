@@ -1,0 +1,44 @@
+"""The Ctrl-C tests hold when the suite runs with SIGINT ignored (`pytest &`, nohup, some CI).
+
+A background job starts with SIGINT ignored and its children inherit that, so a test
+that sends SIGINT to a child must reset it to the default in that child (issue #19).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+# Every test that sends SIGINT to a child it started.
+CTRL_C_TESTS = [
+    "test_cli_admin.py::test_ctrl_c_stops_a_runaway_query",
+    "test_runtime_cli.py::test_ctrl_c_fails_the_run_and_stops_workers",
+    "test_security_open.py::test_ctrl_c_stops_an_endless_sql_query_with_130",
+    "test_security_open.py::test_ctrl_c_stops_a_long_statement_inside_the_library",
+]
+
+
+def test_every_test_sending_sigint_is_listed() -> None:
+    senders = {path.name for path in TESTS.glob("test_*.py")
+               if "SIGINT)" in path.read_text(encoding="utf-8") and path.name != Path(__file__).name}
+    assert senders == {name.split("::")[0] for name in CTRL_C_TESTS}
+
+
+@pytest.mark.stress
+def test_ctrl_c_tests_pass_with_sigint_ignored(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", "--basetemp", str(tmp_path / "t"),
+         *[str(TESTS / name) for name in CTRL_C_TESTS]],
+        cwd=TESTS.parent, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `pytest &` starts
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert f"{len(CTRL_C_TESTS)} passed" in proc.stdout
