@@ -22,6 +22,8 @@ CTRL_C_TESTS = [
     "test_runtime_cli.py::test_ctrl_c_fails_the_run_and_stops_workers",
     "test_security_open.py::test_ctrl_c_stops_an_endless_sql_query_with_130",
     "test_security_open.py::test_ctrl_c_stops_a_long_statement_inside_the_library",
+    "test_ui_server.py::test_python_m_runstore_ui_serves_and_stops_on_ctrl_c",
+    "test_ui_server.py::test_another_host_prints_a_warning",
 ]
 
 
