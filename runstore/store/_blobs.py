@@ -365,7 +365,7 @@ def _insert_chunks(
         small,
     )
     # Chunks found already stored are not rewritten, only touched: gc keeps chunks
-    # re-used since the oldest live run started (see store/_admin.py). If one was
+    # re-used since the oldest live run started (see store/_gc.py). If one was
     # collected meanwhile, say so rather than fail on a foreign key.
     for key in touched:
         if not conn.execute("UPDATE blob_chunks SET touched_at = ? WHERE chunk_key = ?", (stamp, key)).rowcount:
@@ -424,7 +424,7 @@ def commit_values(conn: sqlite3.Connection, prepared: Iterable[PreparedValue], w
                 [(key, seq, chunk) for seq, chunk in enumerate(item.chunk_keys)],
             )
         else:
-            # Re-use counts as a write for gc (its rule, store/_admin.py): a live run may
+            # Re-use counts as a write for gc (its rule, store/_gc.py): a live run may
             # hold this value by reference only (a foreach split) while it is unreferenced.
             # Pinned by tests/test_reliability_concurrency.py::test_gc_keeps_a_reused_value_...
             conn.execute("UPDATE blobs SET created_at = ? WHERE blob_key = ? AND created_at < ?",

@@ -37,8 +37,8 @@ from ..util import check_uuid, now, pid_alive
 from ._blobs import chunk_bytes
 from ._db import Database, Progress, Row, _publish, _split_sql, altered_error, dict_rows, human_size, placeholders
 from ._reads import RUN_PATHSPEC, list_run_ids
+from ._writes import code_package_id, next_run_number
 from ._writes import flow_id as flow_id_of
-from ._writes import next_run_number
 
 __all__ = ["TransferReport", "export_runs", "merge_from"]
 
@@ -437,10 +437,7 @@ class _Transfer:
                 raise NotAStoreError(f"{self.source.where}: the code package of {self.pathspec} is missing;"
                                      " run `runstore doctor` on it")
             self._copy_blob(src, dst, code["blob_key"], what="code package")
-            dst.execute("INSERT OR IGNORE INTO code_packages(blob_key, script_name, created_at) VALUES (?, ?, ?)",
-                        (code["blob_key"], code["script_name"], code["created_at"]))
-            self.code_map[code_id] = dst.execute(
-                "SELECT code_id FROM code_packages WHERE blob_key = ?", (code["blob_key"],)).fetchone()[0]
+            self.code_map[code_id] = code_package_id(dst, code["blob_key"], code["script_name"], code["created_at"])
         return self.code_map[code_id]
 
     def _copy_blob(self, src: sqlite3.Connection, dst: sqlite3.Connection, key: str, what: str = "value") -> None:

@@ -35,7 +35,7 @@ from ._blobs import PreparedValue, StoredValue, commit_values
 from ._reads import list_run_tags
 
 __all__ = ["RunRecord", "flow_id", "next_run_number", "create_run", "heartbeat", "finish_run", "set_run_code",
-           "add_code_package", "create_tasks", "start_attempt", "finish_attempt", "abandon_attempt",
+           "add_code_package", "code_package_id", "create_tasks", "start_attempt", "finish_attempt", "abandon_attempt",
            "insert_metadata", "update_run_tags", "clone_task"]
 
 
@@ -132,10 +132,14 @@ def set_run_code(conn: sqlite3.Connection, run_id: int, code_id: int) -> None:
 def add_code_package(conn: sqlite3.Connection, prepared: PreparedValue, script_name: str, where: str) -> int:
     """Commit an encoded code archive and its ``code_packages`` row (once per content); its ``code_id``."""
     commit_values(conn, [prepared], where)
+    return code_package_id(conn, prepared.stored.blob_key, script_name, now())
+
+
+def code_package_id(conn: sqlite3.Connection, blob_key: str, script_name: str, created_at: float) -> int:
+    """The ``code_id`` of the package of blob ``blob_key``, adding its row when new (one per content)."""
     conn.execute("INSERT OR IGNORE INTO code_packages(blob_key, script_name, created_at) VALUES (?, ?, ?)",
-                 (prepared.stored.blob_key, script_name, now()))
-    return conn.execute("SELECT code_id FROM code_packages WHERE blob_key = ?",
-                        (prepared.stored.blob_key,)).fetchone()[0]
+                 (blob_key, script_name, created_at))
+    return conn.execute("SELECT code_id FROM code_packages WHERE blob_key = ?", (blob_key,)).fetchone()[0]
 
 
 # ------------------------------------------------------------ tasks and attempts
