@@ -378,19 +378,7 @@ def _insert_chunks(
 def prepare_value(db: Database, value: Any) -> PreparedValue:
     """Encode ``value`` and write its large chunks; the blob is not visible yet.
 
-    Pass the result to :meth:`commit_values` (or to the runtime's attempt
-    commit) inside a write transaction to make it visible atomically with the
-    rows that use it. Memory stays bounded by about two chunks plus the value.
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> prepared = store.prepare_value({"a": 1})
-    >>> with store.write() as conn:
-    ...     store.commit_values(conn, [prepared])
-    >>> store.load_value(prepared.stored.blob_key, "json")
-    {'a': 1}
+    ``Store.prepare_value`` documents it, with an example.
     """
     codec = choose_codec(value)
     collector = _ChunkCollector(db)
@@ -409,7 +397,10 @@ def prepare_value(db: Database, value: Any) -> PreparedValue:
 
 
 def commit_values(conn: sqlite3.Connection, prepared: Iterable[PreparedValue], where: str = "the store") -> None:
-    """Make prepared values visible, inside the caller's write transaction."""
+    """Make prepared values visible, inside the caller's write transaction.
+
+    ``Store.commit_values`` documents it, with an example.
+    """
     stamp = now()
     for item in prepared:
         _insert_chunks(conn, item.pending, item.touched, where)
@@ -440,14 +431,7 @@ def commit_values(conn: sqlite3.Connection, prepared: Iterable[PreparedValue], w
 def put_value(db: Database, value: Any) -> StoredValue:
     """Store ``value`` as a blob (once per distinct encoding) and return its reference.
 
-    Example
-    -------
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> a = store.put_value(list(range(10)))
-    >>> b = store.put_value(list(range(10)))
-    >>> a.blob_key == b.blob_key
-    True
+    ``Store.put_value`` documents it, with an example.
     """
     prepared = prepare_value(db, value)
     with db.write() as conn:
@@ -494,16 +478,7 @@ def _blob_parts(db: Database, blob_key: str) -> tuple[int, list[_Part], bytes | 
 def value_size(db: Database, blob_key: str) -> int:
     """The size of a stored value's encoding, as its chunks bound it.
 
-    Unlike the ``size`` an artifact row records, this is checked against the
-    chunk rows (each at most 16 MiB, adding up to it), so it is what previews
-    use to decide whether a value is small enough to show.
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> store.value_size(store.put_value(b"hello").blob_key)
-    5
+    ``Store.value_size`` documents it, with an example.
     """
     return _blob_parts(db, blob_key)[0]
 
@@ -516,17 +491,7 @@ def _reader(db: Database, blob_key: str, *, check_chunks: bool = False) -> tuple
 def open_blob(db: Database, blob_key: str) -> IO[bytes]:
     """A binary file over a stored blob's encoded bytes (no decoding, no trust needed).
 
-    Every stored byte is read once and hashed as it is handed out; reading to
-    the end raises :class:`~runstore.errors.UntrustedArtifact` if the bytes do not
-    match the key, so act on them only after reading them all.
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> ref = store.put_value(b"hello")
-    >>> store.open_blob(ref.blob_key).read()
-    b'hello'
+    ``Store.open_blob`` documents it, with an example.
     """
     _, reader = _reader(db, blob_key)
     return io.BufferedReader(reader, buffer_size=1 << 20)
@@ -564,31 +529,9 @@ def _verified_copy(reader: _VerifiedReader, size: int) -> IO[bytes]:
 
 def load_value(db: Database, blob_key: str, encoding: str, *, check_chunks: bool = False,
                max_size: int | None = None) -> Any:
-    """Decode a stored value. Pickles load only when :meth:`is_trusted`.
+    """Decode a stored value. Pickles load only when :func:`~runstore.store._trust.is_trusted`.
 
-    The value is returned only when the bytes decoded hash to ``blob_key``.
-    ``check_chunks`` also checks every chunk against its own key (always done
-    for pickles; asked for by code that runs what it loads, like ``trigger``).
-    ``max_size`` refuses a value whose verified size is larger (previews).
-
-    Raises
-    ------
-    UntrustedArtifact
-        For a pickled value this user neither wrote nor trusted, or any value
-        whose bytes do not match its key (the file was altered).
-    StoreError
-        When the chunk rows break the bounds (sizes not adding up, a chunk
-        larger than 16 MiB, a compressed chunk that inflates beyond its size).
-    CodecError
-        When the value cannot be decoded, or is larger than ``max_size``.
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> ref = store.put_value((1, "two"))
-    >>> store.load_value(ref.blob_key, ref.encoding)
-    (1, 'two')
+    ``Store.load_value`` documents it, with an example.
     """
     codec = get_codec(encoding)
     if not codec.safe and not is_trusted(db, blob_key):
@@ -643,19 +586,7 @@ def _users_of(conn: sqlite3.Connection, blob_keys: Iterable[str], limit: int = 5
 def rehash_problems(db: Database, progress: Callable[[int, int], None] | None = None) -> list[str]:
     """Re-hash every chunk and every blob; one line per mismatch (``runstore doctor --deep``).
 
-    Streams one chunk at a time (memory stays near one 16 MiB chunk), checks each
-    chunk's bounds and that its bytes hash to its key, then each blob of several
-    chunks against its own key (a one-chunk blob *is* its chunk). Every line names
-    the chunk or blob and the runs' artifacts or code packages that use it. Never
-    decodes a value.
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> _ = store.put_value(list(range(1000)))
-    >>> store.rehash_problems()
-    []
+    ``Store.rehash_problems`` documents it, with an example.
     """
     problems: list[str] = []
     bad_chunks: dict[str, str] = {}

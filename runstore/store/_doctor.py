@@ -86,10 +86,7 @@ def _doctor_structure(db: Database, report: DoctorReport) -> bool:
 def reindex(db: Database) -> None:
     """Rebuild every index from its table (SQLite's ``REINDEX``): the fix for damaged indexes.
 
-    Example
-    -------
-    >>> from runstore import Store
-    >>> Store(":memory:").reindex()
+    ``Store.reindex`` documents it, with an example.
     """
     with db.write() as conn:
         conn.execute("REINDEX")
@@ -98,22 +95,7 @@ def reindex(db: Database) -> None:
 def doctor(db: Database, *, deep: bool = False) -> DoctorReport:
     """Check the file and its consistency; never changes or unpickles anything.
 
-    Problems: an altered schema (objects runstore did not make, SPEC §13.2),
-    damaged indexes (with the fix), SQLite integrity or foreign-key errors, blobs
-    whose chunks are missing or incomplete, artifacts or code packages pointing at
-    missing blobs. Open a damaged, altered or older file with
-    ``Store(path, diagnose=True)`` to report on it without migrating it. With
-    ``deep``, every chunk and blob is re-hashed against its key
-    (:func:`~runstore.store._blobs.rehash_problems`).
-    Warnings: runs left ``running`` by a dead owner (shown as crashed), a large
-    WAL, space ``runstore gc`` could reclaim.
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> report = Store(":memory:").doctor()
-    >>> report.ok, report.facts["runs"]
-    (True, 0)
+    ``Store.doctor`` documents it, with an example.
     """
     report = DoctorReport()
     if not _doctor_structure(db, report):

@@ -75,23 +75,7 @@ class GcReport:
 def delete_runs(db: Database, pathspecs: Iterable[str], *, force: bool = False) -> list[str]:
     """Delete runs (``Flow/N``) or every run of flows (``Flow``) with all they own.
 
-    Steps, tasks, attempts, logs, artifacts rows, metadata and tags go with the
-    run, in one transaction. Blobs stay until :meth:`gc` (another run may share
-    them). Run numbers are never reused: the flow's counter is kept. A run that
-    is still going is refused (a crashed one can be deleted) unless ``force``:
-    that is for a run stuck as ``running`` whose owner you know is gone (for
-    instance a hand-edited heartbeat). Returns the deleted pathspecs.
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> for _ in range(3):
-    ...     store.finish_run(store.create_run("F", user="anne").run_id, "succeeded")
-    >>> store.delete_runs(["F/2"])
-    ['F/2']
-    >>> [r[0] for r in store.sql("SELECT run_number FROM runs").rows]
-    [1, 3]
+    ``Store.delete_runs`` documents it, with an example.
     """
     with db.write() as conn:
         run_ids = list_run_ids(conn, pathspecs, db.where)
@@ -132,18 +116,7 @@ def live_since(conn: sqlite3.Connection) -> float | None:
 def gc(db: Database, *, dry_run: bool = False, progress: Progress | None = None) -> GcReport:
     """Drop blobs, chunks and code packages nothing references; reclaim the space.
 
-    Everything is decided and deleted in one write transaction; then the file is
-    compacted (``VACUUM``) and the WAL folded in, so the file shrinks. Values
-    written moments ago by a live run survive (see the module docstring for the
-    exact rule). With ``dry_run`` nothing changes and the report says what would go.
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> _ = store.put_value("nobody uses me")
-    >>> store.gc().blobs
-    1
+    ``Store.gc`` documents it, with an example.
     """
     report = GcReport(dry_run=dry_run, file_before=_file_size(db))
 
@@ -199,10 +172,7 @@ def gc(db: Database, *, dry_run: bool = False, progress: Progress | None = None)
 def vacuum(db: Database) -> None:
     """Compact the file (``VACUUM``) and fold the WAL in, so freed pages go back to the disk.
 
-    Example
-    -------
-    >>> from runstore import Store
-    >>> Store(":memory:").vacuum()
+    ``Store.vacuum`` documents it, with an example.
     """
     if db.readonly:
         raise StoreReadOnlyError(f"{db.where} was opened read-only")

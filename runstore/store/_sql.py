@@ -100,23 +100,7 @@ def _clear_authorizer(conn: sqlite3.Connection) -> None:
 def sql(db: Database, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> SqlResult:
     """Run one read-only SQL statement and return its columns and rows.
 
-    The statement runs on a connection that cannot write: the file is opened
-    with ``mode=ro``, ``PRAGMA query_only`` is on, and an authorizer allows only
-    reads (no ``ATTACH``, no pragma changes). Values come back as stored —
-    blobs as raw bytes; nothing is ever unpickled.
-
-    Raises
-    ------
-    StoreError
-        For a syntax error or any attempt to write (one line, no traceback).
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> _ = store.create_run("HelloFlow", user="anne")
-    >>> store.sql("SELECT pathspec, status FROM runs_view").rows
-    [('HelloFlow/1', 'running')]
+    ``Store.sql`` documents it, with an example.
     """
     if db.path is None:
         conn = db.connection()

@@ -75,24 +75,7 @@ def export_runs(db: Database, pathspecs: Iterable[str], out: str | os.PathLike[s
                 progress: Progress | None = None) -> TransferReport:
     """Write a new, self-contained store holding only the chosen runs.
 
-    The copy keeps run numbers, task ids and UUIDs, and carries every step,
-    task, attempt, log, artifact, metadata row, tag, code package and blob those
-    runs use (and their trust, SPEC §3) — nothing else. The file appears only when
-    complete (it is built in a private, randomly named ``.OUT.PID.*.tmp``
-    directory next to ``out``, removed on failure; one left by a killed export
-    is removed by the next export to the same directory), and never replaces an
-    existing file. Every chunk and blob is re-hashed on the way, as in
-    :meth:`merge_from`.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> from runstore import Store
-    >>> store = Store(":memory:")
-    >>> _ = [store.create_run("F", user="anne") for _ in range(3)]
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "two.db"
-    >>> len(store.export_runs(["F/1", "F/3"], out).copied)
-    2
+    ``Store.export_runs`` documents it, with an example.
     """
     pathspecs = list(pathspecs)
     if not pathspecs:
@@ -143,22 +126,7 @@ def merge_from(db: Database, other: str | os.PathLike[str] | Database, *,
                progress: Progress | None = None) -> TransferReport:
     """Import every run of another store into this one; merging again changes nothing.
 
-    Runs are matched by UUID (already present: skipped) and keep their UUIDs;
-    ``runs.source_store`` / ``source_run_number`` record where each came from. A
-    run number already taken here is replaced by the flow's next number (see
-    ``report.renumbered``). Blobs and chunks are copied by hash only when
-    missing, with the trust they had in the source. Task ids are new (they are
-    store-wide); links between cloned tasks follow. One transaction: all or nothing.
-
-    Example
-    -------
-    >>> from runstore import Store
-    >>> a, b = Store(":memory:"), Store(":memory:")
-    >>> _ = a.create_run("F", user="anne"), b.create_run("F", user="bob")
-    >>> a.merge_from(b).renumbered
-    {'F/1': 'F/2'}
-    >>> a.merge_from(b).copied
-    []
+    ``Store.merge_from`` documents it, with an example.
     """
     if isinstance(other, Database):
         source = other
