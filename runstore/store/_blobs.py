@@ -620,23 +620,22 @@ def rehash_problems(db: Database, progress: Callable[[int, int], None] | None = 
             users = _users_of(conn, blobs) if blobs else "used by no blob"
         problems.append(f"chunk {key[:16]}… is damaged: {reason}; {users}")
     for done, (blob_key,) in enumerate(multi, len(chunks) + 1):
+        why: str | None = None
         try:
             _, reader = _reader(db, blob_key)
             if not any(part.chunk_key in bad_chunks for part in reader._parts):
                 reader.verify_rest()
         except UntrustedArtifact:
-            reason = _ALTERED
+            why = _ALTERED
         except StoreError as exc:
             if "are missing" in str(exc):  # the plain doctor reports missing chunks already
-                reason = None
+                why = None
             else:
-                reason = str(exc).split(" is damaged: ", 1)[-1].removesuffix(f"; {_DEEP_HINT}")
-        else:
-            reason = None
-        if reason:
+                why = str(exc).split(" is damaged: ", 1)[-1].removesuffix(f"; {_DEEP_HINT}")
+        if why:
             with db.read() as conn:
                 users = _users_of(conn, [blob_key])
-            problems.append(f"blob {blob_key[:16]}… is damaged: {reason}; {users}")
+            problems.append(f"blob {blob_key[:16]}… is damaged: {why}; {users}")
         if progress is not None:
             progress(done, total)
     return problems

@@ -301,7 +301,7 @@ class _Transfer:
         cols = [column for column in _own_columns()[table] if column in row]
         return conn.execute(
             f"INSERT INTO {_quoted(table)}({', '.join(map(_quoted, cols))}) VALUES ({placeholders(len(cols))})",
-            [row[c] for c in cols]).lastrowid
+            [row[c] for c in cols]).lastrowid or 0  # never 0: every table here has a rowid
 
     def _copy_run(self, src: sqlite3.Connection, dst: sqlite3.Connection, run_id: int, source_uuid: str) -> None:
         run = self._row(src, "runs", "run_id = ?", run_id)

@@ -156,14 +156,14 @@ def create_tasks(conn: sqlite3.Connection, run_id: int, step: str, tasks: Iterab
     """
     stamp = now()
     step_id = _step_id(conn, run_id, step)
-    ids = []
+    ids: list[int] = []
     for item in tasks:
         ids.append(conn.execute(
             "INSERT INTO tasks(run_id, step_id, created_at, foreach_path, foreach_index,"
             " origin_task_id, origin_pathspec) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (run_id, step_id, stamp, item.get("foreach_path"), item.get("foreach_index"),
              item.get("origin_task_id"), item.get("origin_pathspec")),
-        ).lastrowid)
+        ).lastrowid or 0)  # never 0: an INSERT into a rowid table always sets it
     return ids
 
 
