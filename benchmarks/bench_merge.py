@@ -10,7 +10,7 @@ admin tests' two-step run with a few small JSON artifacts and a code package eac
 is merged into a fresh store (``Store.merge_from``, which re-hashes every chunk and blob
 it copies). Separately, the verification work alone is timed over the same source: every
 chunk read once, decompressed under its size bound and sha256-hashed, and every blob's
-chunks hashed in order — exactly what ``_Transfer._copy_verified_blob`` adds to a copy.
+chunks hashed in order — exactly what ``store/_transfer.py: _Transfer._copy_verified_blob`` adds to a copy.
 Times are medians of ``--repeat``; "share" = verification time / merge time.
 """
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from storefill import add_run  # noqa: E402  (the tests' run builder)
 
 from runstore import Store  # noqa: E402
-from runstore.store._admin import _raw_chunk  # noqa: E402
+from runstore.store._blobs import chunk_bytes  # noqa: E402
 
 
 def build_big(path: Path) -> None:
@@ -70,8 +70,7 @@ def time_verification(source: Path) -> float:
                     "SELECT c.compression, c.raw_size, c.data, c.chunk_key FROM blob_parts p"
                     " JOIN blob_chunks c ON c.chunk_key = p.chunk_key WHERE p.blob_key = ? ORDER BY p.seq",
                     (blob_key,)):
-                raw = _raw_chunk(compression, data, raw_size)
-                assert hashlib.sha256(raw).hexdigest() == chunk_key
+                raw = chunk_bytes(compression, data, raw_size, chunk_key)  # hashes it against chunk_key
                 digest.update(raw)
             assert digest.hexdigest() == blob_key
     elapsed = time.perf_counter() - started

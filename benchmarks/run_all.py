@@ -75,14 +75,13 @@ REPEATS = {
 _FLOW_CAUSE = (
     "start-up, not the run. cProfile of a 3-step `python flow.py run` (this machine, after main's "
     "lazy public names and sync-free store creation): about 70 % of the in-process time is imports "
-    "(`click` ~17 ms, which the floor pays too; `runstore.store` ~19 ms, of which "
-    "`store/_admin.py` ~15 ms although a run never calls it; `runtime/flowcli.py` ~18 ms; ~8 ms "
+    "(`click` ~17 ms, which the floor pays too; `runstore.store` ~19 ms, most of it `store/_blobs.py` "
+    "and the codecs a run needs (since #17 the admin modules `_sql`, `_gc`, `_transfer`, `_doctor` "
+    "add ~2.6 ms together, `-X importtime`); `runtime/flowcli.py` ~18 ms; ~8 ms "
     "compiling regular expressions at import), store creation is down to ~8 ms and the three "
     "tasks ~11 ms. Metaflow's 1.2-1.8 s here divided by 15 leaves 80-120 ms a run, only a few "
     "tens of ms above the `import sqlite3, click` floor (Start-up), so the verdict also moves "
-    "with machine noise (see the spreads). Next step: keep `store/_admin.py` and the other "
-    "mixins the runtime never uses off the flow path (lazy mixin or a lighter Store for runs), and "
-    "compile regular expressions on first use."
+    "with machine noise (see the spreads). Next step: compile regular expressions on first use."
 )
 CAUSES: dict[str, str] = {
     "flow:3-step flow": _FLOW_CAUSE,

@@ -146,7 +146,7 @@ class ClientObject:
         run_number = _number(self._parts[1])
         if run_number is None:
             return None
-        self._run_row = self._store.lookup_run(self._parts[0], run_number)
+        self._run_row = self._store.find_run(self._parts[0], run_number)
         return self._run_row
 
     def _find_task(self) -> Row | None:

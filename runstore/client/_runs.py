@@ -251,7 +251,7 @@ class Run(ClientObject):
 
     @property
     def _fresh(self) -> Row:
-        row = self._store.lookup_run_by_id(self._row["run_id"])
+        row = self._store.find_run_by_id(self._row["run_id"])
         if row is None:
             raise NotFound(f"{self!r} does not exist any more")
         return row
@@ -354,7 +354,7 @@ class Run(ClientObject):
         if self._row["origin_pathspec"]:
             return self._row["origin_pathspec"]
         if self._row["origin_run_id"] is not None:
-            origin = self._store.lookup_run_by_id(self._row["origin_run_id"])
+            origin = self._store.find_run_by_id(self._row["origin_run_id"])
             if origin is not None:
                 return f"{origin['flow']}/{origin['run_number']}"
         return None

@@ -198,7 +198,7 @@ def make_cli(flow_class: Any) -> click.Group:
         store = ctx.obj["store"]()
         tasks = _tasks_of(store, name, pathspec)
         for task in tasks:
-            record = store.attempt_record(task["task_id"]) or {}
+            record = store.find_attempt(task["task_id"], logs=True) or {}
             text = record.get(which) or ""
             if len(tasks) > 1:
                 click.echo(f"--- {name}/{pathspec.split('/')[0]}/{task['step']}/{task['task_id']} ---")
@@ -219,7 +219,7 @@ def make_cli(flow_class: Any) -> click.Group:
         store = ctx.obj["store"]()
         for task in _tasks_of(store, name, pathspec):
             click.echo(f"{name}/{pathspec.split('/')[0]}/{task['step']}/{task['task_id']}:")
-            for art, ref in store.task_artifact_refs(task["task_id"]).items():
+            for art, ref in store.list_artifact_refs(task["task_id"]).items():
                 if art.startswith("_") and not private:
                     continue
                 # Sizes from the chunks, not the artifact row (SPEC §13.3).
@@ -277,11 +277,11 @@ def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[dict[str, Any]]
     # ASCII digits only ("²".isdigit() is true, int("²") fails); ids beyond SQLite's range cannot exist
     if len(parts) not in (2, 3) or not all(p.isascii() and p.isdigit() for p in numbers):
         raise InvalidPathspec(f"expected RUN/STEP or RUN/STEP/TASK (e.g. 3/start), not {pathspec!r}")
-    found = store.run_ref(flow_name, int(parts[0])) if int(parts[0]) < 2**63 else None
+    found = store.find_run(flow_name, int(parts[0])) if int(parts[0]) < 2**63 else None
     if found is None:
         raise NotFound(f"Run('{flow_name}/{parts[0]}') does not exist in {store.where}")
     task_id = int(parts[2]) if len(parts) == 3 else None
-    tasks = store.run_tasks(found[0], parts[1], task_id) if task_id is None or task_id < 2**63 else []
+    tasks = store.list_run_tasks(found["run_id"], parts[1], task_id) if task_id is None or task_id < 2**63 else []
     if not tasks:
         raise NotFound(f"{flow_name}/{pathspec} has no tasks in {store.where}")
     return tasks

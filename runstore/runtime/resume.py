@@ -128,17 +128,17 @@ def plan_resume(store: Any, flow_class: type[FlowSpec], step: str | None = None,
                           f"({valid})")
     if origin_run_id is None:
         user = resolve_username()
-        origin = store.origin_run(name, user=user)
+        origin = store.find_origin_run(name, user)
         if origin is None:
             raise NotFound(f"{user} has no run of {name} to resume in {store.where}; "
                            "start one with 'run', or pass --origin-run-id")
     else:
         number = parse_run_number(name, origin_run_id)
-        origin = store.origin_run(name, number)
+        origin = store.find_run(name, number)
         if origin is None:
             raise NotFound(f"Resume could not find run {name}/{number} in {store.where}")
     rerun = downstream(graph, step) if step is not None else set()
-    plan = ResumePlan(name, origin, store.origin_tasks(origin["run_id"]), rerun)
+    plan = ResumePlan(name, origin, store.list_run_tasks(origin["run_id"]), rerun)
     if plan.parameters_task is None:
         required = [p.option for p in flow_class._parameters() if p.required]
         if required:
@@ -185,7 +185,7 @@ class ResumeScheduler(Scheduler):
         meta = dict(self.metadata, attempt="0", **{"origin-task-id": str(origin["task_id"])})
         store.clone_task(task_id, origin["task_id"], plan.task_pathspec(origin), meta,
                          artifacts={"_graph_info": store.put_value(self.graph_info)})
-        refs = store.task_artifact_refs(task_id)
+        refs = store.list_artifact_refs(task_id)
         self.param_refs = {p.attr_name: refs[p.attr_name] for p in params if p.attr_name in refs}
         missing = [p for p in params if p.attr_name not in refs]
         if missing:  # parameters added to the flow since the origin ran: their defaults
@@ -230,7 +230,7 @@ class ResumeScheduler(Scheduler):
         child = node.out_funcs[0]
         prefix = f"{spec.foreach_path}," if spec.foreach_path else ""
         if child not in self._stacks:
-            self._stacks[child] = self.store.foreach_stacks(self.plan.origin["run_id"], child)
+            self._stacks[child] = self.store.list_foreach_stacks(self.plan.origin["run_id"], child)
         stacks = self._stacks[child]
         found: dict[int, Any] = {}
         count = None
@@ -245,7 +245,7 @@ class ResumeScheduler(Scheduler):
                 continue
             # The child's _foreach_input row keeps its element's blob alive (gc, export);
             # without it the blob named in the stack may be gone: split again instead.
-            ref = self.store.task_artifact_refs(task["task_id"]).get("_foreach_input")
+            ref = self.store.list_artifact_refs(task["task_id"]).get("_foreach_input")
             if ref is None:
                 return self._foreach_refs_from_value(origin, node)
             count = frame["num_splits"]
@@ -259,7 +259,7 @@ class ResumeScheduler(Scheduler):
         # variable again; equal values encode to the same blobs.
         from ..errors import RunstoreError
 
-        ref = self.store.task_artifact_refs(origin["task_id"]).get(node.foreach_var)
+        ref = self.store.list_artifact_refs(origin["task_id"]).get(node.foreach_var)
         if ref is None:
             return None
         try:
@@ -309,11 +309,11 @@ def clone_parameters(flow_class: type[FlowSpec], store: Any, clone: Any, given: 
 
     name = flow_class.__name__
     number = parse_run_number(name, clone)
-    origin = store.origin_run(name, number)
+    origin = store.find_run(name, number)
     if origin is None:
         raise NotFound(f"cannot clone {name}/{number}: no such run in {store.where}")
-    task = next((t for t in store.origin_tasks(origin["run_id"]) if t["step"] == "_parameters"), None)
-    refs = store.task_artifact_refs(task["task_id"]) if task is not None else {}
+    task = next((t for t in store.list_run_tasks(origin["run_id"]) if t["step"] == "_parameters"), None)
+    refs = store.list_artifact_refs(task["task_id"]) if task is not None else {}
     inherited = {}
     for param in flow_class._parameters():
         if param.attr_name not in given and param.attr_name in refs:

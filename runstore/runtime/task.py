@@ -215,13 +215,13 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     if node.is_join:
         flows, steps = [], []
         for task_id, step_name in spec.inputs:
-            refs = _inheritable(store.task_artifact_refs(task_id), spec.params)
+            refs = _inheritable(store.list_artifact_refs(task_id), spec.params)
             flows.append(flow_class._new_task(TaskState(step_name=step_name, load=load, inherited=refs,
                                                         params=dict(spec.params), readonly=True)))
             steps.append(step_name)
         inputs = Inputs(flows, steps)
     elif spec.inputs:
-        state.inherited = _inheritable(store.task_artifact_refs(spec.inputs[0][0]), spec.params)
+        state.inherited = _inheritable(store.list_artifact_refs(spec.inputs[0][0]), spec.params)
     flow = flow_class._new_task(state)
     ctx = TaskContext(
         flow_name=spec.flow_name, run_id=str(spec.run_number), step_name=spec.step,

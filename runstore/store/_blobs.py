@@ -30,22 +30,30 @@ from ..blobs import (
     type_name,
 )
 from ..errors import CodecError, NotFound, StoreError, UntrustedArtifact
-from ..trust import trust_mac, trusted_in_home
+from ..trust import trust_mac
 from ..util import now
+from ._db import Database
+from ._trust import is_trusted
 
-__all__ = ["StoredValue", "PreparedValue", "BlobsMixin"]
+__all__ = ["StoredValue", "PreparedValue", "prepare_value", "commit_values", "put_value", "value_size",
+           "open_blob", "load_value", "rehash_problems", "chunk_bytes"]
+
 
 #: Encoded chunks held in memory before they are flushed in their own transaction.
 _PENDING_LIMIT = CHUNK_SIZE
 
+
 #: Chunks at least this large are written and read with incremental blob I/O.
 _BLOB_IO_MIN = 1 << 20
+
 
 #: One-chunk blobs up to this size are fetched together with their chunk list.
 _INLINE_READ = 1 << 20
 
+
 #: Piece size for incremental blob reads and writes.
 _IO_PIECE = 4 << 20
+
 
 #: Verified copies of pickles up to this size are kept in memory, larger ones in a temporary file.
 _SPOOL_IN_MEMORY = CHUNK_SIZE
@@ -72,7 +80,7 @@ class StoredValue:
 
 @dataclass
 class PreparedValue:
-    """An encoded value whose blob row is not visible yet (see :meth:`BlobsMixin.prepare_value`)."""
+    """An encoded value whose blob row is not visible yet (see :func:`prepare_value`)."""
 
     stored: StoredValue
     chunk_keys: tuple[str, ...]
@@ -83,8 +91,8 @@ class PreparedValue:
 class _ChunkCollector:
     """Receives chunks from a ChunkSink; keeps new ones pending, flushes when large."""
 
-    def __init__(self, store: "BlobsMixin") -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self.pending: list[tuple[str, str, int, Any]] = []
         self.pending_bytes = 0
         self.touched: list[str] = []
@@ -94,7 +102,7 @@ class _ChunkCollector:
         if key in self.seen:
             return
         self.seen.add(key)
-        if self.store._chunk_exists(key):
+        if _chunk_exists(self.db, key):
             if len(data) >= _BLOB_IO_MIN:
                 self.touched.append(key)  # checked again at commit
                 return
@@ -110,8 +118,8 @@ class _ChunkCollector:
         if self.pending_bytes >= _PENDING_LIMIT:
             # No automatic checkpoint after each 16 MiB: the value's pages are copied
             # into the main file once, at the next commit (one pass, one fsync).
-            with self.store.deferred_checkpoint(), self.store.write() as conn:
-                self.store._insert_chunks(conn, self.pending, self.touched)
+            with self.db.deferred_checkpoint(), self.db.write() as conn:
+                _insert_chunks(conn, self.pending, self.touched, self.db.where)
             self.pending, self.touched, self.pending_bytes = [], [], 0
 
 
@@ -154,6 +162,38 @@ def _fetch_chunk(conn: sqlite3.Connection, chunk_id: int) -> bytes | None:
     return None if row is None else row[0]
 
 
+def chunk_bytes(compression: object, stored: object, raw_size: object, chunk_key: str) -> bytes:
+    """A chunk's raw bytes from its row, checked: within the bounds and hashing to ``chunk_key``.
+
+    The one place a whole chunk row is turned back into bytes and verified (doctor
+    ``--deep`` and merge/export use it): ``raw_size`` must be an int of at most
+    :data:`~runstore.blobs.CHUNK_SIZE`, decompression never produces more than that
+    (:func:`~runstore.blobs.decompress_chunk`), and the bytes must hash to the key.
+    Anything else raises :class:`~runstore.errors.CodecError` saying why.
+
+    Example
+    -------
+    >>> import hashlib
+    >>> key = hashlib.sha256(b"abc").hexdigest()
+    >>> chunk_bytes("none", b"abc", 3, key)
+    b'abc'
+    >>> chunk_bytes("none", b"abd", 3, key)
+    Traceback (most recent call last):
+    ...
+    runstore.errors.CodecError: its bytes do not hash to its key: altered after it was written
+    """
+    if type(raw_size) is not int or not 0 <= raw_size <= CHUNK_SIZE:
+        raise CodecError(f"a chunk claims {str(raw_size)[:20]} bytes; chunks hold at most {CHUNK_SIZE}")
+    if not isinstance(stored, bytes):
+        raise CodecError("its data is not a blob")
+    if compression not in ("none", "zstd"):
+        raise CodecError(f"unknown chunk compression {str(compression)[:20]!r}")
+    data = decompress_chunk(str(compression), stored, raw_size)
+    if hashlib.sha256(data).hexdigest() != chunk_key:
+        raise CodecError(_ALTERED)
+    return data
+
+
 def _fetch_piece(conn: sqlite3.Connection, chunk_id: int, offset: int, n: int) -> bytes:
     """Up to ``n`` stored bytes of an uncompressed chunk from ``offset``, by incremental blob I/O.
 
@@ -165,6 +205,7 @@ def _fetch_piece(conn: sqlite3.Connection, chunk_id: int, offset: int, n: int) -
 
 
 _DEEP_HINT = "run `runstore doctor --deep`"
+
 
 #: Why a blob or chunk fails its hash, in report lines.
 _ALTERED = "its bytes do not hash to its key: altered after it was written"
@@ -191,10 +232,10 @@ class _VerifiedReader(io.RawIOBase):
     never left open between calls, so an abandoned reader holds no read transaction.
     """
 
-    def __init__(self, store: "BlobsMixin", blob_key: str, parts: list[_Part], inline: bytes | None = None,
+    def __init__(self, db: Database, blob_key: str, parts: list[_Part], inline: bytes | None = None,
                  *, check_chunks: bool = False) -> None:
         super().__init__()
-        self._store = store
+        self._db = db
         self._blob_key = blob_key
         self._parts = parts
         self._index = 0  # current part
@@ -211,16 +252,16 @@ class _VerifiedReader(io.RawIOBase):
         return True
 
     def _missing(self) -> StoreError:
-        return StoreError(f"{self._store.where}: a chunk of a stored value is missing; run `runstore doctor`")
+        return StoreError(f"{self._db.where}: a chunk of a stored value is missing; run `runstore doctor`")
 
     def _damaged(self, exc: Exception) -> StoreError:
-        return StoreError(f"{self._store.where}: stored value {self._blob_key[:16]}… is damaged: {exc}; "
+        return StoreError(f"{self._db.where}: stored value {self._blob_key[:16]}… is damaged: {exc}; "
                           f"{_DEEP_HINT}")
 
     def _end_of_part(self) -> None:
         part = self._parts[self._index]
         if self._check_chunks and self._chunk is None and self._chunk_digest.hexdigest() != part.chunk_key:
-            raise _altered(self._store.where, self._blob_key)
+            raise _altered(self._db.where, self._blob_key)
         self._index, self._offset, self._chunk = self._index + 1, 0, None
         self._chunk_digest = hashlib.sha256()
 
@@ -231,7 +272,7 @@ class _VerifiedReader(io.RawIOBase):
         if self._index >= len(self._parts):
             if not self._verified:
                 if self._digest.hexdigest() != self._blob_key:
-                    raise _altered(self._store.where, self._blob_key)
+                    raise _altered(self._db.where, self._blob_key)
                 self._verified = True
             return 0
         if not len(view):
@@ -241,7 +282,7 @@ class _VerifiedReader(io.RawIOBase):
         if self._chunk is None and self._inline is None and part.compression == "none" \
                 and part.raw_size >= _BLOB_IO_MIN:
             n = min(n, _IO_PIECE)
-            with self._store.read() as conn:
+            with self._db.read() as conn:
                 if hasattr(conn, "blobopen"):
                     try:
                         piece = _fetch_piece(conn, part.chunk_id, self._offset, n)
@@ -268,7 +309,7 @@ class _VerifiedReader(io.RawIOBase):
         if self._inline is not None and self._index == 0:  # fetched with the chunk list, same read
             stored, self._inline = self._inline, None
         else:
-            with self._store.read() as conn:
+            with self._db.read() as conn:
                 stored = _fetch_chunk(conn, part.chunk_id)
             if stored is None:
                 raise self._missing()
@@ -278,7 +319,7 @@ class _VerifiedReader(io.RawIOBase):
             raise self._damaged(exc) from exc
         self._digest.update(data)
         if self._check_chunks and hashlib.sha256(data).hexdigest() != part.chunk_key:
-            raise _altered(self._store.where, self._blob_key)
+            raise _altered(self._db.where, self._blob_key)
         return data
 
     def verify_rest(self) -> None:
@@ -288,397 +329,313 @@ class _VerifiedReader(io.RawIOBase):
             pass
 
 
-class BlobsMixin:
-    """Store methods that save and load values as blobs. Mixed into ``Store``."""
+# ------------------------------------------------------------ writing
 
-    # provided by Database
-    where: str
-    write: Any
-    read: Any
-    deferred_checkpoint: Any
 
-    # ------------------------------------------------------------ writing
+def _chunk_exists(db: Database, key: str) -> bool:
+    with db.read() as conn:
+        return conn.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (key,)).fetchone() is not None
 
-    def _chunk_exists(self, key: str) -> bool:
-        with self.read() as conn:
-            return conn.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (key,)).fetchone() is not None
 
-    def _insert_chunks(
-        self, conn: sqlite3.Connection, pending: Iterable[tuple[str, str, int, Any]], touched: Iterable[str]
-    ) -> None:
-        stamp = now()
-        small = []
-        for key, compression, raw, data in pending:
-            if len(data) < _BLOB_IO_MIN or not hasattr(conn, "blobopen"):
-                small.append((key, compression, raw, stamp, data))
-                continue
-            # Large chunk: reserve the row with zeroblob() and stream the bytes in with
-            # incremental blob I/O, so SQLite never holds its own 16 MiB copies of the
-            # chunk (binding a parameter would copy it, building the record again).
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data) "
-                "VALUES (?, ?, ?, ?, zeroblob(?))",
-                (key, compression, raw, stamp, len(data)),
-            )
-            if cursor.rowcount:
-                with conn.blobopen("blob_chunks", "data", cursor.lastrowid) as handle:
-                    view = memoryview(data).cast("B")
-                    for pos in range(0, len(view), _IO_PIECE):
-                        handle.write(view[pos : pos + _IO_PIECE])
-        conn.executemany(
+def _insert_chunks(
+    conn: sqlite3.Connection, pending: Iterable[tuple[str, str, int, Any]], touched: Iterable[str], where: str
+) -> None:
+    stamp = now()
+    small = []
+    for key, compression, raw, data in pending:
+        if len(data) < _BLOB_IO_MIN or not hasattr(conn, "blobopen"):
+            small.append((key, compression, raw, stamp, data))
+            continue
+        # Large chunk: reserve the row with zeroblob() and stream the bytes in with
+        # incremental blob I/O, so SQLite never holds its own 16 MiB copies of the
+        # chunk (binding a parameter would copy it, building the record again).
+        cursor = conn.execute(
             "INSERT OR IGNORE INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data) "
-            "VALUES (?, ?, ?, ?, ?)",
-            small,
+            "VALUES (?, ?, ?, ?, zeroblob(?))",
+            (key, compression, raw, stamp, len(data)),
         )
-        # Chunks found already stored are not rewritten, only touched: gc keeps chunks
-        # re-used since the oldest live run started (see store/_admin.py). If one was
-        # collected meanwhile, say so rather than fail on a foreign key.
-        for key in touched:
-            if not conn.execute("UPDATE blob_chunks SET touched_at = ? WHERE chunk_key = ?", (stamp, key)).rowcount:
-                raise StoreError(
-                    f"{self.where}: a stored chunk disappeared while a value was being saved "
-                    "(a concurrent gc?); save the value again"
-                )
-
-    def prepare_value(self, value: Any) -> PreparedValue:
-        """Encode ``value`` and write its large chunks; the blob is not visible yet.
-
-        Pass the result to :meth:`commit_values` (or to the runtime's attempt
-        commit) inside a write transaction to make it visible atomically with the
-        rows that use it. Memory stays bounded by about two chunks plus the value.
-
-        Example
-        -------
-        >>> from runstore import Store
-        >>> store = Store(":memory:")
-        >>> prepared = store.prepare_value({"a": 1})
-        >>> with store.write() as conn:
-        ...     store.commit_values(conn, [prepared])
-        >>> store.load_value(prepared.stored.blob_key, "json")
-        {'a': 1}
-        """
-        codec = choose_codec(value)
-        collector = _ChunkCollector(self)
-        sink = ChunkSink(collector.add)
-        json_value = None
-        if isinstance(codec, JsonCodec):
-            data = codec.dumps(value)
-            if len(data) <= JSON_SQL_LIMIT:
-                json_value = data.decode("utf-8")
-            sink.write(data)
-        else:
-            codec.encode(value, sink)
-        blob: EncodedBlob = sink.close()
-        stored = StoredValue(blob.key, codec.name, blob.size, type_name(value), json_value)
-        return PreparedValue(stored, blob.chunk_keys, collector.pending, collector.touched)
-
-    def commit_values(self, conn: sqlite3.Connection, prepared: Iterable[PreparedValue]) -> None:
-        """Make prepared values visible, inside the caller's write transaction."""
-        stamp = now()
-        for item in prepared:
-            self._insert_chunks(conn, item.pending, item.touched)
-            key = item.stored.blob_key
-            inserted = conn.execute(
-                "INSERT OR IGNORE INTO blobs(blob_key, size, n_chunks, created_at) VALUES (?, ?, ?, ?)",
-                (key, item.stored.size, len(item.chunk_keys), stamp),
-            ).rowcount
-            if inserted:
-                conn.executemany(
-                    "INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, ?, ?)",
-                    [(key, seq, chunk) for seq, chunk in enumerate(item.chunk_keys)],
-                )
-            else:
-                # Re-use counts as a write for gc (its rule, store/_admin.py): a live run may
-                # hold this value by reference only (a foreach split) while it is unreferenced.
-                # Pinned by tests/test_reliability_concurrency.py::test_gc_keeps_a_reused_value_...
-                conn.execute("UPDATE blobs SET created_at = ? WHERE blob_key = ? AND created_at < ?",
-                             (stamp, key, stamp))
-            if not get_codec(item.stored.encoding).safe:
-                conn.execute(
-                    "INSERT OR IGNORE INTO blob_trust(blob_key, mac) VALUES (?, ?)", (key, trust_mac(key))
-                )
-            item.pending = []
-            item.touched = []
-
-    def put_value(self, value: Any) -> StoredValue:
-        """Store ``value`` as a blob (once per distinct encoding) and return its reference.
-
-        Example
-        -------
-        >>> from runstore import Store
-        >>> store = Store(":memory:")
-        >>> a = store.put_value(list(range(10)))
-        >>> b = store.put_value(list(range(10)))
-        >>> a.blob_key == b.blob_key
-        True
-        """
-        prepared = self.prepare_value(value)
-        with self.write() as conn:
-            self.commit_values(conn, [prepared])
-        return prepared.stored
-
-    # ------------------------------------------------------------ reading
-
-    def _blob_parts(self, blob_key: str) -> tuple[int, list[_Part], bytes | None]:
-        """Size, chunk list and, for a small one-chunk blob, its stored bytes: one query.
-
-        The rows come from the file and are checked before anything is allocated
-        from them: every chunk holds at most :data:`~runstore.blobs.CHUNK_SIZE` bytes,
-        stores no more than that (uncompressed: exactly its size), and the chunks add
-        up to the blob's size. So a size computed here bounds every later allocation.
-        """
-        with self.read() as conn:
-            rows = conn.execute(
-                "SELECT b.size, b.n_chunks, c.chunk_id, p.chunk_key, c.compression, c.raw_size,"
-                " length(c.data),"
-                f" CASE WHEN b.n_chunks = 1 AND c.raw_size <= {_INLINE_READ}"
-                f" AND length(c.data) <= {_INLINE_READ} THEN c.data END"
-                " FROM blobs b LEFT JOIN blob_parts p ON p.blob_key = b.blob_key"
-                " LEFT JOIN blob_chunks c ON c.chunk_key = p.chunk_key"
-                " WHERE b.blob_key = ? ORDER BY p.seq",
-                (blob_key,),
-            ).fetchall()
-        if not rows:
-            raise NotFound(f"no stored value with key {blob_key[:16]}… in {self.where}")
-        size, n_chunks = rows[0][0], rows[0][1]
-        if len(rows) != n_chunks or any(row[2] is None for row in rows):
+        if cursor.rowcount:
+            with conn.blobopen("blob_chunks", "data", cursor.lastrowid) as handle:
+                view = memoryview(data).cast("B")
+                for pos in range(0, len(view), _IO_PIECE):
+                    handle.write(view[pos : pos + _IO_PIECE])
+    conn.executemany(
+        "INSERT OR IGNORE INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data) "
+        "VALUES (?, ?, ?, ?, ?)",
+        small,
+    )
+    # Chunks found already stored are not rewritten, only touched: gc keeps chunks
+    # re-used since the oldest live run started (see store/_gc.py). If one was
+    # collected meanwhile, say so rather than fail on a foreign key.
+    for key in touched:
+        if not conn.execute("UPDATE blob_chunks SET touched_at = ? WHERE chunk_key = ?", (stamp, key)).rowcount:
             raise StoreError(
-                f"{self.where}: chunks of stored value {blob_key[:16]}… are missing; run `runstore doctor`"
+                f"{where}: a stored chunk disappeared while a value was being saved "
+                "(a concurrent gc?); save the value again"
             )
-        parts = [_Part(*row[2:7]) for row in rows]
-        problem = _bounds_problem(size, parts)
-        if problem:
-            raise StoreError(f"{self.where}: stored value {blob_key[:16]}… is damaged: {problem};"
-                             f" {_DEEP_HINT}")
-        return size, parts, rows[0][7]
 
-    def value_size(self, blob_key: str) -> int:
-        """The size of a stored value's encoding, as its chunks bound it.
 
-        Unlike the ``size`` an artifact row records, this is checked against the
-        chunk rows (each at most 16 MiB, adding up to it), so it is what previews
-        use to decide whether a value is small enough to show.
+def prepare_value(db: Database, value: Any) -> PreparedValue:
+    """Encode ``value`` and write its large chunks; the blob is not visible yet.
 
-        Example
-        -------
-        >>> from runstore import Store
-        >>> store = Store(":memory:")
-        >>> store.value_size(store.put_value(b"hello").blob_key)
-        5
-        """
-        return self._blob_parts(blob_key)[0]
+    ``Store.prepare_value`` documents it, with an example.
+    """
+    codec = choose_codec(value)
+    collector = _ChunkCollector(db)
+    sink = ChunkSink(collector.add)
+    json_value = None
+    if isinstance(codec, JsonCodec):
+        data = codec.dumps(value)
+        if len(data) <= JSON_SQL_LIMIT:
+            json_value = data.decode("utf-8")
+        sink.write(data)
+    else:
+        codec.encode(value, sink)
+    blob: EncodedBlob = sink.close()
+    stored = StoredValue(blob.key, codec.name, blob.size, type_name(value), json_value)
+    return PreparedValue(stored, blob.chunk_keys, collector.pending, collector.touched)
 
-    def _reader(self, blob_key: str, *, check_chunks: bool = False) -> tuple[int, _VerifiedReader]:
-        size, parts, inline = self._blob_parts(blob_key)
-        return size, _VerifiedReader(self, blob_key, parts, inline, check_chunks=check_chunks)
 
-    def open_blob(self, blob_key: str) -> IO[bytes]:
-        """A binary file over a stored blob's encoded bytes (no decoding, no trust needed).
+def commit_values(conn: sqlite3.Connection, prepared: Iterable[PreparedValue], where: str = "the store") -> None:
+    """Make prepared values visible, inside the caller's write transaction.
 
-        Every stored byte is read once and hashed as it is handed out; reading to
-        the end raises :class:`~runstore.errors.UntrustedArtifact` if the bytes do not
-        match the key, so act on them only after reading them all.
-
-        Example
-        -------
-        >>> from runstore import Store
-        >>> store = Store(":memory:")
-        >>> ref = store.put_value(b"hello")
-        >>> store.open_blob(ref.blob_key).read()
-        b'hello'
-        """
-        _, reader = self._reader(blob_key)
-        return io.BufferedReader(reader, buffer_size=1 << 20)
-
-    def is_trusted(self, blob_key: str) -> bool:
-        """Whether this user wrote or trusted the blob (only matters for pickles).
-
-        Example
-        -------
-        >>> from runstore import Store
-        >>> store = Store(":memory:")
-        >>> store.is_trusted(store.put_value(object()).blob_key)
-        True
-        """
-        mac = trust_mac(blob_key)
-        with self.read() as conn:
-            row = conn.execute("SELECT 1 FROM blob_trust WHERE blob_key = ? AND mac = ?", (blob_key, mac)).fetchone()
-        # Trust of a file this user could not write lives in their home (runstore/trust.py).
-        return row is not None or (self.readonly and mac in trusted_in_home(self.uuid))
-
-    def _verified_copy(self, reader: _VerifiedReader, size: int) -> IO[bytes]:
-        """A private copy of a blob whose bytes have all been checked against its key.
-
-        Up to :data:`_SPOOL_IN_MEMORY` in memory, larger ones in an anonymous temporary
-        file (unlinked at once, mode 0600: no one else can change it).
-        """
-        if reader._inline is not None:  # small, one chunk: already in memory, fetched with its list
-            data = reader._whole_chunk(reader._parts[0])
-            reader._chunk, reader._offset = memoryview(data), len(data)
-            reader.verify_rest()
-            return io.BytesIO(data)
-        if size <= _SPOOL_IN_MEMORY:
-            buffer = bytearray(size)
-            with memoryview(buffer) as view:
-                _fill(reader, view, "stored value is shorter than recorded")
-            reader.verify_rest()
-            return io.BytesIO(buffer)
-        spool = tempfile.TemporaryFile(prefix="runstore-verified-")
-        try:
-            piece = bytearray(_IO_PIECE)
-            with memoryview(piece) as view:
-                while n := reader.readinto(view):
-                    spool.write(view[:n])
-            spool.seek(0)
-        except BaseException:
-            spool.close()
-            raise
-        return spool
-
-    def load_value(self, blob_key: str, encoding: str, *, check_chunks: bool = False,
-                   max_size: int | None = None) -> Any:
-        """Decode a stored value. Pickles load only when :meth:`is_trusted`.
-
-        The value is returned only when the bytes decoded hash to ``blob_key``.
-        ``check_chunks`` also checks every chunk against its own key (always done
-        for pickles; asked for by code that runs what it loads, like ``trigger``).
-        ``max_size`` refuses a value whose verified size is larger (previews).
-
-        Raises
-        ------
-        UntrustedArtifact
-            For a pickled value this user neither wrote nor trusted, or any value
-            whose bytes do not match its key (the file was altered).
-        StoreError
-            When the chunk rows break the bounds (sizes not adding up, a chunk
-            larger than 16 MiB, a compressed chunk that inflates beyond its size).
-        CodecError
-            When the value cannot be decoded, or is larger than ``max_size``.
-
-        Example
-        -------
-        >>> from runstore import Store
-        >>> store = Store(":memory:")
-        >>> ref = store.put_value((1, "two"))
-        >>> store.load_value(ref.blob_key, ref.encoding)
-        (1, 'two')
-        """
-        codec = get_codec(encoding)
-        if not codec.safe and not self.is_trusted(blob_key):
-            raise UntrustedArtifact(
-                f"a pickled value in {self.where} was written by someone else; loading it could run "
-                f"their code. If you trust this file, run: runstore trust {self.where}"
+    ``Store.commit_values`` documents it, with an example.
+    """
+    stamp = now()
+    for item in prepared:
+        _insert_chunks(conn, item.pending, item.touched, where)
+        key = item.stored.blob_key
+        inserted = conn.execute(
+            "INSERT OR IGNORE INTO blobs(blob_key, size, n_chunks, created_at) VALUES (?, ?, ?, ?)",
+            (key, item.stored.size, len(item.chunk_keys), stamp),
+        ).rowcount
+        if inserted:
+            conn.executemany(
+                "INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, ?, ?)",
+                [(key, seq, chunk) for seq, chunk in enumerate(item.chunk_keys)],
             )
-        # Hash what you decode (SPEC §13.1): the bytes are read once, hashed as they are
-        # read, and the value is only returned when they match the key. A pickle (or
-        # code about to run) is decoded from a private verified copy, never from a
-        # second read of the file. Safe codecs decode while the bytes stream in and the
-        # result is dropped on a mismatch (decoding them cannot run code).
-        # Pinned by tests/test_security_blobs.py::test_chunk_read_twice_*.
-        size, reader = self._reader(blob_key, check_chunks=check_chunks or not codec.safe)
-        if max_size is not None and size > max_size:
-            raise CodecError(f"stored value {blob_key[:16]}… is {size} bytes, "
-                             f"more than the {max_size} asked for")
+        else:
+            # Re-use counts as a write for gc (its rule, store/_gc.py): a live run may
+            # hold this value by reference only (a foreach split) while it is unreferenced.
+            # Pinned by tests/test_reliability_concurrency.py::test_gc_keeps_a_reused_value_...
+            conn.execute("UPDATE blobs SET created_at = ? WHERE blob_key = ? AND created_at < ?",
+                         (stamp, key, stamp))
+        if not get_codec(item.stored.encoding).safe:
+            conn.execute(
+                "INSERT OR IGNORE INTO blob_trust(blob_key, mac) VALUES (?, ?)", (key, trust_mac(key))
+            )
+        item.pending = []
+        item.touched = []
+
+
+def put_value(db: Database, value: Any) -> StoredValue:
+    """Store ``value`` as a blob (once per distinct encoding) and return its reference.
+
+    ``Store.put_value`` documents it, with an example.
+    """
+    prepared = prepare_value(db, value)
+    with db.write() as conn:
+        commit_values(conn, [prepared], db.where)
+    return prepared.stored
+
+# ------------------------------------------------------------ reading
+
+
+def _blob_parts(db: Database, blob_key: str) -> tuple[int, list[_Part], bytes | None]:
+    """Size, chunk list and, for a small one-chunk blob, its stored bytes: one query.
+
+    The rows come from the file and are checked before anything is allocated
+    from them: every chunk holds at most :data:`~runstore.blobs.CHUNK_SIZE` bytes,
+    stores no more than that (uncompressed: exactly its size), and the chunks add
+    up to the blob's size. So a size computed here bounds every later allocation.
+    """
+    with db.read() as conn:
+        rows = conn.execute(
+            "SELECT b.size, b.n_chunks, c.chunk_id, p.chunk_key, c.compression, c.raw_size,"
+            " length(c.data),"
+            f" CASE WHEN b.n_chunks = 1 AND c.raw_size <= {_INLINE_READ}"
+            f" AND length(c.data) <= {_INLINE_READ} THEN c.data END"
+            " FROM blobs b LEFT JOIN blob_parts p ON p.blob_key = b.blob_key"
+            " LEFT JOIN blob_chunks c ON c.chunk_key = p.chunk_key"
+            " WHERE b.blob_key = ? ORDER BY p.seq",
+            (blob_key,),
+        ).fetchall()
+    if not rows:
+        raise NotFound(f"no stored value with key {blob_key[:16]}… in {db.where}")
+    size, n_chunks = rows[0][0], rows[0][1]
+    if len(rows) != n_chunks or any(row[2] is None for row in rows):
+        raise StoreError(
+            f"{db.where}: chunks of stored value {blob_key[:16]}… are missing; run `runstore doctor`"
+        )
+    parts = [_Part(*row[2:7]) for row in rows]
+    problem = _bounds_problem(size, parts)
+    if problem:
+        raise StoreError(f"{db.where}: stored value {blob_key[:16]}… is damaged: {problem};"
+                         f" {_DEEP_HINT}")
+    return size, parts, rows[0][7]
+
+
+def value_size(db: Database, blob_key: str) -> int:
+    """The size of a stored value's encoding, as its chunks bound it.
+
+    ``Store.value_size`` documents it, with an example.
+    """
+    return _blob_parts(db, blob_key)[0]
+
+
+def _reader(db: Database, blob_key: str, *, check_chunks: bool = False) -> tuple[int, _VerifiedReader]:
+    size, parts, inline = _blob_parts(db, blob_key)
+    return size, _VerifiedReader(db, blob_key, parts, inline, check_chunks=check_chunks)
+
+
+def open_blob(db: Database, blob_key: str) -> IO[bytes]:
+    """A binary file over a stored blob's encoded bytes (no decoding, no trust needed).
+
+    ``Store.open_blob`` documents it, with an example.
+    """
+    _, reader = _reader(db, blob_key)
+    return io.BufferedReader(reader, buffer_size=1 << 20)
+
+
+def _verified_copy(reader: _VerifiedReader, size: int) -> IO[bytes]:
+    """A private copy of a blob whose bytes have all been checked against its key.
+
+    Up to :data:`_SPOOL_IN_MEMORY` in memory, larger ones in an anonymous temporary
+    file (unlinked at once, mode 0600: no one else can change it).
+    """
+    if reader._inline is not None:  # small, one chunk: already in memory, fetched with its list
+        data = reader._whole_chunk(reader._parts[0])
+        reader._chunk, reader._offset = memoryview(data), len(data)
+        reader.verify_rest()
+        return io.BytesIO(data)
+    if size <= _SPOOL_IN_MEMORY:
+        buffer = bytearray(size)
+        with memoryview(buffer) as view:
+            _fill(reader, view, "stored value is shorter than recorded")
+        reader.verify_rest()
+        return io.BytesIO(buffer)
+    spool = tempfile.TemporaryFile(prefix="runstore-verified-")
+    try:
+        piece = bytearray(_IO_PIECE)
+        with memoryview(piece) as view:
+            while n := reader.readinto(view):
+                spool.write(view[:n])
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def load_value(db: Database, blob_key: str, encoding: str, *, check_chunks: bool = False,
+               max_size: int | None = None) -> Any:
+    """Decode a stored value. Pickles load only when :func:`~runstore.store._trust.is_trusted`.
+
+    ``Store.load_value`` documents it, with an example.
+    """
+    codec = get_codec(encoding)
+    if not codec.safe and not is_trusted(db, blob_key):
+        raise UntrustedArtifact(
+            f"a pickled value in {db.where} was written by someone else; loading it could run "
+            f"their code. If you trust this file, run: runstore trust {db.where}"
+        )
+    # Hash what you decode (SPEC §13.1): the bytes are read once, hashed as they are
+    # read, and the value is only returned when they match the key. A pickle (or
+    # code about to run) is decoded from a private verified copy, never from a
+    # second read of the file. Safe codecs decode while the bytes stream in and the
+    # result is dropped on a mismatch (decoding them cannot run code).
+    # Pinned by tests/test_security_blobs.py::test_chunk_read_twice_*.
+    size, reader = _reader(db, blob_key, check_chunks=check_chunks or not codec.safe)
+    if max_size is not None and size > max_size:
+        raise CodecError(f"stored value {blob_key[:16]}… is {size} bytes, "
+                         f"more than the {max_size} asked for")
+    try:
+        if codec.safe:
+            stream: IO[bytes] = io.BufferedReader(reader, buffer_size=1 << 20)
+            value = codec.decode(stream, size)
+            reader.verify_rest()
+            return value
+        with _verified_copy(reader, size) as copy:
+            return codec.decode(copy, size)
+    except (CodecError, NotFound, StoreError, UntrustedArtifact):
+        raise
+    except Exception as exc:
+        raise CodecError(f"cannot decode stored {encoding} value {blob_key[:16]}…: {exc}") from exc
+
+# ------------------------------------------------------------ doctor --deep
+
+
+def _users_of(conn: sqlite3.Connection, blob_keys: Iterable[str], limit: int = 5) -> str:
+    """``used by F/1/start/3.model, code package 2 …`` for a report line."""
+    keys = list(dict.fromkeys(blob_keys))
+    marks = ", ".join("?" * len(keys))
+    users = [f"{pathspec}.{name}" for pathspec, name in conn.execute(
+        "SELECT f.name || '/' || r.run_number || '/' || s.name || '/' || t.task_id, a.name"
+        " FROM artifacts a JOIN tasks t ON t.task_id = a.task_id JOIN steps s ON s.step_id = t.step_id"
+        " JOIN runs r ON r.run_id = t.run_id JOIN flows f ON f.flow_id = r.flow_id"
+        f" WHERE a.blob_key IN ({marks}) ORDER BY 1, 2 LIMIT ?", (*keys, limit + 1))]
+    users += [f"code package {code_id}" for (code_id,) in conn.execute(
+        f"SELECT code_id FROM code_packages WHERE blob_key IN ({marks}) ORDER BY 1 LIMIT ?",
+        (*keys, limit + 1))]
+    if not users:
+        return "used by no run"
+    more = " …" if len(users) > limit else ""
+    return "used by " + ", ".join(users[:limit]) + more
+
+
+def rehash_problems(db: Database, progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Re-hash every chunk and every blob; one line per mismatch (``runstore doctor --deep``).
+
+    ``Store.rehash_problems`` documents it, with an example.
+    """
+    problems: list[str] = []
+    bad_chunks: dict[str, str] = {}
+    with db.read() as conn:
+        chunks = conn.execute("SELECT chunk_id, chunk_key, compression, raw_size FROM blob_chunks"
+                              " ORDER BY chunk_id").fetchall()
+        # A blob of one chunk keyed by the blob's own key, of the blob's size, is checked
+        # by checking that chunk; every other blob is streamed and hashed whole.
+        multi = conn.execute(
+            "SELECT b.blob_key FROM blobs b WHERE NOT (b.n_chunks = 1 AND EXISTS (SELECT 1"
+            " FROM blob_parts p JOIN blob_chunks c ON c.chunk_key = p.chunk_key"
+            " WHERE p.blob_key = b.blob_key AND p.seq = 0"
+            " AND p.chunk_key = b.blob_key AND c.raw_size = b.size)) ORDER BY b.blob_key").fetchall()
+    total = len(chunks) + len(multi)
+    for done, (chunk_id, key, compression, raw_size) in enumerate(chunks, 1):
+        with db.read() as conn:
+            stored = _fetch_chunk(conn, chunk_id)
         try:
-            if codec.safe:
-                stream: IO[bytes] = io.BufferedReader(reader, buffer_size=1 << 20)
-                value = codec.decode(stream, size)
+            if stored is None:
+                raise CodecError("it vanished while being checked")
+            chunk_bytes(compression, stored, raw_size, key)
+        except CodecError as exc:
+            bad_chunks[key] = str(exc)
+        del stored
+        if progress is not None:
+            progress(done, total)
+    for key, reason in bad_chunks.items():
+        with db.read() as conn:
+            blobs = [row[0] for row in conn.execute("SELECT DISTINCT blob_key FROM blob_parts"
+                                                    " WHERE chunk_key = ?", (key,))]
+            users = _users_of(conn, blobs) if blobs else "used by no blob"
+        problems.append(f"chunk {key[:16]}… is damaged: {reason}; {users}")
+    for done, (blob_key,) in enumerate(multi, len(chunks) + 1):
+        why: str | None = None
+        try:
+            _, reader = _reader(db, blob_key)
+            if not any(part.chunk_key in bad_chunks for part in reader._parts):
                 reader.verify_rest()
-                return value
-            with self._verified_copy(reader, size) as copy:
-                return codec.decode(copy, size)
-        except (CodecError, NotFound, StoreError, UntrustedArtifact):
-            raise
-        except Exception as exc:
-            raise CodecError(f"cannot decode stored {encoding} value {blob_key[:16]}…: {exc}") from exc
-
-    # ------------------------------------------------------------ doctor --deep
-
-    def _users_of(self, conn: sqlite3.Connection, blob_keys: Iterable[str], limit: int = 5) -> str:
-        """``used by F/1/start/3.model, code package 2 …`` for a report line."""
-        keys = list(dict.fromkeys(blob_keys))
-        marks = ", ".join("?" * len(keys))
-        users = [f"{pathspec}.{name}" for pathspec, name in conn.execute(
-            "SELECT f.name || '/' || r.run_number || '/' || s.name || '/' || t.task_id, a.name"
-            " FROM artifacts a JOIN tasks t ON t.task_id = a.task_id JOIN steps s ON s.step_id = t.step_id"
-            " JOIN runs r ON r.run_id = t.run_id JOIN flows f ON f.flow_id = r.flow_id"
-            f" WHERE a.blob_key IN ({marks}) ORDER BY 1, 2 LIMIT ?", (*keys, limit + 1))]
-        users += [f"code package {code_id}" for (code_id,) in conn.execute(
-            f"SELECT code_id FROM code_packages WHERE blob_key IN ({marks}) ORDER BY 1 LIMIT ?",
-            (*keys, limit + 1))]
-        if not users:
-            return "used by no run"
-        more = " …" if len(users) > limit else ""
-        return "used by " + ", ".join(users[:limit]) + more
-
-    def rehash_problems(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
-        """Re-hash every chunk and every blob; one line per mismatch (``runstore doctor --deep``).
-
-        Streams one chunk at a time (memory stays near one 16 MiB chunk), checks each
-        chunk's bounds and that its bytes hash to its key, then each blob of several
-        chunks against its own key (a one-chunk blob *is* its chunk). Every line names
-        the chunk or blob and the runs' artifacts or code packages that use it. Never
-        decodes a value.
-
-        Example
-        -------
-        >>> from runstore import Store
-        >>> store = Store(":memory:")
-        >>> _ = store.put_value(list(range(1000)))
-        >>> store.rehash_problems()
-        []
-        """
-        problems: list[str] = []
-        bad_chunks: dict[str, str] = {}
-        with self.read() as conn:
-            chunks = conn.execute("SELECT chunk_id, chunk_key, compression, raw_size FROM blob_chunks"
-                                  " ORDER BY chunk_id").fetchall()
-            # A blob of one chunk keyed by the blob's own key, of the blob's size, is checked
-            # by checking that chunk; every other blob is streamed and hashed whole.
-            multi = conn.execute(
-                "SELECT b.blob_key FROM blobs b WHERE NOT (b.n_chunks = 1 AND EXISTS (SELECT 1"
-                " FROM blob_parts p JOIN blob_chunks c ON c.chunk_key = p.chunk_key"
-                " WHERE p.blob_key = b.blob_key AND p.seq = 0"
-                " AND p.chunk_key = b.blob_key AND c.raw_size = b.size)) ORDER BY b.blob_key").fetchall()
-        total = len(chunks) + len(multi)
-        for done, (chunk_id, key, compression, raw_size) in enumerate(chunks, 1):
-            with self.read() as conn:
-                stored = _fetch_chunk(conn, chunk_id)
-            try:
-                if stored is None:
-                    raise CodecError("it vanished while being checked")
-                data = decompress_chunk(compression, bytes(stored), raw_size)
-                if hashlib.sha256(data).hexdigest() != key:
-                    raise CodecError(_ALTERED)
-            except CodecError as exc:
-                bad_chunks[key] = str(exc)
-            del stored
-            if progress is not None:
-                progress(done, total)
-        for key, reason in bad_chunks.items():
-            with self.read() as conn:
-                blobs = [row[0] for row in conn.execute("SELECT DISTINCT blob_key FROM blob_parts"
-                                                        " WHERE chunk_key = ?", (key,))]
-                users = self._users_of(conn, blobs) if blobs else "used by no blob"
-            problems.append(f"chunk {key[:16]}… is damaged: {reason}; {users}")
-        for done, (blob_key,) in enumerate(multi, len(chunks) + 1):
-            try:
-                _, reader = self._reader(blob_key)
-                if not any(part.chunk_key in bad_chunks for part in reader._parts):
-                    reader.verify_rest()
-            except UntrustedArtifact:
-                reason = _ALTERED
-            except StoreError as exc:
-                if "are missing" in str(exc):  # the plain doctor reports missing chunks already
-                    reason = None
-                else:
-                    reason = str(exc).split(" is damaged: ", 1)[-1].removesuffix(f"; {_DEEP_HINT}")
+        except UntrustedArtifact:
+            why = _ALTERED
+        except StoreError as exc:
+            if "are missing" in str(exc):  # the plain doctor reports missing chunks already
+                why = None
             else:
-                reason = None
-            if reason:
-                with self.read() as conn:
-                    users = self._users_of(conn, [blob_key])
-                problems.append(f"blob {blob_key[:16]}… is damaged: {reason}; {users}")
-            if progress is not None:
-                progress(done, total)
-        return problems
+                why = str(exc).split(" is damaged: ", 1)[-1].removesuffix(f"; {_DEEP_HINT}")
+        if why:
+            with db.read() as conn:
+                users = _users_of(conn, [blob_key])
+            problems.append(f"blob {blob_key[:16]}… is damaged: {why}; {users}")
+        if progress is not None:
+            progress(done, total)
+    return problems

@@ -16,7 +16,7 @@ import threading
 import uuid as uuidlib
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import quote
 
 from ..errors import (
@@ -32,7 +32,19 @@ from ..schema import MIGRATIONS, SCHEMA_VERSION
 from ..util import now
 from ._schemacheck import schema_problems, split_sql
 
-__all__ = ["Database", "PRAGMAS", "BUSY_TIMEOUT", "translate_error", "harden", "altered_error"]
+__all__ = ["Database", "PRAGMAS", "BUSY_TIMEOUT", "translate_error", "harden", "altered_error",
+           "Row", "Progress", "dict_rows", "dict_row", "placeholders", "batches", "human_size"]
+
+#: A row as the store hands it out: ``{column: value}``.
+Row = dict[str, Any]
+
+#: Called as ``progress(done, total)`` while a long operation advances.
+Progress = Callable[[int, int], None]
+
+#: Ids per ``IN (...)`` list in statements over many rows.
+BATCH = 500
+
+_T = TypeVar("_T")
 
 #: Seconds a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT = 60.0
@@ -222,6 +234,71 @@ def altered_error(where: str, problems: list[str]) -> NotAStoreError:
     return NotAStoreError(
         f"{where} was altered after runstore wrote it: {problems[0]}{more}; runstore does not "
         "open such a file (`runstore doctor` lists what changed)")
+
+
+def dict_rows(cursor: sqlite3.Cursor) -> list[Row]:
+    """Every row of ``cursor`` as ``{column: value}`` (the store's one row-to-dict).
+
+    Example
+    -------
+    >>> import sqlite3
+    >>> dict_rows(sqlite3.connect(":memory:").execute("SELECT 1 AS one, 2 AS two"))
+    [{'one': 1, 'two': 2}]
+    """
+    names = [d[0] for d in cursor.description or ()]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def dict_row(cursor: sqlite3.Cursor) -> Row | None:
+    """The first row of ``cursor`` as a dict, or None when there is none.
+
+    Example
+    -------
+    >>> import sqlite3
+    >>> dict_row(sqlite3.connect(":memory:").execute("SELECT 1 AS one WHERE 0")) is None
+    True
+    """
+    names = [d[0] for d in cursor.description or ()]
+    row = cursor.fetchone()
+    return None if row is None else dict(zip(names, row))
+
+
+def placeholders(n: int) -> str:
+    """``?,?,…`` for an ``IN`` list of ``n`` values.
+
+    Example
+    -------
+    >>> placeholders(3)
+    '?,?,?'
+    """
+    return ",".join("?" * n)
+
+
+def batches(items: Sequence[_T], size: int = BATCH) -> Iterator[Sequence[_T]]:
+    """``items`` in slices of at most ``size`` (SQLite bounds the number of parameters).
+
+    Example
+    -------
+    >>> [list(b) for b in batches([1, 2, 3], 2)]
+    [[1, 2], [3]]
+    """
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def human_size(n: int | float) -> str:
+    """A byte count for people, as report lines print it.
+
+    Example
+    -------
+    >>> human_size(512), human_size(3 << 20)
+    ('512 B', '3.0 MiB')
+    """
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
 
 
 class Database:

@@ -1,0 +1,137 @@
+"""Read-only SQL over a store: what ``runstore sql`` and ``Store.sql`` run.
+
+The statement runs on a connection that cannot write: the file is opened with
+``mode=ro`` (same connection policy as the store's own, ``_db.py``), ``PRAGMA
+query_only`` is on, and an authorizer allows only reads — no ``ATTACH``, no pragma
+that sets anything, no function that touches files or leaks addresses. Ctrl-C stops
+a query (every connection has ``harden()``'s progress handler).
+
+Example
+-------
+>>> from runstore import Store
+>>> store = Store(":memory:")
+>>> sql(store, "SELECT 1 AS one").as_dicts()
+[{'one': 1}]
+>>> sql(store, "DELETE FROM runs")
+Traceback (most recent call last):
+...
+runstore.errors.StoreError: SQL error: only reading queries are allowed (not authorized)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..errors import StoreError
+from ._db import Database
+
+__all__ = ["SqlResult", "sql"]
+
+# Statements the read-only SQL connection may run (anything else: "not authorized").
+_SQL_ALLOWED = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_FUNCTION,
+    sqlite3.SQLITE_RECURSIVE,
+}
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    """Columns and rows of a read-only query (see ``Store.sql``).
+
+    Example
+    -------
+    >>> from runstore import Store
+    >>> Store(":memory:").sql("SELECT 1 AS one").rows
+    [(1,)]
+    """
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """The rows as ``{column: value}`` dicts."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+# Functions a read-only query may not call: fts3_tokenizer('simple') returns a raw C
+# pointer (an address leak; its 2-argument form installs code), the others touch files.
+# Pinned by tests/test_reliability_input.py::test_sql_command_stays_read_only.
+_SQL_DENIED_FUNCTIONS = {"fts3_tokenizer", "load_extension", "readfile", "writefile", "edit"}
+
+
+_PRAGMAS_ABOUT_A_TABLE = frozenset({
+    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+})
+_PRAGMAS_TO_READ = frozenset({
+    "user_version", "schema_version", "page_count", "page_size", "freelist_count", "table_list",
+    "compile_options",
+})
+
+
+def _sql_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SQL_DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    if action in _SQL_ALLOWED:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if name in _PRAGMAS_ABOUT_A_TABLE:  # the argument names a table or index
+            return sqlite3.SQLITE_OK
+        if name in _PRAGMAS_TO_READ and arg2 is None:  # with an argument they would set
+            return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+def _allow_all(*_: object) -> int:
+    return sqlite3.SQLITE_OK
+
+
+def _clear_authorizer(conn: sqlite3.Connection) -> None:
+    # Python 3.10 cannot remove an authorizer (None became "remove" in 3.11; before, it
+    # makes every later statement "not authorized"), so install one that allows all.
+    conn.set_authorizer(None if sys.version_info >= (3, 11) else _allow_all)
+
+
+def sql(db: Database, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> SqlResult:
+    """Run one read-only SQL statement and return its columns and rows.
+
+    ``Store.sql`` documents it, with an example.
+    """
+    if db.path is None:
+        conn = db.connection()
+        with db.read():
+            return _sql_on(conn, query, params, restore=True)
+    conn = db.open_connection()  # same policy as the store's own; closed below
+    try:
+        return _sql_on(conn, query, params, restore=False)
+    finally:
+        conn.close()
+
+
+def _sql_on(conn: sqlite3.Connection, query: str, params: Sequence[Any] | dict[str, Any], *,
+            restore: bool) -> SqlResult:
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        conn.set_authorizer(_sql_authorizer)
+        # Ctrl-C stops the query: every connection has harden()'s progress handler.
+        try:
+            cursor = conn.execute(query, params)
+            rows = cursor.fetchall()
+            columns = [d[0] for d in cursor.description or ()]
+        finally:
+            _clear_authorizer(conn)
+            if restore:
+                conn.execute("PRAGMA query_only = OFF")
+    except (sqlite3.Error, sqlite3.Warning) as exc:
+        text = str(exc)
+        if text == "interrupted":
+            raise KeyboardInterrupt from None
+        if "not authorized" in text or "readonly" in text or "query_only" in text:
+            text = f"only reading queries are allowed ({text})"
+        raise StoreError(f"SQL error: {text}") from None
+    return SqlResult(columns, rows)
