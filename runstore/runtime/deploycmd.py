@@ -1,7 +1,7 @@
 """``python flow.py deploy`` and ``python flow.py trigger``: production runs (SPEC §7).
 
 ``deploy`` stores the flow's code snapshot as its production deployment, through
-:func:`runstore.production.deploy` (tokens, authorization, generations), and says
+:func:`runstore.runtime.production.deploy` (tokens, authorization, generations), and says
 which namespace production runs land in and which command to share with people
 who may deploy next.
 
@@ -70,7 +70,7 @@ def deploy_command(flow_class: type) -> click.Command:
             python flow.py deploy
             python flow.py deploy --authorize TOKEN
         """
-        from ..production import deploy as deploy_flow
+        from .production import deploy as deploy_flow
         from ..util import printable, resolve_username
         from .environment import code_package
         flow_file = _flow_file(flow_class)
@@ -154,7 +154,7 @@ def trigger_command(flow_class: type) -> click.Command:
             python flow.py trigger --alpha 0.5
         """
         from ..errors import ProductionTokenError
-        from ..production import NAMESPACE_ENV, TOKEN_ENV, load_token, production_identity
+        from .production import NAMESPACE_ENV, TOKEN_ENV, load_token, production_identity
         from ..util import printable
         from ..version import INFO_ENV
 

@@ -116,7 +116,7 @@ class Scheduler:
 
     def run(self) -> RunOutcome:
         """Create the run, execute it, return how it ended (never raises for step failures)."""
-        from ..production import TOKEN_ENV, production_identity
+        from .production import TOKEN_ENV, production_identity
         from ..util import resolve_username
         from .environment import code_package, environment_metadata, system_tags
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ..blobs import CHUNK_SIZE, CODECS
+from ..codecs import CHUNK_SIZE, CODECS
 from ..errors import InvalidPathspec, NotAStoreError, NotFound, RunstoreError, StoreError, StoreReadOnlyError
 from ..trust import trust_in_home, trust_mac
 from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER

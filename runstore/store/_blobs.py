@@ -1,6 +1,6 @@
 """Content-addressed, chunked, compressed blobs inside the store file.
 
-Writing a value: encode it through a :class:`~runstore.blobs.ChunkSink`; each chunk
+Writing a value: encode it through a :class:`~runstore.codecs.ChunkSink`; each chunk
 is looked up by its own sha256 and only compressed and written when new. Chunks of
 a large value are written in short transactions as they come (bounded memory); the
 blob row and its chunk list become visible in the caller's transaction, together
@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, NamedTuple
 
-from ..blobs import (
+from ..codecs import (
     CHUNK_SIZE,
     JSON_SQL_LIMIT,
     ChunkSink,
@@ -423,7 +423,7 @@ class BlobsMixin:
         """Size, chunk list and, for a small one-chunk blob, its stored bytes: one query.
 
         The rows come from the file and are checked before anything is allocated
-        from them: every chunk holds at most :data:`~runstore.blobs.CHUNK_SIZE` bytes,
+        from them: every chunk holds at most :data:`~runstore.codecs.CHUNK_SIZE` bytes,
         stores no more than that (uncompressed: exactly its size), and the chunks add
         up to the blob's size. So a size computed here bounds every later allocation.
         """

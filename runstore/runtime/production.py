@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ProductionTokenError
-from .store._deploy import Deployment
-from .util import check_flow_name, check_uuid, config_dir, printable
+from ..errors import ProductionTokenError
+from ..store._deploy import Deployment
+from ..util import check_flow_name, check_uuid, config_dir, printable
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store import Store
 
 __all__ = ["DeployResult", "deploy", "hash_token", "load_token", "save_token", "token_path",
            "production_identity", "TOKEN_ENV", "NAMESPACE_ENV"]
