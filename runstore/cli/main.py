@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
-from . import __version__
-from ._clickutil import OneLineErrors
-from .util import printable
+from .. import __version__
+from ..util import parse_pathspec, printable
+from .common import find_object, open_store
+from .errors import OneLineErrors
+from .logs import logs_command
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store import Store
 
 __all__ = ["main", "cli"]
 
@@ -58,21 +60,6 @@ def version() -> None:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _open_store(ctx: click.Context, *, readonly: bool = False, **open_options: Any) -> "Store":
-    """The store named by --db / RUNSTORE_DB / discovery; never creates one."""
-    from .errors import StoreError
-    from .store import Store, discover_path
-
-    path, found = discover_path((ctx.find_root().obj or {}).get("db"))
-    if str(path) == ":memory:":
-        raise StoreError("--db :memory: makes a new empty store; name a file")
-    if not found or not path.exists():
-        raise StoreError(f"no store at {path}; pass --db PATH or set RUNSTORE_DB")
-    store = Store(path, readonly=readonly, create=False, **open_options)
-    ctx.call_on_close(store.close)  # closing is what lets SQLite remove its -wal/-shm files
-    return store
 
 
 def _progress(label: str) -> Callable[[int, int], None] | None:
@@ -143,7 +130,7 @@ def sql(ctx: click.Context, query: str, as_json: bool, as_csv: bool) -> None:
         raise click.UsageError("use either --json or --csv, not both")
     if not _strip_sql_comments(query).strip(" \t\r\n\f;"):
         raise click.UsageError("QUERY is empty; give one SQL statement, e.g. \"SELECT * FROM runs_view\"")
-    store = _open_store(ctx, readonly=True)
+    store = open_store(ctx, readonly=True)
     result = store.sql(query)
     if as_json:
         _echo_json(result.as_dicts())
@@ -169,7 +156,7 @@ def backup(ctx: click.Context, out: str) -> None:
     Example:
         runstore backup ~/backups/project-2026-11-23.db
     """
-    store = _open_store(ctx, readonly=True)
+    store = open_store(ctx, readonly=True)
     click.echo(f"backed up {store.where} to {store.backup(out)}")
 
 
@@ -190,7 +177,7 @@ def delete(ctx: click.Context, pathspecs: tuple[str, ...], yes: bool, force: boo
         runstore delete --yes ScratchFlow
         runstore delete --yes --force TrainFlow/9
     """
-    store = _open_store(ctx)
+    store = open_store(ctx)
     if not yes:
         click.confirm(f"Delete {', '.join(pathspecs)} from {store.where}?", abort=True, err=True)
     deleted = store.delete_runs(pathspecs, force=force)
@@ -213,7 +200,7 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
         runstore delete --yes TrainFlow/3 && runstore gc
         runstore gc --dry-run
     """
-    store = _open_store(ctx)
+    store = open_store(ctx)
     report = store.gc(dry_run=dry_run, progress=_progress("collecting"))
     click.echo(json.dumps(asdict(report), indent=2) if as_json else report.summary())
 
@@ -234,7 +221,7 @@ def export_cmd(ctx: click.Context, runs: tuple[str, ...], out: str, as_json: boo
     Example:
         runstore export TrainFlow/12 TrainFlow/15 -o best-runs.db
     """
-    report = _open_store(ctx, readonly=True).export_runs(runs, out, progress=_progress("exporting"))
+    report = open_store(ctx, readonly=True).export_runs(runs, out, progress=_progress("exporting"))
     if as_json:
         _echo_json(asdict(report))
     else:
@@ -256,7 +243,7 @@ def merge(ctx: click.Context, other: str, as_json: bool) -> None:
     Example:
         runstore --db mine.db merge colleague.db
     """
-    report = _open_store(ctx).merge_from(other, progress=_progress("merging"))
+    report = open_store(ctx).merge_from(other, progress=_progress("merging"))
     if as_json:
         _echo_json(asdict(report))
         return
@@ -279,7 +266,7 @@ def trust(file: str) -> None:
     Example:
         runstore trust ~/Downloads/colleague-runs.db
     """
-    from .store import Store
+    from ..store import Store
 
     # A file you cannot write is trusted in your home instead (runstore/trust.py).
     store = Store(file, create=False, readonly=not os.access(file, os.W_OK))
@@ -314,8 +301,8 @@ def doctor(ctx: click.Context, as_json: bool, deep: bool, reindex: bool) -> None
         runstore doctor --reindex
     """
     if reindex:
-        _open_store(ctx).reindex()
-    store = _open_store(ctx, diagnose=True)
+        open_store(ctx).reindex()
+    store = open_store(ctx, diagnose=True)
     report = store.doctor(deep=deep)
     if as_json:
         _echo_json({"ok": report.ok, **asdict(report)})
@@ -335,25 +322,16 @@ def doctor(ctx: click.Context, as_json: bool, deep: bool, reindex: bool) -> None
 
 def _global_namespace() -> None:
     """Pathspec-addressed commands see every namespace: the user named the object."""
-    from .namespace import namespace
+    from ..namespace import namespace
 
     namespace(None)
 
 
 def _client(kind: str, pathspec: str, store: "Store") -> Any:
     """The client object a pathspec names: Run (Flow/N), Step (+/step) or Task (+/id)."""
-    from . import client
-    from .errors import InvalidPathspec
-
-    depth = pathspec.strip("/").count("/") + 1
-    classes = {2: client.Run, 3: client.Step, 4: client.Task}
-    if kind == "run":
-        classes = {2: client.Run}
-    if depth not in classes:
-        shapes = "Flow/N" if kind == "run" else "Flow/N, Flow/N/step or Flow/N/step/task_id"
-        raise InvalidPathspec(f"{pathspec!r} is not a pathspec like {shapes}")
+    parts = parse_pathspec(pathspec, depths=(2,) if kind == "run" else (2, 3, 4))
     _global_namespace()
-    return classes[depth](pathspec.strip("/"), store=store)
+    return find_object(store, parts)
 
 
 def _when(value: Any) -> str:
@@ -431,12 +409,12 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
         runstore runs TrainFlow --tag baseline --limit 5
         runstore runs --all --json
     """
-    from . import client
-    from .namespace import default_namespace, get_namespace, namespace
+    from .. import client
+    from ..namespace import default_namespace, get_namespace, namespace
 
     if ns is not None and all_namespaces:
         raise click.UsageError("use either --namespace or --all")
-    store = _open_store(ctx, readonly=True)
+    store = open_store(ctx, readonly=True)
     namespace(None) if all_namespaces else namespace(ns) if ns is not None else default_namespace()
     flows = [client.Flow(flow, store=store)] if flow else client.Runstore(store=store).flows
     found = [run for f in flows for run in itertools.islice(f.runs(*tags), limit)]
@@ -473,9 +451,9 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
         runstore show TrainFlow/12
         runstore show TrainFlow/12/train/1043 --json
     """
-    from . import client
+    from .. import client
 
-    obj = _client("any", pathspec, _open_store(ctx, readonly=True))
+    obj = _client("any", pathspec, open_store(ctx, readonly=True))
     seconds = _seconds(obj)
     info: dict[str, Any] = {"pathspec": obj.pathspec, "status": getattr(obj, "status", None),
                             "created_at": _when(obj.created_at), "finished_at": _when(obj.finished_at),
@@ -517,41 +495,7 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
             _echo_table(list(rows[0]), [list(r.values()) for r in rows])
 
 
-@cli.command()
-@click.argument("pathspec")
-@click.option("--stderr", "which", flag_value="stderr", help="Show stderr instead of stdout.")
-@click.option("--stdout", "which", flag_value="stdout", default=True, hidden=True)
-@click.option("--raw", is_flag=True, help="Print the log exactly as stored, terminal escapes included.")
-@click.pass_context
-def logs(ctx: click.Context, pathspec: str, which: str, raw: bool) -> None:
-    """Print the stdout (or --stderr) of a task, or of every task of a step or run.
-
-    With several tasks each log is headed by its pathspec, in the order the tasks
-    ran. The latest attempt's log is shown. Control characters other than
-    newline and tab are shown escaped (a shared file could otherwise send escape
-    sequences to your terminal); --raw prints the bytes as stored.
-
-    \b
-    Example:
-        runstore logs TrainFlow/12/train
-        runstore logs TrainFlow/12 --stderr
-    """
-    from . import client
-
-    def shown(text: str) -> str:
-        return text if raw else printable(text, multiline=True)
-
-    obj = _client("any", pathspec, _open_store(ctx, readonly=True))
-    if isinstance(obj, client.Task):
-        click.echo(shown(getattr(obj, which)), nl=False, color=raw or None)  # raw: click strips nothing
-        return
-    steps = [obj] if isinstance(obj, client.Step) else list(obj)
-    tasks = sorted((t for s in steps for t in s), key=lambda t: int(t.id))
-    for task in tasks:
-        text = getattr(task, which)
-        if text:
-            click.echo(printable(f"[{task.pathspec}]"))
-            click.echo(shown(text), nl=not text.endswith("\n"), color=raw or None)
+cli.add_command(logs_command(), "logs")
 
 
 @cli.group()
@@ -568,7 +512,7 @@ def tag() -> None:
 
 
 def _tag_run(ctx: click.Context, run: str) -> Any:
-    return _client("run", run, _open_store(ctx))
+    return _client("run", run, open_store(ctx))
 
 
 @tag.command(name="add")
@@ -631,7 +575,7 @@ def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
     Example:
         runstore tag list TrainFlow/12
     """
-    obj = _client("run", run, _open_store(ctx, readonly=True))
+    obj = _client("run", run, open_store(ctx, readonly=True))
     tags = {"user": sorted(obj.user_tags), "system": sorted(obj.system_tags)}
     if as_json:
         _echo_json(tags)
@@ -651,7 +595,7 @@ def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
     Example:
         runstore diff TrainFlow/11 TrainFlow/12
     """
-    store = _open_store(ctx, readonly=True)
+    store = open_store(ctx, readonly=True)
     a, b = _client("run", run_a, store), _client("run", run_b, store)
     sections = [("parameters", _parameters(a), _parameters(b)), ("environment", _environment(a), _environment(b))]
     for title, left, right in sections:
