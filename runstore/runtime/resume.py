@@ -38,6 +38,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from ..errors import NotFound, ResumeError
@@ -192,8 +193,7 @@ class ResumeScheduler(Scheduler):
 
     def _spec(self, task_id: int, step: str, inputs: list[Any], frames: list[Any]) -> TaskSpec:
         spec = super()._spec(task_id, step, inputs, frames)
-        spec.origin_run_id = str(self.plan.origin_number)
-        return spec
+        return dataclasses.replace(spec, origin_run_id=str(self.plan.origin_number))
 
     # ------------------------------------------------------------ cloning
 

@@ -15,6 +15,7 @@ is cloned (rows copied by reference) instead of executed; the walk is the same.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -235,8 +236,7 @@ class Scheduler:
     def _on_result(self, spec: TaskSpec, result: TaskResult) -> None:
         if result.status == "failed":
             if spec.attempt < spec.retries:
-                spec.attempt += 1
-                self.ready.append(spec)
+                self.ready.append(dataclasses.replace(spec, attempt=spec.attempt + 1))
                 return
             self.failed.append(f"Step {spec.step} (task-id {spec.task_id}) failed: {result.error}")
             return
