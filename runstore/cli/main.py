@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..util import parse_pathspec, printable
 from .common import find_object, open_store
 from .errors import OneLineErrors
