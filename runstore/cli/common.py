@@ -19,17 +19,19 @@ Error: no store at /nonexistent/x.db; pass --db PATH or set RUNSTORE_DB
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import NotFound
+from ..util import parse_pathspec
 
 if TYPE_CHECKING:
     from ..client import ClientObject, Task
     from ..store import Store
 
-__all__ = ["open_store", "find_object", "tasks_of"]
+__all__ = ["open_store", "find_object", "tasks_of", "client_object", "echo_json"]
 
 
 def open_store(ctx: click.Context, *, readonly: bool = False, **open_options: Any) -> "Store":
@@ -73,3 +75,25 @@ def tasks_of(obj: "ClientObject") -> list["Task"]:
         return [obj]
     steps = [obj] if isinstance(obj, client.Step) else list(obj)
     return sorted((t for s in steps for t in s), key=lambda t: int(t.id))
+
+
+def _global_namespace() -> None:
+    """Pathspec-addressed commands see every namespace: the user named the object."""
+    from ..namespace import namespace
+
+    namespace(None)
+
+
+def client_object(kind: str, pathspec: str, store: "Store") -> Any:
+    """The client object a pathspec names: Run (Flow/N), Step (+/step) or Task (+/id)."""
+    parts = parse_pathspec(pathspec, depths=(2,) if kind == "run" else (2, 3, 4))
+    _global_namespace()
+    return find_object(store, parts)
+
+
+def _jsonable(value: Any) -> Any:
+    return f"<{len(value)} bytes>" if isinstance(value, (bytes, bytearray, memoryview)) else value
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_jsonable))

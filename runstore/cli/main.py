@@ -17,18 +17,16 @@ import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 
 from .._version import __version__
-from ..util import parse_pathspec, printable
-from .common import find_object, open_store
+from ..util import printable
+from .common import client_object, echo_json, open_store
 from .errors import OneLineErrors
 from .logs import logs_command
-
-if TYPE_CHECKING:
-    from ..store import Store
+from .tag import runstore_tag_group
 
 __all__ = ["main", "cli"]
 
@@ -94,14 +92,6 @@ def _echo_table(columns: list[str], rows: list[Sequence[Any]]) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-def _jsonable(value: Any) -> Any:
-    return f"<{len(value)} bytes>" if isinstance(value, (bytes, bytearray, memoryview)) else value
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=_jsonable))
-
-
 # ---------------------------------------------------------------- admin commands
 
 
@@ -133,7 +123,7 @@ def sql(ctx: click.Context, query: str, as_json: bool, as_csv: bool) -> None:
     store = open_store(ctx, readonly=True)
     result = store.sql(query)
     if as_json:
-        _echo_json(result.as_dicts())
+        echo_json(result.as_dicts())
     elif as_csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -223,7 +213,7 @@ def export_cmd(ctx: click.Context, runs: tuple[str, ...], out: str, as_json: boo
     """
     report = open_store(ctx, readonly=True).export_runs(runs, out, progress=_progress("exporting"))
     if as_json:
-        _echo_json(asdict(report))
+        echo_json(asdict(report))
     else:
         click.echo(f"{report.summary()} into {report.target}")
 
@@ -245,7 +235,7 @@ def merge(ctx: click.Context, other: str, as_json: bool) -> None:
     """
     report = open_store(ctx).merge_from(other, progress=_progress("merging"))
     if as_json:
-        _echo_json(asdict(report))
+        echo_json(asdict(report))
         return
     click.echo(printable(report.summary()))
     for old, new in report.renumbered.items():
@@ -305,7 +295,7 @@ def doctor(ctx: click.Context, as_json: bool, deep: bool, reindex: bool) -> None
     store = open_store(ctx, diagnose=True)
     report = store.doctor(deep=deep)
     if as_json:
-        _echo_json({"ok": report.ok, **asdict(report)})
+        echo_json({"ok": report.ok, **asdict(report)})
     else:
         click.echo(f"store: {store.where}")
         click.echo("  " + ", ".join(f"{k}={v}" for k, v in report.facts.items()))
@@ -318,20 +308,6 @@ def doctor(ctx: click.Context, as_json: bool, deep: bool, reindex: bool) -> None
 
 
 # ---------------------------------------------------------------- looking at runs
-
-
-def _global_namespace() -> None:
-    """Pathspec-addressed commands see every namespace: the user named the object."""
-    from ..namespace import namespace
-
-    namespace(None)
-
-
-def _client(kind: str, pathspec: str, store: "Store") -> Any:
-    """The client object a pathspec names: Run (Flow/N), Step (+/step) or Task (+/id)."""
-    parts = parse_pathspec(pathspec, depths=(2,) if kind == "run" else (2, 3, 4))
-    _global_namespace()
-    return find_object(store, parts)
 
 
 def _when(value: Any) -> str:
@@ -424,7 +400,7 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
              "duration_s": None if _seconds(r) is None else round(_seconds(r), 3), "user": r.user,
              "tags": sorted(r.user_tags)} for r in found]
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
     elif rows:
         _echo_table(["pathspec", "status", "started", "duration", "user", "tags"],
                     [[r["pathspec"], r["status"], r["created_at"],
@@ -453,7 +429,7 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
     """
     from .. import client
 
-    obj = _client("any", pathspec, open_store(ctx, readonly=True))
+    obj = client_object("any", pathspec, open_store(ctx, readonly=True))
     seconds = _seconds(obj)
     info: dict[str, Any] = {"pathspec": obj.pathspec, "status": getattr(obj, "status", None),
                             "created_at": _when(obj.created_at), "finished_at": _when(obj.finished_at),
@@ -479,7 +455,7 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
                     metadata=obj.metadata_dict, artifacts=_artifact_rows(obj),
                     stdout_bytes=obj.stdout_size, stderr_bytes=obj.stderr_size)
     if as_json:
-        _echo_json(info)
+        echo_json(info)
         return
     tables: dict[str, list[dict[str, Any]]] = {}
     for key in ("parameters", "steps", "tasks", "artifacts", "metadata"):
@@ -496,92 +472,7 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
 
 
 cli.add_command(logs_command(), "logs")
-
-
-@cli.group()
-def tag() -> None:
-    """Add, remove, replace or list the user tags of a run.
-
-    System tags (user:, runtime:, python_version:, date: ...) cannot change.
-
-    \b
-    Example:
-        runstore tag add TrainFlow/12 best
-        runstore tag list TrainFlow/12
-    """
-
-
-def _tag_run(ctx: click.Context, run: str) -> Any:
-    return _client("run", run, open_store(ctx))
-
-
-@tag.command(name="add")
-@click.argument("run")
-@click.argument("tags", nargs=-1, required=True)
-@click.pass_context
-def tag_add(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
-    """Add user TAGS to RUN.
-
-    \b
-    Example:
-        runstore tag add TrainFlow/12 best reviewed
-    """
-    obj = _tag_run(ctx, run)
-    obj.add_tags(tags)
-    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
-
-
-@tag.command(name="remove")
-@click.argument("run")
-@click.argument("tags", nargs=-1, required=True)
-@click.pass_context
-def tag_remove(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
-    """Remove user TAGS from RUN (absent tags are ignored).
-
-    \b
-    Example:
-        runstore tag remove TrainFlow/12 reviewed
-    """
-    obj = _tag_run(ctx, run)
-    obj.remove_tags(tags)
-    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
-
-
-@tag.command(name="replace")
-@click.argument("run")
-@click.argument("old")
-@click.argument("new")
-@click.pass_context
-def tag_replace(ctx: click.Context, run: str, old: str, new: str) -> None:
-    """Replace the user tag OLD of RUN by NEW, in one step.
-
-    \b
-    Example:
-        runstore tag replace TrainFlow/12 candidate champion
-    """
-    obj = _tag_run(ctx, run)
-    obj.replace_tag(old, new)
-    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
-
-
-@tag.command(name="list")
-@click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="User and system tags as JSON.")
-@click.pass_context
-def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
-    """List the tags of RUN: user tags, then system tags.
-
-    \b
-    Example:
-        runstore tag list TrainFlow/12
-    """
-    obj = _client("run", run, open_store(ctx, readonly=True))
-    tags = {"user": sorted(obj.user_tags), "system": sorted(obj.system_tags)}
-    if as_json:
-        _echo_json(tags)
-        return
-    click.echo(printable(f"user tags:   {' '.join(tags['user'])}"))
-    click.echo(printable(f"system tags: {' '.join(tags['system'])}"))
+cli.add_command(runstore_tag_group, "tag")
 
 
 @cli.command()
@@ -596,7 +487,7 @@ def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
         runstore diff TrainFlow/11 TrainFlow/12
     """
     store = open_store(ctx, readonly=True)
-    a, b = _client("run", run_a, store), _client("run", run_b, store)
+    a, b = client_object("run", run_a, store), client_object("run", run_b, store)
     sections = [("parameters", _parameters(a), _parameters(b)), ("environment", _environment(a), _environment(b))]
     for title, left, right in sections:
         changed = [(k, left.get(k, ""), right.get(k, "")) for k in sorted({*left, *right}) if left.get(k) != right.get(k)]

@@ -1,4 +1,5 @@
-"""The flow CLI's ``tag add|remove|replace|list`` commands (``python flow.py tag …``).
+"""Every ``tag`` command: the flow CLI's ``tag add|remove|replace|list`` (``python flow.py tag …``,
+Metaflow's options) and ``runstore tag add|remove|replace|list RUN …`` (:data:`runstore_tag_group`).
 
 The flow's command line (:mod:`runstore.cli.flow`) mounts the group returned by :func:`make_tag_command` under its
 flow command. The commands read and edit runs through the Client API; the store is the
@@ -28,13 +29,14 @@ import click
 from ..errors import InvalidPathspec, NamespaceMismatch, NotFound, TaggingError
 from ..namespace import identity, resolve_store
 from ..util import printable
+from .common import client_object, echo_json, open_store
 from .errors import OneLineErrors
 
 if TYPE_CHECKING:
     from ..client import Run
     from ..store import Store
 
-__all__ = ["make_tag_command"]
+__all__ = ["make_tag_command", "runstore_tag_group"]
 
 
 def _store_from(store: "Store | Callable[[], Store] | None") -> "Store":
@@ -222,3 +224,92 @@ def make_tag_command(flow_name: str, store: "Store | Callable[[], Store] | None"
         for run in runs:
             click.echo(_describe(run, hide_system_tags))
     return tag
+
+
+# ---------------------------------------------------------------- runstore tag RUN ...
+
+
+@click.group("tag")
+def runstore_tag_group() -> None:
+    """Add, remove, replace or list the user tags of a run.
+
+    System tags (user:, runtime:, python_version:, date: ...) cannot change.
+
+    \b
+    Example:
+        runstore tag add TrainFlow/12 best
+        runstore tag list TrainFlow/12
+    """
+
+
+def _tag_run(ctx: click.Context, run: str) -> Any:
+    return client_object("run", run, open_store(ctx))
+
+
+@runstore_tag_group.command(name="add")
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.pass_context
+def tag_add(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
+    """Add user TAGS to RUN.
+
+    \b
+    Example:
+        runstore tag add TrainFlow/12 best reviewed
+    """
+    obj = _tag_run(ctx, run)
+    obj.add_tags(tags)
+    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
+
+
+@runstore_tag_group.command(name="remove")
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.pass_context
+def tag_remove(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
+    """Remove user TAGS from RUN (absent tags are ignored).
+
+    \b
+    Example:
+        runstore tag remove TrainFlow/12 reviewed
+    """
+    obj = _tag_run(ctx, run)
+    obj.remove_tags(tags)
+    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
+
+
+@runstore_tag_group.command(name="replace")
+@click.argument("run")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def tag_replace(ctx: click.Context, run: str, old: str, new: str) -> None:
+    """Replace the user tag OLD of RUN by NEW, in one step.
+
+    \b
+    Example:
+        runstore tag replace TrainFlow/12 candidate champion
+    """
+    obj = _tag_run(ctx, run)
+    obj.replace_tag(old, new)
+    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
+
+
+@runstore_tag_group.command(name="list")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="User and system tags as JSON.")
+@click.pass_context
+def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
+    """List the tags of RUN: user tags, then system tags.
+
+    \b
+    Example:
+        runstore tag list TrainFlow/12
+    """
+    obj = client_object("run", run, open_store(ctx, readonly=True))
+    tags = {"user": sorted(obj.user_tags), "system": sorted(obj.system_tags)}
+    if as_json:
+        echo_json(tags)
+        return
+    click.echo(printable(f"user tags:   {' '.join(tags['user'])}"))
+    click.echo(printable(f"system tags: {' '.join(tags['system'])}"))
