@@ -37,7 +37,12 @@ __all__ = ["main", "make_cli"]
 
 
 class _ParamType(click.ParamType):
-    """Click type that converts through ``Parameter.convert`` (usage error on a bad value)."""
+    """Click type that checks through ``Parameter.convert`` (usage error on a bad value).
+
+    It hands on the text as given: ``resolve_parameters`` converts it once, and a value
+    that converts to None (``--config null``) stays a given value rather than looking like
+    an absent option.
+    """
 
     def __init__(self, param: Any) -> None:
         self.param = param
@@ -45,9 +50,10 @@ class _ParamType(click.ParamType):
 
     def convert(self, value: Any, option: Any, ctx: Any) -> Any:
         try:
-            return self.param.convert(value)
+            self.param.convert(value)
         except ParameterError as exc:
             self.fail(str(exc), option, ctx)
+        return value
 
 
 def _param_option(param: Any) -> click.Option:
