@@ -320,8 +320,8 @@ def bench_startup(peers: Peers, quick: bool, env: dict[str, str], tmp: Path) -> 
         log(f"startup {label}: {fmt_s(statistics.median(times))}")
     counts = {}
     for label, stmt in (("import runstore", "import runstore"), ("import sqlite3, click", "import sqlite3, click"),
-                        ("flow run path (runstore + runstore.runtime.flowcli)",
-                         "import runstore, runstore.runtime.flowcli")):
+                        ("flow run path (runstore + runstore.cli.flow)",
+                         "import runstore, runstore.cli.flow")):
         counts[label] = int(json_child([sys.executable, "-c", f"import sys; n = len(sys.modules); {stmt}; "
                                         "print(len(sys.modules) - n)"], env, tmp))
     out["_modules"] = counts

@@ -41,7 +41,7 @@ from .namespace import default_namespace, get_metadata, get_namespace, namespace
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from .client import DataArtifact, Flow, Run, Runstore, Step, Task
-    from .frames import to_dataframe
+    from .dataframe import to_dataframe
     from .runtime import Runner
     from .store import Store
     from .version import get_version, read_info_file
@@ -57,7 +57,7 @@ _LAZY = {
     "Task": ".client",
     "DataArtifact": ".client",
     "Runner": ".runtime",
-    "to_dataframe": ".frames",
+    "to_dataframe": ".dataframe",
     "get_version": ".version",
     "read_info_file": ".version",
 }

@@ -467,7 +467,9 @@ class FlowSpec:
 
     def __init__(self, use_cli: bool = True) -> None:
         if use_cli:
-            from .runtime.flowcli import main
+            # The one upward import (named in tests/test_layering.py): a flow file's
+            # `MyFlow()` under __main__ starts the flow's command line.
+            from .cli.flow import main
 
             main(type(self))
 

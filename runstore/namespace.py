@@ -53,7 +53,7 @@ def identity() -> str:
     ``trigger`` sets ``RUNSTORE_PRODUCTION_NAMESPACE`` (public) for the run it starts, so
     client code inside a production run reads production by default. This only
     chooses what the client *reads*: the namespace a new run is *tagged* with comes
-    from :func:`runstore.production.production_identity`, which checks the secret
+    from :func:`runstore.runtime.production.production_identity`, which checks the secret
     token (SPEC §13, promise 5).
 
     Example

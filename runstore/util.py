@@ -282,3 +282,70 @@ def check_flow_name(name: object) -> str:
             f"{printable(repr(name))} is not a valid flow name (letters, digits, _; not starting with a digit)"
         )
     return name
+
+
+#: Largest id SQLite can store: a run number, task id or attempt beyond it cannot exist (and
+#: must not reach SQLite, which would overflow).
+MAX_ID = 2**63 - 1
+
+
+def parse_id(text: object, *, canonical: bool = True) -> int | None:
+    """A run number or task id spelled in ASCII digits, or None.
+
+    ``canonical`` (the client's rule) also refuses other spellings of a number (``"05"``).
+    ``"²".isdigit()`` is true but ``int("²")`` fails: ASCII digits only. An id beyond
+    :data:`MAX_ID` is None too: it cannot exist.
+
+    Example
+    -------
+    >>> parse_id("5"), parse_id("05"), parse_id("05", canonical=False), parse_id("x"), parse_id(str(2**63))
+    (5, None, 5, None, None)
+    """
+    text = str(text).strip() if isinstance(text, int) and not isinstance(text, bool) else text
+    if not isinstance(text, str) or not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    if number > MAX_ID or (canonical and str(number) != text):
+        return None
+    return number
+
+
+def parse_pathspec(text: str, *, flow: str | None = None, depths: tuple[int, ...] = (1, 2, 3, 4),
+                   expected: str | None = None) -> tuple[str, ...]:
+    """Split ``Flow/Run/Step/Task`` into its components, checking its shape.
+
+    With ``flow``, the flow component may be left out (``"3/start"`` in a flow's command
+    line) and the run and task components must be ASCII digits (an id too large to exist
+    passes: looking it up finds nothing). ``depths`` are the accepted component counts,
+    flow included. A wrong shape is :class:`~runstore.errors.InvalidPathspec` naming
+    ``expected``.
+
+    Example
+    -------
+    >>> parse_pathspec("HelloFlow/5/start/")
+    ('HelloFlow', '5', 'start')
+    >>> parse_pathspec("HelloFlow", depths=(2, 3, 4))
+    Traceback (most recent call last):
+    ...
+    runstore.errors.InvalidPathspec: 'HelloFlow' is not a pathspec like Flow/N, Flow/N/step or Flow/N/step/task_id
+    >>> parse_pathspec("3/start", flow="HelloFlow", depths=(3, 4))
+    ('HelloFlow', '3', 'start')
+    >>> parse_pathspec("x/start", flow="HelloFlow", depths=(3, 4), expected="RUN/STEP")
+    Traceback (most recent call last):
+    ...
+    runstore.errors.InvalidPathspec: expected RUN/STEP, not 'x/start'
+    """
+    parts = text.strip("/").split("/") if isinstance(text, str) else []
+    if flow is not None and parts and parts[0] != flow:
+        parts = [flow, *parts]
+    numbers = parts[1:2] + parts[3:4]
+    ok = len(parts) in depths and all(parts)
+    if ok and flow is not None:
+        ok = all(p.isascii() and p.isdigit() for p in numbers)
+    if not ok:
+        if expected:
+            raise InvalidPathspec(f"expected {expected}, not {printable(repr(text))}")
+        shapes = [("Flow", "Flow/N", "Flow/N/step", "Flow/N/step/task_id")[d - 1] for d in depths]
+        shown = " or ".join(filter(None, [", ".join(shapes[:-1]), shapes[-1]]))
+        raise InvalidPathspec(f"{printable(repr(text))} is not a pathspec like {shown}")
+    return tuple(parts)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from runstore import Store, StoreError, UntrustedArtifact
-from runstore.blobs import CHUNK_SIZE
+from runstore.codecs import CHUNK_SIZE
 
 MiB = 1024 * 1024
 

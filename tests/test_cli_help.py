@@ -89,7 +89,7 @@ def test_every_runstore_flag_is_documented(path: tuple[str, ...]):
 
 def _flow_cli() -> click.Group:
     from runstore import FlowSpec, Parameter, step
-    from runstore.runtime.flowcli import make_cli
+    from runstore.cli.flow import make_cli
 
     class DocumentedFlow(FlowSpec):
         alpha = Parameter("alpha", default=1)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from runstore import CodecError, Store
-from runstore.blobs import CHUNK_SIZE, ChunkSink, choose_codec, get_codec
+from runstore.codecs import CHUNK_SIZE, ChunkSink, choose_codec, get_codec
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

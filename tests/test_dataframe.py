@@ -35,6 +35,6 @@ def test_to_dataframe_parameters_and_artifacts(memory_store: Store):
 
 
 def test_pandas_is_not_imported_by_runstore():
-    code = "import sys, runstore, runstore.frames, runstore.cli; print('pandas' in sys.modules)"
+    code = "import sys, runstore, runstore.dataframe, runstore.cli; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -13,7 +13,7 @@ import runstore
 MODULES = sorted(
     name
     for _, name, _ in pkgutil.walk_packages(runstore.__path__, prefix="runstore.")
-    if name not in ("runstore.__main__",)
+    if name not in ("runstore.__main__", "runstore.cli.__main__")
 )
 
 

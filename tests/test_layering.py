@@ -1,8 +1,14 @@
-"""Imports point one way (docs/architecture.md), and `import runstore` stays light."""
+"""Imports point one way: the ladder of docs/architecture.md, read from the page and enforced.
+
+Every module of runstore/ is on one rung; each import (top level, function-local, under
+TYPE_CHECKING) goes to a lower rung, except the named exceptions below; no cycle; and the
+light paths stay light (`import runstore`, `python flow.py run`).
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,93 +16,194 @@ from pathlib import Path
 import runstore
 
 PACKAGE = Path(runstore.__file__).resolve().parent
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+
+#: (importer, imported) -> why the upward import is allowed. docs/architecture.md names the same.
+EXCEPTIONS = {
+    ("runstore.flowspec", "runstore.cli.flow"):
+        "`MyFlow()` under __main__ starts the flow's command line; only then, so `import runstore` "
+        "never loads click",
+    ("runstore.current", "runstore.client"):
+        "current.run / current.task hand out client objects; the runtime and flowspec set and read "
+        "`current` without loading the client",
+}
 
 
-def _imports(path: Path) -> set[str]:
-    """Absolute module names imported by one file (relative imports resolved)."""
-    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    if module.endswith(".__init__"):
-        module = module[: -len(".__init__")]
-        package = module
-    else:
-        package = module.rsplit(".", 1)[0]
-    found: set[str] = set()
+def module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports_of(module: str, path: Path, modules: dict[str, Path] = MODULES) -> dict[str, int]:
+    """runstore modules ``module`` imports anywhere in its source -> the first line doing so."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: dict[str, int] = {}
     for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
             if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                name = ".".join(base + ([node.module] if node.module else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
             else:
-                name = node.module or ""
-            found.add(name)
-            found.update(f"{name}.{alias.name}" for alias in node.names)
+                base = node.module or ""
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                found.setdefault(name, node.lineno)
     return found
 
 
-def _modules() -> dict[str, set[str]]:
-    return {
-        ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts): _imports(p)
-        for p in PACKAGE.rglob("*.py")
-    }
+def ladder(text: str) -> dict[str, int]:
+    """module -> rung, from the table under '## Layers' in docs/architecture.md."""
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    rungs: dict[str, int] = {}
+    for match in re.finditer(r"^\| (\d+) \| ([^|]*) \|", section, re.M):
+        for name in re.findall(r"`([\w.]+)`", match.group(2)):
+            full = "runstore" if name == "runstore" else f"runstore.{name}"
+            assert full not in rungs, f"{full} is listed twice in docs/architecture.md"
+            rungs[full] = int(match.group(1))
+    return rungs
+
+
+def violations(modules: dict[str, Path], rungs: dict[str, int]) -> list[str]:
+    found = []
+    for module, path in sorted(modules.items()):
+        for target, line in sorted(imports_of(module, path, modules).items()):
+            if rungs[target] >= rungs[module] and (module, target) not in EXCEPTIONS:
+                where = path.relative_to(PACKAGE.parent) if path.is_relative_to(PACKAGE.parent) else path
+                found.append(f"{where}:{line}: {module} (rung {rungs[module]}) "
+                             f"imports {target} (rung {rungs[target]}): imports must point down the ladder")
+    return found
+
+
+def cycles(modules: dict[str, Path]) -> list[list[str]]:
+    """Strongly connected components of more than one module (the exceptions left out)."""
+    edges = {m: [t for t in imports_of(m, p, modules) if (m, t) not in EXCEPTIONS] for m, p in modules.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(edges):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_every_module_is_on_the_ladder_and_every_rung_exists():
+    rungs = ladder(ARCHITECTURE.read_text())
+    assert sorted(set(MODULES) - set(rungs)) == [], "modules missing from the ladder in docs/architecture.md"
+    assert sorted(set(rungs) - set(MODULES)) == [], "docs/architecture.md lists modules that do not exist"
+
+
+def test_imports_point_down_the_ladder():
+    assert violations(MODULES, ladder(ARCHITECTURE.read_text())) == []
+
+
+def test_no_import_cycle():
+    assert cycles(MODULES) == []
+
+
+def test_every_exception_is_still_needed_and_documented():
+    text = ARCHITECTURE.read_text()
+    for (module, target), reason in EXCEPTIONS.items():
+        assert reason
+        assert target in imports_of(module, MODULES[module]), f"{module} no longer imports {target}: drop the exception"
+        short = lambda m: m.removeprefix("runstore.")  # noqa: E731
+        assert f"`{short(module)}` → `{short(target)}`" in text, f"docs/architecture.md does not name {module} -> {target}"
+
+
+def test_a_back_import_is_caught(tmp_path: Path):
+    # The checker itself: a low module importing a high one, and a two-module cycle.
+    fake = {**MODULES, "runstore.util": tmp_path / "util.py"}
+    fake["runstore.util"].write_text("def f():\n    from .cli import root\n")
+    rungs = ladder(ARCHITECTURE.read_text())
+    assert any(f"runstore.util (rung {rungs['runstore.util']}) imports runstore.cli.root "
+               f"(rung {rungs['runstore.cli.root']})" in v for v in violations(fake, rungs))
+    (tmp_path / "tags.py").write_text("from .util import printable\n")
+    (tmp_path / "util2.py").write_text("from .tags import x\n")
+    ring = {"runstore.tags": tmp_path / "tags.py", "runstore.util": tmp_path / "util2.py"}
+    assert cycles(ring) == [["runstore.tags", "runstore.util"]]
 
 
 def test_only_the_store_package_imports_sqlite3():
-    offenders = [m for m, imps in _modules().items() if "sqlite3" in imps and not m.startswith("runstore.store")]
+    offenders = [m for m, p in MODULES.items() if not m.startswith("runstore.store")
+                 and any(isinstance(n, (ast.Import, ast.ImportFrom)) and
+                         ("sqlite3" in [a.name for a in getattr(n, "names", [])] or getattr(n, "module", None) == "sqlite3")
+                         for n in ast.walk(ast.parse(p.read_text())))]
+    assert offenders == []
+
+
+def _third_party(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_cli_imports_click():
+    offenders = [m for m, p in MODULES.items() if "click" in _third_party(p)
+                 and not (m == "runstore.cli" or m.startswith("runstore.cli."))]
     assert offenders == []
 
 
 def test_client_never_imports_runtime_and_flowspec_never_imports_store():
-    for module, imports in _modules().items():
+    for module, path in MODULES.items():
+        targets = imports_of(module, path)
         if module.startswith("runstore.client"):
-            assert not any(i.startswith("runstore.runtime") for i in imports), module
-        if module.split(".")[1] in ("flowspec", "graph", "current", "blobs", "errors", "util", "tags"):
-            assert not any(i.startswith("runstore.store") for i in imports), module
+            assert not any(t.startswith("runstore.runtime") for t in targets), module
+        if module.split(".")[1:2] in (["flowspec"], ["graph"], ["current"], ["codecs"], ["errors"], ["util"], ["tags"]):
+            assert not any(t.startswith("runstore.store") for t in targets), module
+
+
+def _loaded(statement: str) -> list[str]:
+    code = (
+        f"import sys; {statement}\n"
+        "heavy = ('sqlite_utils', 'tabulate', 'numpy', 'pandas', 'cloudpickle', 'zstandard', 'click')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [m for m in out.stdout.strip().split(",") if m]
 
 
 def test_import_runstore_loads_no_heavy_module():
-    code = (
-        "import sys, runstore\n"
-        "heavy = [m for m in ('sqlite_utils', 'numpy', 'pandas', 'cloudpickle', 'zstandard') if m in sys.modules]\n"
-        "print(','.join(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert _loaded("import runstore") == []
 
 
-# The store's own ladder (docs/architecture.md, "The store file"): a module imports only
-# modules on lower rungs, and none imports the package itself (its facade, Store, sits on
-# top and imports them all). Imports inside functions count too (ast.walk sees them all).
-STORE_LADDER = {
-    "_schemacheck": 0,
-    "_db": 1,
-    "_trust": 2,
-    "_blobs": 3,
-    "_reads": 4,
-    "_writes": 5,
-    "_deploy": 6, "_sql": 6, "_gc": 6, "_transfer": 6, "_doctor": 6,
-}
-
-
-def test_store_modules_import_down_the_ladder_only():
-    modules = {m: imps for m, imps in _modules().items()
-               if m.startswith("runstore.store.") and not m.endswith(".__init__")}
-    assert set(m.rsplit(".", 1)[1] for m in modules) == set(STORE_LADDER), "list every store module in STORE_LADDER"
-    wrong = []
-    for module, imports in sorted(modules.items()):
-        rung = STORE_LADDER[module.rsplit(".", 1)[1]]
-        for name in sorted(imports):
-            if name == "runstore.store":
-                wrong.append(f"{module} imports the package runstore.store (its facade sits above it)")
-                continue
-            if not name.startswith("runstore.store.") or name.count(".") > 2:  # modules, not their names
-                continue
-            target = name.split(".")[2]
-            if target in STORE_LADDER and STORE_LADDER[target] >= rung and target != module.rsplit(".", 1)[1]:
-                wrong.append(f"{module} (rung {rung}) imports {name} (rung {STORE_LADDER[target]})")
-    assert not wrong, "\n".join(wrong)
+def test_the_flow_run_path_loads_neither_sqlite_utils_nor_tabulate():
+    assert _loaded("import runstore, runstore.cli.flow") == ["click"]
 
 
 def test_the_store_never_loads_sqlite_utils(tmp_path):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from runstore import Run, Store
-from runstore.production import token_path
+from runstore.runtime.production import token_path
 
 FLOW = Path(__file__).parent / "flows" / "resume_flow.py"
 

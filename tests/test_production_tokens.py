@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from runstore import ProductionTokenError, Store
-from runstore.production import deploy, hash_token, load_token, token_path
+from runstore.runtime.production import deploy, hash_token, load_token, token_path
 
 
 @pytest.fixture

@@ -410,7 +410,7 @@ def _param_kinds_flow() -> type:
 def test_parameter_values_are_a_usage_error_or_round_trip_exactly(name: str, raw: str, tag: str) -> None:
     from click.testing import CliRunner
 
-    from runstore.runtime.flowcli import make_cli
+    from runstore.cli.flow import make_cli
 
     db = Path(tempfile.mkdtemp()) / "hostile.db"
     try:

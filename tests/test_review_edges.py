@@ -103,7 +103,7 @@ FLOWS = Path(__file__).parent / "flows"
 @pytest.mark.parametrize("option", ["--max-workers", "--max-num-splits"])
 @pytest.mark.parametrize("number", ["0", "-3", "99999999999999999999"])
 def test_flow_cli_integer_options_out_of_range_are_usage_errors(tmp_path: Path, option: str, number: str):
-    from runstore.runtime.flowcli import make_cli
+    from runstore.cli.flow import make_cli
     from runstore.runtime.runner import load_flow
 
     db = tmp_path / "flow.db"
@@ -116,7 +116,7 @@ def test_flow_cli_integer_options_out_of_range_are_usage_errors(tmp_path: Path, 
 
 
 def test_flow_cli_dump_negative_max_value_size_is_a_usage_error(tmp_path: Path):
-    from runstore.runtime.flowcli import make_cli
+    from runstore.cli.flow import make_cli
     from runstore.runtime.runner import load_flow
 
     result = CliRunner().invoke(make_cli(load_flow(FLOWS / "param_kinds_flow.py")),
@@ -128,8 +128,8 @@ def test_flow_cli_dump_negative_max_value_size_is_a_usage_error(tmp_path: Path):
 
 
 def test_both_command_lines_share_one_error_group():
-    from runstore._clickutil import OneLineErrors
-    from runstore.runtime.flowcli import make_cli
+    from runstore.cli.errors import OneLineErrors
+    from runstore.cli.flow import make_cli
     from runstore.runtime.runner import load_flow
 
     assert type(cli) is OneLineErrors
@@ -137,7 +137,7 @@ def test_both_command_lines_share_one_error_group():
 
 
 def test_flow_cli_words_errors_like_runstore(tmp_path: Path):
-    from runstore.runtime.flowcli import make_cli
+    from runstore.cli.flow import make_cli
     from runstore.runtime.runner import load_flow
 
     db = tmp_path / "f.db"
@@ -154,7 +154,7 @@ def test_flow_cli_words_errors_like_runstore(tmp_path: Path):
 def _failing_group():
     import click
 
-    from runstore._clickutil import OneLineErrors
+    from runstore.cli.errors import OneLineErrors
 
     @click.group(cls=OneLineErrors)
     def tool() -> None:

@@ -147,7 +147,7 @@ def test_parameter_values_round_trip_through_the_cli(text: str, number: float, c
                                                    cfg: dict[str, int]) -> None:
     from click.testing import CliRunner
 
-    from runstore.runtime.flowcli import make_cli
+    from runstore.cli.flow import make_cli
     from runstore.runtime.runner import load_flow
 
     import tempfile

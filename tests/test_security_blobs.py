@@ -25,7 +25,7 @@ import pytest
 import zstandard
 
 from runstore import Store
-from runstore.blobs import CHUNK_SIZE, decompress_chunk
+from runstore.codecs import CHUNK_SIZE, decompress_chunk
 from runstore.errors import CodecError, StoreError, UntrustedArtifact
 from runstore.store import _blobs
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from storefill import fill_run
 
 from runstore import Run, Store, namespace, use_store
-from runstore.tagcmd import make_tag_command
+from runstore.cli.tag import make_tag_command
 
 
 @pytest.fixture

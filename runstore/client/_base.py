@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 from ..errors import InvalidPathspec, NamespaceMismatch, NotFound
 from ..namespace import get_namespace, resolve_store
+from ..util import MAX_ID, parse_id
 
 if TYPE_CHECKING:
     import os
@@ -21,18 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["ClientObject"]
 
 Row = dict[str, Any]
-
-
-#: Largest id SQLite can store; a larger one cannot exist (and must not reach SQLite).
-_MAX_ID = 2**63 - 1
-
-
-def _number(text: str) -> int | None:
-    """A run number or task id in its one canonical spelling (``"5"``, not ``"05"``)."""
-    if not (text.isascii() and text.isdigit()):
-        return None
-    number = int(text)
-    return number if str(number) == text and number <= _MAX_ID else None
 
 
 def _utc(ts: float | None) -> datetime | None:
@@ -112,7 +101,7 @@ class ClientObject:
                 raise NotFound("Attempt can only be an integer") from None
         if attempt < 0:
             raise NotFound("Attempt can only be non-negative")
-        if attempt > _MAX_ID:
+        if attempt > MAX_ID:
             raise NotFound(f"Attempt {attempt} does not exist")
         return attempt
 
@@ -143,7 +132,7 @@ class ClientObject:
         raise NotImplementedError
 
     def _find_run(self) -> Row | None:
-        run_number = _number(self._parts[1])
+        run_number = parse_id(self._parts[1])
         if run_number is None:
             return None
         self._run_row = self._store.find_run(self._parts[0], run_number)
@@ -151,7 +140,7 @@ class ClientObject:
 
     def _find_task(self) -> Row | None:
         run = self._find_run()
-        task_id = _number(self._parts[3])
+        task_id = parse_id(self._parts[3])
         if run is None or task_id is None:
             return None
         return self._store.find_task(run["run_id"], self._parts[2], task_id)

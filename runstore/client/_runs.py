@@ -10,7 +10,8 @@ from ..errors import NotFound, TaggingError
 from ..namespace import get_namespace, resolve_store
 from ..store import effective_status
 from ..tags import is_reserved, validate_tag
-from ._base import _MAX_ID, ClientObject, Row, _filter_by_tags, _utc
+from ..util import parse_id
+from ._base import ClientObject, Row, _filter_by_tags, _utc
 from ._values import Code
 
 if TYPE_CHECKING:
@@ -186,12 +187,8 @@ class Flow(ClientObject):
         return Run(f"{self._parts[0]}/{run_id}", _context=self._context())
 
     def __contains__(self, run_id: Any) -> bool:
-        try:
-            number = int(run_id)
-        except (TypeError, ValueError, OverflowError):
-            return False
-        return str(number) == str(run_id) and 0 <= number <= _MAX_ID and \
-            self._store.run_exists(self._parts[0], number)
+        number = parse_id(run_id)
+        return number is not None and self._store.run_exists(self._parts[0], number)
 
 
 # ---------------------------------------------------------------- run

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections import namedtuple
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from ..errors import NotFound
 from ._base import ClientObject, Row, _filter_by_tags, _utc
 from ._values import Code, Metadata, TaskData, TaskException
-
-if TYPE_CHECKING:
-    from ._runs import Run
 
 __all__ = ["Step", "Task", "DataArtifact"]
 
@@ -45,8 +42,9 @@ class Step(ClientObject):
         return None if run is None else self._store.find_step(run["run_id"], self._parts[2])
 
     @property
-    def parent(self) -> "Run":
-        """The step's :class:`Run` (no namespace check)."""
+    def parent(self) -> ClientObject:
+        """The step's :class:`Run` (no namespace check; typed by the base class, as
+        ``_runs`` sits above this module)."""
         return self._PARENT("/".join(self._parts[:2]), _namespace_check=False, _context=self._context())
 
     def _child_rows(self) -> list[Row]:

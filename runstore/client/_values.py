@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import tempfile
 
     from ..store import Store
-    from ._tasks import Task
+    from ._base import ClientObject
 
 __all__ = ["Metadata", "TaskException", "Code", "TaskData"]
 
@@ -187,7 +187,7 @@ class TaskData:
     (42, True, <TaskData: x>)
     """
 
-    def __init__(self, task: "Task") -> None:
+    def __init__(self, task: "ClientObject") -> None:  # a Task (its module sits above this one)
         self._task = task
         self._artifacts = {a.id: a for a in task}
 

@@ -38,17 +38,18 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
-
-import click
 
 from ..errors import NotFound, ResumeError
 from ..flowspec import FlowSpec
+from ..util import parse_id
+from .parameters import resolve_parameters
 from .scheduler import RunOutcome, Scheduler
 from .task import TaskResult, TaskSpec
 
 __all__ = ["ResumePlan", "plan_resume", "resume", "ResumeScheduler", "downstream", "clone_parameters",
-           "parse_run_number", "resume_command"]
+           "parse_run_number"]
 
 #: Origin task statuses that are reused by a resume.
 REUSABLE = ("succeeded", "caught")
@@ -65,11 +66,11 @@ def parse_run_number(flow_name: str, value: Any) -> int:
     text = str(value).strip()
     if text.startswith(flow_name + "/"):
         text = text[len(flow_name) + 1:]
-    # ASCII digits only ("²".isdigit() is true, int("²") fails) and within SQLite's integers.
     # Pinned by tests/test_reliability_input.py::test_resume_refuses_bad_origin_run_ids_in_one_line
-    if not (text.isascii() and text.isdigit()) or int(text) >= 2**63:
+    number = parse_id(text, canonical=False)
+    if number is None:
         raise ResumeError(f"{value!r} is not a run of {flow_name}: give its run number (e.g. 3) or {flow_name}/3")
-    return int(text)
+    return number
 
 
 def downstream(graph: Any, step: str) -> set[str]:
@@ -170,8 +171,6 @@ class ResumeScheduler(Scheduler):
         )
 
     def _store_parameters(self) -> None:
-        from .runner import resolve_parameters
-
         plan, store = self.plan, self.store
         self.metadata = dict(self.metadata, **{"origin-run-id": str(plan.origin_number)})
         origin = plan.parameters_task
@@ -194,8 +193,7 @@ class ResumeScheduler(Scheduler):
 
     def _spec(self, task_id: int, step: str, inputs: list[Any], frames: list[Any]) -> TaskSpec:
         spec = super()._spec(task_id, step, inputs, frames)
-        spec.origin_run_id = str(self.plan.origin_number)
-        return spec
+        return dataclasses.replace(spec, origin_run_id=str(self.plan.origin_number))
 
     # ------------------------------------------------------------ cloning
 
@@ -305,8 +303,6 @@ def clone_parameters(flow_class: type[FlowSpec], store: Any, clone: Any, given: 
     NotFound
         RUN does not exist.
     """
-    from .runner import resolve_parameters
-
     name = flow_class.__name__
     number = parse_run_number(name, clone)
     origin = store.find_run(name, number)
@@ -335,41 +331,3 @@ class _WithoutInherited:
 
     def _parameters(self) -> list[Any]:
         return [p for p in self._flow_class._parameters() if p.attr_name not in self._skip]
-
-
-def resume_command(flow_class: type[FlowSpec]) -> click.Command:
-    """The ``resume`` command of a flow's command line."""
-
-    from .flowcli import launch_options
-
-    @click.command(context_settings={"show_default": True})
-    @click.argument("step", required=False)
-    @click.option("--origin-run-id", default=None,
-                  help="Run to resume [default: your latest 'run' of this flow, successful or not].")
-    @launch_options
-    @click.pass_context
-    def command(ctx: click.Context, step: str | None, origin_run_id: str | None, tags: tuple[str, ...],
-                max_workers: int | None, max_num_splits: int, user_namespace: str | None,
-                run_id_file: str | None) -> None:
-        """Run the flow again, reusing the successful tasks of an earlier run.
-
-        Without STEP, every task that succeeded before the first failure is cloned
-        (rows only, no data copied) and the rest runs; with STEP, STEP and everything
-        after it runs again. Parameters are those of the origin run.
-
-        \b
-        Example:
-            python flow.py resume
-            python flow.py resume train --origin-run-id 3
-        """
-        from .flowcli import exit_with, run_id_writer
-
-        store = ctx.obj["store"]()
-        outcome = resume(flow_class, store, step=step, origin_run_id=origin_run_id, tags=list(tags),
-                         max_workers=max_workers, max_num_splits=max_num_splits, namespace=user_namespace,
-                         namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
-                         on_run_created=run_id_writer(run_id_file))
-        exit_with(ctx, store, outcome)
-
-    command.name = "resume"
-    return command

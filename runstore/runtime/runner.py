@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import FlowDefinitionError, ParameterError, RunFailed
 from ..flowspec import FlowSpec
+from .parameters import resolve_parameters
 from .scheduler import RunOutcome, Scheduler
 
 __all__ = ["Runner", "execute", "load_flow", "resolve_parameters"]
@@ -46,30 +47,6 @@ def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, t
         flow_file=flow_file_of(flow_class), on_run_created=on_run_created,
     )
     return scheduler.run()
-
-
-def resolve_parameters(flow_class: Any, given: dict[str, Any]) -> dict[str, Any]:
-    """Parameter values by attribute name: given ones (converted), else defaults; files read.
-
-    Raises ``ParameterError`` (nothing stored yet) for a bad or missing value.
-    """
-    values = {}
-    for param in flow_class._parameters():
-        raw = given.get(param.attr_name)
-        if raw is None and param.required:
-            raise ParameterError(f"Missing option '{param.option}'.")
-        if param.IS_INCLUDE_FILE:
-            values[param.attr_name] = param.read(raw if raw is not None else param.default)
-            continue
-        if raw is None:
-            value = param.default_value()
-        else:
-            try:
-                value = param.convert(raw)
-            except ParameterError as exc:
-                raise ParameterError(f"Invalid value for '{param.option}': {exc}") from None
-        values[param.attr_name] = value
-    return values
 
 
 def load_flow(path: str | os.PathLike[str], name: str | None = None) -> type[FlowSpec]:

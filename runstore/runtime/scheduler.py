@@ -15,6 +15,7 @@ is cloned (rows copied by reference) instead of executed; the walk is the same.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -116,7 +117,7 @@ class Scheduler:
 
     def run(self) -> RunOutcome:
         """Create the run, execute it, return how it ended (never raises for step failures)."""
-        from ..production import TOKEN_ENV, production_identity
+        from .production import TOKEN_ENV, production_identity
         from ..util import resolve_username
         from .environment import code_package, environment_metadata, system_tags
 
@@ -237,8 +238,7 @@ class Scheduler:
     def _on_result(self, spec: TaskSpec, result: TaskResult) -> None:
         if result.status == "failed":
             if spec.attempt < spec.retries:
-                spec.attempt += 1
-                self.ready.append(spec)
+                self.ready.append(dataclasses.replace(spec, attempt=spec.attempt + 1))
                 return
             self.failed.append(f"Step {spec.step} (task-id {spec.task_id}) failed: {result.error}")
             return

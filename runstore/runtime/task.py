@@ -18,6 +18,7 @@ import contextvars
 import os
 import sys
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..current import TaskContext, task_context
@@ -33,48 +34,49 @@ MAX_LOG_BYTES = 10 * 1024 * 1024
 RUNTIME_ARTIFACTS = frozenset({"_foreach_stack", "_foreach_input", "_graph_info"})
 
 
+@dataclass(frozen=True)
 class TaskSpec:
-    """Everything a worker needs to run one attempt (picklable, small).
+    """Everything a worker needs to run one attempt (picklable, small, immutable).
 
-    Fields: task_id, step, attempt, run_id, run_number, flow_name, inputs
-    (``[(task_id, step)]``), frames (foreach frames), params (name -> StoredValue),
-    retries, catch_var, catch_enabled, catch_print, tags, identity, username, client_namespace,
-    set_client_namespace, origin_run_id, max_num_splits, quiet, metadata, graph_info.
+    A misspelled field is a ``TypeError``; a retry is a new spec
+    (``dataclasses.replace(spec, attempt=spec.attempt + 1)``).
+
+    Example
+    -------
+    >>> spec = TaskSpec(task_id=7, step="start", attempt=0, run_id=1, run_number=3, flow_name="F",
+    ...                 inputs=[], frames=[], params={})
+    >>> spec.prefix, spec.foreach_path, spec.retries
+    ('[3/start/7]', None, 0)
+    >>> TaskSpec(task_id=7, step="start", attempt=0, run_id=1, run_number=3, flow_name="F",
+    ...          inputs=[], frames=[], params={}, retires=2)
+    Traceback (most recent call last):
+    ...
+    TypeError: TaskSpec.__init__() got an unexpected keyword argument 'retires'
     """
 
-    _DEFAULTS: dict[str, Any] = {
-        "retries": 0, "catch_var": None, "catch_enabled": False, "catch_print": True,
-        "tags": (), "identity": None,
-        "username": None, "client_namespace": None, "set_client_namespace": False, "origin_run_id": None,
-        "max_num_splits": 100, "quiet": False, "metadata": {}, "graph_info": None,
-    }
     task_id: int
     step: str
     attempt: int
     run_id: int
     run_number: int
     flow_name: str
-    inputs: list[tuple[int, str]]
+    inputs: list[tuple[int, str]]  # [(task_id, step)] of the input tasks
     frames: list[ForeachFrame]
-    params: dict[str, Any]
-    retries: int
-    catch_var: str | None
-    catch_enabled: bool
-    catch_print: bool
-    tags: tuple[str, ...]
-    identity: str | None
-    username: str | None
-    client_namespace: Any
-    set_client_namespace: bool
-    origin_run_id: str | None
-    max_num_splits: int
-    quiet: bool
-    metadata: dict[str, str]
-    graph_info: dict[str, Any] | None
-
-    def __init__(self, **fields: Any) -> None:
-        self.__dict__.update(self._DEFAULTS)
-        self.__dict__.update(fields)
+    params: dict[str, Any]  # name -> StoredValue
+    retries: int = 0
+    catch_var: str | None = None
+    catch_enabled: bool = False
+    catch_print: bool = True
+    tags: tuple[str, ...] = ()
+    identity: str | None = None
+    username: str | None = None
+    client_namespace: Any = None
+    set_client_namespace: bool = False
+    origin_run_id: str | None = None
+    max_num_splits: int = 100
+    quiet: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    graph_info: dict[str, Any] | None = None
 
     @property
     def prefix(self) -> str:

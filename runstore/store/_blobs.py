@@ -1,6 +1,6 @@
 """Content-addressed, chunked, compressed blobs inside the store file.
 
-Writing a value: encode it through a :class:`~runstore.blobs.ChunkSink`; each chunk
+Writing a value: encode it through a :class:`~runstore.codecs.ChunkSink`; each chunk
 is looked up by its own sha256 and only compressed and written when new. Chunks of
 a large value are written in short transactions as they come (bounded memory); the
 blob row and its chunk list become visible in the caller's transaction, together
@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, NamedTuple
 
-from ..blobs import (
+from ..codecs import (
     CHUNK_SIZE,
     JSON_SQL_LIMIT,
     ChunkSink,
@@ -167,8 +167,8 @@ def chunk_bytes(compression: object, stored: object, raw_size: object, chunk_key
 
     The one place a whole chunk row is turned back into bytes and verified (doctor
     ``--deep`` and merge/export use it): ``raw_size`` must be an int of at most
-    :data:`~runstore.blobs.CHUNK_SIZE`, decompression never produces more than that
-    (:func:`~runstore.blobs.decompress_chunk`), and the bytes must hash to the key.
+    :data:`~runstore.codecs.CHUNK_SIZE`, decompression never produces more than that
+    (:func:`~runstore.codecs.decompress_chunk`), and the bytes must hash to the key.
     Anything else raises :class:`~runstore.errors.CodecError` saying why.
 
     Example
@@ -445,7 +445,7 @@ def _blob_parts(db: Database, blob_key: str) -> tuple[int, list[_Part], bytes | 
     """Size, chunk list and, for a small one-chunk blob, its stored bytes: one query.
 
     The rows come from the file and are checked before anything is allocated
-    from them: every chunk holds at most :data:`~runstore.blobs.CHUNK_SIZE` bytes,
+    from them: every chunk holds at most :data:`~runstore.codecs.CHUNK_SIZE` bytes,
     stores no more than that (uncompressed: exactly its size), and the chunks add
     up to the blob's size. So a size computed here bounds every later allocation.
     """

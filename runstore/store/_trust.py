@@ -19,7 +19,7 @@ Example
 
 from __future__ import annotations
 
-from ..blobs import CODECS
+from ..codecs import CODECS
 from ..errors import NotAStoreError, StoreError
 from ..trust import trust_in_home, trust_mac, trusted_in_home
 from ..util import config_dir

@@ -17,15 +17,15 @@ import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 
-from ._clickutil import OneLineErrors
-from .util import display_width, fit_width, printable
-
-if TYPE_CHECKING:
-    from .store import Store
+from ..util import display_width, fit_width, printable
+from .common import client_object, echo_json, open_store
+from .errors import OneLineErrors
+from .logs import logs_command
+from .tag import runstore_tag_group
 
 __all__ = ["main", "cli"]
 
@@ -49,7 +49,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
 def _print_version(ctx: click.Context, on: bool) -> None:
     """``--version``: the same string as ``runstore version`` and the runs' ``runstore_version``."""
     if on and not ctx.resilient_parsing:
-        from .version import get_version
+        from ..version import get_version
 
         click.echo(f"runstore, version {get_version()}")
         ctx.exit()
@@ -63,27 +63,12 @@ def version() -> None:
     Example:
         runstore version
     """
-    from .version import get_version
+    from ..version import get_version
 
     click.echo(get_version())  # what runs record as runstore_version (tests/test_version.py)
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _open_store(ctx: click.Context, *, readonly: bool = False, **open_options: Any) -> "Store":
-    """The store named by --db / RUNSTORE_DB / discovery; never creates one."""
-    from .errors import StoreError
-    from .store import Store, discover_path
-
-    path, found = discover_path((ctx.find_root().obj or {}).get("db"))
-    if str(path) == ":memory:":
-        raise StoreError("--db :memory: makes a new empty store; name a file")
-    if not found or not path.exists():
-        raise StoreError(f"no store at {path}; pass --db PATH or set RUNSTORE_DB")
-    store = Store(path, readonly=readonly, create=False, **open_options)
-    ctx.call_on_close(store.close)  # closing is what lets SQLite remove its -wal/-shm files
-    return store
 
 
 def _progress(label: str) -> Callable[[int, int], None] | None:
@@ -118,14 +103,6 @@ def _echo_table(columns: list[str], rows: list[Sequence[Any]]) -> None:
         click.echo("  ".join(fit_width(v, w) for v, w in zip(row, widths)).rstrip())
 
 
-def _jsonable(value: Any) -> Any:
-    return f"<{len(value)} bytes>" if isinstance(value, (bytes, bytearray, memoryview)) else value
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=_jsonable))
-
-
 # ---------------------------------------------------------------- admin commands
 
 
@@ -154,10 +131,10 @@ def sql(ctx: click.Context, query: str, as_json: bool, as_csv: bool) -> None:
         raise click.UsageError("use either --json or --csv, not both")
     if not _strip_sql_comments(query).strip(" \t\r\n\f;"):
         raise click.UsageError("QUERY is empty; give one SQL statement, e.g. \"SELECT * FROM runs_view\"")
-    store = _open_store(ctx, readonly=True)
+    store = open_store(ctx, readonly=True)
     result = store.sql(query)
     if as_json:
-        _echo_json(result.as_dicts())
+        echo_json(result.as_dicts())
     elif as_csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -180,7 +157,7 @@ def backup(ctx: click.Context, out: str) -> None:
     Example:
         runstore backup ~/backups/project-2026-11-23.db
     """
-    store = _open_store(ctx, readonly=True)
+    store = open_store(ctx, readonly=True)
     click.echo(f"backed up {store.where} to {store.backup(out)}")
 
 
@@ -201,7 +178,7 @@ def delete(ctx: click.Context, pathspecs: tuple[str, ...], yes: bool, force: boo
         runstore delete --yes ScratchFlow
         runstore delete --yes --force TrainFlow/9
     """
-    store = _open_store(ctx)
+    store = open_store(ctx)
     if not yes:
         click.confirm(f"Delete {', '.join(pathspecs)} from {store.where}?", abort=True, err=True)
     deleted = store.delete_runs(pathspecs, force=force)
@@ -224,7 +201,7 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
         runstore delete --yes TrainFlow/3 && runstore gc
         runstore gc --dry-run
     """
-    store = _open_store(ctx)
+    store = open_store(ctx)
     report = store.gc(dry_run=dry_run, progress=_progress("collecting"))
     click.echo(json.dumps(asdict(report), indent=2) if as_json else report.summary())
 
@@ -245,9 +222,9 @@ def export_cmd(ctx: click.Context, runs: tuple[str, ...], out: str, as_json: boo
     Example:
         runstore export TrainFlow/12 TrainFlow/15 -o best-runs.db
     """
-    report = _open_store(ctx, readonly=True).export_runs(runs, out, progress=_progress("exporting"))
+    report = open_store(ctx, readonly=True).export_runs(runs, out, progress=_progress("exporting"))
     if as_json:
-        _echo_json(asdict(report))
+        echo_json(asdict(report))
     else:
         click.echo(f"{report.summary()} into {report.target}")
 
@@ -267,9 +244,9 @@ def merge(ctx: click.Context, other: str, as_json: bool) -> None:
     Example:
         runstore --db mine.db merge colleague.db
     """
-    report = _open_store(ctx).merge_from(other, progress=_progress("merging"))
+    report = open_store(ctx).merge_from(other, progress=_progress("merging"))
     if as_json:
-        _echo_json(asdict(report))
+        echo_json(asdict(report))
         return
     click.echo(printable(report.summary()))
     for old, new in report.renumbered.items():
@@ -290,7 +267,7 @@ def trust(file: str) -> None:
     Example:
         runstore trust ~/Downloads/colleague-runs.db
     """
-    from .store import Store
+    from ..store import Store
 
     # A file you cannot write is trusted in your home instead (runstore/trust.py).
     store = Store(file, create=False, readonly=not os.access(file, os.W_OK))
@@ -325,11 +302,11 @@ def doctor(ctx: click.Context, as_json: bool, deep: bool, reindex: bool) -> None
         runstore doctor --reindex
     """
     if reindex:
-        _open_store(ctx).reindex()
-    store = _open_store(ctx, diagnose=True)
+        open_store(ctx).reindex()
+    store = open_store(ctx, diagnose=True)
     report = store.doctor(deep=deep)
     if as_json:
-        _echo_json({"ok": report.ok, **asdict(report)})
+        echo_json({"ok": report.ok, **asdict(report)})
     else:
         click.echo(f"store: {store.where}")
         click.echo("  " + ", ".join(f"{k}={v}" for k, v in report.facts.items()))
@@ -342,29 +319,6 @@ def doctor(ctx: click.Context, as_json: bool, deep: bool, reindex: bool) -> None
 
 
 # ---------------------------------------------------------------- looking at runs
-
-
-def _global_namespace() -> None:
-    """Pathspec-addressed commands see every namespace: the user named the object."""
-    from .namespace import namespace
-
-    namespace(None)
-
-
-def _client(kind: str, pathspec: str, store: "Store") -> Any:
-    """The client object a pathspec names: Run (Flow/N), Step (+/step) or Task (+/id)."""
-    from . import client
-    from .errors import InvalidPathspec
-
-    depth = pathspec.strip("/").count("/") + 1
-    classes = {2: client.Run, 3: client.Step, 4: client.Task}
-    if kind == "run":
-        classes = {2: client.Run}
-    if depth not in classes:
-        shapes = "Flow/N" if kind == "run" else "Flow/N, Flow/N/step or Flow/N/step/task_id"
-        raise InvalidPathspec(f"{pathspec!r} is not a pathspec like {shapes}")
-    _global_namespace()
-    return classes[depth](pathspec.strip("/"), store=store)
 
 
 def _when(value: Any) -> str:
@@ -443,12 +397,12 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
         runstore runs TrainFlow --tag baseline --limit 5
         runstore runs --all --json
     """
-    from . import client
-    from .namespace import default_namespace, get_namespace, namespace
+    from .. import client
+    from ..namespace import default_namespace, get_namespace, namespace
 
     if ns is not None and all_namespaces:
         raise click.UsageError("use either --namespace or --all")
-    store = _open_store(ctx, readonly=True)
+    store = open_store(ctx, readonly=True)
     namespace(None) if all_namespaces else namespace(ns) if ns is not None else default_namespace()
     flows = [client.Flow(flow, store=store)] if flow else client.Runstore(store=store).flows
     found = [run for f in flows for run in itertools.islice(f.runs(*tags), limit)]
@@ -458,7 +412,7 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
              "duration_s": None if _seconds(r) is None else round(_seconds(r), 3), "user": r.user,
              "tags": sorted(r.user_tags)} for r in found]
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
     elif rows:
         _echo_table(["pathspec", "status", "started", "duration", "user", "tags"],
                     [[r["pathspec"], r["status"], r["created_at"],
@@ -487,16 +441,16 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
         runstore show TrainFlow/12
         runstore show TrainFlow/12/train/1043 --json
     """
-    from . import client
+    from .. import client
 
     if not pathspec.strip("/"):
-        from .errors import InvalidPathspec
+        from ..errors import InvalidPathspec
 
         raise InvalidPathspec("PATHSPEC is empty; give Flow, Flow/N, Flow/N/step or Flow/N/step/ID")
     if "/" not in pathspec.strip("/"):  # a flow: the user named it, so every namespace
         ctx.invoke(runs, flow=pathspec.strip("/"), tags=(), ns=None, all_namespaces=True, limit=20, as_json=as_json)
         return
-    obj = _client("any", pathspec, _open_store(ctx, readonly=True))
+    obj = client_object("any", pathspec, open_store(ctx, readonly=True))
     seconds = _seconds(obj)
     info: dict[str, Any] = {"pathspec": obj.pathspec, "status": getattr(obj, "status", None),
                             "created_at": _when(obj.created_at), "finished_at": _when(obj.finished_at),
@@ -522,7 +476,7 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
                     metadata=obj.metadata_dict, artifacts=_artifact_rows(obj),
                     stdout_bytes=obj.stdout_size, stderr_bytes=obj.stderr_size)
     if as_json:
-        _echo_json(info)
+        echo_json(info)
         return
     tables: dict[str, list[dict[str, Any]]] = {}
     for key in ("parameters", "steps", "tasks", "artifacts", "metadata"):
@@ -538,127 +492,8 @@ def show(ctx: click.Context, pathspec: str, as_json: bool) -> None:
             _echo_table(list(rows[0]), [list(r.values()) for r in rows])
 
 
-@cli.command()
-@click.argument("pathspec")
-@click.option("--stderr", "which", flag_value="stderr", help="Show stderr instead of stdout.")
-@click.option("--stdout", "which", flag_value="stdout", default=True, hidden=True)
-@click.option("--raw", is_flag=True, help="Print the log exactly as stored, terminal escapes included.")
-@click.pass_context
-def logs(ctx: click.Context, pathspec: str, which: str, raw: bool) -> None:
-    """Print the stdout (or --stderr) of a task, or of every task of a step or run.
-
-    With several tasks each log is headed by its pathspec, in the order the tasks
-    ran. The latest attempt's log is shown. Control characters other than
-    newline and tab are shown escaped (a shared file could otherwise send escape
-    sequences to your terminal); --raw prints the bytes as stored.
-
-    \b
-    Example:
-        runstore logs TrainFlow/12/train
-        runstore logs TrainFlow/12 --stderr
-    """
-    from . import client
-
-    def shown(text: str) -> str:
-        return text if raw else printable(text, multiline=True)
-
-    obj = _client("any", pathspec, _open_store(ctx, readonly=True))
-    if isinstance(obj, client.Task):
-        click.echo(shown(getattr(obj, which)), nl=False, color=raw or None)  # raw: click strips nothing
-        return
-    steps = [obj] if isinstance(obj, client.Step) else list(obj)
-    tasks = sorted((t for s in steps for t in s), key=lambda t: int(t.id))
-    for task in tasks:
-        text = getattr(task, which)
-        if text:
-            click.echo(printable(f"[{task.pathspec}]"))
-            click.echo(shown(text), nl=not text.endswith("\n"), color=raw or None)
-
-
-@cli.group()
-def tag() -> None:
-    """Add, remove, replace or list the user tags of a run.
-
-    System tags (user:, runtime:, python_version:, date: ...) cannot change.
-
-    \b
-    Example:
-        runstore tag add TrainFlow/12 best
-        runstore tag list TrainFlow/12
-    """
-
-
-def _tag_run(ctx: click.Context, run: str) -> Any:
-    return _client("run", run, _open_store(ctx))
-
-
-@tag.command(name="add")
-@click.argument("run")
-@click.argument("tags", nargs=-1, required=True)
-@click.pass_context
-def tag_add(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
-    """Add user TAGS to RUN.
-
-    \b
-    Example:
-        runstore tag add TrainFlow/12 best reviewed
-    """
-    obj = _tag_run(ctx, run)
-    obj.add_tags(tags)
-    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
-
-
-@tag.command(name="remove")
-@click.argument("run")
-@click.argument("tags", nargs=-1, required=True)
-@click.pass_context
-def tag_remove(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
-    """Remove user TAGS from RUN (absent tags are ignored).
-
-    \b
-    Example:
-        runstore tag remove TrainFlow/12 reviewed
-    """
-    obj = _tag_run(ctx, run)
-    obj.remove_tags(tags)
-    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
-
-
-@tag.command(name="replace")
-@click.argument("run")
-@click.argument("old")
-@click.argument("new")
-@click.pass_context
-def tag_replace(ctx: click.Context, run: str, old: str, new: str) -> None:
-    """Replace the user tag OLD of RUN by NEW, in one step.
-
-    \b
-    Example:
-        runstore tag replace TrainFlow/12 candidate champion
-    """
-    obj = _tag_run(ctx, run)
-    obj.replace_tag(old, new)
-    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
-
-
-@tag.command(name="list")
-@click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="User and system tags as JSON.")
-@click.pass_context
-def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
-    """List the tags of RUN: user tags, then system tags.
-
-    \b
-    Example:
-        runstore tag list TrainFlow/12
-    """
-    obj = _client("run", run, _open_store(ctx, readonly=True))
-    tags = {"user": sorted(obj.user_tags), "system": sorted(obj.system_tags)}
-    if as_json:
-        _echo_json(tags)
-        return
-    click.echo(printable(f"user tags:   {' '.join(tags['user'])}"))
-    click.echo(printable(f"system tags: {' '.join(tags['system'])}"))
+cli.add_command(logs_command(), "logs")
+cli.add_command(runstore_tag_group, "tag")
 
 
 @cli.command()
@@ -676,8 +511,8 @@ def diff(ctx: click.Context, run_a: str, run_b: str) -> None:
     Example:
         runstore diff TrainFlow/11 TrainFlow/12
     """
-    store = _open_store(ctx, readonly=True)
-    a, b = _client("run", run_a, store), _client("run", run_b, store)
+    store = open_store(ctx, readonly=True)
+    a, b = client_object("run", run_a, store), client_object("run", run_b, store)
     params_a, params_b = _parameters(a), _parameters(b)
     sections = [("parameters", params_a, params_b),
                 ("artifacts", _scalars(a, skip=params_a), _scalars(b, skip=params_b)),
@@ -715,10 +550,10 @@ def ui(ctx: click.Context, port: int, host: str, open_browser: bool, allow_tag_e
     Example:
         runstore --db results.db ui --port 8765 --open
     """
-    from .ui import serve
+    from ..ui import serve
 
     explicit = ctx.get_parameter_source("host") is click.core.ParameterSource.COMMANDLINE
-    serve(_open_store(ctx, readonly=not allow_tag_edits), host=host, port=port, open_browser=open_browser,
+    serve(open_store(ctx, readonly=not allow_tag_edits), host=host, port=port, open_browser=open_browser,
           allow_tag_edits=allow_tag_edits, explicit_host=explicit)
 
 

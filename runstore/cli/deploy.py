@@ -1,7 +1,7 @@
 """``python flow.py deploy`` and ``python flow.py trigger``: production runs (SPEC §7).
 
 ``deploy`` stores the flow's code snapshot as its production deployment, through
-:func:`runstore.production.deploy` (tokens, authorization, generations), and says
+:func:`runstore.runtime.production.deploy` (tokens, authorization, generations), and says
 which namespace production runs land in and which command to share with people
 who may deploy next.
 
@@ -25,20 +25,16 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
 import click
 
 from ..errors import NotFound, RunstoreError
 
-__all__ = ["deploy_command", "trigger_command", "extract_code", "PRODUCTION_PREFIX"]
-
-PRODUCTION_PREFIX = "production:"
+__all__ = ["deploy_command", "trigger_command"]
 
 
 def _flow_file(flow_class: type) -> str:
-    from .environment import flow_file_of
+    from ..runtime.environment import flow_file_of
 
     path = flow_file_of(flow_class)
     if path is None:
@@ -70,9 +66,10 @@ def deploy_command(flow_class: type) -> click.Command:
             python flow.py deploy
             python flow.py deploy --authorize TOKEN
         """
-        from ..production import deploy as deploy_flow
+        from ..runtime.environment import code_package
+        from ..runtime.production import deploy as deploy_flow
         from ..util import printable, resolve_username
-        from .environment import code_package
+
         flow_file = _flow_file(flow_class)
         script = os.path.basename(flow_file)
         store = ctx.obj["store"]()
@@ -103,34 +100,6 @@ def deploy_command(flow_class: type) -> click.Command:
     return deploy
 
 
-def extract_code(tarball: bytes, into: str | os.PathLike[str]) -> Path:
-    """Unpack a code package into ``into`` (refusing members that would land outside it).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> from runstore.runtime.environment import code_package
-    >>> src = Path(tempfile.mkdtemp()); _ = (src / "f.py").write_text("x = 1\\n")
-    >>> out = extract_code(code_package(src / "f.py", "F"), tempfile.mkdtemp())
-    >>> sorted(p.name for p in out.iterdir())
-    ['.runstore', 'f.py']
-    """
-    import io
-    import tarfile
-
-    root = Path(into).resolve()
-    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
-        for member in tar.getmembers():
-            target = (root / member.name).resolve()
-            if not member.isfile() or (target != root and root not in target.parents):
-                raise RunstoreError(f"the code package has an unexpected member {member.name!r}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            assert source is not None
-            target.write_bytes(source.read())
-    return root
-
-
 def trigger_command(flow_class: type) -> click.Command:
     """The ``trigger`` command of a flow's command line."""
     name = flow_class.__name__
@@ -154,7 +123,7 @@ def trigger_command(flow_class: type) -> click.Command:
             python flow.py trigger --alpha 0.5
         """
         from ..errors import ProductionTokenError
-        from ..production import NAMESPACE_ENV, TOKEN_ENV, load_token, production_identity
+        from ..runtime.production import NAMESPACE_ENV, TOKEN_ENV, extract_code, load_token, production_identity
         from ..util import printable
         from ..version import INFO_ENV
 

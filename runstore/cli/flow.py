@@ -1,7 +1,7 @@
 """The command line of a flow file: ``python flow.py [--db PATH] [--quiet] COMMAND``.
 
 Commands: run, resume, show, check, logs, dump, tag, deploy, trigger (resume lives
-in :mod:`.resume`, deploy and trigger in :mod:`.deploycmd`).
+in :mod:`.resume`, deploy and trigger in :mod:`.deploy`, logs in :mod:`.logs`, tag in :mod:`.tag`).
 
 Every flow gets the same commands; each flow parameter becomes a ``--<name>``
 option of ``run``. A bad value is a usage error (exit 2) and nothing is stored; a
@@ -23,17 +23,26 @@ from typing import Any
 
 import click
 
-from .._clickutil import OneLineErrors, echo_error
 from ..errors import NotFound, ParameterError, RunstoreError
+from ..util import parse_pathspec
+from .common import find_object, tasks_of
+from .deploy import deploy_command, trigger_command
+from .errors import OneLineErrors, echo_error
+from .launch import exit_with, launch_options, run_id_writer
+from .logs import logs_command
+from .resume import resume_command
+from .tag import make_tag_command
 
 __all__ = ["main", "make_cli"]
 
-MAX_WORKERS = 1024  # more processes than any laptop wants; a typo like 10**20 is a usage error
-MAX_NUM_SPLITS = 10**9
-
 
 class _ParamType(click.ParamType):
-    """Click type that converts through ``Parameter.convert`` (usage error on a bad value)."""
+    """Click type that checks through ``Parameter.convert`` (usage error on a bad value).
+
+    It hands on the text as given: ``resolve_parameters`` converts it once, and a value
+    that converts to None (``--config null``) stays a given value rather than looking like
+    an absent option.
+    """
 
     def __init__(self, param: Any) -> None:
         self.param = param
@@ -41,9 +50,10 @@ class _ParamType(click.ParamType):
 
     def convert(self, value: Any, option: Any, ctx: Any) -> Any:
         try:
-            return self.param.convert(value)
+            self.param.convert(value)
         except ParameterError as exc:
             self.fail(str(exc), option, ctx)
+        return value
 
 
 def _param_option(param: Any) -> click.Option:
@@ -64,36 +74,6 @@ def _open_store(db: str | None) -> Any:
     from ..store import Store
 
     return Store(db) if db else Store()
-
-
-def launch_options(func: Any) -> Any:
-    """The options ``run`` and ``resume`` share: --tag, --max-workers, --max-num-splits,
-    --namespace, --run-id-file."""
-    for option in reversed([
-        click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable)."),
-        click.option("--max-workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
-                     help="Tasks run at once [default: number of CPUs]."),
-        click.option("--max-num-splits", type=click.IntRange(min=1, max=MAX_NUM_SPLITS), default=100,
-                     help="Most children one foreach may create."),
-        click.option("--namespace", "user_namespace", default=None,
-                     help="Client namespace inside steps ('' = global)."),
-        click.option("--run-id-file", type=click.Path(dir_okay=False), default=None,
-                     help="Write the run number to this file when the run starts."),
-    ]):
-        func = option(func)
-    return func
-
-
-def run_id_writer(run_id_file: str | None) -> Any:
-    """The ``on_run_created`` callback of ``--run-id-file`` (None without the option)."""
-    if not run_id_file:
-        return None
-
-    def created(record: Any) -> None:
-        with open(run_id_file, "w") as fh:
-            fh.write(str(record.run_number))
-
-    return created
 
 
 def make_cli(flow_class: Any) -> click.Group:
@@ -131,8 +111,9 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py run --tag first --max-workers 4
         """
+        from ..runtime.runner import execute
+        from ..runtime.parameters import resolve_parameters
         from ..tags import validate_user_tags
-        from .runner import execute, resolve_parameters
 
         validate_user_tags(list(tags))
         given = {k[3:]: v for k, v in kwargs.items() if k.startswith("p__") and v is not None}
@@ -140,7 +121,7 @@ def make_cli(flow_class: Any) -> click.Group:
             if clone is None:
                 values = resolve_parameters(flow_class, given)
             else:
-                from .resume import clone_parameters
+                from ..runtime.resume import clone_parameters
 
                 values = clone_parameters(flow_class, ctx.obj["store"](), clone, given)
         except ParameterError as exc:
@@ -183,26 +164,7 @@ def make_cli(flow_class: Any) -> click.Group:
         if not ctx.obj["quiet"]:
             click.echo(f"Validating {name}... the graph looks good ({len(graph.nodes)} steps).")
 
-    @cli.command()
-    @click.argument("pathspec")
-    @click.option("--stderr", "which", flag_value="stderr", help="Show stderr instead of stdout.")
-    @click.option("--stdout", "which", flag_value="stdout", default=True, help="Show stdout (default).")
-    @click.pass_context
-    def logs(ctx: click.Context, pathspec: str, which: str) -> None:
-        """Print the captured output of RUN/STEP or RUN/STEP/TASK.
-
-        \b
-        Example:
-            python flow.py logs 3/start
-        """
-        store = ctx.obj["store"]()
-        tasks = _tasks_of(store, name, pathspec)
-        for task in tasks:
-            record = store.find_attempt(task["task_id"], logs=True) or {}
-            text = record.get(which) or ""
-            if len(tasks) > 1:
-                click.echo(f"--- {name}/{pathspec.split('/')[0]}/{task['step']}/{task['task_id']} ---")
-            click.echo(text, nl=False)
+    cli.add_command(logs_command(name), "logs")
 
     @cli.command()
     @click.argument("pathspec")
@@ -218,8 +180,8 @@ def make_cli(flow_class: Any) -> click.Group:
         """
         store = ctx.obj["store"]()
         for task in _tasks_of(store, name, pathspec):
-            click.echo(f"{name}/{pathspec.split('/')[0]}/{task['step']}/{task['task_id']}:")
-            for art, ref in store.list_artifact_refs(task["task_id"]).items():
+            click.echo(f"{task.pathspec}:")
+            for art, ref in store.list_artifact_refs(int(task.id)).items():
                 if art.startswith("_") and not private:
                     continue
                 # Sizes from the chunks, not the artifact row (SPEC §13.3).
@@ -234,56 +196,21 @@ def make_cli(flow_class: Any) -> click.Group:
                     shown = f"< {exc.headline}: {exc} >"
                 click.echo(f"    {art} [size: {size} type: {ref.type}] = {shown}")
 
-    from .deploycmd import deploy_command, trigger_command
-    from .resume import resume_command
-
     cli.add_command(resume_command(flow_class), "resume")
     cli.add_command(deploy_command(flow_class), "deploy")
     cli.add_command(trigger_command(flow_class), "trigger")
 
-    try:  # the `tag` commands live with the client (runstore/tagcmd.py)
-        from ..tagcmd import make_tag_command
-    except ImportError:
-        pass
-    else:
-        cli.add_command(make_tag_command(name), "tag")
+    cli.add_command(make_tag_command(name), "tag")
     return cli
 
 
-def exit_with(ctx: click.Context, store: Any, outcome: Any) -> None:
-    """End a ``run``/``resume`` command: exit 0 when the run succeeded, else 1."""
-    code = 0 if outcome.successful else 1
-    if not outcome.successful and ctx.obj["quiet"]:
-        for line in outcome.failed_steps:
-            click.echo(line, err=True)
-    if outcome.used_workers:
-        # No user code ran in this process (it ran in the workers), and the run is
-        # committed and checkpointed: skip interpreter teardown, which costs more
-        # than the run itself for small flows.
-        store.close()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    ctx.exit(code)
-
-
-def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[dict[str, Any]]:
-    from ..errors import InvalidPathspec
-
-    parts = pathspec.strip("/").split("/")
-    if parts and parts[0] == flow_name:
-        parts = parts[1:]
-    numbers = [parts[0]] + parts[2:3]
-    # ASCII digits only ("²".isdigit() is true, int("²") fails); ids beyond SQLite's range cannot exist
-    if len(parts) not in (2, 3) or not all(p.isascii() and p.isdigit() for p in numbers):
-        raise InvalidPathspec(f"expected RUN/STEP or RUN/STEP/TASK (e.g. 3/start), not {pathspec!r}")
-    found = store.find_run(flow_name, int(parts[0])) if int(parts[0]) < 2**63 else None
-    if found is None:
-        raise NotFound(f"Run('{flow_name}/{parts[0]}') does not exist in {store.where}")
-    task_id = int(parts[2]) if len(parts) == 3 else None
-    tasks = store.list_run_tasks(found["run_id"], parts[1], task_id) if task_id is None or task_id < 2**63 else []
+def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[Any]:
+    """The client tasks of RUN/STEP or RUN/STEP/TASK (``dump``)."""
+    parts = parse_pathspec(pathspec, flow=flow_name, depths=(3, 4),
+                           expected="RUN/STEP or RUN/STEP/TASK (e.g. 3/start)")
+    tasks = tasks_of(find_object(store, parts))
     if not tasks:
-        raise NotFound(f"{flow_name}/{pathspec} has no tasks in {store.where}")
+        raise NotFound(f"{'/'.join(parts)} has no tasks in {store.where}")
     return tasks
 
 

@@ -33,14 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ProductionTokenError
-from .store._deploy import Deployment
-from .util import check_flow_name, check_uuid, config_dir, printable
+from ..errors import ProductionTokenError, RunstoreError
+from ..store._deploy import Deployment
+from ..util import check_flow_name, check_uuid, config_dir, printable
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store import Store
 
-__all__ = ["DeployResult", "deploy", "hash_token", "load_token", "save_token", "token_path",
+__all__ = ["DeployResult", "extract_code", "deploy", "hash_token", "load_token", "save_token", "token_path",
            "production_identity", "TOKEN_ENV", "NAMESPACE_ENV"]
 
 #: Set by ``trigger`` for the run it starts: the secret production token, checked
@@ -246,3 +246,31 @@ def production_identity(store: "Store", flow: str, token: str | None = None) -> 
             f"{TOKEN_ENV} is not the production token of {flow}; production runs are started with 'trigger'"
         )
     return existing.namespace
+
+
+def extract_code(tarball: bytes, into: str | os.PathLike[str]) -> Path:
+    """Unpack a code package into ``into`` (refusing members that would land outside it).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from runstore.runtime.environment import code_package
+    >>> src = Path(tempfile.mkdtemp()); _ = (src / "f.py").write_text("x = 1\\n")
+    >>> out = extract_code(code_package(src / "f.py", "F"), tempfile.mkdtemp())
+    >>> sorted(p.name for p in out.iterdir())
+    ['.runstore', 'f.py']
+    """
+    import io
+    import tarfile
+
+    root = Path(into).resolve()
+    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            target = (root / member.name).resolve()
+            if not member.isfile() or (target != root and root not in target.parents):
+                raise RunstoreError(f"the code package has an unexpected member {member.name!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None
+            target.write_bytes(source.read())
+    return root

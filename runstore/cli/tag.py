@@ -1,7 +1,8 @@
-"""The flow CLI's ``tag add|remove|replace|list`` commands (``python flow.py tag …``).
+"""Every ``tag`` command: the flow CLI's ``tag add|remove|replace|list`` (``python flow.py tag …``,
+Metaflow's options) and ``runstore tag add|remove|replace|list RUN …`` (:data:`runstore_tag_group`).
 
-The runtime mounts the group returned by :func:`make_tag_command` under its flow
-command. The commands read and edit runs through the Client API; the store is the
+The flow's command line (:mod:`runstore.cli.flow`) mounts the group returned by :func:`make_tag_command` under its
+flow command. The commands read and edit runs through the Client API; the store is the
 one passed to :func:`make_tag_command`, else one found on the click context
 (``ctx.obj`` being a ``Store``, having a ``store`` attribute, or a dict with a
 ``"store"`` key or a ``"db"`` path — the flow CLI's ``--db``), else :func:`runstore.namespace.get_store` (``use_store`` / discovery).
@@ -25,27 +26,21 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
 
-from .errors import NamespaceMismatch, NotFound, RunstoreError
-from .namespace import identity, resolve_store
-from .util import printable
+from ..errors import InvalidPathspec, NamespaceMismatch, NotFound, TaggingError
+from ..namespace import identity, resolve_store
+from ..util import printable
+from .common import client_object, echo_json, open_store
+from .errors import OneLineErrors
 
 if TYPE_CHECKING:
-    from .client import Run
-    from .store import Store
+    from ..client import Run
+    from ..store import Store
 
-__all__ = ["make_tag_command"]
-
-
-class _CommandError(click.ClickException):
-    """One line on stderr, with the exit code of the runstore error behind it."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:  # 2 = usage error
-        super().__init__(printable(message))
-        self.exit_code = exit_code
+__all__ = ["make_tag_command", "runstore_tag_group"]
 
 
 def _store_from(store: "Store | Callable[[], Store] | None") -> "Store":
-    from .store import Store
+    from ..store import Store
 
     if isinstance(store, Store):
         return store
@@ -72,28 +67,28 @@ def _namespace_option(value: str | None) -> str | None:
 
 
 def _resolve_run(store: "Store", flow_name: str, run_id: str | None, ns: str | None) -> "Run":
-    from .client import Flow, Run
+    from ..client import Flow, Run
 
     if store.find_flow(flow_name) is None:
-        raise _CommandError(f"No run found for {flow_name}. Please run the flow before tagging.")
+        raise NotFound(f"No run found for {flow_name}. Please run the flow before tagging.")
     if run_id is None:
         try:
             latest = Flow(flow_name, _context=(store, ns)).latest_run
         except NamespaceMismatch:
             latest = None
         if latest is None:
-            raise _CommandError(f"No run found for {flow_name} in namespace {ns}. "
+            raise NotFound(f"No run found for {flow_name} in namespace {ns}. "
                                 "You can switch the namespace using --namespace")
-        raise _CommandError(f"Please specify a run-id using --run-id. {flow_name}'s latest run in "
-                               f"namespace {ns} has id {latest.id}.", 2)
+        raise TaggingError(f"Please specify a run-id using --run-id. {flow_name}'s latest run in "
+                               f"namespace {ns} has id {latest.id}.")
     if "/" in run_id:
-        raise _CommandError(f"Run-id {run_id} is not a valid run-id", 2)
+        raise InvalidPathspec(f"Run-id {run_id} is not a valid run-id")
     try:
         return Run(f"{flow_name}/{run_id}", _context=(store, ns))
     except NotFound:
-        raise _CommandError(f"No run {flow_name}/{run_id} found for flow {flow_name}") from None
+        raise NotFound(f"No run {flow_name}/{run_id} found for flow {flow_name}") from None
     except NamespaceMismatch:
-        raise _CommandError(f"Run {flow_name}/{run_id} for flow {flow_name} does not belong to namespace "
+        raise NamespaceMismatch(f"Run {flow_name}/{run_id} for flow {flow_name} does not belong to namespace "
                             f"{ns}; pass --namespace to choose another one") from None
 
 
@@ -107,10 +102,7 @@ def _describe(run: "Run", hide_system: bool = False) -> str:
 def _edit(store: Any, flow_name: str, run_id: str | None, ns: str | None,
           remove: Iterable[str], add: Iterable[str]) -> None:
     run = _resolve_run(_store_from(store), flow_name, run_id, _namespace_option(ns))
-    try:
-        run.replace_tags(list(remove), list(add))
-    except RunstoreError as exc:
-        raise _CommandError(str(exc), exc.exit_code) from None
+    run.replace_tags(list(remove), list(add))
     click.echo("Operation successful. New tags:")
     click.echo(_describe(run))
 
@@ -136,7 +128,7 @@ def make_tag_command(flow_name: str, store: "Store | Callable[[], Store] | None"
         "--namespace", "ns", default=None,
         help="Namespace the run must be in (default: your identity; '' for all namespaces).")
 
-    @click.group("tag", help=f"Add, remove, replace or list the user tags of {flow_name}'s runs.")
+    @click.group("tag", cls=OneLineErrors, help=f"Add, remove, replace or list the user tags of {flow_name}'s runs.")
     def tag() -> None:
         pass
 
@@ -173,11 +165,11 @@ def make_tag_command(flow_name: str, store: "Store | Callable[[], Store] | None"
         Example: python flow.py tag replace --run-id 3 --remove candidate --add best
         """
         if not to_add and not to_remove:
-            raise _CommandError("Specify at least one tag to add (--add) and one tag to remove (--remove)", 2)
+            raise TaggingError("Specify at least one tag to add (--add) and one tag to remove (--remove)")
         if not to_remove:
-            raise _CommandError("Specify at least one tag to remove; else please use tag add.", 2)
+            raise TaggingError("Specify at least one tag to remove; else please use tag add.")
         if not to_add:
-            raise _CommandError("Specify at least one tag to add, else please use tag remove.", 2)
+            raise TaggingError("Specify at least one tag to add, else please use tag remove.")
         _edit(store, flow_name, run_id, ns, to_remove, to_add)
 
     @tag.command("list")
@@ -196,19 +188,19 @@ def make_tag_command(flow_name: str, store: "Store | Callable[[], Store] | None"
         Example: python flow.py tag list --my-runs --group-by-tag
         """
         if all_runs and my_runs:
-            raise _CommandError("Option --all cannot be used together with --my-runs.", 2)
+            raise TaggingError("Option --all cannot be used together with --my-runs.")
         the_store = _store_from(store)
         ns = identity() if my_runs else None
         wanted = run_id or run_arg
         if wanted is not None:
             runs = [_resolve_run(the_store, flow_name, wanted, ns)]
         else:
-            from .client import Flow
+            from ..client import Flow
 
             try:
                 flow = Flow(flow_name, _context=(the_store, ns))
             except (NotFound, NamespaceMismatch):
-                raise _CommandError(f"No run found for {flow_name}"
+                raise NotFound(f"No run found for {flow_name}"
                                     + (f" in namespace {ns}" if ns else "")) from None
             runs = [run for _, run in zip(range(limit), flow)]
         rows = [(run.pathspec, sorted(run.system_tags), sorted(run.user_tags)) for run in runs]
@@ -232,3 +224,92 @@ def make_tag_command(flow_name: str, store: "Store | Callable[[], Store] | None"
         for run in runs:
             click.echo(_describe(run, hide_system_tags))
     return tag
+
+
+# ---------------------------------------------------------------- runstore tag RUN ...
+
+
+@click.group("tag")
+def runstore_tag_group() -> None:
+    """Add, remove, replace or list the user tags of a run.
+
+    System tags (user:, runtime:, python_version:, date: ...) cannot change.
+
+    \b
+    Example:
+        runstore tag add TrainFlow/12 best
+        runstore tag list TrainFlow/12
+    """
+
+
+def _tag_run(ctx: click.Context, run: str) -> Any:
+    return client_object("run", run, open_store(ctx))
+
+
+@runstore_tag_group.command(name="add")
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.pass_context
+def tag_add(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
+    """Add user TAGS to RUN.
+
+    \b
+    Example:
+        runstore tag add TrainFlow/12 best reviewed
+    """
+    obj = _tag_run(ctx, run)
+    obj.add_tags(tags)
+    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
+
+
+@runstore_tag_group.command(name="remove")
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.pass_context
+def tag_remove(ctx: click.Context, run: str, tags: tuple[str, ...]) -> None:
+    """Remove user TAGS from RUN (absent tags are ignored).
+
+    \b
+    Example:
+        runstore tag remove TrainFlow/12 reviewed
+    """
+    obj = _tag_run(ctx, run)
+    obj.remove_tags(tags)
+    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
+
+
+@runstore_tag_group.command(name="replace")
+@click.argument("run")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def tag_replace(ctx: click.Context, run: str, old: str, new: str) -> None:
+    """Replace the user tag OLD of RUN by NEW, in one step.
+
+    \b
+    Example:
+        runstore tag replace TrainFlow/12 candidate champion
+    """
+    obj = _tag_run(ctx, run)
+    obj.replace_tag(old, new)
+    click.echo(printable(f"{obj.pathspec}: {' '.join(sorted(obj.user_tags))}"))
+
+
+@runstore_tag_group.command(name="list")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="User and system tags as JSON.")
+@click.pass_context
+def tag_list(ctx: click.Context, run: str, as_json: bool) -> None:
+    """List the tags of RUN: user tags, then system tags.
+
+    \b
+    Example:
+        runstore tag list TrainFlow/12
+    """
+    obj = client_object("run", run, open_store(ctx, readonly=True))
+    tags = {"user": sorted(obj.user_tags), "system": sorted(obj.system_tags)}
+    if as_json:
+        echo_json(tags)
+        return
+    click.echo(printable(f"user tags:   {' '.join(tags['user'])}"))
+    click.echo(printable(f"system tags: {' '.join(tags['system'])}"))

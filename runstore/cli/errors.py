@@ -31,8 +31,8 @@ from typing import Any
 
 import click
 
-from .errors import RunstoreError
-from .util import printable
+from ..errors import RunstoreError
+from ..util import printable
 
 __all__ = ["OneLineErrors", "echo_error"]
 
