@@ -39,13 +39,14 @@ class TaskSpec:
     Fields: task_id, step, attempt, run_id, run_number, flow_name, inputs
     (``[(task_id, step)]``), frames (foreach frames), params (name -> StoredValue),
     retries, catch_var, catch_enabled, tags, identity, username, client_namespace,
-    set_client_namespace, origin_run_id, max_num_splits, quiet, metadata, graph_info.
+    set_client_namespace, origin_run_id, max_num_splits, quiet, metadata, graph_info,
+    cards (the attributes of each ``@card`` of the step, in order).
     """
 
     _DEFAULTS: dict[str, Any] = {
         "retries": 0, "catch_var": None, "catch_enabled": False, "tags": (), "identity": None,
         "username": None, "client_namespace": None, "set_client_namespace": False, "origin_run_id": None,
-        "max_num_splits": 100, "quiet": False, "metadata": {}, "graph_info": None,
+        "max_num_splits": 100, "quiet": False, "metadata": {}, "graph_info": None, "cards": (),
     }
     task_id: int
     step: str
@@ -69,6 +70,7 @@ class TaskSpec:
     quiet: bool
     metadata: dict[str, str]
     graph_info: dict[str, Any] | None
+    cards: tuple[dict[str, Any], ...]
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(self._DEFAULTS)
@@ -228,6 +230,12 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
         tags=frozenset(spec.tags), is_production=bool(spec.identity and spec.identity.startswith("production:")),
         graph=spec.graph_info, store=store,
     )
+    collector = None
+    if spec.cards:  # only steps with @card load the cards package
+        from ..cards._runtime import make_collector
+
+        collector = make_collector(store, spec.task_id, spec.attempt, ctx_pathspec(ctx), list(spec.cards), cap.say)
+        ctx.extra["card"] = collector
     error: BaseException | None = None
 
     def body() -> None:
@@ -272,6 +280,11 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     pause_point("task_persist", spec.step)
     store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
                          stderr=stderr, exception=exception, metadata=metadata)
+    if collector is not None:
+        from ..cards._runtime import finish_cards
+
+        finish_cards(collector, store, spec.task_id, spec.attempt, ctx_pathspec(ctx), ctx.parameter_names,
+                     spec.graph_info, spec.step, status, cap.say)
     if status == "succeeded":
         cap.say("Task finished successfully.")
     elif status == "caught":
@@ -280,6 +293,10 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
         cap.say("Task failed.")
     return TaskResult(spec.task_id, spec.attempt, status, foreach_refs,
                       None if exception is None else f"{exception[0]}: {exception[1]}")
+
+
+def ctx_pathspec(ctx: TaskContext) -> str:
+    return f"{ctx.flow_name}/{ctx.run_id}/{ctx.step_name}/{ctx.task_id}"
 
 
 def _loader(store: Any) -> Any:

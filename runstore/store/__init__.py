@@ -18,13 +18,16 @@ from typing import Any
 from ..errors import StoreError
 from ._admin import AdminMixin, DoctorReport, GcReport, SqlResult, TransferReport
 from ._blobs import BlobsMixin, PreparedValue, StoredValue
+from ._cards import CardRow
+from ._cards import task_cards as _task_cards
+from ._cards import upsert_card as _upsert_card
 from ._db import BUSY_TIMEOUT, Database
 from ._deploy import Deployment, DeployMixin
 from ._queries import QueriesMixin
 from ._resume import ResumeMixin
 from ._runs import RunRecord, RunsMixin, effective_status
 
-__all__ = ["Store", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
+__all__ = ["Store", "CardRow", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
            "SqlResult", "GcReport", "TransferReport", "DoctorReport"]
 
 DEFAULT_NAME = "runstore.db"
@@ -103,6 +106,37 @@ class Store(AdminMixin, QueriesMixin, DeployMixin, ResumeMixin, RunsMixin, Blobs
         'sqlite@:memory:'
         """
         return f"sqlite@{self.where}"
+
+    # ------------------------------------------------------------ cards (store/_cards.py)
+
+    #: Largest card HTML read back (a hostile file cannot make a reader allocate more).
+    CARD_MAX_BYTES = 64 << 20
+
+    def save_card(self, task_id: int, seq: int, *, card_id: str | None, type: str, attempt: int,
+                  status: str, html: str, error: str | None = None) -> str:
+        """Store the HTML of card ``seq`` of ``task_id`` (replacing it); returns its blob key.
+
+        The HTML is a content-addressed ``bytes`` blob, so an identical card is stored
+        once. One short write transaction; see :mod:`runstore.store._cards`.
+        """
+        from ..util import now
+
+        prepared = self.prepare_value(html.encode("utf-8"))
+        with self.write() as conn:
+            self.commit_values(conn, [prepared])
+            _upsert_card(conn, CardRow(task_id, seq, card_id, type, attempt, status, prepared.stored.blob_key,
+                                       error, now()))
+        return prepared.stored.blob_key
+
+    def task_cards(self, task_id: int) -> list[CardRow]:
+        """The cards of a task, in the order of its step's ``@card`` decorators."""
+        with self.read() as conn:
+            return _task_cards(conn, task_id)
+
+    def card_html(self, blob_key: str) -> str:
+        """A card's HTML, verified against its key (never unpickles: it is a ``bytes`` blob)."""
+        data = self.load_value(blob_key, "bytes", max_size=self.CARD_MAX_BYTES)
+        return bytes(data).decode("utf-8", errors="replace")
 
     def __repr__(self) -> str:
         return f"Store({self.where!r}{', readonly=True' if self.readonly else ''})"

@@ -37,6 +37,7 @@ from ..trust import trust_in_home, trust_mac
 from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
 from ..tags import check_merged_tags
 from ..util import config_dir, now, pid_alive
+from ._cards import run_card_rows
 from ._db import _publish, _split_sql, altered_error
 from ._runs import effective_status
 from ._schemacheck import index_problems
@@ -404,6 +405,7 @@ class AdminMixin:
                     "SELECT b.blob_key FROM blobs b WHERE b.created_at < :cut"
                     " AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.blob_key = b.blob_key)"
                     " AND NOT EXISTS (SELECT 1 FROM code_packages c WHERE c.blob_key = b.blob_key)"
+                    " AND NOT EXISTS (SELECT 1 FROM cards d WHERE d.blob_key = b.blob_key)"
                     " AND NOT EXISTS (SELECT 1 FROM blob_parts p JOIN blob_chunks k ON k.chunk_key = p.chunk_key"
                     "                 WHERE p.blob_key = b.blob_key AND k.touched_at >= :cut)",
                     {"cut": cutoff})]
@@ -719,7 +721,8 @@ class AdminMixin:
                     + ", ".join(crashed[:10]) + (" …" if len(crashed) > 10 else ""))
             unused = q("SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM artifacts a WHERE"
                        " a.blob_key = b.blob_key) AND NOT EXISTS (SELECT 1 FROM code_packages c"
-                       " WHERE c.blob_key = b.blob_key)")[0][0]
+                       " WHERE c.blob_key = b.blob_key) AND NOT EXISTS (SELECT 1 FROM cards d"
+                       " WHERE d.blob_key = b.blob_key)")[0][0]
             if unused:
                 report.warnings.append(f"{unused} blob(s) no longer used; `runstore gc` reclaims their space")
         report.facts["file_bytes"] = None
@@ -1018,6 +1021,10 @@ class _Transfer:
                 if renamed:
                     row["value"] = renamed.split("/")[1]
             self._insert(dst, "metadata", dict(row, task_id=self.task_map[row["task_id"]]))
+        for row in run_card_rows(src, run_id):  # cards (store/_cards.py)
+            if row["blob_key"] is not None:
+                self._copy_blob(src, dst, row["blob_key"], what="card")
+            self._insert(dst, "cards", dict(row, task_id=self.task_map[row["task_id"]]))
 
     def _copy_code(self, src: sqlite3.Connection, dst: sqlite3.Connection, code_id: int) -> int:
         if code_id not in self.code_map:

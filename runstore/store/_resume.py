@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from ..errors import NotFound
 from ..util import now
+from ._cards import clone_cards
 
 __all__ = ["ResumeMixin"]
 
@@ -140,6 +141,7 @@ class ResumeMixin:
                      for name, ref in artifacts.items()],
                 )
             self._insert_metadata(conn, task_id, 0, metadata, stamp)
+            clone_cards(conn, task_id, origin_task_id, stamp)  # a clone keeps its cards
             conn.execute(
                 "UPDATE tasks SET status = ?, attempt = 0, finished_at = ?, origin_task_id = ?, origin_pathspec = ?"
                 " WHERE task_id = ?",

@@ -39,8 +39,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidPathspec, NotFound, RunstoreError
 from . import data
-from .dag import dag_layout, timeline_layout
-from .preview import preview
+from ..dag import dag_layout, timeline_layout
+from ..preview import preview
 
 if TYPE_CHECKING:
     from ..store import Store
