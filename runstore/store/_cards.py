@@ -11,7 +11,7 @@ Example
 >>> store = Store(":memory:")
 >>> run = store.create_run("F", user="anne")
 >>> task_id = store.create_task(run.run_id, "start")
->>> store.save_card(task_id, 0, card_id=None, type="blank", attempt=0, status="done", html="<p>hi</p>")
+>>> key = store.save_card(task_id, 0, card_id=None, type="blank", attempt=0, status="done", html="<p>hi</p>")
 >>> [(row.seq, row.status) for row in store.task_cards(task_id)]
 [(0, 'done')]
 >>> store.card_html(store.task_cards(task_id)[0].blob_key)
