@@ -85,10 +85,11 @@ def _esc(value: Any) -> str:
 
 def _document(title: str, head: str, body: str) -> str:
     charts = 'class="rs-vega"' in body
+    head = f"<p class=\"rs-head\">{head}</p>" if head else ""
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_esc(title)}</title>"
             f"<style>{_CSS}</style></head><body><main class=\"rs-card\">"
-            f"<p class=\"rs-head\">{head}</p>{body}</main>"
+            f"{head}{body}</main>"
             + (VEGA_MARKER + _CHART_SCRIPT if charts else "") + "</body></html>\n")
 
 
@@ -106,6 +107,10 @@ def card_page_errors(pathspec: str, card_type: str, components: Iterable[Any], *
                      before: str = "", status: str = "done") -> tuple[str, list[str]]:
     """``(html, errors)``: the card document and the messages of components that failed."""
     body, errors = render_components(components)
+    if card_type != "default":
+        # A blank card is only what the step put in it: no pathspec, no status, so the
+        # same report made by two tasks is the same blob, stored once.
+        return _document(f"{card_id or card_type} card", "", body), errors
     label = f"{card_type} card" + (f" <b>{_esc(card_id)}</b>" if card_id else "")
     head = (f"{_esc(pathspec)} · {label} · <span class=\"rs-status rs-status-{_esc(status)}\">"
             f"{_esc('live' if status == 'running' else status)}</span>")

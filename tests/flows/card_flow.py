@@ -39,6 +39,8 @@ class CardFlow(FlowSpec):
         gate = os.environ.get("CARD_GATE")
         for fold in range(1, 5):
             bar.update(fold)
+            if gate:
+                time.sleep(0.3)  # past refresh_interval: each refresh below is stored
             current.card["progress"].refresh()
             if gate and fold == 2:
                 open(gate + ".reached", "w").close()
@@ -65,6 +67,8 @@ class CardFlow(FlowSpec):
         if os.environ.get("CARD_SLOW"):
             current.card.append(Slow())
         current.card.append(Markdown("done"))
+        if os.environ.get("CARD_FAIL_END"):
+            raise RuntimeError("end fails on purpose")
 
 
 if __name__ == "__main__":
