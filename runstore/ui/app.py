@@ -51,9 +51,10 @@ HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 TEMPLATE_DIR = HERE / "templates"
 
-#: The Content-Security-Policy of every response: nothing inline, nothing from elsewhere.
+#: The Content-Security-Policy of every response: nothing inline, nothing from elsewhere;
+#: frames only from this app (the task page's sandboxed cards, served under :data:`CARD_CSP`).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+       "connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 _HEADERS = [
     (b"content-security-policy", CSP.encode()),
