@@ -40,6 +40,7 @@ from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, 
 from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from .cards import card
     from .client import DataArtifact, Flow, Run, Runstore, Step, Task
     from .dataframe import to_dataframe
     from .runtime import Runner
@@ -60,6 +61,7 @@ _LAZY = {
     "to_dataframe": ".dataframe",
     "get_version": ".version",
     "read_info_file": ".version",
+    "card": ".cards",
 }
 
 
@@ -101,6 +103,7 @@ __all__ = [
     "IncludeFile",
     "retry",
     "catch",
+    "card",
     "current",
     "Runner",
     "get_version",

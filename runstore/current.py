@@ -140,6 +140,15 @@ class Current:
         """A directory for scratch files (the working directory, as in Metaflow)."""
         return "."
 
+    @property
+    def card(self) -> Any:
+        """The step's cards (``current.card.append(...)``, ``current.card["id"]``); with ``@card`` only."""
+        ctx = _context.get()
+        collector = ctx.extra.get("card") if ctx is not None else None
+        if collector is None:
+            raise AttributeError("current.card exists only inside a step decorated with @card")
+        return collector
+
     # ------------------------------------------------------------ client objects
 
     @property

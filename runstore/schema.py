@@ -391,8 +391,28 @@ BEGIN
 END;
 """
 
+# Cards (SPEC §15, docs/cards.md): one row per @card of a task, pointing to its HTML
+# stored as a content-addressed ``bytes`` blob (an identical card costs one row). The
+# row is replaced on each live refresh; it goes with its task (delete), is copied by
+# export/merge and by resume's clone, and keeps its blob from gc.
+_V5_CARDS = """
+CREATE TABLE cards (
+    task_id    INTEGER NOT NULL REFERENCES tasks(task_id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    card_id    TEXT,
+    type       TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    blob_key   TEXT REFERENCES blobs(blob_key),
+    error      TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+CREATE INDEX cards_by_blob ON cards(blob_key);
+"""
+
 #: Ordered migrations; entry i takes a file from user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES]
+MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES, _V5_CARDS]
 
 #: The schema version this runstore writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ..client import ClientObject, Task
     from ..store import Store
 
-__all__ = ["open_store", "find_object", "tasks_of", "client_object", "echo_json"]
+__all__ = ["open_store", "find_object", "tasks_of", "client_object", "echo_json", "global_namespace"]
 
 
 def open_store(ctx: click.Context, *, readonly: bool = False, **open_options: Any) -> "Store":
@@ -77,7 +77,7 @@ def tasks_of(obj: "ClientObject") -> list["Task"]:
     return sorted((t for s in steps for t in s), key=lambda t: int(t.id))
 
 
-def _global_namespace() -> None:
+def global_namespace() -> None:
     """Pathspec-addressed commands see every namespace: the user named the object."""
     from ..namespace import namespace
 
@@ -87,7 +87,7 @@ def _global_namespace() -> None:
 def client_object(kind: str, pathspec: str, store: "Store") -> Any:
     """The client object a pathspec names: Run (Flow/N), Step (+/step) or Task (+/id)."""
     parts = parse_pathspec(pathspec, depths=(2,) if kind == "run" else (2, 3, 4))
-    _global_namespace()
+    global_namespace()
     return find_object(store, parts)
 
 

@@ -196,6 +196,53 @@ def make_cli(flow_class: Any) -> click.Group:
                     shown = f"< {exc.headline}: {exc} >"
                 click.echo(f"    {art} [size: {size} type: {ref.type}] = {shown}")
 
+    @cli.group(name="card")
+    def card_group() -> None:
+        """Look at the cards of this flow's tasks (see docs/cards.md)."""
+
+    @card_group.command(name="view")
+    @click.argument("target")
+    @click.option("--id", "card_id", default=None, help="The card with this @card(id=...).")
+    @click.option("--type", "card_type", default=None, help="The card of this type (default, blank).")
+    @click.option("--no-browser", is_flag=True, help="Only write the file and print its path.")
+    @click.pass_context
+    def card_view(ctx: click.Context, target: str, card_id: str | None, card_type: str | None, no_browser: bool) -> None:
+        """Open a card of STEP (latest run), RUN/STEP or RUN/STEP/TASK in the web browser.
+
+        \b
+        Example:
+            python flow.py card view train --id report
+        """
+        from ..cards import _cli as cards_cli
+
+        task = cards_cli.find_task_for_flow(ctx.obj["store"](), name, target)
+        chosen, _ = cards_cli.choose_card(task, card_id, card_type)
+        path = cards_cli.write_card(chosen, cards_cli.view_file(chosen))
+        click.echo(path)
+        if not no_browser:
+            import webbrowser
+
+            webbrowser.open("file://" + path)
+
+    @card_group.command(name="get")
+    @click.argument("target")
+    @click.argument("file", type=click.Path(dir_okay=False))
+    @click.option("--id", "card_id", default=None, help="The card with this @card(id=...).")
+    @click.option("--type", "card_type", default=None, help="The card of this type (default, blank).")
+    @click.pass_context
+    def card_get(ctx: click.Context, target: str, file: str, card_id: str | None, card_type: str | None) -> None:
+        """Write a card of STEP (latest run), RUN/STEP or RUN/STEP/TASK to FILE (one HTML file).
+
+        \b
+        Example:
+            python flow.py card get 3/train report.html --id report
+        """
+        from ..cards import _cli as cards_cli
+
+        task = cards_cli.find_task_for_flow(ctx.obj["store"](), name, target)
+        chosen, _ = cards_cli.choose_card(task, card_id, card_type)
+        cards_cli.write_card(chosen, file)
+
     cli.add_command(resume_command(flow_class), "resume")
     cli.add_command(deploy_command(flow_class), "deploy")
     cli.add_command(trigger_command(flow_class), "trigger")

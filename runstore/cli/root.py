@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import click
 
 from ..util import display_width, fit_width, printable
-from .common import client_object, echo_json, open_store
+from .common import client_object, echo_json, global_namespace, open_store
 from .errors import OneLineErrors
 from .logs import logs_command
 from .tag import runstore_tag_group
@@ -422,6 +422,43 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
         current = get_namespace()
         where = "" if current is None else f" in namespace {current} (--all shows every namespace)"
         click.echo(printable(f"no runs{where}"), err=True)
+
+
+@cli.command(name="card")
+@click.argument("pathspec")
+@click.option("--id", "card_id", default=None, help="The card with this @card(id=...) (default: the first).")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the card to this file (default: standard output).")
+@click.option("--list", "list_only", is_flag=True, help="List the task's cards instead.")
+@click.pass_context
+def card_cmd(ctx: click.Context, pathspec: str, card_id: str | None, out: str | None, list_only: bool) -> None:
+    """Get a card of a task (Flow/N/step/ID, or Flow/N/step for its first task) as one HTML file.
+
+    The file is self-contained (charts included) and works offline. Cards are
+    HTML written by whoever ran the task: open a foreign one in `runstore ui`,
+    which shows it sandboxed.
+
+    \b
+    Example:
+        runstore card TrainFlow/12/train --id report -o report.html
+        runstore card TrainFlow/12/train/1043 --list
+    """
+    from ..cards import _cli as cards_cli
+
+    global_namespace()
+    task = cards_cli.find_task(open_store(ctx, readonly=True), pathspec)
+    if list_only:
+        for line in cards_cli.describe_cards(list(cards_cli.get_cards(task))):
+            click.echo(line)
+        return
+    chosen, others = cards_cli.choose_card(task, card_id)
+    if out is None:
+        click.echo(chosen.get(), nl=False)
+    else:
+        cards_cli.write_card(chosen, out)
+    if others and card_id is None:
+        click.echo(f"({len(others)} more card(s): {', '.join(cards_cli.describe_cards(others))}; choose with --id)",
+                   err=True)
 
 
 @cli.command()

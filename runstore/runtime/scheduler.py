@@ -233,6 +233,7 @@ class Scheduler:
             identity=self.identity, username=self.username, client_namespace=self.client_namespace,
             set_client_namespace=self.set_namespace, max_num_splits=self.max_num_splits, quiet=self.quiet,
             metadata=self.metadata, graph_info=self.graph_info,
+            cards=tuple(d["attributes"] for d in node.decorators if d["name"] == "card"),
         )
 
     def _on_result(self, spec: TaskSpec, result: TaskResult) -> None:

@@ -38,6 +38,7 @@ RUNTIME_ARTIFACTS = frozenset({"_foreach_stack", "_foreach_input", "_graph_info"
 class TaskSpec:
     """Everything a worker needs to run one attempt (picklable, small, immutable).
 
+    ``cards``: the attributes of each ``@card`` of the step, in order.
     A misspelled field is a ``TypeError``; a retry is a new spec
     (``dataclasses.replace(spec, attempt=spec.attempt + 1)``).
 
@@ -77,6 +78,7 @@ class TaskSpec:
     quiet: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
     graph_info: dict[str, Any] | None = None
+    cards: tuple[dict[str, Any], ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -232,6 +234,12 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
         tags=frozenset(spec.tags), is_production=bool(spec.identity and spec.identity.startswith("production:")),
         graph=spec.graph_info, store=store,
     )
+    collector = None
+    if spec.cards:  # only steps with @card load the cards package
+        from ..cards._runtime import make_collector
+
+        collector = make_collector(store, spec.task_id, spec.attempt, ctx_pathspec(ctx), list(spec.cards), cap.say)
+        ctx.extra["card"] = collector
     error: BaseException | None = None
 
     def body() -> None:
@@ -277,6 +285,11 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     pause_point("task_persist", spec.step)
     store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
                          stderr=stderr, exception=exception, metadata=metadata)
+    if collector is not None:
+        from ..cards._runtime import finish_cards
+
+        finish_cards(collector, store, spec.task_id, spec.attempt, ctx_pathspec(ctx), ctx.parameter_names,
+                     spec.graph_info, spec.step, status, cap.say)
     if status == "succeeded":
         cap.say("Task finished successfully.")
     elif status == "caught":
@@ -285,6 +298,10 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
         cap.say("Task failed.")
     return TaskResult(spec.task_id, spec.attempt, status, foreach_refs,
                       None if exception is None else f"{exception[0]}: {exception[1]}")
+
+
+def ctx_pathspec(ctx: TaskContext) -> str:
+    return f"{ctx.flow_name}/{ctx.run_id}/{ctx.step_name}/{ctx.task_id}"
 
 
 def _loader(store: Any) -> Any:

@@ -37,6 +37,9 @@ from typing import IO, Any, Callable, Concatenate, Iterable, Mapping, ParamSpec,
 from ..errors import StoreError
 from . import _blobs, _deploy, _doctor, _gc, _reads, _sql, _transfer, _trust, _writes
 from ._blobs import PreparedValue, StoredValue
+from ._cards import CardRow
+from ._cards import task_cards as _task_cards
+from ._cards import upsert_card as _upsert_card
 from ._db import BUSY_TIMEOUT, Database, Progress, Row
 from ._deploy import Deployment
 from ._doctor import DoctorReport
@@ -46,7 +49,7 @@ from ._sql import SqlResult
 from ._transfer import TransferReport
 from ._writes import RunRecord
 
-__all__ = ["Store", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
+__all__ = ["Store", "CardRow", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
            "SqlResult", "GcReport", "TransferReport", "DoctorReport"]
 
 DEFAULT_NAME = "runstore.db"
@@ -132,6 +135,37 @@ class Store(Database):
         'sqlite@:memory:'
         """
         return f"sqlite@{self.where}"
+
+    # ------------------------------------------------------------ cards (store/_cards.py)
+
+    #: Largest card HTML read back (a hostile file cannot make a reader allocate more).
+    CARD_MAX_BYTES = 64 << 20
+
+    def save_card(self, task_id: int, seq: int, *, card_id: str | None, type: str, attempt: int,
+                  status: str, html: str, error: str | None = None) -> str:
+        """Store the HTML of card ``seq`` of ``task_id`` (replacing it); returns its blob key.
+
+        The HTML is a content-addressed ``bytes`` blob, so an identical card is stored
+        once. One short write transaction; see :mod:`runstore.store._cards`.
+        """
+        from ..util import now
+
+        prepared = self.prepare_value(html.encode("utf-8"))
+        with self.write() as conn:
+            self.commit_values(conn, [prepared])
+            _upsert_card(conn, CardRow(task_id, seq, card_id, type, attempt, status, prepared.stored.blob_key,
+                                       error, now()))
+        return prepared.stored.blob_key
+
+    def task_cards(self, task_id: int) -> list[CardRow]:
+        """The cards of a task, in the order of its step's ``@card`` decorators."""
+        with self.read() as conn:
+            return _task_cards(conn, task_id)
+
+    def card_html(self, blob_key: str) -> str:
+        """A card's HTML, verified against its key (never unpickles: it is a ``bytes`` blob)."""
+        data = self.load_value(blob_key, "bytes", max_size=self.CARD_MAX_BYTES)
+        return bytes(data).decode("utf-8", errors="replace")
 
     def __repr__(self) -> str:
         return f"Store({self.where!r}{', readonly=True' if self.readonly else ''})"

@@ -133,9 +133,11 @@ def doctor(db: Database, *, deep: bool = False) -> DoctorReport:
             report.warnings.append(
                 f"{len(crashed)} run(s) left 'running' by an owner that is gone (shown as crashed): "
                 + ", ".join(crashed[:10]) + (" …" if len(crashed) > 10 else ""))
+        cards = q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cards'")  # since v5
         unused = q("SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM artifacts a WHERE"
                    " a.blob_key = b.blob_key) AND NOT EXISTS (SELECT 1 FROM code_packages c"
-                   " WHERE c.blob_key = b.blob_key)")[0][0]
+                   " WHERE c.blob_key = b.blob_key)" + (" AND NOT EXISTS (SELECT 1 FROM cards d"
+                   " WHERE d.blob_key = b.blob_key)" if cards else ""))[0][0]
         if unused:
             report.warnings.append(f"{unused} blob(s) no longer used; `runstore gc` reclaims their space")
     report.facts["file_bytes"] = None

@@ -136,6 +136,7 @@ def gc(db: Database, *, dry_run: bool = False, progress: Progress | None = None)
                 "SELECT b.blob_key FROM blobs b WHERE b.created_at < :cut"
                 " AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.blob_key = b.blob_key)"
                 " AND NOT EXISTS (SELECT 1 FROM code_packages c WHERE c.blob_key = b.blob_key)"
+                " AND NOT EXISTS (SELECT 1 FROM cards d WHERE d.blob_key = b.blob_key)"
                 " AND NOT EXISTS (SELECT 1 FROM blob_parts p JOIN blob_chunks k ON k.chunk_key = p.chunk_key"
                 "                 WHERE p.blob_key = b.blob_key AND k.touched_at >= :cut)",
                 {"cut": cutoff})]

@@ -35,6 +35,7 @@ from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
 from ..tags import check_merged_tags
 from ..util import check_uuid, now, pid_alive
 from ._blobs import chunk_bytes
+from ._cards import run_card_rows
 from ._db import Database, Progress, Row, _publish, _split_sql, altered_error, dict_rows, human_size, placeholders
 from ._reads import RUN_PATHSPEC, list_run_ids
 from ._writes import code_package_id, next_run_number
@@ -397,6 +398,10 @@ class _Transfer:
                 if renamed:
                     row["value"] = renamed.split("/")[1]
             self._insert(dst, "metadata", dict(row, task_id=self.task_map[row["task_id"]]))
+        for row in run_card_rows(src, run_id):  # cards (store/_cards.py)
+            if row["blob_key"] is not None:
+                self._copy_blob(src, dst, row["blob_key"], what="card")
+            self._insert(dst, "cards", dict(row, task_id=self.task_map[row["task_id"]]))
 
     def _copy_code(self, src: sqlite3.Connection, dst: sqlite3.Connection, code_id: int) -> int:
         if code_id not in self.code_map:

@@ -32,6 +32,7 @@ from ..errors import NotFound, TaggingError
 from ..tags import MAX_USER_TAGS, validate_tag, validate_user_tag
 from ..util import hostname, now
 from ._blobs import PreparedValue, StoredValue, commit_values
+from ._cards import clone_cards
 from ._reads import list_run_tags
 
 __all__ = ["RunRecord", "flow_id", "next_run_number", "create_run", "heartbeat", "finish_run", "set_run_code",
@@ -298,6 +299,7 @@ def clone_task(conn: sqlite3.Connection, task_id: int, origin_task_id: int, orig
     if artifacts:
         _insert_artifacts(conn, task_id, 0, artifacts, stamp)
     insert_metadata(conn, task_id, 0, metadata, stamp)
+    clone_cards(conn, task_id, origin_task_id, stamp)  # a clone keeps its cards
     conn.execute(
         "UPDATE tasks SET status = ?, attempt = 0, finished_at = ?, origin_task_id = ?, origin_pathspec = ?"
         " WHERE task_id = ?", (status, stamp, origin_task_id, origin_pathspec, task_id))

@@ -39,8 +39,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidPathspec, NotFound, RunstoreError
 from . import data
-from .dag import dag_layout, timeline_layout
-from .preview import preview
+from ..dag import dag_layout, timeline_layout
+from ..preview import preview
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -51,15 +51,31 @@ HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 TEMPLATE_DIR = HERE / "templates"
 
-#: The Content-Security-Policy of every response: nothing inline, nothing from elsewhere.
+#: The Content-Security-Policy of every response: nothing inline, nothing from elsewhere;
+#: frames only from this app (the task page's sandboxed cards, served under :data:`CARD_CSP`).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+       "connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 _HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
+]
+
+#: The policy of a card document (``/card/...``): HTML written by whoever ran the task.
+#: ``sandbox allow-scripts`` gives it an opaque origin even when opened directly (the task
+#: page also frames it with ``sandbox="allow-scripts"``, never allow-same-origin), so its
+#: script (charts) runs but cannot reach the UI's pages, cookies or API; it may fetch
+#: nothing, load nothing but inline code and data: images, and be framed only by the UI.
+CARD_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+            "font-src data:; connect-src 'none'; form-action 'none'; base-uri 'none'; "
+            "frame-ancestors 'self'; sandbox allow-scripts")
+_CARD_HEADERS = [
+    (b"content-security-policy", CARD_CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"SAMEORIGIN"),
 ]
 
 _STATUSES = ("running", "succeeded", "failed", "crashed")
@@ -81,7 +97,8 @@ class _SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + _HEADERS
+                card = scope["path"].startswith("/card/")  # a card gets its own policy, never both
+                message["headers"] = list(message.get("headers", [])) + (_CARD_HEADERS if card else _HEADERS)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -290,8 +307,35 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
         live = outcome is not None and outcome["finished_at"] is None
         return render(request, "task.html", run=row, task=task, spec=spec, step=step, task_id=tid,
                       attempts=list(range(current + 1)), chosen=chosen, outcome=outcome,
-                      artifacts=artifacts, logs=logs, live=live,
+                      artifacts=artifacts, logs=logs, live=live, cards=store.task_cards(tid),
                       metadata=store.list_metadata(tid, chosen))
+
+    # ------------------------------------------------------------ cards (docs/cards.md)
+
+    def _card_row(request: Request) -> Any:
+        flow, number = _run_parts(request)
+        step, task_id = request.path_params["step"], request.path_params["task_id"]
+        client("Task", f"{flow}/{number}/{step}/{task_id}")  # the task exists, in this store
+        seq = request.path_params["seq"]
+        found = [c for c in store.task_cards(int(task_id)) if str(c.seq) == seq]
+        if not found or found[0].blob_key is None:
+            raise HTTPException(404, f"card {seq!r} of task {task_id} does not exist")
+        return found[0]
+
+    def card_page(request: Request) -> HTMLResponse:
+        from ..cards._page import standalone
+
+        row = _card_row(request)
+        return HTMLResponse(standalone(store.card_html(row.blob_key)))
+
+    def cards_api(request: Request) -> JSONResponse:
+        flow, number = _run_parts(request)
+        step, task_id = request.path_params["step"], request.path_params["task_id"]
+        task = client("Task", f"{flow}/{number}/{step}/{task_id}")
+        outcome = store.find_attempt(int(task_id), task.current_attempt)
+        done = outcome is None or outcome["finished_at"] is not None
+        return JSONResponse({"done": done, "cards": [
+            {"seq": c.seq, "hash": c.blob_key, "status": c.status} for c in store.task_cards(int(task_id))]})
 
     def log_api(request: Request) -> JSONResponse:
         flow, number = _run_parts(request)
@@ -428,6 +472,8 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
         Route("/run/{flow}/{number}/code", code_page),
         Route("/run/{flow}/{number}/{step}/{task_id}", task_page),
         Route("/api/log/{flow}/{number}/{step}/{task_id}", log_api),
+        Route("/card/{flow}/{number}/{step}/{task_id}/{seq}", card_page),
+        Route("/api/cards/{flow}/{number}/{step}/{task_id}", cards_api),
         Route("/compare", compare_page),
         Route("/sql", sql_page),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),

@@ -5,7 +5,7 @@ Every query is bounded: the runs listing is keyset-paginated on the indexes behi
 ``runs_view`` / ``tags_view`` (``runs_by_flow_created``, ``run_tags_by_tag``), one
 index range per flow, merged, so the first screen costs the same at 100,000 runs as at
 1,000 (``benchmarks/bench_ui.py``). Nothing here unpickles: previews are in
-:mod:`runstore.ui.preview`.
+:mod:`runstore.preview`.
 
 Example
 -------

@@ -27,6 +27,32 @@
   }
   document.querySelectorAll("pre[data-live]").forEach(followLog);
 
+  // Cards of a running task: reload a card's frame when the store holds a new version of
+  // it, and the page when a card appears. Card HTML itself only ever goes into sandboxed frames.
+  function followCards(slot) {
+    var url = slot.getAttribute("data-live");
+    function poll() {
+      fetch(url, { headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.json(); })
+        .then(function (d) {
+          var shown = document.querySelectorAll("div.card").length;
+          if (d.cards.length !== shown) { window.location.reload(); return; }
+          d.cards.forEach(function (c) {
+            var box = document.getElementById("card-" + c.seq);
+            if (!box || box.getAttribute("data-hash") === (c.hash || "")) { return; }
+            box.setAttribute("data-hash", c.hash || "");
+            box.setAttribute("data-status", c.status);
+            var frame = box.querySelector("iframe");
+            if (frame) { frame.src = frame.src.split("?")[0] + "?v=" + encodeURIComponent(c.hash || ""); }
+          });
+          if (!d.done) { setTimeout(poll, 1000); }
+        })
+        .catch(function () { setTimeout(poll, 2000); });
+    }
+    poll();
+  }
+  document.querySelectorAll("[data-live][id='cards-slot']").forEach(followCards);
+
   function drawPlot() {
     var holder = document.getElementById("chart");
     var source = document.getElementById("plot-data");

@@ -27,11 +27,11 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RunstoreError
+from .errors import RunstoreError
 
 if TYPE_CHECKING:
-    from ..client import DataArtifact
-    from ..store import Store
+    from .client import DataArtifact
+    from .store import Store
 
 __all__ = ["Preview", "preview"]
 
