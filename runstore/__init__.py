@@ -24,6 +24,7 @@ from .errors import (
     ParameterError,
     ProductionTokenError,
     ResumeError,
+    ExecutorError,
     RunFailed,
     RunstoreError,
     SchemaVersionError,
@@ -36,7 +37,7 @@ from .errors import (
     UntrustedArtifact,
 )
 from .current import current
-from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, step
+from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, executor, retry, step
 from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
@@ -101,6 +102,7 @@ __all__ = [
     "IncludeFile",
     "retry",
     "catch",
+    "executor",
     "current",
     "Runner",
     "get_version",
@@ -126,5 +128,6 @@ __all__ = [
     "MergeArtifactsError",
     "ProductionTokenError",
     "ResumeError",
+    "ExecutorError",
     "RunFailed",
 ]

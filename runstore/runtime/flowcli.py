@@ -68,7 +68,7 @@ def _open_store(db: str | None) -> Any:
 
 def launch_options(func: Any) -> Any:
     """The options ``run`` and ``resume`` share: --tag, --max-workers, --max-num-splits,
-    --namespace, --run-id-file."""
+    --namespace, --run-id-file, --executor, --dask-address."""
     for option in reversed([
         click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable)."),
         click.option("--max-workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
@@ -79,6 +79,11 @@ def launch_options(func: Any) -> Any:
                      help="Client namespace inside steps ('' = global)."),
         click.option("--run-id-file", type=click.Path(dir_okay=False), default=None,
                      help="Write the run number to this file when the run starts."),
+        click.option("--executor", type=click.Choice(["local", "dask"], case_sensitive=False), default=None,
+                     help="Where tasks run [default: RUNSTORE_EXECUTOR, else local] (docs/executors.md)."),
+        click.option("--dask-address", default=None, metavar="ADDRESS",
+                     help="Dask scheduler, e.g. tcp://HOST:8786 [default: RUNSTORE_DASK_ADDRESS, "
+                          "else a local cluster for the run]."),
     ]):
         func = option(func)
     return func
@@ -124,12 +129,14 @@ def make_cli(flow_class: Any) -> click.Group:
                   help="Take the parameter values of run RUN (those given here win).")
     @click.pass_context
     def run(ctx: click.Context, tags: tuple[str, ...], max_workers: int | None, max_num_splits: int,
-            user_namespace: str | None, run_id_file: str | None, clone: str | None, **kwargs: Any) -> None:
+            user_namespace: str | None, run_id_file: str | None, executor: str | None, dask_address: str | None,
+            clone: str | None, **kwargs: Any) -> None:
         """Run the flow.
 
         \b
         Example:
             python flow.py run --tag first --max-workers 4
+            python flow.py run --executor dask --dask-address tcp://10.0.0.5:8786
         """
         from ..tags import validate_user_tags
         from .runner import execute, resolve_parameters
@@ -149,7 +156,8 @@ def make_cli(flow_class: Any) -> click.Group:
         outcome = execute(flow_class, store, values, tags=list(tags), max_workers=max_workers,
                           max_num_splits=max_num_splits, namespace=user_namespace,
                           namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
-                          on_run_created=run_id_writer(run_id_file))
+                          on_run_created=run_id_writer(run_id_file), executor=executor,
+                          dask_address=dask_address)
         exit_with(ctx, store, outcome)
 
     for param in params:

@@ -274,7 +274,8 @@ class ResumeScheduler(Scheduler):
 def resume(flow_class: type[FlowSpec], store: Any, *, step: str | None = None, origin_run_id: Any = None,
            tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None, max_num_splits: int = 100,
            namespace: str | None = None, namespace_given: bool = False, quiet: bool = False,
-           on_run_created: Callable[[Any], None] | None = None) -> RunOutcome:
+           on_run_created: Callable[[Any], None] | None = None, executor: str | None = None,
+           dask_address: str | None = None) -> RunOutcome:
     """Resume a run of ``flow_class`` (see the module docstring); returns the new run's outcome.
 
     Raises ``ResumeError`` / ``NotFound`` before anything is written when the step or
@@ -288,7 +289,8 @@ def resume(flow_class: type[FlowSpec], store: Any, *, step: str | None = None, o
     scheduler = ResumeScheduler(
         flow_class, store, plan, tags=list(tags), max_workers=max_workers, max_num_splits=max_num_splits,
         client_namespace=namespace or None, set_namespace=namespace_given, quiet=quiet,
-        flow_file=flow_file_of(flow_class), on_run_created=on_run_created,
+        flow_file=flow_file_of(flow_class), on_run_created=on_run_created, executor=executor,
+        dask_address=dask_address,
     )
     return scheduler.run()
 
@@ -350,7 +352,7 @@ def resume_command(flow_class: type[FlowSpec]) -> click.Command:
     @click.pass_context
     def command(ctx: click.Context, step: str | None, origin_run_id: str | None, tags: tuple[str, ...],
                 max_workers: int | None, max_num_splits: int, user_namespace: str | None,
-                run_id_file: str | None) -> None:
+                run_id_file: str | None, executor: str | None, dask_address: str | None) -> None:
         """Run the flow again, reusing the successful tasks of an earlier run.
 
         Without STEP, every task that succeeded before the first failure is cloned
@@ -368,7 +370,8 @@ def resume_command(flow_class: type[FlowSpec]) -> click.Command:
         outcome = resume(flow_class, store, step=step, origin_run_id=origin_run_id, tags=list(tags),
                          max_workers=max_workers, max_num_splits=max_num_splits, namespace=user_namespace,
                          namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
-                         on_run_created=run_id_writer(run_id_file))
+                         on_run_created=run_id_writer(run_id_file), executor=executor,
+                         dask_address=dask_address)
         exit_with(ctx, store, outcome)
 
     command.name = "resume"

@@ -15,6 +15,7 @@ stream prefixed ``[RUN/STEP/TASK]`` unless the run is quiet.
 from __future__ import annotations
 
 import contextvars
+from contextlib import nullcontext
 import os
 import sys
 from contextvars import ContextVar
@@ -39,13 +40,14 @@ class TaskSpec:
     Fields: task_id, step, attempt, run_id, run_number, flow_name, inputs
     (``[(task_id, step)]``), frames (foreach frames), params (name -> StoredValue),
     retries, catch_var, catch_enabled, tags, identity, username, client_namespace,
-    set_client_namespace, origin_run_id, max_num_splits, quiet, metadata, graph_info.
+    set_client_namespace, origin_run_id, max_num_splits, quiet, metadata, graph_info,
+    executor (the executor the step is pinned to with ``@executor``, or None).
     """
 
     _DEFAULTS: dict[str, Any] = {
         "retries": 0, "catch_var": None, "catch_enabled": False, "tags": (), "identity": None,
         "username": None, "client_namespace": None, "set_client_namespace": False, "origin_run_id": None,
-        "max_num_splits": 100, "quiet": False, "metadata": {}, "graph_info": None,
+        "max_num_splits": 100, "quiet": False, "metadata": {}, "graph_info": None, "executor": None,
     }
     task_id: int
     step: str
@@ -69,6 +71,7 @@ class TaskSpec:
     quiet: bool
     metadata: dict[str, str]
     graph_info: dict[str, Any] | None
+    executor: str | None
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(self._DEFAULTS)
@@ -221,12 +224,15 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     elif spec.inputs:
         state.inherited = _inheritable(store.task_artifact_refs(spec.inputs[0][0]), spec.params)
     flow = flow_class._new_task(state)
+    # A task on a remote executor gets a stand-in (executors/remote.py) that serves
+    # its inputs and collects its outputs: the client inside such a step has no store.
+    client_store = None if getattr(store, "remote", False) else store
     ctx = TaskContext(
         flow_name=spec.flow_name, run_id=str(spec.run_number), step_name=spec.step,
         task_id=str(spec.task_id), retry_count=spec.attempt, origin_run_id=spec.origin_run_id,
         namespace=spec.identity, username=spec.username, parameter_names=tuple(sorted(spec.params)),
         tags=frozenset(spec.tags), is_production=bool(spec.identity and spec.identity.startswith("production:")),
-        graph=spec.graph_info, store=store,
+        graph=spec.graph_info, store=client_store,
     )
     error: BaseException | None = None
 
@@ -236,7 +242,7 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
         _capture.set(cap)
         if spec.set_client_namespace:
             namespace(spec.client_namespace)
-        with use_store(store), task_context(ctx):
+        with use_store(client_store) if client_store is not None else nullcontext(), task_context(ctx):
             func = getattr(flow, spec.step)
             func(inputs) if node.is_join else func()
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import StoreError
+from . import _executors
 from ._admin import AdminMixin, DoctorReport, GcReport, SqlResult, TransferReport
 from ._blobs import BlobsMixin, PreparedValue, StoredValue
 from ._db import BUSY_TIMEOUT, Database
@@ -103,6 +104,13 @@ class Store(AdminMixin, QueriesMixin, DeployMixin, ResumeMixin, RunsMixin, Blobs
         'sqlite@:memory:'
         """
         return f"sqlite@{self.where}"
+
+    def prepare_encoded(self, stored: StoredValue, chunks: Iterable[tuple[str, bytes]]) -> PreparedValue:
+        """Like :meth:`prepare_value`, for a value encoded elsewhere; every hash is checked.
+
+        See :func:`runstore.store._executors.prepare_encoded` (remote executors' results).
+        """
+        return _executors.prepare_encoded(self, stored, chunks)
 
     def __repr__(self) -> str:
         return f"Store({self.where!r}{', readonly=True' if self.readonly else ''})"

@@ -18,16 +18,12 @@ from typing import IO, Any, Callable, Iterable, NamedTuple
 
 from ..blobs import (
     CHUNK_SIZE,
-    JSON_SQL_LIMIT,
     ChunkSink,
-    EncodedBlob,
-    JsonCodec,
     _fill,
-    choose_codec,
     compress_chunk,
     decompress_chunk,
+    encode_value,
     get_codec,
-    type_name,
 )
 from ..errors import CodecError, NotFound, StoreError, UntrustedArtifact
 from ..trust import trust_mac, trusted_in_home
@@ -357,19 +353,9 @@ class BlobsMixin:
         >>> store.load_value(prepared.stored.blob_key, "json")
         {'a': 1}
         """
-        codec = choose_codec(value)
         collector = _ChunkCollector(self)
-        sink = ChunkSink(collector.add)
-        json_value = None
-        if isinstance(codec, JsonCodec):
-            data = codec.dumps(value)
-            if len(data) <= JSON_SQL_LIMIT:
-                json_value = data.decode("utf-8")
-            sink.write(data)
-        else:
-            codec.encode(value, sink)
-        blob: EncodedBlob = sink.close()
-        stored = StoredValue(blob.key, codec.name, blob.size, type_name(value), json_value)
+        blob, codec_name, kind, json_value = encode_value(value, collector.add)
+        stored = StoredValue(blob.key, codec_name, blob.size, kind, json_value)
         return PreparedValue(stored, blob.chunk_keys, collector.pending, collector.touched)
 
     def commit_values(self, conn: sqlite3.Connection, prepared: Iterable[PreparedValue]) -> None:
