@@ -47,7 +47,7 @@ def cluster() -> Iterator[Any]:
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
-                                           dashboard_address=None, silence_logs=50)
+                                           dashboard_address=":0", silence_logs=50)
     client = distributed.Client(cluster, set_as_default=False)
     cluster.test_client = client  # type: ignore[attr-defined]
     yield cluster
@@ -269,12 +269,13 @@ def test_an_unreachable_address_is_one_line_and_no_run(tmp_path: Path) -> None:
     start = time.monotonic()
     done = subprocess.run(_flow_cmd(EXAMPLES / "hello_flow.py", db, "run", "--executor", "dask",
                                     "--dask-address", f"tcp://127.0.0.1:{port}"),
+                          env=dict(os.environ, RUNSTORE_DASK_CONNECT_TIMEOUT="2"),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: cannot reach the Dask scheduler at tcp://127.0.0.1:")
     assert "Traceback" not in done.stderr
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 20  # the 2 s connect timeout, then one line: never a hang
     if db.exists():
         with Store(db).read() as conn:
             assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
@@ -349,3 +350,37 @@ def test_ctrl_c_cancels_the_remote_tasks(tmp_path: Path, cluster: Any, address: 
     while _dask_keys(cluster):
         assert time.monotonic() < deadline, _dask_keys(cluster)
         time.sleep(0.1)
+
+
+def test_scheduler_kill_9_takes_its_own_local_cluster_down(tmp_path: Path) -> None:
+    """Without an address the run's LocalCluster lives in the scheduler: its workers go with it."""
+    db, pid_file = tmp_path / "runstore.db", tmp_path / "pid"
+    proc = subprocess.Popen(_flow_cmd(FLOWS / "killable_flow.py", db, "--quiet", "run", "--pid-file", str(pid_file),
+                                      "--executor", "dask", "--max-workers", "1"),
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not pid_file.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        worker = int(pid_file.read_text())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 30
+        while _alive(worker):
+            assert time.monotonic() < deadline, "the Dask worker outlived its scheduler"
+            time.sleep(0.1)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert Run("KillableFlow/1", store=Store(db)).status == "crashed"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -44,7 +44,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
-from ...errors import ExecutorError, RunstoreError
+from ...errors import ExecutorError, RunstoreError, StoreError
 from ..task import TaskResult, TaskSpec
 from . import Executor, Lost
 from .remote import Answer, environment, run_remote
@@ -53,8 +53,16 @@ __all__ = ["DaskExecutor", "INLINE_MAX", "CONNECT_TIMEOUT"]
 
 #: Values up to this size travel inside the task; larger ones are scattered once and shared.
 INLINE_MAX = 256 * 1024
-#: Seconds to reach a Dask scheduler (and to wait for its first worker) before giving up.
+#: Seconds to reach a Dask scheduler (and to wait for its first worker) before giving up
+#: (``RUNSTORE_DASK_CONNECT_TIMEOUT`` overrides it).
 CONNECT_TIMEOUT = 10.0
+
+
+def _connect_timeout() -> float:
+    try:
+        return max(0.5, float(os.environ.get("RUNSTORE_DASK_CONNECT_TIMEOUT") or CONNECT_TIMEOUT))
+    except ValueError:
+        raise ExecutorError("RUNSTORE_DASK_CONNECT_TIMEOUT must be a number of seconds") from None
 #: Bytes of small values kept in memory between tasks (a foreach's children read the same ones).
 _SMALL_CACHE_BYTES = 64 * 1024 * 1024
 
@@ -104,9 +112,10 @@ class DaskExecutor(Executor):
             from distributed import Client, LocalCluster
         except ImportError:
             raise ExecutorError("--executor dask needs dask.distributed: pip install 'runstore[dask]'") from None
+        timeout = _connect_timeout()
         try:
             if self.address:
-                self.client = Client(self.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+                self.client = Client(self.address, timeout=timeout, set_as_default=False)
             else:
                 cpus = os.cpu_count() or 1
                 threads = self.max_workers or cpus
@@ -115,10 +124,10 @@ class DaskExecutor(Executor):
                 # not something Dask quietly runs again elsewhere.
                 with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
                     self.cluster = LocalCluster(n_workers=workers, threads_per_worker=math.ceil(threads / workers),
-                                                processes=True, dashboard_address=None,
+                                                processes=True, dashboard_address=":0",
                                                 silence_logs=logging.ERROR)
                 self.client = Client(self.cluster, set_as_default=False)
-            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+            self.client.wait_for_workers(1, timeout=timeout)
         except ExecutorError:
             self.close()
             raise
@@ -183,8 +192,17 @@ class DaskExecutor(Executor):
         if data is not None:
             self._small.move_to_end(blob_key)
             return data
-        with self.store.open_blob(blob_key) as stream:  # hashed while read (UntrustedArtifact if altered)
-            data = stream.read()
+        size = self.store.value_size(blob_key)  # bounded by the chunk rows
+        buffer = bytearray(size)
+        got = 0
+        with self.store.open_blob(blob_key) as stream, memoryview(buffer) as view:
+            # readinto with the whole buffer: 4 MiB pieces (read() would go 8 KiB at a time);
+            # the final read hashes the value and raises UntrustedArtifact if it was altered.
+            while got < size and (n := stream.readinto(view[got:])):
+                got += n
+            if got != size or stream.read(1):
+                raise StoreError(f"{self.store.where}: stored value {blob_key[:16]}… is not {size} bytes long")
+        data: bytes = buffer if size > INLINE_MAX else bytes(buffer)  # type: ignore[assignment]
         if len(data) <= INLINE_MAX:
             self._small[blob_key] = data
             self._small_bytes += len(data)
