@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 from .errors import (
     CodecError,
+    ExecutorError,
     FlowDefinitionError,
     InvalidPathspec,
     MergeArtifactsError,
@@ -24,7 +25,6 @@ from .errors import (
     ParameterError,
     ProductionTokenError,
     ResumeError,
-    ExecutorError,
     RunFailed,
     RunstoreError,
     SchemaVersionError,
