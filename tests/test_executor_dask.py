@@ -398,3 +398,55 @@ def test_dask_is_imported_only_when_a_run_asks_for_it(tmp_path: Path) -> None:
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+EVIL_FLOW = """
+import os, pathlib
+from runstore import FlowSpec, step
+
+class Payload:
+    def __reduce__(self):
+        return (pathlib.Path.write_text, (pathlib.Path({marker!r}), "pwned"))
+
+class EvilFlow(FlowSpec):
+    @step
+    def start(self):
+        self.model = Payload()
+        self.next(self.use)
+
+    @step
+    def use(self):
+        if not os.path.exists({gate!r}):
+            raise RuntimeError("not yet")
+        self.kind = type(self.model).__name__
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    EvilFlow()
+"""
+
+
+def test_someone_elses_pickle_is_never_sent_to_a_worker(tmp_path: Path, address: str) -> None:
+    """Attack: another user's run holds a pickle that writes a file when loaded; we resume it on Dask."""
+    db, marker, gate = tmp_path / "shared.db", tmp_path / "PWNED", tmp_path / "gate"
+    flow_file = tmp_path / "evil_flow.py"
+    flow_file.write_text(EVIL_FLOW.format(marker=str(marker), gate=str(gate)))
+    attacker = dict(os.environ, RUNSTORE_HOME=str(tmp_path / "attacker-home"), RUNSTORE_USER="mallory")
+    subprocess.run(_flow_cmd(flow_file, db, "--quiet", "run", "--max-workers", "1"), env=attacker,
+                   capture_output=True, timeout=120)
+    assert not marker.exists()
+    gate.write_text("open")
+    store = Store(db)
+    run = Runner(flow_file, store=store, executor="dask", dask_address=address).resume(
+        origin_run_id=1, raise_on_failure=False)
+    assert not run.successful
+    with store.read() as conn:
+        exc = conn.execute("SELECT a.exception_type, a.exception_message FROM attempts a JOIN tasks t USING"
+                           " (task_id) JOIN steps s ON s.step_id = t.step_id WHERE s.name = 'use'"
+                           " AND t.run_id = (SELECT max(run_id) FROM runs)").fetchone()
+    assert exc[0] == "runstore.errors.UntrustedArtifact" and "runstore trust" in exc[1]
+    assert not marker.exists()  # neither here nor on a worker

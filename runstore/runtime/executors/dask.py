@@ -277,10 +277,10 @@ class DaskExecutor(Executor):
     def submit(self, spec: TaskSpec) -> None:
         if self._code_future.status != "finished":  # every copy was on workers that left
             self._code_future = self._scatter(self._code_data, broadcast=True)
+        payload, large, shipped = self._payload(spec)  # before the attempt row: reading may fail
         self.store.start_attempt(spec.task_id, spec.attempt, os.getpid())
         if not spec.quiet:
             self.scheduler.say(f"{spec.prefix} Task is starting{' (retry)' if spec.attempt else ''}.")
-        payload, large, shipped = self._payload(spec)
         key = f"{self.run_key}-{spec.step}-{spec.task_id}-{spec.attempt}"
         future = self.client.submit(run_remote, payload, self._code_future, *large, key=key, pure=False,
                                     retries=0)
