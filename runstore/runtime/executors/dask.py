@@ -267,7 +267,9 @@ class DaskExecutor(Executor):
         now = time.monotonic()
         if now - self._capacity_at > 5.0:  # workers come and go: ask the cluster now and then
             self._capacity_at = now
-            self._capacity = max(2, 2 * sum(self.client.nthreads().values()))
+            # Eight tasks in flight per thread hide the round trip through the Dask scheduler
+            # (a 100-task foreach of trivial tasks: 2x per thread 1.3 s, 8x 0.85 s, 16x no better).
+            self._capacity = max(2, 8 * sum(self.client.nthreads().values()))
         return len(self._running) < self._capacity
 
     @property
