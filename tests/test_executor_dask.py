@@ -246,7 +246,6 @@ def test_scheduler_kill_9_is_crashed_and_resumes_on_either_executor(
         if crash_on == "local":
             os.killpg(proc.pid, signal.SIGKILL)  # the orphaned local worker still sleeping in the step
     store = Store(db)
-    flow = load_flow(flow_file)
     crashed = Run("KillableFlow/1", store=store)
     assert crashed.status == "crashed"
     if crash_on == "dask":  # the cluster forgot the run's tasks when its client vanished
@@ -450,3 +449,18 @@ def test_someone_elses_pickle_is_never_sent_to_a_worker(tmp_path: Path, address:
                            " AND t.run_id = (SELECT max(run_id) FROM runs)").fetchone()
     assert exc[0] == "runstore.errors.UntrustedArtifact" and "runstore trust" in exc[1]
     assert not marker.exists()  # neither here nor on a worker
+
+
+def test_executor_decorator_takes_only_known_names() -> None:
+    from runstore import FlowDefinitionError, executor
+
+    with pytest.raises(FlowDefinitionError, match="@executor"):
+        executor("gpu-farm")
+
+
+def test_dask_address_with_the_local_executor_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(_flow_cmd(EXAMPLES / "hello_flow.py", tmp_path / "runstore.db", "run", "--executor",
+                                    "local", "--dask-address", "tcp://127.0.0.1:1"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["Error: --dask-address needs --executor dask"]

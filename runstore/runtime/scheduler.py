@@ -3,9 +3,10 @@
 One scheduler per run. It allocates the run (number, tags, code snapshot), stores
 the ``_parameters`` task, then keeps a queue of ready tasks: a task becomes ready
 when its parent succeeded (linear steps, branches, foreach children) or when every
-input of a join has arrived. Tasks run in reusable worker processes
-(:mod:`.workers`), or inline in this process when the store is in memory or
-``max_workers == 1``. The scheduler heartbeats while it waits and finishes the run
+input of a join has arrived. Ready tasks go to an executor (:mod:`.executors`):
+reusable forked worker processes (:mod:`.workers`), inline in this process when the
+store is in memory or ``max_workers == 1``, or a Dask cluster (``executor="dask"``);
+a step pinned with ``@executor("local")`` stays on this machine. The scheduler heartbeats while it waits and finishes the run
 as ``succeeded`` (the end task succeeded) or ``failed``.
 
 Resume slots in at :meth:`Scheduler._launch`: a resumed run gives the scheduler a
@@ -25,7 +26,7 @@ from ..errors import RunstoreError
 from ..flowspec import FlowSpec, ForeachFrame
 from ..schema import HEARTBEAT_INTERVAL
 from ..util import pause_point
-from .task import TaskResult, TaskSpec, run_task
+from .task import TaskResult, TaskSpec
 
 __all__ = ["Scheduler", "RunOutcome"]
 
@@ -121,11 +122,6 @@ class Scheduler:
 
     def run(self) -> RunOutcome:
         """Create the run, execute it, return how it ended (never raises for step failures)."""
-        from ..production import TOKEN_ENV, production_identity
-        from ..util import resolve_username
-        from .environment import code_package, environment_metadata, system_tags
-
-        store = self.store
         name = self.flow_class.__name__
         # Before anything is written: an unreachable cluster is one line and no run (SPEC §16).
         for executor in self.executors.values():

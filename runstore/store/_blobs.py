@@ -18,7 +18,6 @@ from typing import IO, Any, Callable, Iterable, NamedTuple
 
 from ..blobs import (
     CHUNK_SIZE,
-    ChunkSink,
     _fill,
     compress_chunk,
     decompress_chunk,
