@@ -182,7 +182,7 @@ def main() -> None:
         lines.append(f"{'local executor, 2 workers':34} {local_s:8.1f} {ideal_local:8.1f} "
                      f"{(local_s - ideal_local) / n * 1000:21.1f}")
         lines.append(f"speed-up of the Dask run: {local_s / dask_s:.1f}x "
-                     "(ideal = tasks x sleep / slots; overhead = (run - ideal) / tasks, all of it on the scheduler's side)")
+                     "(ideal = tasks x sleep / slots; overhead = (run - ideal) / tasks)")
     lines.append(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     text = "\n".join(lines) + "\n"
     print(text)
