@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 from .errors import (
     CodecError,
+    ExecutorError,
     FlowDefinitionError,
     InvalidPathspec,
     MergeArtifactsError,
@@ -36,7 +37,7 @@ from .errors import (
     UntrustedArtifact,
 )
 from .current import current
-from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, retry, step
+from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, executor, retry, step
 from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
@@ -104,6 +105,7 @@ __all__ = [
     "retry",
     "catch",
     "card",
+    "executor",
     "current",
     "Runner",
     "get_version",
@@ -129,5 +131,6 @@ __all__ = [
     "MergeArtifactsError",
     "ProductionTokenError",
     "ResumeError",
+    "ExecutorError",
     "RunFailed",
 ]

@@ -53,6 +53,7 @@ __all__ = [
     "EncodedBlob",
     "CODECS",
     "choose_codec",
+    "encode_value",
     "get_codec",
     "type_name",
     "compress_chunk",
@@ -460,6 +461,33 @@ _SAMPLE = 256 * 1024
 
 
 _ZSTD = threading.local()  # zstd (de)compressors are reusable but not thread-safe
+
+
+def encode_value(value: Any, on_chunk: Callable[[str, Any], object]) -> tuple[EncodedBlob, str, str, str | None]:
+    """Encode ``value`` with :func:`choose_codec` through a :class:`ChunkSink`.
+
+    Returns ``(blob, codec name, type name, json text or None)``; the JSON text is
+    given for JSON values up to :data:`JSON_SQL_LIMIT`. The store and remote
+    executors both encode through here, so a value encodes to the same bytes on
+    any machine.
+
+    Example
+    -------
+    >>> blob, codec, kind, text = encode_value([1, 2], lambda key, data: None)
+    >>> codec, kind, text, blob.size
+    ('json', 'list', '[1,2]', 5)
+    """
+    codec = choose_codec(value)
+    sink = ChunkSink(on_chunk)
+    json_value = None
+    if isinstance(codec, JsonCodec):
+        data = codec.dumps(value)
+        if len(data) <= JSON_SQL_LIMIT:
+            json_value = data.decode("utf-8")
+        sink.write(data)
+    else:
+        codec.encode(value, sink)
+    return sink.close(), codec.name, type_name(value), json_value
 
 
 def _zstd(kind: str) -> Any:

@@ -26,6 +26,7 @@ runtime errors, 2 for usage errors) and renders as one line.
     ├── MergeArtifactsError (ValueError)  merge_artifacts found a conflict
     ├── ProductionTokenError (PermissionError)  deploy without the right token
     ├── ResumeError (ValueError)          resume of a step not in the graph, bad run id
+    ├── ExecutorError (ConnectionError)   unknown executor, unreachable cluster, other environment
     └── RunFailed (RunstoreError)         a flow run ended in failure (Runner)
 
 Example
@@ -60,6 +61,7 @@ __all__ = [
     "MergeArtifactsError",
     "ProductionTokenError",
     "ResumeError",
+    "ExecutorError",
     "RunFailed",
 ]
 
@@ -316,6 +318,19 @@ class ResumeError(RunstoreError, ValueError):
 
     headline = "Cannot resume"
     exit_code = 2
+
+
+class ExecutorError(RunstoreError, ConnectionError):
+    """Tasks cannot be sent where asked: unknown executor, unreachable Dask scheduler,
+    or workers running another Python or runstore version (checked before any run is created).
+
+    Example
+    -------
+    >>> ExecutorError("cannot reach the Dask scheduler at tcp://10.0.0.5:8786").exit_code
+    1
+    """
+
+    headline = "Executor unavailable"
 
 
 class RunFailed(RunstoreError):

@@ -33,14 +33,14 @@ from .graph import STEP_MARK
 
 __all__ = [
     "FlowSpec", "step", "Parameter", "JSONType", "IncludeFile", "retry", "catch",
-    "CaughtException", "RESERVED_PARAMETER_NAMES",
+    "executor", "CaughtException", "RESERVED_PARAMETER_NAMES",
 ]
 
 #: Parameter names that would collide with the flow command's own options.
 RESERVED_PARAMETER_NAMES = frozenset({
     "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file", "max-num-splits",
     "max-workers", "max-log-size", "user-namespace", "run-id", "task-id", "runner-attribute-file",
-    "db", "quiet", "help",
+    "db", "quiet", "help", "executor", "dask-address",
 })
 
 #: Most attempts a task gets (first try plus retries), as in Metaflow.
@@ -102,6 +102,36 @@ def retry(func: Callable[..., Any] | None = None, *, times: int = 3,
         return _add_decorator(f, "retry", {"times": times, "minutes_between_retries": minutes_between_retries})
 
     return wrap(func) if func is not None else wrap
+
+
+#: Executors a step can be pinned to with :func:`executor`.
+PINNABLE_EXECUTORS = ("local",)
+
+
+def executor(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Pin a step to an executor, whatever the run's executor is (``"local"``: this machine).
+
+    A step that reads or writes files on the laptop (a ``start`` loading a local CSV, an
+    ``end`` writing a report) keeps running here when the run sends the other steps to a
+    Dask cluster (``--executor dask``, docs/executors.md).
+
+    Example
+    -------
+    >>> @executor("local")
+    ... @step
+    ... def start(self):
+    ...     self.next(self.end)
+    >>> start._runstore_decorators[-1]["attributes"]["name"]
+    'local'
+    """
+    if name not in PINNABLE_EXECUTORS:
+        raise FlowDefinitionError(f"@executor(...) takes one of {', '.join(map(repr, PINNABLE_EXECUTORS))},"
+                                  f" not {name!r}")
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        return _add_decorator(f, "executor", {"name": name})
+
+    return wrap
 
 
 def catch(func: Callable[..., Any] | None = None, *, var: str | None = None,

@@ -24,6 +24,7 @@ CTRL_C_TESTS = [
     "test_security_open.py::test_ctrl_c_stops_a_long_statement_inside_the_library",
     "test_ui_server.py::test_python_m_runstore_ui_serves_and_stops_on_ctrl_c",
     "test_ui_server.py::test_another_host_prints_a_warning",
+    "test_executor_dask.py::test_ctrl_c_cancels_the_remote_tasks",
 ]
 
 

@@ -104,12 +104,14 @@ def make_cli(flow_class: Any) -> click.Group:
                   help="Take the parameter values of run RUN (those given here win).")
     @click.pass_context
     def run(ctx: click.Context, tags: tuple[str, ...], max_workers: int | None, max_num_splits: int,
-            user_namespace: str | None, run_id_file: str | None, clone: str | None, **kwargs: Any) -> None:
+            user_namespace: str | None, run_id_file: str | None, executor: str | None, dask_address: str | None,
+            clone: str | None, **kwargs: Any) -> None:
         """Run the flow.
 
         \b
         Example:
             python flow.py run --tag first --max-workers 4
+            python flow.py run --executor dask --dask-address tcp://10.0.0.5:8786
         """
         from ..runtime.runner import execute
         from ..runtime.parameters import resolve_parameters
@@ -130,7 +132,8 @@ def make_cli(flow_class: Any) -> click.Group:
         outcome = execute(flow_class, store, values, tags=list(tags), max_workers=max_workers,
                           max_num_splits=max_num_splits, namespace=user_namespace,
                           namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
-                          on_run_created=run_id_writer(run_id_file))
+                          on_run_created=run_id_writer(run_id_file), executor=executor,
+                          dask_address=dask_address)
         exit_with(ctx, store, outcome)
 
     for param in params:

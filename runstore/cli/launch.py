@@ -8,7 +8,7 @@ Example
 ... def go(**options):
 ...     pass
 >>> sorted(p.name for p in go.params)
-['max_num_splits', 'max_workers', 'run_id_file', 'tags', 'user_namespace']
+['dask_address', 'executor', 'max_num_splits', 'max_workers', 'run_id_file', 'tags', 'user_namespace']
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ MAX_NUM_SPLITS = 10**9
 
 def launch_options(func: Any) -> Any:
     """The options ``run`` and ``resume`` share: --tag, --max-workers, --max-num-splits,
-    --namespace, --run-id-file."""
+    --namespace, --run-id-file, --executor, --dask-address."""
     for option in reversed([
         click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable)."),
         click.option("--max-workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
@@ -38,6 +38,11 @@ def launch_options(func: Any) -> Any:
                      help="Client namespace inside steps ('' = global)."),
         click.option("--run-id-file", type=click.Path(dir_okay=False), default=None,
                      help="Write the run number to this file when the run starts."),
+        click.option("--executor", type=click.Choice(["local", "dask"], case_sensitive=False), default=None,
+                     help="Where tasks run [default: RUNSTORE_EXECUTOR, else local] (docs/executors.md)."),
+        click.option("--dask-address", default=None, metavar="ADDRESS",
+                     help="Dask scheduler, e.g. tcp://HOST:8786 [default: RUNSTORE_DASK_ADDRESS, "
+                          "else a local cluster for the run]."),
     ]):
         func = option(func)
     return func

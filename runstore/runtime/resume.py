@@ -272,7 +272,8 @@ class ResumeScheduler(Scheduler):
 def resume(flow_class: type[FlowSpec], store: Any, *, step: str | None = None, origin_run_id: Any = None,
            tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None, max_num_splits: int = 100,
            namespace: str | None = None, namespace_given: bool = False, quiet: bool = False,
-           on_run_created: Callable[[Any], None] | None = None) -> RunOutcome:
+           on_run_created: Callable[[Any], None] | None = None, executor: str | None = None,
+           dask_address: str | None = None) -> RunOutcome:
     """Resume a run of ``flow_class`` (see the module docstring); returns the new run's outcome.
 
     Raises ``ResumeError`` / ``NotFound`` before anything is written when the step or
@@ -286,7 +287,8 @@ def resume(flow_class: type[FlowSpec], store: Any, *, step: str | None = None, o
     scheduler = ResumeScheduler(
         flow_class, store, plan, tags=list(tags), max_workers=max_workers, max_num_splits=max_num_splits,
         client_namespace=namespace or None, set_namespace=namespace_given, quiet=quiet,
-        flow_file=flow_file_of(flow_class), on_run_created=on_run_created,
+        flow_file=flow_file_of(flow_class), on_run_created=on_run_created, executor=executor,
+        dask_address=dask_address,
     )
     return scheduler.run()
 

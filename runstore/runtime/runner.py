@@ -37,14 +37,21 @@ __all__ = ["Runner", "execute", "load_flow", "resolve_parameters"]
 def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, tags: Sequence[str] = (),
             max_workers: int | None = None, max_num_splits: int = 100, namespace: str | None = None,
             namespace_given: bool = False, quiet: bool = False,
-            on_run_created: Callable[[Any], None] | None = None) -> RunOutcome:
-    """Run ``flow_class`` with checked parameter values; returns the outcome."""
+            on_run_created: Callable[[Any], None] | None = None, executor: str | None = None,
+            dask_address: str | None = None) -> RunOutcome:
+    """Run ``flow_class`` with checked parameter values; returns the outcome.
+
+    ``executor``: ``"local"`` or ``"dask"`` (default ``RUNSTORE_EXECUTOR``, else local);
+    ``dask_address``: a Dask scheduler (default ``RUNSTORE_DASK_ADDRESS``, else a
+    ``LocalCluster`` for the run). See docs/executors.md.
+    """
     from .environment import flow_file_of
 
     scheduler = Scheduler(
         flow_class, store, params, tags=list(tags), max_workers=max_workers, max_num_splits=max_num_splits,
         client_namespace=namespace or None, set_namespace=namespace_given, quiet=quiet,
-        flow_file=flow_file_of(flow_class), on_run_created=on_run_created,
+        flow_file=flow_file_of(flow_class), on_run_created=on_run_created, executor=executor,
+        dask_address=dask_address,
     )
     return scheduler.run()
 
@@ -84,6 +91,12 @@ class Runner:
         process). Default: the store ``python flow.py run`` would use.
     quiet : bool
         Do not echo task output (it is stored either way). Default True.
+    executor : str, optional
+        ``"local"`` (forked workers on this machine) or ``"dask"`` (a Dask cluster;
+        docs/executors.md). Default: ``RUNSTORE_EXECUTOR``, else local.
+    dask_address : str, optional
+        The Dask scheduler, e.g. ``tcp://10.0.0.5:8786`` (default ``RUNSTORE_DASK_ADDRESS``,
+        else a ``LocalCluster`` started for each run).
 
     Example
     -------
@@ -92,7 +105,13 @@ class Runner:
     """
 
     def __init__(self, flow: type[FlowSpec] | str | os.PathLike[str], store: Any = None, *,
-                 quiet: bool = True, flow_name: str | None = None) -> None:
+                 quiet: bool = True, flow_name: str | None = None, executor: str | None = None,
+                 dask_address: str | None = None) -> None:
+        from .executors import resolve_executor
+
+        resolve_executor(executor, dask_address)  # an unknown name fails here, not at run()
+        self.executor = executor
+        self.dask_address = dask_address
         self.flow_class = flow if isinstance(flow, type) else load_flow(flow, flow_name)
         if not issubclass(self.flow_class, FlowSpec):
             raise FlowDefinitionError(f"{flow!r} is not a FlowSpec subclass")
@@ -147,7 +166,8 @@ class Runner:
             values = clone_parameters(self.flow_class, self._store(), clone, given)
         outcome = execute(self.flow_class, self._store(), values, tags=list(tags), max_workers=max_workers,
                           max_num_splits=max_num_splits, namespace=None if namespace is ... else namespace,
-                          namespace_given=namespace is not ..., quiet=self.quiet)
+                          namespace_given=namespace is not ..., quiet=self.quiet, executor=self.executor,
+                          dask_address=self.dask_address)
         self.outcome = outcome
         run = self._client_run(outcome)
         if raise_on_failure and not outcome.successful:
@@ -182,7 +202,7 @@ class Runner:
         outcome = resume(self.flow_class, self._store(), step=step, origin_run_id=origin_run_id, tags=list(tags),
                          max_workers=max_workers, max_num_splits=max_num_splits,
                          namespace=None if namespace is ... else namespace, namespace_given=namespace is not ...,
-                         quiet=self.quiet)
+                         quiet=self.quiet, executor=self.executor, dask_address=self.dask_address)
         self.outcome = outcome
         run = self._client_run(outcome)
         if raise_on_failure and not outcome.successful:

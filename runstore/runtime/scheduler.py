@@ -3,9 +3,10 @@
 One scheduler per run. It allocates the run (number, tags, code snapshot), stores
 the ``_parameters`` task, then keeps a queue of ready tasks: a task becomes ready
 when its parent succeeded (linear steps, branches, foreach children) or when every
-input of a join has arrived. Tasks run in reusable worker processes
-(:mod:`.workers`), or inline in this process when the store is in memory or
-``max_workers == 1``. The scheduler heartbeats while it waits and finishes the run
+input of a join has arrived. Ready tasks go to an executor (:mod:`.executors`):
+reusable forked worker processes (:mod:`.workers`), inline in this process when the
+store is in memory or ``max_workers == 1``, or a Dask cluster (``executor="dask"``);
+a step pinned with ``@executor("local")`` stays on this machine. The scheduler heartbeats while it waits and finishes the run
 as ``succeeded`` (the end task succeeded) or ``failed``.
 
 Resume slots in at :meth:`Scheduler._launch`: a resumed run gives the scheduler a
@@ -18,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import threading
 import time
 from typing import Any, Callable, TextIO
 
@@ -26,7 +26,7 @@ from ..errors import RunstoreError
 from ..flowspec import FlowSpec, ForeachFrame
 from ..schema import HEARTBEAT_INTERVAL
 from ..util import pause_point
-from .task import TaskResult, TaskSpec, run_task
+from .task import TaskResult, TaskSpec
 
 __all__ = ["Scheduler", "RunOutcome"]
 
@@ -84,7 +84,10 @@ class Scheduler:
                  max_num_splits: int = 100, client_namespace: Any = None, set_namespace: bool = False,
                  quiet: bool = False, flow_file: str | None = None,
                  on_run_created: Callable[[Any], None] | None = None,
-                 console: TextIO | None = None) -> None:
+                 console: TextIO | None = None, executor: str | None = None,
+                 dask_address: str | None = None) -> None:
+        from .executors import InlineExecutor, make_executors, resolve_executor
+
         self.flow_class = flow_class
         self.graph = flow_class._graph()
         self.store = store
@@ -98,7 +101,9 @@ class Scheduler:
         self.flow_file = flow_file
         self.on_run_created = on_run_created
         self.console = console
-        self.inline = store.in_memory or self.max_workers <= 1
+        self.executor_name, address = resolve_executor(executor, dask_address)
+        self.executors = make_executors(self.executor_name, store, flow_class, self.max_workers, address)
+        self.inline = isinstance(self.executors["local"], InlineExecutor)
         self.pending_joins: dict[tuple[Any, ...], dict[int, _Done]] = {}
         self.ready: list[TaskSpec] = []
         self.failed: list[str] = []
@@ -117,12 +122,22 @@ class Scheduler:
 
     def run(self) -> RunOutcome:
         """Create the run, execute it, return how it ended (never raises for step failures)."""
+        name = self.flow_class.__name__
+        # Before anything is written: an unreachable cluster is one line and no run (SPEC §16).
+        for executor in self.executors.values():
+            executor.connect()
+        try:
+            return self._run(name)
+        finally:
+            for executor in self.executors.values():
+                executor.close()
+
+    def _run(self, name: str) -> RunOutcome:
         from .production import TOKEN_ENV, production_identity
         from ..util import resolve_username
         from .environment import code_package, environment_metadata, system_tags
 
         store = self.store
-        name = self.flow_class.__name__
         self.username = resolve_username()
         # Production only with the deployment's token, checked here against its hash
         # (tests/test_security_namespaces.py); then out of the environment, so the
@@ -131,29 +146,24 @@ class Scheduler:
         os.environ.pop(TOKEN_ENV, None)
         self.identity = production or f"user:{self.username}"
         code_id = None
+        self.code_package: bytes | None = None
         if self.flow_file:
-            code_id = store.add_code_package(code_package(self.flow_file, name), os.path.basename(self.flow_file))
-        record = self._create_run(name, system_tags(), code_id)
+            self.code_package = code_package(self.flow_file, name)
+            code_id = store.add_code_package(self.code_package, os.path.basename(self.flow_file))
+        tags = system_tags() + ([f"executor:{self.executor_name}"] if self.executor_name != "local" else [])
+        record = self._create_run(name, tags, code_id)
         self.record = record
         if self.on_run_created:
             self.on_run_created(record)
         self.metadata = environment_metadata(self.flow_file)
         self.say(f"Workflow starting (run {record.pathspec}, {store.describe()}):")
         self._store_parameters()
-        heartbeat = None
         try:
             self._schedule(self.graph.start.name, [], [])
-            if self.inline:
-                heartbeat = _Heartbeat(store, record.run_id) if not store.in_memory else None
-                self._loop_inline()
-            else:
-                self._loop_workers()
+            self._loop()
         except BaseException:
             store.finish_run(record.run_id, "failed")
             raise
-        finally:
-            if heartbeat:
-                heartbeat.stop()
         status = "succeeded" if self.end_ok and not self.failed else "failed"
         pause_point("run_finish")
         store.finish_run(record.run_id, status)
@@ -164,7 +174,8 @@ class Scheduler:
             for line in self.failed:
                 self.say(f"    {line}")
         outcome = RunOutcome(name, record.run_id, record.run_number, status, list(self.failed))
-        outcome.used_workers = not self.inline
+        # exit_with() may skip interpreter teardown when no user code ran in this process
+        outcome.used_workers = self.executor_name == "local" and not self.inline
         return outcome
 
     def _create_run(self, name: str, tags: list[str], code_id: int | None) -> Any:
@@ -215,7 +226,7 @@ class Scheduler:
 
     def _spec(self, task_id: int, step: str, inputs: list[_Done], frames: list[ForeachFrame]) -> TaskSpec:
         node = self.graph[step]
-        retries = catch_var = None
+        retries = catch_var = pinned = None
         catch_enabled, catch_print = False, True
         for deco in node.decorators:
             if deco["name"] == "retry":
@@ -224,6 +235,8 @@ class Scheduler:
                 catch_enabled = True
                 catch_var = deco["attributes"]["var"]
                 catch_print = bool(deco["attributes"].get("print_exception", True))
+            elif deco["name"] == "executor":
+                pinned = deco["attributes"]["name"]
         return TaskSpec(
             task_id=task_id, step=step, attempt=0, run_id=self.record.run_id,
             run_number=self.record.run_number, flow_name=self.record.flow,
@@ -232,7 +245,7 @@ class Scheduler:
             tags=tuple(self.tags),
             identity=self.identity, username=self.username, client_namespace=self.client_namespace,
             set_client_namespace=self.set_namespace, max_num_splits=self.max_num_splits, quiet=self.quiet,
-            metadata=self.metadata, graph_info=self.graph_info,
+            metadata=self.metadata, graph_info=self.graph_info, executor=pinned,
             cards=tuple(d["attributes"] for d in node.decorators if d["name"] == "card"),
         )
 
@@ -279,75 +292,70 @@ class Scheduler:
         """Hook for resume: return True when the task was cloned instead of run."""
         return False
 
-    def _loop_inline(self) -> None:
-        while self.ready and not self.failed:
-            spec = self.ready.pop(0)
-            if self._launch(spec):
-                continue
-            result = run_task(spec, self.store, self.flow_class)
-            self._on_result(spec, result)
-
     def _beat(self) -> None:
         stamp = time.monotonic()
         if stamp - self._last_beat >= HEARTBEAT_INTERVAL:
             self._last_beat = stamp
             self.store.heartbeat(self.record.run_id)
 
-    def _loop_workers(self) -> None:
-        from .workers import WorkerPool, died
+    def _submit_ready(self) -> None:
+        """Hand ready tasks to their executors, in order, while they have capacity."""
+        executors = self.executors
+        default = executors[self.executor_name]
+        held: list[TaskSpec] = []
+        while self.ready and not self.failed:
+            spec = self.ready[0]
+            executor = executors.get(spec.executor or "", default)
+            if not executor.has_capacity():
+                if len(executors) == 1 or not any(e.has_capacity() for e in executors.values()):
+                    break
+                held.append(self.ready.pop(0))  # its executor is full: let others' tasks pass
+                continue
+            self.ready.pop(0)
+            if not self._launch(spec):
+                executor.submit(spec)
+        if held:
+            self.ready[:0] = held
 
-        pool = WorkerPool(self.max_workers, str(self.store.path), self.flow_class)
+    def _loop(self) -> None:
+        """Submit, wait, record answers, heartbeat — until nothing is running or ready."""
+        from .executors import Lost
+
+        for executor in self.executors.values():
+            executor.open(self)
+        beat = not self.store.in_memory
         self._last_beat = time.monotonic()
         interrupted = False
         try:
             while True:
-                while self.ready and not self.failed and pool.has_capacity():
-                    spec = self.ready.pop(0)
-                    if not self._launch(spec):
-                        pool.submit(spec)
-                if not pool.busy:
+                self._submit_ready()
+                busy = [e for e in self.executors.values() if e.busy]
+                if not busy:
                     break
-                for spec, result in pool.wait(HEARTBEAT_INTERVAL):
-                    if died(result):
-                        message = result.describe()
-                        self.store.abandon_attempt(spec.task_id, spec.attempt,
-                                                   ("runstore.WorkerDied", message, ""))
-                        result = TaskResult(spec.task_id, spec.attempt, "failed", error=message)
-                        self.say(f"{spec.prefix} {message}")
-                    elif isinstance(result, RunstoreError):
-                        raise result  # the worker's store failed (e.g. StoreFullError): the run cannot go on
-                    elif isinstance(result, BaseException):
-                        raise RunstoreError(f"the runtime failed while running {spec.prefix}: {result!r}")
-                    self._on_result(spec, result)
-                self._beat()
+                # one busy executor: block on it; several: poll each in turn
+                timeout = HEARTBEAT_INTERVAL if len(busy) == 1 else 0.05
+                for executor in busy:
+                    for spec, result in executor.wait(timeout):
+                        if isinstance(result, Lost):
+                            message = result.message
+                            self.store.abandon_attempt(spec.task_id, spec.attempt,
+                                                       ("runstore.WorkerDied", message, ""))
+                            result = TaskResult(spec.task_id, spec.attempt, "failed", error=message)
+                            self.say(f"{spec.prefix} {message}")
+                        elif isinstance(result, RunstoreError):
+                            raise result  # the worker's store failed (e.g. StoreFullError): the run cannot go on
+                        elif isinstance(result, BaseException):
+                            raise RunstoreError(f"the runtime failed while running {spec.prefix}: {result!r}")
+                        self._on_result(spec, result)
+                if beat:
+                    self._beat()
         except KeyboardInterrupt:
             interrupted = True
-            for worker in pool.busy:
-                spec = worker.spec
-                self.store.abandon_attempt(spec.task_id, spec.attempt,
-                                           ("builtins.KeyboardInterrupt", "the run was interrupted", ""))
+            for executor in self.executors.values():
+                for spec in executor.busy:
+                    self.store.abandon_attempt(spec.task_id, spec.attempt,
+                                               ("builtins.KeyboardInterrupt", "the run was interrupted", ""))
             raise
         finally:
-            pool.close(kill=interrupted)
-
-
-class _Heartbeat:
-    """A thread that heartbeats while inline tasks run (no forks happen in inline mode)."""
-
-    def __init__(self, store: Any, run_id: int) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(store, run_id), daemon=True,
-                                        name="runstore-heartbeat")
-        self._thread.start()
-
-    def _run(self, store: Any, run_id: int) -> None:
-        while not self._stop.wait(HEARTBEAT_INTERVAL):
-            try:
-                store.heartbeat(run_id)
-            except RunstoreError:
-                pass
-
-    def stop(self) -> None:
-        # No join: the thread wakes, sees the event and ends; a heartbeat in flight
-        # is one short transaction and harmless after the run is finished.
-        self._stop.set()
+            for executor in self.executors.values():
+                executor.close(kill=interrupted)

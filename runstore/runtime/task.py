@@ -15,6 +15,7 @@ stream prefixed ``[RUN/STEP/TASK]`` unless the run is quiet.
 from __future__ import annotations
 
 import contextvars
+from contextlib import nullcontext
 import os
 import sys
 from contextvars import ContextVar
@@ -38,6 +39,7 @@ RUNTIME_ARTIFACTS = frozenset({"_foreach_stack", "_foreach_input", "_graph_info"
 class TaskSpec:
     """Everything a worker needs to run one attempt (picklable, small, immutable).
 
+    ``executor``: the executor the step is pinned to with ``@executor``, or None.
     ``cards``: the attributes of each ``@card`` of the step, in order.
     A misspelled field is a ``TypeError``; a retry is a new spec
     (``dataclasses.replace(spec, attempt=spec.attempt + 1)``).
@@ -79,6 +81,7 @@ class TaskSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     graph_info: dict[str, Any] | None = None
     cards: tuple[dict[str, Any], ...] = ()
+    executor: str | None = None
 
     @property
     def prefix(self) -> str:
@@ -227,12 +230,15 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     elif spec.inputs:
         state.inherited = _inheritable(store.list_artifact_refs(spec.inputs[0][0]), spec.params)
     flow = flow_class._new_task(state)
+    # A task on a remote executor gets a stand-in (executors/remote.py) that serves
+    # its inputs and collects its outputs: the client inside such a step has no store.
+    client_store = None if getattr(store, "remote", False) else store
     ctx = TaskContext(
         flow_name=spec.flow_name, run_id=str(spec.run_number), step_name=spec.step,
         task_id=str(spec.task_id), retry_count=spec.attempt, origin_run_id=spec.origin_run_id,
         namespace=spec.identity, username=spec.username, parameter_names=tuple(sorted(spec.params)),
         tags=frozenset(spec.tags), is_production=bool(spec.identity and spec.identity.startswith("production:")),
-        graph=spec.graph_info, store=store,
+        graph=spec.graph_info, store=client_store,
     )
     collector = None
     if spec.cards:  # only steps with @card load the cards package
@@ -248,7 +254,7 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
         _capture.set(cap)
         if spec.set_client_namespace:
             namespace(spec.client_namespace)
-        with use_store(store), task_context(ctx):
+        with use_store(client_store) if client_store is not None else nullcontext(), task_context(ctx):
             func = getattr(flow, spec.step)
             func(inputs) if node.is_join else func()
 

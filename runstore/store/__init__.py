@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Concatenate, Iterable, Mapping, ParamSpec, Sequence, TypeVar
 
 from ..errors import StoreError
-from . import _blobs, _deploy, _doctor, _gc, _reads, _sql, _transfer, _trust, _writes
+from . import _blobs, _deploy, _executors, _doctor, _gc, _reads, _sql, _transfer, _trust, _writes
 from ._blobs import PreparedValue, StoredValue
 from ._cards import CardRow
 from ._cards import task_cards as _task_cards
@@ -166,6 +166,13 @@ class Store(Database):
         """A card's HTML, verified against its key (never unpickles: it is a ``bytes`` blob)."""
         data = self.load_value(blob_key, "bytes", max_size=self.CARD_MAX_BYTES)
         return bytes(data).decode("utf-8", errors="replace")
+
+    def prepare_encoded(self, stored: StoredValue, chunks: Iterable[tuple[str, bytes]]) -> PreparedValue:
+        """Like :meth:`prepare_value`, for a value encoded elsewhere; every hash is checked.
+
+        See :func:`runstore.store._executors.prepare_encoded` (remote executors' results).
+        """
+        return _executors.prepare_encoded(self, stored, chunks)
 
     def __repr__(self) -> str:
         return f"Store({self.where!r}{', readonly=True' if self.readonly else ''})"

@@ -18,16 +18,11 @@ from typing import IO, Any, Callable, Iterable, NamedTuple
 
 from ..codecs import (
     CHUNK_SIZE,
-    JSON_SQL_LIMIT,
-    ChunkSink,
-    EncodedBlob,
-    JsonCodec,
     _fill,
-    choose_codec,
     compress_chunk,
     decompress_chunk,
+    encode_value,
     get_codec,
-    type_name,
 )
 from ..errors import CodecError, NotFound, StoreError, UntrustedArtifact
 from ..trust import trust_mac
@@ -380,19 +375,9 @@ def prepare_value(db: Database, value: Any) -> PreparedValue:
 
     ``Store.prepare_value`` documents it, with an example.
     """
-    codec = choose_codec(value)
     collector = _ChunkCollector(db)
-    sink = ChunkSink(collector.add)
-    json_value = None
-    if isinstance(codec, JsonCodec):
-        data = codec.dumps(value)
-        if len(data) <= JSON_SQL_LIMIT:
-            json_value = data.decode("utf-8")
-        sink.write(data)
-    else:
-        codec.encode(value, sink)
-    blob: EncodedBlob = sink.close()
-    stored = StoredValue(blob.key, codec.name, blob.size, type_name(value), json_value)
+    blob, codec_name, kind, json_value = encode_value(value, collector.add)
+    stored = StoredValue(blob.key, codec_name, blob.size, kind, json_value)
     return PreparedValue(stored, blob.chunk_keys, collector.pending, collector.touched)
 
 
