@@ -9,8 +9,7 @@ from typing import Iterator
 import pytest
 
 from runstore import Store
-from runstore.namespace import _UNSET
-from runstore.namespace import _namespace as _namespace_var
+from runstore.namespace import reset_namespace
 
 
 @pytest.fixture(autouse=True)
@@ -24,9 +23,9 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.setenv("RUNSTORE_USER", "tester")
     monkeypatch.delenv("RUNSTORE_DB", raising=False)
     monkeypatch.delenv("RUNSTORE_PRODUCTION_TOKEN", raising=False)
-    token = _namespace_var.set(_UNSET)  # every test starts in its identity namespace
+    reset_namespace()  # every test starts in its identity namespace
     yield
-    _namespace_var.reset(token)
+    reset_namespace()
 
 
 @pytest.fixture

@@ -170,3 +170,16 @@ def test_get_metadata_names_the_store_in_use(memory_store, tmp_path, monkeypatch
         assert get_metadata() == "sqlite@:memory:"
     monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "env.db"))
     assert get_metadata() == f"sqlite@{tmp_path / 'env.db'}"
+
+
+def test_reset_namespace_follows_the_identity_read_later(shared, monkeypatch):
+    from runstore.namespace import reset_namespace
+
+    namespace(None)
+    reset_namespace()
+    monkeypatch.setenv("RUNSTORE_USER", "will")  # read only now, after the reset
+    assert get_namespace() == "user:will"
+    assert Flow("PredictionFlow").latest_run.id == "4"
+    monkeypatch.setenv("RUNSTORE_USER", "anne")
+    reset_namespace()
+    assert get_namespace() == "user:anne" and Flow("PredictionFlow").latest_run.id == "3"
