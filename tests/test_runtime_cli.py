@@ -281,3 +281,42 @@ def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
     assert Store(db).attempt_record(wait["task_id"])["exception_type"] == "builtins.KeyboardInterrupt"
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # no worker left behind
+
+
+SEPARATOR_AND_JSON_FLOW = '''
+from runstore import FlowSpec, JSONType, Parameter, step
+
+
+class ConvertOnceFlow(FlowSpec):
+    lst = Parameter("lst", default="a,b", separator=",")
+    cfg = Parameter("cfg", type=JSONType, default='{"k": 1}')
+
+    @step
+    def start(self):
+        self.seen = (self.lst, self.cfg)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    ConvertOnceFlow()
+'''
+
+
+@pytest.mark.parametrize("args, want", [
+    ((), (["a", "b"], {"k": 1})),
+    (("--lst", "x,y,z", "--cfg", "null"), (["x", "y", "z"], None)),  # issue #12: null became the default
+    (("--cfg", '"5"'), (["a", "b"], "5")),
+    (("--cfg", '"hello"'), (["a", "b"], "hello")),
+])
+def test_command_line_parameter_values_are_converted_once(tmp_path: Path, args: tuple[str, ...], want: Any) -> None:
+    script = tmp_path / "convert_once_flow.py"
+    script.write_text(SEPARATOR_AND_JSON_FLOW)
+    db = tmp_path / "runstore.db"
+    proc = flow(script, db, "--quiet", "run", *args)
+    assert proc.returncode == 0, proc.stderr
+    start = tasks(db, "ConvertOnceFlow", "start")[0]
+    assert value(db, start["task_id"], "seen") == want

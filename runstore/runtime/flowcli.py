@@ -33,7 +33,12 @@ MAX_NUM_SPLITS = 10**9
 
 
 class _ParamType(click.ParamType):
-    """Click type that converts through ``Parameter.convert`` (usage error on a bad value)."""
+    """Click type that checks a value with ``Parameter.convert`` (usage error on a bad value).
+
+    The raw text is passed on unconverted: ``resolve_parameters`` converts it, once. Handing
+    on the converted value made ``--cfg null`` (JSON ``null`` is ``None``) look like "not
+    given" and take the default (issue #12), and a separator split the text twice.
+    """
 
     def __init__(self, param: Any) -> None:
         self.param = param
@@ -41,9 +46,10 @@ class _ParamType(click.ParamType):
 
     def convert(self, value: Any, option: Any, ctx: Any) -> Any:
         try:
-            return self.param.convert(value)
+            self.param.convert(value)
         except ParameterError as exc:
             self.fail(str(exc), option, ctx)
+        return value
 
 
 def _param_option(param: Any) -> click.Option:
