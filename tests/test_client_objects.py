@@ -6,7 +6,7 @@ import io
 import json
 import pickle
 import tarfile
-from datetime import timezone
+from datetime import datetime, timezone
 
 import pytest
 from storefill import fill_run, make_crashed
@@ -106,7 +106,16 @@ def test_step_and_task_members(store):
     assert [t.index for t in tasks] == [2, 1, 0]  # newest first
     assert fan.task == tasks[0]
     assert tasks[-1].data.part == ("p", 0) and tasks[-1].foreach_path == "fan:0"
-    assert fan.finished_at is not None and fan.created_at is not None
+    # distinct times per task, so that reading another step's tasks gives another answer
+    with store.write() as conn:
+        conn.execute("UPDATE tasks SET created_at = 1000 + task_id, finished_at = 2000 + task_id")
+    fan_ids = [int(t.id) for t in tasks]
+    assert fan.finished_at == datetime.fromtimestamp(2000 + max(fan_ids), timezone.utc)
+    assert run["start"].finished_at == datetime.fromtimestamp(2000 + int(run["start"].task.id), timezone.utc)
+    assert fan.created_at is not None
+    with store.write() as conn:  # one unfinished task: the step is not finished, the others are
+        conn.execute("UPDATE tasks SET finished_at = NULL WHERE task_id = ?", (min(fan_ids),))
+    assert fan.finished_at is None and run["end"].finished_at is not None
     assert fan.parent == run and tasks[0].parent == fan
     task = run["start"].task
     assert task.successful and task.finished and task.exception is None
@@ -169,6 +178,11 @@ def test_retries_are_attempt_aware(store):
     assert first.stdout == "start out attempt 0\n" and latest.stdout == "start out attempt 1\n"
     assert {m.attempt for m in latest.metadata} == {0, 1}
     assert {m.attempt for m in first.metadata} == {0}
+    with store.write() as conn:  # tell every task's and attempt's metadata apart
+        conn.execute("UPDATE metadata SET value = value || '@' || task_id || '.' || attempt WHERE name = 'user'")
+    assert first.metadata_dict["user"] == f"anne@{first.id}.0"
+    assert latest.metadata_dict["user"] == f"anne@{latest.id}.1"
+    assert {m.value for m in first.metadata if m.name == "user"} == {f"anne@{first.id}.0"}
     assert first["_note"].parent == first
 
 
