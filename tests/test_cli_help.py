@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from runstore import __version__
 from runstore.cli import cli
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
@@ -42,3 +46,17 @@ def test_help_has_an_example(path: tuple[str, ...], flag: str):
 def test_command_is_documented(path: tuple[str, ...]):
     text = DOCS.read_text()
     assert f"runstore {' '.join(path)}" in text, f"docs/cli.md does not mention `runstore {' '.join(path)}`"
+
+
+def test_console_script_version_and_help(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "runstore"
+    assert script.exists(), f"the runstore entry point is not installed next to {sys.executable}"
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.strip() == f"runstore, version {__version__}"
+    helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: runstore [OPTIONS] COMMAND")
+    for command in ("runs", "show", "sql", "diff", "merge", "export"):
+        assert re.search(rf"^\s+{command}\s", helped.stdout, re.M), command
+    missing = subprocess.run([str(script), "--db", str(tmp_path / "none.db"), "runs"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and missing.stderr.startswith("Error: no store at")

@@ -13,6 +13,7 @@ from runstore import (
     NamespaceMismatch,
     Store,
     StoreError,
+    TaggingError,
     Run,
     Runstore,
     Step,
@@ -183,3 +184,18 @@ def test_reset_namespace_follows_the_identity_read_later(shared, monkeypatch):
     monkeypatch.setenv("RUNSTORE_USER", "anne")
     reset_namespace()
     assert get_namespace() == "user:anne" and Flow("PredictionFlow").latest_run.id == "3"
+
+
+@pytest.mark.parametrize("bad", [123, 0, False, b"user:x", 1.5, ["a"], "x" * 501])
+def test_namespace_accepts_only_tag_strings(bad: object):
+    before = namespace("crazy_test")
+    with pytest.raises(TaggingError) as info:
+        namespace(bad)  # type: ignore[arg-type]
+    assert isinstance(info.value, ValueError)
+    assert get_namespace() == before
+
+
+def test_namespace_still_takes_str_and_none():
+    assert namespace("user:will") == "user:will"
+    assert namespace("") is None
+    assert namespace(None) is None

@@ -30,6 +30,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import helpers
+
 from runstore import (
     CodecError,
     DataArtifact,
@@ -60,13 +62,7 @@ HYPO = settings(deadline=None, suppress_health_check=list(HealthCheck), max_exam
 
 
 def run_flow(flow: Path, db: Path, *args: str, preexec_fn: Any = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(flow), "--db", str(db), "--quiet", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=preexec_fn,
-    )
+    return helpers.run_flow(flow, db, *args, quiet=True, preexec_fn=preexec_fn)
 
 
 def runstore_cli(db: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
