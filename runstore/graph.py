@@ -117,19 +117,26 @@ def _function_lines(func: Callable[..., Any]) -> list[str]:
     return out
 
 
+def _parse_lines(lines: list[str]) -> ast.Module:
+    """Parse a method's source lines. Comment lines become blank (same numbering): one at the
+    left margin inside an indented method would defeat the dedent (test_flow_graph.py::
+    test_docstrings_and_comments_do_not_hide_self_next)."""
+    return ast.parse(textwrap.dedent("".join("\n" if line.lstrip().startswith("#") else line for line in lines)))
+
+
 def _parse_next(node: StepNode) -> None:
     """Fill ``out_funcs``/``foreach_var`` from the last ``self.next(...)`` of the step."""
     tree = None
     lines = _function_lines(node.func)
     if lines:
         try:
-            tree = ast.parse(textwrap.dedent("".join(lines)))
+            tree = _parse_lines(lines)
         except SyntaxError:
             tree = None
     if tree is None:  # unusual layout: let inspect find the block (slower, handles everything)
         try:
             lines, _ = inspect.getsourcelines(node.func)
-            tree = ast.parse(textwrap.dedent("".join(lines)))
+            tree = _parse_lines(lines)
         except (OSError, TypeError, SyntaxError) as exc:
             raise _fail(node, f"cannot read the source of the step ({exc})") from exc
     func = tree.body[0]
