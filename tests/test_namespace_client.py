@@ -199,3 +199,48 @@ def test_namespace_still_takes_str_and_none():
     assert namespace("user:will") == "user:will"
     assert namespace("") is None
     assert namespace(None) is None
+
+
+def test_namespace_refusal_message_names_the_value() -> None:
+    with pytest.raises(TaggingError) as info:
+        namespace(123)  # type: ignore[arg-type]
+    assert str(info.value) == "a namespace is a tag string or None, not int 123"
+
+
+def test_identity_keeps_a_production_prefix_given_in_the_token(monkeypatch) -> None:
+    from runstore.namespace import identity
+
+    monkeypatch.setenv("RUNSTORE_PRODUCTION_TOKEN", "production:F-0-x7k2")
+    assert identity() == "production:F-0-x7k2"
+    monkeypatch.setenv("RUNSTORE_PRODUCTION_TOKEN", "F-0-x7k2")
+    assert identity() == "production:F-0-x7k2"
+    monkeypatch.setenv("RUNSTORE_PRODUCTION_TOKEN", "")
+    assert identity() == "user:tester"
+
+
+def test_discovered_store_is_opened_once_per_path(tmp_path, monkeypatch) -> None:
+    from runstore.namespace import get_store
+
+    monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "a.db"))
+    first = get_store()
+    assert isinstance(first, Store) and first.path == tmp_path / "a.db"
+    assert get_store() is first  # reused, not reopened
+    monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "b.db"))
+    second = get_store()
+    assert second is not first and second.path == tmp_path / "b.db"
+    monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "a.db"))
+    assert get_store() is first
+
+
+def test_use_store_and_resolve_store_open_paths(tmp_path) -> None:
+    from runstore.namespace import get_store, resolve_store
+
+    Store(tmp_path / "c.db").close()
+    with use_store(tmp_path / "c.db") as opened:
+        assert isinstance(opened, Store) and opened.path == tmp_path / "c.db"
+        assert get_store() is opened
+    found = resolve_store(tmp_path / "c.db")
+    assert isinstance(found, Store) and found.path == tmp_path / "c.db"
+    with pytest.raises(ValueError) as info:
+        resolve_store(":memory:")
+    assert str(info.value) == "pass Store(':memory:') itself: the path ':memory:' would open a new empty store"
