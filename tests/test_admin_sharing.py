@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sqlite3
 import subprocess
@@ -209,7 +208,6 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.skipif(importlib.util.find_spec("runstore.runtime") is None, reason="needs the runtime")
 def test_db_file_alone_is_complete_after_a_real_run(tmp_path: Path):
     flow = tmp_path / "copy_flow.py"
     flow.write_text(FLOW)
@@ -229,7 +227,6 @@ def test_db_file_alone_is_complete_after_a_real_run(tmp_path: Path):
     assert copy.doctor().ok
 
 
-@pytest.mark.skipif(importlib.util.find_spec("runstore.runtime") is None, reason="needs the runtime")
 def test_merge_real_runs_and_read_them_with_the_client(tmp_path: Path):
     from runstore import Flow, Run
     from runstore.namespace import namespace

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-pytest.importorskip("runstore.client")
-
 from helpers import FLOWS, run_flow
-from storefill import add_run  # noqa: E402
-from runstore import Store  # noqa: E402
-from runstore.cli import cli  # noqa: E402
+from storefill import add_run
+
+from runstore import Store
+from runstore.cli import cli
 
 
 @pytest.fixture

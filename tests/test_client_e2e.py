@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import run_flow
 
-pytest.importorskip("runstore.flowspec", reason="the runtime has not landed on this branch")
-
-from runstore import Flow, NamespaceMismatch, Run, Store, namespace, use_store  # noqa: E402
+from runstore import Flow, NamespaceMismatch, Run, Store, namespace, use_store
 
 PREDICTION_FLOW = textwrap.dedent('''
     from runstore import FlowSpec, Parameter, current, get_namespace, step, Flow
