@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from click.testing import CliRunner, Result
+
 TESTS = Path(__file__).resolve().parent
 FLOWS = TESTS / "flows"
 EXAMPLES = TESTS.parent / "examples"
@@ -35,3 +37,11 @@ def run_flow(script: str | os.PathLike[str], db: str | os.PathLike[str] | None, 
         cmd.append("--quiet")
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
                           cwd=cwd, timeout=timeout, preexec_fn=preexec_fn)
+
+
+def invoke_cli(*args: str, db: str | os.PathLike[str] | None = None, input: str | None = None) -> Result:
+    """Run the ``runstore`` command in this process (``CliRunner``); exceptions propagate."""
+    from runstore.cli import cli
+
+    argv = (["--db", str(db)] if db else []) + list(args)
+    return CliRunner().invoke(cli, argv, input=input, catch_exceptions=False)
