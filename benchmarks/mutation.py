@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--only", type=str, default="", help="comma-separated mutant indexes to run")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each mutant's outcome as it comes")
     args, pytest_args = parser.parse_known_args(argv)
     pytest_args = [a for a in pytest_args if a != "--"]
     module = args.module.resolve()
@@ -243,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
                    for m in todo}
         for future in concurrent.futures.as_completed(futures):
             m = futures[future]
-            results[m.index], _ = future.result()
+            results[m.index], seconds = future.result()
+            if args.verbose:
+                print(f"  [{len(results)}/{len(todo)}] #{m.index} line {m.line} {m.what}: {results[m.index]} "
+                      f"({seconds:.1f} s)", flush=True)
     survivors = [m for m in todo if results[m.index] == "survived"]
     killed = len(todo) - len(survivors)
     score = 100.0 * killed / len(todo) if todo else 100.0
