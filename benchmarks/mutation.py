@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("runstore/namespace.py", 46, "'runstore_namespace'"): "a ContextVar's name is only shown in its repr",
     ("runstore/namespace.py", 47, "'runstore_store'"): "a ContextVar's name is only shown in its repr",
+    ("runstore/store/_queries.py", 29, "value -> None"): "Row is a type alias, only read by type checkers",
 }
 
 _CMP_SWAP = {

@@ -209,3 +209,11 @@ def test_tag_set_bound(store: Store) -> None:
         store.update_run_tags(one, add=["one-more"])
     store.update_run_tags(one, add=["swap"], remove=["t1"])  # 50 -> 50 is allowed
     assert "swap" in {t for t, _ in store.run_tags(one)}
+
+
+def test_a_page_of_runs_is_100_by_default(memory_store: Store) -> None:
+    for _ in range(101):
+        memory_store.create_run("Many", user="anne")
+    flow_id = _flow_id(memory_store, "Many")
+    assert _numbers(memory_store.list_runs(flow_id)) == list(range(101, 1, -1))
+    assert len(memory_store.list_runs(flow_id, namespace="user:anne")) == 100
