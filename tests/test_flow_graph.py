@@ -733,3 +733,90 @@ def test_step_node_defaults() -> None:
     assert not node.is_join
     node.num_args = 2
     assert node.is_join
+
+
+def test_function_lines_cut_out_exactly_one_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast source reader (no tokenizer): decorators, the def, the body with its blank and
+    margin-comment lines, and nothing of the next method. Wrong cuts would be hidden by the
+    slow fallback, so the reader is checked directly."""
+    import importlib.util
+
+    from runstore.graph import _function_lines
+
+    source = textwrap.dedent('''
+        def other(f):
+            return f
+
+
+        class K:
+            @other
+            @other
+            def first(self):
+                x = 1
+
+        # a comment at the margin
+                return x
+
+            @other
+            async def second(self):
+                await self.first()
+            def third(self):
+                pass
+    ''')
+    path = tmp_path / "cut_module.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("cut_module", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "".join(_function_lines(module.K.first)) == (
+        "    @other\n"
+        "    @other\n"
+        "    def first(self):\n"
+        "        x = 1\n"
+        "\n"
+        "# a comment at the margin\n"
+        "        return x\n"
+        "\n"
+    )
+    assert "".join(_function_lines(module.K.second)) == (
+        "    @other\n"
+        "    async def second(self):\n"
+        "        await self.first()\n"
+    )
+    assert "".join(_function_lines(module.K.third)) == "    def third(self):\n        pass\n"
+
+
+def test_no_steps_at_all() -> None:
+    class Empty(FlowSpec):
+        pass
+
+    with pytest.raises(FlowDefinitionError) as info:
+        FlowGraph(Empty)
+    assert str(info.value) == "<unknown>: flow Empty has no 'start' step; add a @step named start"
+
+
+def test_end_defined_first_is_checked_like_any_other_order(tmp_path: Path) -> None:
+    body = """
+    class F(FlowSpec):
+        @step
+        def end(self):
+            pass
+        @step
+        def start(self):
+            self.items = [1]
+            self.next(self.each, foreach="items")
+        @step
+        def each(self):
+            self.next(self.join)
+        @step
+        def join(self, inputs):
+            self.next(self.{target})
+    """
+    graph, _ = _graph(tmp_path, body.format(target="end"))
+    assert [(n.name, n.type) for n in graph] == [
+        ("end", "end"), ("start", "split-foreach"), ("each", "linear"), ("join", "join")]
+    assert graph["start"].matching_join == "join"
+    msg, path = _graph_error(tmp_path, body.format(target="nowhere"))
+    assert msg == (f"{path}, step 'join' (line {_line(path, 'def join')}): self.next() names an unknown step "
+                   "'nowhere'; steps are: end, start, each, join")
