@@ -217,3 +217,15 @@ def test_a_page_of_runs_is_100_by_default(memory_store: Store) -> None:
     flow_id = _flow_id(memory_store, "Many")
     assert _numbers(memory_store.list_runs(flow_id)) == list(range(101, 1, -1))
     assert len(memory_store.list_runs(flow_id, namespace="user:anne")) == 100
+
+
+def test_a_tag_set_already_over_the_bound_may_be_edited_without_growing(store: Store) -> None:
+    one = _run_id(store, 1)
+    with store.write() as conn:  # 51 user tags, as an older writer could leave them
+        conn.executemany("INSERT INTO run_tags(run_id, tag, is_system, flow_id, created_at) VALUES (?, ?, 0, 1, 100)",
+                         [(one, f"old{i}") for i in range(50)])
+    assert len([t for t, s in store.run_tags(one) if not s]) == 51
+    edited = store.update_run_tags(one, add=["fresh"], remove=["old0"])  # 51 -> 51
+    assert len([t for t, s in edited if not s]) == 51 and ("fresh", False) in edited
+    with pytest.raises(TaggingError, match="beyond 50"):
+        store.update_run_tags(one, add=["more"])  # 51 -> 52
