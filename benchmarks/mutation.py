@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: (module path, line, mutation description prefix) -> why it cannot be observed.
+#: (module path, line, mutation description prefix or "#<index>") -> why it cannot be observed.
 EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("runstore/namespace.py", 46, "'runstore_namespace'"): "a ContextVar's name is only shown in its repr",
     ("runstore/namespace.py", 47, "'runstore_store'"): "a ContextVar's name is only shown in its repr",
@@ -43,6 +43,9 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
                                                 "one byte more is inside the slack",
     ("runstore/blobs.py", 431, "raise deleted"): "unreachable: pickle, the last codec, accepts every value",
     ("runstore/blobs.py", 109, "call deleted"): "io.RawIOBase.__init__ sets no state ChunkSink relies on",
+    ("runstore/blobs.py", 176, "''"): "the base class's empty name is never read (every codec sets its own)",
+    ("runstore/store/_queries.py", 271, "#138"): "row[0] -> row[1] in `row[0] and row[0] == row[1]`: equal "
+                                             "whenever the other half holds",
 }
 
 _CMP_SWAP = {
@@ -267,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _equivalent(rel: str, m: Mutant) -> str:
     for (path, line, prefix), reason in EQUIVALENT.items():
-        if path == rel and line == m.line and m.what.startswith(prefix):
+        if path == rel and line == m.line and (prefix == f"#{m.index}" or m.what.startswith(prefix)):
             return reason
     return ""
 

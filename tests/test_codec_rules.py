@@ -262,12 +262,13 @@ def test_compression_pays_or_is_skipped() -> None:
 
 
 def test_large_chunks_are_judged_by_a_sample_of_their_start() -> None:
-    noisy_start = os.urandom(_SAMPLE) + bytes(3 * _SAMPLE)
+    assert _SAMPLE == 256 * 1024
+    noisy_start = os.urandom(256 * 1024) + bytes(768 * 1024)  # 1 MiB, its first quarter random
     assert compress_chunk(noisy_start)[0] == "zstd"  # exactly 4 samples long: no sampling yet
     longer = noisy_start + b"\0"
     method, data = compress_chunk(longer)
     assert method == "none" and data is longer  # the sample did not pay: kept as is
-    zeros = bytes(4 * _SAMPLE + 1)
+    zeros = bytes(1024 * 1024 + 1)
     assert compress_chunk(zeros)[0] == "zstd"
 
 
@@ -290,3 +291,15 @@ def test_zstd_objects_are_cached_per_thread() -> None:
     thread.start()
     thread.join()
     assert other[0] is not _zstd("compress")
+
+
+def test_the_codec_base_class_is_abstract_and_bytes_are_written_as_is() -> None:
+    from runstore.blobs import Codec
+
+    base = Codec()
+    for call in (lambda: base.accepts(1), lambda: base.encode(1, io.BytesIO()), lambda: base.decode(io.BytesIO())):
+        with pytest.raises(NotImplementedError):
+            call()
+    out = io.BytesIO()
+    BytesCodec().encode(b"\x00raw", out)
+    assert out.getvalue() == b"\x00raw"
