@@ -303,3 +303,17 @@ def test_the_codec_base_class_is_abstract_and_bytes_are_written_as_is() -> None:
     out = io.BytesIO()
     BytesCodec().encode(b"\x00raw", out)
     assert out.getvalue() == b"\x00raw"
+
+
+def test_whole_chunks_are_handed_on_during_write_and_close_closes() -> None:
+    import dataclasses
+
+    sink, seen = _sink(4)
+    sink.write(b"abcd")
+    assert [data for _, data in seen] == [b"abcd"] and not sink.closed  # not held until close
+    sink.write(b"ef")
+    assert len(seen) == 1
+    blob = sink.close()
+    assert sink.closed and [data for _, data in seen] == [b"abcd", b"ef"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        blob.size = 0  # type: ignore[misc]
