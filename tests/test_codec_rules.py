@@ -48,6 +48,9 @@ def _nested(depth: int) -> list:
     ((1, 2), "pickle"), ({1}, "pickle"), (b"raw", "bytes"), (bytearray(b"raw"), "pickle"),
     (np.zeros(3), "npy"), (np.array([None]), "pickle"), (_nested(400), "json"), (_nested(401), "pickle"),
     ({"a": _nested(399)}, "json"), ({"a": _nested(400)}, "pickle"),
+    # a plain item met first never ends the scan: the tuple after it still counts
+    ([(1, 2), None], "pickle"), ([(1, 2), True], "pickle"), ([(1, 2), "s"], "pickle"), ([(1, 2), 7], "pickle"),
+    ([(1, 2), 1.5], "pickle"), ([(1, 2), [1]], "pickle"), ({"b": (1, 2), "a": "s"}, "pickle"),
 ])
 def test_the_safest_exact_codec_is_chosen(value: object, codec: str) -> None:
     assert choose_codec(value).name == codec
@@ -130,6 +133,7 @@ def _npy(array: np.ndarray) -> bytes:
     np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)),
     np.arange(40, dtype=np.int16).reshape(5, 8)[::2, 1::3],  # strided view
     np.zeros((0, 3)),
+    np.array([7]),
 ])
 def test_npy_encoding_is_numpys_own_and_keeps_layout(array: np.ndarray) -> None:
     data = _npy(array)
