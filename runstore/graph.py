@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import inspect
 import linecache
-import textwrap
 from typing import Any, Callable, Iterator
 
 from .errors import FlowDefinitionError
@@ -118,10 +117,20 @@ def _function_lines(func: Callable[..., Any]) -> list[str]:
 
 
 def _parse_lines(lines: list[str]) -> ast.Module:
-    """Parse a method's source lines. Comment lines become blank (same numbering): one at the
-    left margin inside an indented method would defeat the dedent (test_flow_graph.py::
-    test_docstrings_and_comments_do_not_hide_self_next)."""
-    return ast.parse(textwrap.dedent("".join("\n" if line.lstrip().startswith("#") else line for line in lines)))
+    """Parse a method's source lines, numbered from 1 as given.
+
+    Indented source is parsed inside an ``if True:`` block rather than dedented: a dedent
+    finds no common indent when a comment or a multi-line string sits at the left margin
+    (test_flow_graph.py::test_margin_comments_and_strings_do_not_hide_self_next).
+    """
+    text = "".join(lines)
+    if text[:1] not in (" ", "\t"):
+        return ast.parse(text)
+    wrapped = ast.parse("if True:\n" + text)
+    ast.increment_lineno(wrapped, -1)
+    block = wrapped.body[0]
+    assert isinstance(block, ast.If)
+    return ast.Module(body=block.body, type_ignores=[])
 
 
 def _parse_next(node: StepNode) -> None:

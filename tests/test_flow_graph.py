@@ -214,7 +214,7 @@ def test_last_statement_that_is_not_self_next(tmp_path: Path, last: str) -> None
                    "naming the step(s) that follow")
 
 
-def test_docstrings_and_comments_do_not_hide_self_next(tmp_path: Path) -> None:
+def test_margin_comments_and_strings_do_not_hide_self_next(tmp_path: Path) -> None:
     graph, _ = _graph(tmp_path, '''
     class F(FlowSpec):
         @step
@@ -225,6 +225,9 @@ def test_docstrings_and_comments_do_not_hide_self_next(tmp_path: Path) -> None:
             """
             x = 1
     # a comment at the left margin, inside the step
+            self.text = """
+    a multi-line string at the left margin
+    """
             self.next(self.end)
 
             "a trailing string is not a statement that counts"
