@@ -321,3 +321,33 @@ def test_whole_chunks_are_handed_on_during_write_and_close_closes() -> None:
     assert sink.closed and [data for _, data in seen] == [b"abcd", b"ef"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         blob.size = 0  # type: ignore[misc]
+
+
+def _text_like(size_words: int) -> bytes:
+    """Word soup: compressible, and each zstd level packs it differently."""
+    import random
+
+    r = random.Random(5)
+    words = [bytes(r.choice(b"abcdefghij") for _ in range(r.randint(2, 9))) for _ in range(3000)]
+    return b" ".join(r.choice(words) for _ in range(size_words))
+
+
+def test_zstd_levels_one_for_the_sample_three_for_the_chunk() -> None:
+    data = _text_like(60000)
+    levels = {level: zstandard.ZstdCompressor(level=level).compress(data) for level in (1, 2, 3, 4)}
+    assert len(set(levels.values())) == 4  # the data tells the levels apart
+    assert _zstd("sample").compress(data) == levels[1]
+    assert _zstd("compress").compress(data) == levels[3]
+    assert compress_chunk(data) == ("zstd", levels[3])
+
+
+def test_every_structured_array_taken_as_npy_loads_back() -> None:
+    """Around numpy's 10000-byte header limit: npy only when numpy will read the header back."""
+    store = Store(":memory:")
+    encodings = set()
+    for n in range(395, 440, 3):
+        array = np.zeros(1, dtype=[(f"field_{i:05d}", "u1") for i in range(n)])
+        ref = store.put_value(array)
+        encodings.add(ref.encoding)
+        assert store.load_value(ref.blob_key, ref.encoding).dtype == array.dtype, n
+    assert encodings == {"npy", "pickle"}  # the range crosses the limit
