@@ -823,3 +823,35 @@ def test_end_defined_first_is_checked_like_any_other_order(tmp_path: Path) -> No
     msg, path = _graph_error(tmp_path, body.format(target="nowhere"))
     assert msg == (f"{path}, step 'join' (line {_line(path, 'def join')}): self.next() names an unknown step "
                    "'nowhere'; steps are: end, start, each, join")
+
+
+def test_the_graph_is_read_without_the_tokenizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up cost: ordinary steps, including one defined at the module's left margin, are
+    read by the fast line reader; inspect (which tokenizes the file) is only the fallback."""
+    import runstore.graph
+
+    def slow(func: object) -> None:
+        raise AssertionError("the slow inspect path was taken")
+
+    graph, path = _graph(tmp_path, '''
+    @step
+    def start(self):
+        """Defined at the margin, attached below."""
+        self.next(self.end)
+
+
+    class F(FlowSpec):
+        start = start
+
+        @retry(times=1)
+        @step
+        def end(self):
+            pass
+    ''')
+    monkeypatch.setattr(runstore.graph.inspect, "getsourcelines", slow)
+    from runstore.runtime import load_flow
+
+    graph = FlowGraph(load_flow(path))
+    assert [(n.name, n.type, n.line) for n in graph] == [
+        ("start", "start", _line(path, "def start")), ("end", "end", _line(path, "def end"))]
+    assert graph["start"].out_funcs == ["end"] and graph["start"].doc == "Defined at the margin, attached below."
