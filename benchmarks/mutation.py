@@ -59,6 +59,10 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("runstore/graph.py", 84, "''"): "unreachable: every _fail call names a step",
     ("runstore/graph.py", 101, "GtE -> Gt"): "at start == len(lines) the loop has nothing to read: [] either way",
     ("runstore/graph.py", 105, "value -> None"): "None and False are both falsy",
+    ("runstore/graph.py", 351, "value -> None"): "a finished step's mark only has to differ from 1 (visiting)",
+    ("runstore/graph.py", 351, "2 -> 3"): "a finished step's mark only has to differ from 1 (visiting)",
+    ("runstore/graph.py", 399, "return value -> None"): "unreachable on POSIX: relpath raises ValueError only "
+                                                         "across Windows drives",
     ("runstore/blobs.py", 215, "return value -> None"): "returns False -> None: only its truth is used",
     ("runstore/blobs.py", 219, "return value -> None"): "returns False -> None: only its truth is used",
     ("runstore/blobs.py", 223, "return value -> None"): "returns False -> None: only its truth is used",

@@ -855,3 +855,14 @@ def test_the_graph_is_read_without_the_tokenizer(tmp_path: Path, monkeypatch: py
     assert [(n.name, n.type, n.line) for n in graph] == [
         ("start", "start", _line(path, "def start")), ("end", "end", _line(path, "def end"))]
     assert graph["start"].out_funcs == ["end"] and graph["start"].doc == "Defined at the margin, attached below."
+
+
+def test_a_flow_indented_with_tabs(tmp_path: Path) -> None:
+    from runstore.runtime import load_flow
+
+    path = tmp_path / "tabbed_flow.py"
+    path.write_text("from runstore import FlowSpec, step\n\n\nclass F(FlowSpec):\n"
+                    "\t@step\n\tdef start(self):\n\t\tself.next(self.end)\n\n"
+                    "\t@step\n\tdef end(self):\n\t\tpass\n")
+    graph = FlowGraph(load_flow(path))
+    assert [(n.name, n.line, n.out_funcs) for n in graph] == [("start", 6, ["end"]), ("end", 10, [])]
