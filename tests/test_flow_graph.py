@@ -529,7 +529,7 @@ def test_source_not_available(tmp_path: Path) -> None:
     """), "<generated>", "exec"), namespace)
     with pytest.raises(FlowDefinitionError) as info:
         FlowGraph(namespace["F"])
-    assert str(info.value).startswith("<generated>, step 'start' (line 4): cannot read the source of the step (")
+    assert str(info.value) == "<generated>, step 'start' (line 4): cannot read the source of the step (could not get source code)"
 
 
 def test_step_source_after_the_last_line_of_its_file(tmp_path: Path) -> None:
@@ -866,3 +866,14 @@ def test_a_flow_indented_with_tabs(tmp_path: Path) -> None:
                     "\t@step\n\tdef end(self):\n\t\tpass\n")
     graph = FlowGraph(load_flow(path))
     assert [(n.name, n.line, n.out_funcs) for n in graph] == [("start", 6, ["end"]), ("end", 10, [])]
+
+
+def test_an_end_step_that_joins_is_still_the_end(tmp_path: Path) -> None:
+    graph, _ = _graph(tmp_path, SPLIT_AB.replace("self.join", "self.end") + """
+        @step
+        def end(self, inputs):
+            pass
+    """)
+    assert [(n.name, n.type) for n in graph] == [("start", "split-static"), ("a", "linear"), ("b", "linear"),
+                                                 ("end", "end")]
+    assert graph["start"].matching_join == "end" and graph["end"].is_join
