@@ -57,13 +57,16 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("runstore/blobs.py", 501, "'sample'"): "the sample's level only changes an estimate whose answer is the same here",
     ("runstore/graph.py", 36, "'_runstore_step'"): "the mark's attribute name: @step sets it through the same constant",
     ("runstore/graph.py", 84, "''"): "unreachable: every _fail call names a step",
+    ("runstore/graph.py", 102, "return value -> None"): "None and [] are both falsy: the caller tests `if lines`",
     ("runstore/graph.py", 101, "GtE -> Gt"): "at start == len(lines) the loop has nothing to read: [] either way",
     ("runstore/graph.py", 105, "value -> None"): "None and False are both falsy",
     ("runstore/graph.py", 388, "raise deleted"): "unreachable: a split never joined stays on end's stack, "
                                                   "refused just before",
     ("runstore/graph.py", 388, "'is a split whose"): "unreachable: a split never joined stays on end's stack, "
                                                      "refused just before",
-    ("runstore/graph.py", 353, "'start'"): "the trail's first name is never printed: no cycle runs through start",
+    ("runstore/graph.py", 387, "'split-static'"): "the unreachable never-joined check (line 388)",
+    ("runstore/graph.py", 387, "'split-foreach'"): "the unreachable never-joined check (line 388)",
+    ("runstore/graph.py", 353, "#265"): "the trail's first name is never printed: no cycle runs through start",
     ("runstore/graph.py", 351, "value -> None"): "a finished step's mark only has to differ from 1 (visiting)",
     ("runstore/graph.py", 351, "2 -> 3"): "a finished step's mark only has to differ from 1 (visiting)",
     ("runstore/graph.py", 399, "return value -> None"): "unreachable on POSIX: relpath raises ValueError only "
