@@ -305,6 +305,10 @@ class BytesCodec(Codec):
         return bytes(buffer)
 
 
+#: The largest .npy header numpy reads back by default (``max_header_size``).
+_NPY_MAX_HEADER = 10000
+
+
 class NpyCodec(Codec):
     """numpy arrays without object dtype, in ``.npy`` form (never pickled).
 
@@ -331,17 +335,18 @@ class NpyCodec(Codec):
                 repr(npformat.dtype_to_descr(value.dtype)).encode("latin-1")
             except UnicodeEncodeError:
                 return False
+            # numpy refuses to read back a header over _NPY_MAX_HEADER bytes (hundreds of
+            # fields): such arrays go to pickle (test_codec_rules.py::test_npy_header_limit)
+            if len(repr(npformat.header_data_from_array_1_0(value))) + 64 > _NPY_MAX_HEADER:
+                return False
         return True
 
     def encode(self, value: Any, sink: IO[bytes] | ChunkSink) -> None:
         import numpy as np
         from numpy.lib import format as npformat
 
-        header = npformat.header_data_from_array_1_0(value)
-        try:
-            npformat.write_array_header_1_0(sink, header)
-        except ValueError:  # header too large for format 1.0
-            npformat.write_array_header_2_0(sink, header)
+        # accepts() keeps headers under _NPY_MAX_HEADER, so format 1.0 always fits
+        npformat.write_array_header_1_0(sink, npformat.header_data_from_array_1_0(value))
         if value.size == 0:
             return
         if value.flags.c_contiguous:
@@ -360,12 +365,15 @@ class NpyCodec(Codec):
         from numpy.lib import format as npformat
 
         version = npformat.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = npformat.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = npformat.read_array_header_2_0(stream)
-        else:
-            raise CodecError(f".npy format version {version} is not supported")
+        try:
+            if version == (1, 0):
+                shape, fortran, dtype = npformat.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                shape, fortran, dtype = npformat.read_array_header_2_0(stream)
+            else:
+                raise CodecError(f".npy format version {version} is not supported")
+        except ValueError as exc:  # a damaged or oversized header
+            raise CodecError(f"unreadable .npy header: {exc}") from None
         if dtype.hasobject:
             raise CodecError("refusing an object-dtype .npy payload")
         # The header comes from the file: allocate only what the verified size can hold.

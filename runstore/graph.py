@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import inspect
 import linecache
-import textwrap
 from typing import Any, Callable, Iterator
 
 from .errors import FlowDefinitionError
@@ -117,19 +116,36 @@ def _function_lines(func: Callable[..., Any]) -> list[str]:
     return out
 
 
+def _parse_lines(lines: list[str]) -> ast.Module:
+    """Parse a method's source lines, numbered from 1 as given.
+
+    Indented source is parsed inside an ``if True:`` block rather than dedented: a dedent
+    finds no common indent when a comment or a multi-line string sits at the left margin
+    (test_flow_graph.py::test_margin_comments_and_strings_do_not_hide_self_next).
+    """
+    text = "".join(lines)
+    if text[:1] not in (" ", "\t"):
+        return ast.parse(text)
+    wrapped = ast.parse("if True:\n" + text)
+    ast.increment_lineno(wrapped, -1)
+    block = wrapped.body[0]
+    assert isinstance(block, ast.If)
+    return ast.Module(body=block.body, type_ignores=[])
+
+
 def _parse_next(node: StepNode) -> None:
     """Fill ``out_funcs``/``foreach_var`` from the last ``self.next(...)`` of the step."""
     tree = None
     lines = _function_lines(node.func)
     if lines:
         try:
-            tree = ast.parse(textwrap.dedent("".join(lines)))
+            tree = _parse_lines(lines)
         except SyntaxError:
             tree = None
     if tree is None:  # unusual layout: let inspect find the block (slower, handles everything)
         try:
             lines, _ = inspect.getsourcelines(node.func)
-            tree = ast.parse(textwrap.dedent("".join(lines)))
+            tree = _parse_lines(lines)
         except (OSError, TypeError, SyntaxError) as exc:
             raise _fail(node, f"cannot read the source of the step ({exc})") from exc
     func = tree.body[0]

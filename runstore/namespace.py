@@ -39,6 +39,7 @@ __all__ = [
     "get_store",
     "get_metadata",
     "resolve_store",
+    "reset_namespace",
 ]
 
 _UNSET = object()
@@ -109,6 +110,25 @@ def get_namespace() -> str | None:
     if value is _UNSET:
         return default_namespace()
     return value  # type: ignore[return-value]
+
+
+def reset_namespace() -> None:
+    """Forget any ``namespace()`` call in this context: the namespace follows the identity again.
+
+    Unlike :func:`default_namespace`, nothing is fixed now: the identity is read when the
+    namespace is next asked for, so a test fixture can reset first and set ``RUNSTORE_USER``
+    after. Meant for test fixtures and long-lived processes that serve several users.
+
+    Example
+    -------
+    >>> import os
+    >>> _ = namespace(None)
+    >>> reset_namespace()
+    >>> os.environ["RUNSTORE_USER"] = "zoe"
+    >>> get_namespace()
+    'user:zoe'
+    """
+    _namespace.set(_UNSET)
 
 
 def default_namespace() -> str:

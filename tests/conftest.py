@@ -1,4 +1,9 @@
-"""Shared fixtures: every test runs in its own directory with its own identity."""
+"""Shared fixtures: every test runs in its own directory with its own identity.
+
+Stores: ``memory_store`` (empty, in memory), ``file_store`` (empty, in a file), ``client_store``
+(in memory, the client's store, namespace ``user:anne``), ``runs_db`` (a file holding three runs
+of flow F). Store contents are built with ``storefill``; subprocess helpers are in ``helpers``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from typing import Iterator
 
 import pytest
 
+from storefill import add_run
+
 from runstore import Store
-from runstore.namespace import _UNSET
-from runstore.namespace import _namespace as _namespace_var
+from runstore.namespace import namespace, reset_namespace, use_store
 
 
 @pytest.fixture(autouse=True)
@@ -25,9 +31,9 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.delenv("RUNSTORE_DB", raising=False)
     monkeypatch.delenv("RUNSTORE_PRODUCTION_TOKEN", raising=False)
     monkeypatch.delenv("RUNSTORE_PRODUCTION_NAMESPACE", raising=False)
-    token = _namespace_var.set(_UNSET)  # every test starts in its identity namespace
+    reset_namespace()  # every test starts in its identity namespace
     yield
-    _namespace_var.reset(token)
+    reset_namespace()
 
 
 @pytest.fixture
@@ -44,6 +50,26 @@ def file_store(tmp_path: Path) -> Iterator[Store]:
     store = Store(tmp_path / "runstore.db")
     yield store
     store.close()
+
+
+@pytest.fixture
+def client_store(memory_store: Store) -> Iterator[Store]:
+    """``memory_store`` as the client's store (``Flow(...)`` reads it), in namespace ``user:anne``."""
+    with use_store(memory_store):
+        namespace("user:anne")
+        yield memory_store
+
+
+@pytest.fixture
+def runs_db(tmp_path: Path) -> Path:
+    """A store file with three runs of flow ``F`` (F/1..F/3, alpha 0.0/0.1/0.2, tag ``exp``, a
+    2000-byte random ``model``), closed again: for command-line tests."""
+    path = tmp_path / "runstore.db"
+    store = Store(path)
+    for i in range(3):
+        add_run(store, alpha=i / 10, model=os.urandom(2000), tags=("exp",))
+    store.close()
+    return path
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sqlite3
 import subprocess
@@ -209,7 +208,6 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.skipif(importlib.util.find_spec("runstore.runtime") is None, reason="needs the runtime")
 def test_db_file_alone_is_complete_after_a_real_run(tmp_path: Path):
     flow = tmp_path / "copy_flow.py"
     flow.write_text(FLOW)
@@ -229,7 +227,6 @@ def test_db_file_alone_is_complete_after_a_real_run(tmp_path: Path):
     assert copy.doctor().ok
 
 
-@pytest.mark.skipif(importlib.util.find_spec("runstore.runtime") is None, reason="needs the runtime")
 def test_merge_real_runs_and_read_them_with_the_client(tmp_path: Path):
     from runstore import Flow, Run
     from runstore.namespace import namespace
@@ -271,3 +268,19 @@ def test_merge_from_an_older_schema_leaves_that_file_untouched(tmp_path: Path, f
     assert old.read_bytes() == before  # read from a private upgraded copy
     assert not [p for p in tmp_path.iterdir() if "backup" in p.name]  # no upgrade backup next to it
     assert file_store.merge_from(old).copied == []
+
+
+def test_merge_from_a_directory_says_so(file_store: Store, tmp_path: Path):
+    folder = tmp_path / "somedir"
+    folder.mkdir()
+    with pytest.raises(StoreError, match="is a directory"):
+        file_store.merge_from(folder)
+
+
+def test_export_no_runs_is_refused(file_store: Store, tmp_path: Path):
+    out = tmp_path / "empty.db"
+    with pytest.raises(InvalidPathspec, match="at least one run"):
+        file_store.export_runs([], out)
+    with pytest.raises(InvalidPathspec):
+        file_store.export_runs(iter(()), out)
+    assert not out.exists()

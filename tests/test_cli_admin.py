@@ -6,7 +6,6 @@ import csv
 import importlib.util
 import io
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -15,24 +14,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from helpers import invoke_cli
 from storefill import add_run, snapshot
 from runstore import Store, __version__
 from runstore.cli import cli
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "runstore.db"
-    store = Store(path)
-    for i in range(3):
-        add_run(store, alpha=i / 10, model=os.urandom(2000), tags=("exp",))
-    store.close()
-    return path
+def db(runs_db: Path) -> Path:
+    """The conftest ``runs_db`` (three runs of F), under the name these tests use."""
+    return runs_db
 
 
-def invoke(*args: str, db: Path | None = None, input: str | None = None):
-    argv = (["--db", str(db)] if db else []) + list(args)
-    return CliRunner().invoke(cli, argv, input=input, catch_exceptions=False)
+invoke = invoke_cli
 
 
 def test_sql_table_json_csv(db: Path):

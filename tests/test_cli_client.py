@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import FLOWS, run_flow
+from storefill import add_run
 
-pytest.importorskip("runstore.client")
-
-from storefill import add_run  # noqa: E402
-from runstore import Store  # noqa: E402
-from runstore.cli import cli  # noqa: E402
+from runstore import Store
+from runstore.cli import cli
 
 
 @pytest.fixture
@@ -169,3 +169,33 @@ def test_python_m_runstore_cmd_diff_is_runstore_diff(db: Path):
     assert by_env.stdout == expected.stdout
     missing = python_m("runstore.cmd.diff", "--db", str(db), "F/1", "F/99")
     assert missing.returncode == 1 and missing.stderr.startswith("Error:") and "Traceback" not in missing.stderr
+
+
+def test_diff_of_really_different_runs_and_show_of_a_resumed_run(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    fail = tmp_path / "fail"
+    assert run_flow(FLOWS / "resume_flow.py", db, "--quiet", "run", "--max-workers", "1", "--alpha", "1").returncode == 0
+    other = run_flow(FLOWS / "resume_flow.py", db, "--quiet", "run", "--max-workers", "1", "--alpha", "2",
+                     "--label", "other", env={"RUNSTORE_USER": "bob"})
+    assert other.returncode == 0, other.stderr
+    out = run(db, "diff", "ResumeFlow/1", "ResumeFlow/2")
+    params, env = out.split("environment:")[0], out.split("environment:")[1].split("code:")[0]
+    # each difference is marked (changed/added/removed) since diff compares artifacts too (#19)
+    assert re.search(r"^alpha\s+1\s+2\s+changed$", params, re.M)
+    assert re.search(r'^label\s+"base"\s+"other"\s+changed$', params, re.M)
+    assert "learning" not in params  # only what differs
+    assert re.search(r"^user\s+tester\s+bob\s+changed$", env, re.M), env
+    assert "code: same" in out
+
+    fail.touch()
+    failed = run_flow(FLOWS / "resume_flow.py", db, "--quiet", "run", "--max-workers", "1",
+                      env={"RESUME_FAIL_FILE": str(fail)})
+    assert failed.returncode == 1
+    fail.unlink()
+    resumed = run_flow(FLOWS / "resume_flow.py", db, "--quiet", "resume", "--max-workers", "1", "--origin-run-id", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    shown = run(db, "show", "ResumeFlow/4")
+    assert re.search(r"^origin\s+ResumeFlow/3$", shown, re.M), shown
+    assert re.search(r"^status\s+succeeded$", shown, re.M)
+    assert json.loads(run(db, "show", "--json", "ResumeFlow/4"))["origin"] == "ResumeFlow/3"
+    assert json.loads(run(db, "show", "--json", "ResumeFlow/3"))["origin"] is None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from runstore import get_version
 from runstore.cli import cli
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
@@ -127,3 +130,17 @@ def test_every_flow_cli_flag_is_documented(path: tuple[str, ...]):
     own = [o for o in _options(_command(FLOW_CLI, path)) if o != "--alpha"]  # --alpha: the flow's own parameter
     missing = [o for o in own if not _mentions(lines if path else section, o)]
     assert not missing, f"docs/flows.md does not document `python flow.py {' '.join(path)}` {missing}"
+
+
+def test_console_script_version_and_help(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "runstore"
+    assert script.exists(), f"the runstore entry point is not installed next to {sys.executable}"
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.strip() == f"runstore, version {get_version()}"  # issue #19
+    helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: runstore [OPTIONS] COMMAND")
+    for command in ("runs", "show", "sql", "diff", "merge", "export"):
+        assert re.search(rf"^\s+{command}\s", helped.stdout, re.M), command
+    missing = subprocess.run([str(script), "--db", str(tmp_path / "none.db"), "runs"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and missing.stderr.startswith("Error: no store at")

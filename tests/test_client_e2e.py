@@ -6,15 +6,13 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import run_flow
 
-pytest.importorskip("runstore.flowspec", reason="the runtime has not landed on this branch")
-
-from runstore import Flow, NamespaceMismatch, Run, Store, namespace, use_store  # noqa: E402
+from runstore import Flow, NamespaceMismatch, Run, Store, namespace, use_store
 
 PREDICTION_FLOW = textwrap.dedent('''
     from runstore import FlowSpec, Parameter, current, get_namespace, step, Flow
@@ -100,9 +98,8 @@ def project(tmp_path: Path) -> Path:
 
 
 def flow_cli(project: Path, script: str, *args: str, user: str = "tester") -> subprocess.CompletedProcess:
-    env = {**os.environ, "RUNSTORE_USER": user, "RUNSTORE_DB": str(project / "runstore.db")}
-    return subprocess.run([sys.executable, str(project / script), "--quiet", *args], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {"RUNSTORE_USER": user, "RUNSTORE_DB": str(project / "runstore.db")}
+    return run_flow(project / script, None, *args, quiet=True, cwd=project, env=env)
 
 
 def test_run_with_a_tag_then_find_it(project):

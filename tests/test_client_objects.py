@@ -6,7 +6,7 @@ import io
 import json
 import pickle
 import tarfile
-from datetime import timezone
+from datetime import datetime, timezone
 
 import pytest
 from storefill import fill_run, make_crashed
@@ -28,14 +28,7 @@ from runstore import (
 )
 
 
-@pytest.fixture
-def store(memory_store: Store):
-    with use_store(memory_store):
-        namespace("user:anne")
-        yield memory_store
-
-
-def test_pathspec_shape_errors_use_metaflow_messages(store):
+def test_pathspec_shape_errors_use_metaflow_messages(client_store):
     cases = [
         (Flow, None, "Expects Flow('FlowName')"),
         (Run, "F", "Expects Run('FlowName/RunID')"),
@@ -52,8 +45,8 @@ def test_pathspec_shape_errors_use_metaflow_messages(store):
         assert isinstance(info.value, ValueError)
 
 
-def test_missing_objects_raise_not_found_which_is_a_key_error(store):
-    fill_run(store, user="anne")
+def test_missing_objects_raise_not_found_which_is_a_key_error(client_store):
+    fill_run(client_store, user="anne")
     for cls, path in [(Flow, "NoFlow"), (Run, "PredictionFlow/9"), (Run, "PredictionFlow/abc"),
                       (Step, "PredictionFlow/1/nope"), (Task, "PredictionFlow/1/start/999"),
                       (Task, "PredictionFlow/1/end/2"),  # task 2 is start's, not end's
@@ -64,8 +57,8 @@ def test_missing_objects_raise_not_found_which_is_a_key_error(store):
         assert str(info.value) == f"{cls.__name__}('{path}') does not exist"
 
 
-def test_attempt_only_for_tasks_and_artifacts(store):
-    fill_run(store, user="anne")
+def test_attempt_only_for_tasks_and_artifacts(client_store):
+    fill_run(client_store, user="anne")
     with pytest.raises(NotFound, match="Attempts can only be specified for Task or DataArtifact"):
         Run("PredictionFlow/1", attempt=0)
     with pytest.raises(NotFound, match="Attempt can only be non-negative"):
@@ -77,8 +70,8 @@ def test_attempt_only_for_tasks_and_artifacts(store):
     assert repr(Task("PredictionFlow/1/start/2", attempt=0)) == "Task('PredictionFlow/1/start/2', attempt=0)"
 
 
-def test_run_members(store):
-    record = fill_run(store, user="anne", tags=["exp"], params={"alpha": 0.5},
+def test_run_members(client_store):
+    record = fill_run(client_store, user="anne", tags=["exp"], params={"alpha": 0.5},
                       artifacts={"end": {"accuracy": 0.9}})
     run = Run(record.pathspec)
     assert (run.id, run.run_number, run.pathspec, run.uuid) == ("1", 1, "PredictionFlow/1", record.uuid)
@@ -97,8 +90,8 @@ def test_run_members(store):
     assert list(run.steps("exp")) == list(run) and list(run.steps("nope")) == []
 
 
-def test_step_and_task_members(store):
-    fill_run(store, user="anne", steps=["start", "fan", "end"], foreach={"fan": 3},
+def test_step_and_task_members(client_store):
+    fill_run(client_store, user="anne", steps=["start", "fan", "end"], foreach={"fan": 3},
              artifacts={"fan": {"part": "p"}})
     run = Run("PredictionFlow/1")
     fan = run["fan"]
@@ -106,7 +99,16 @@ def test_step_and_task_members(store):
     assert [t.index for t in tasks] == [2, 1, 0]  # newest first
     assert fan.task == tasks[0]
     assert tasks[-1].data.part == ("p", 0) and tasks[-1].foreach_path == "fan:0"
-    assert fan.finished_at is not None and fan.created_at is not None
+    # distinct times per task, so that reading another step's tasks gives another answer
+    with client_store.write() as conn:
+        conn.execute("UPDATE tasks SET created_at = 1000 + task_id, finished_at = 2000 + task_id")
+    fan_ids = [int(t.id) for t in tasks]
+    assert fan.finished_at == datetime.fromtimestamp(2000 + max(fan_ids), timezone.utc)
+    assert run["start"].finished_at == datetime.fromtimestamp(2000 + int(run["start"].task.id), timezone.utc)
+    assert fan.created_at is not None
+    with client_store.write() as conn:  # one unfinished task: the step is not finished, the others are
+        conn.execute("UPDATE tasks SET finished_at = NULL WHERE task_id = ?", (min(fan_ids),))
+    assert fan.finished_at is None and run["end"].finished_at is not None
     assert fan.parent == run and tasks[0].parent == fan
     task = run["start"].task
     assert task.successful and task.finished and task.exception is None
@@ -122,8 +124,8 @@ def test_step_and_task_members(store):
     assert run["end"].child_steps == []
 
 
-def test_private_artifacts_hidden_but_reachable(store):
-    fill_run(store, user="anne", params={"alpha": 1}, artifacts={"start": {"x": [1, 2]}})
+def test_private_artifacts_hidden_but_reachable(client_store):
+    fill_run(client_store, user="anne", params={"alpha": 1}, artifacts={"start": {"x": [1, 2]}})
     task = Run("PredictionFlow/1")["start"].task
     assert sorted(a.id for a in task) == ["alpha", "x"]
     assert "_note" in task and "_note" not in task.data
@@ -136,8 +138,8 @@ def test_private_artifacts_hidden_but_reachable(store):
         task["nope"]
 
 
-def test_data_artifact_members(store):
-    fill_run(store, user="anne", artifacts={"start": {"x": {"k": [1, 2.5]}}})
+def test_data_artifact_members(client_store):
+    fill_run(client_store, user="anne", artifacts={"start": {"x": {"k": [1, 2.5]}}})
     task = Run("PredictionFlow/1")["start"].task
     art = task["x"]
     assert art == DataArtifact(f"{task.pathspec}/x")
@@ -146,10 +148,10 @@ def test_data_artifact_members(store):
     assert art.parent == task and art.tags == task.tags and art.origin_pathspec is None
 
 
-def test_listing_never_loads_payloads(store):
+def test_listing_never_loads_payloads(client_store):
     """An untrusted pickle can be listed and described; only .data refuses."""
-    fill_run(store, user="anne", artifacts={"start": {"obj": {1, 2}}})
-    with store.write() as conn:
+    fill_run(client_store, user="anne", artifacts={"start": {"obj": {1, 2}}})
+    with client_store.write() as conn:
         conn.execute("DELETE FROM blob_trust")  # as if someone else wrote the file
     task = Run("PredictionFlow/1")["start"].task
     art = task["obj"]
@@ -159,8 +161,8 @@ def test_listing_never_loads_payloads(store):
         art.data
 
 
-def test_retries_are_attempt_aware(store):
-    fill_run(store, user="anne", retry_at="start", artifacts={"start": {"x": 1}})
+def test_retries_are_attempt_aware(client_store):
+    fill_run(client_store, user="anne", retry_at="start", artifacts={"start": {"x": 1}})
     path = Run("PredictionFlow/1")["start"].task.pathspec
     latest, first = Task(path), Task(path, attempt=0)
     assert latest.current_attempt == 1 and latest.successful and latest.data.x == 1
@@ -169,15 +171,20 @@ def test_retries_are_attempt_aware(store):
     assert first.stdout == "start out attempt 0\n" and latest.stdout == "start out attempt 1\n"
     assert {m.attempt for m in latest.metadata} == {0, 1}
     assert {m.attempt for m in first.metadata} == {0}
+    with client_store.write() as conn:  # tell every task's and attempt's metadata apart
+        conn.execute("UPDATE metadata SET value = value || '@' || task_id || '.' || attempt WHERE name = 'user'")
+    assert first.metadata_dict["user"] == f"anne@{first.id}.0"
+    assert latest.metadata_dict["user"] == f"anne@{latest.id}.1"
+    assert {m.value for m in first.metadata if m.name == "user"} == {f"anne@{first.id}.0"}
     assert first["_note"].parent == first
 
 
-def test_failed_and_caught_tasks(store):
-    fill_run(store, user="anne", steps=["start", "risky", "end"], catch_at="risky")
+def test_failed_and_caught_tasks(client_store):
+    fill_run(client_store, user="anne", steps=["start", "risky", "end"], catch_at="risky")
     risky = Run("PredictionFlow/1")["risky"].task
     assert risky.finished and not risky.successful and risky.exception.message == "risky broke"
     assert risky.exception.exception == "risky broke" and risky.exception.stacktrace.startswith("Traceback")
-    fill_run(store, user="anne", fail_at="end")
+    fill_run(client_store, user="anne", fail_at="end")
     failed = Run("PredictionFlow/2")
     # Metaflow's meaning (issue #19): a run finished when its end step finished; not a failed one
     assert failed.status == "failed" and not failed.successful and not failed.finished
@@ -186,48 +193,48 @@ def test_failed_and_caught_tasks(store):
     assert "ValueError: end broke" in str(end.exception)
 
 
-def test_finished_follows_metaflow_for_runs_and_tasks(store):
+def test_finished_follows_metaflow_for_runs_and_tasks(client_store):
     """Task.finished: succeeded or caught; Run.finished: its end task finished (issue #19)."""
-    fill_run(store, user="anne", steps=["start", "risky", "end"], fail_at="risky")
+    fill_run(client_store, user="anne", steps=["start", "risky", "end"], fail_at="risky")
     failed = Run("PredictionFlow/1")
     assert failed.status == "failed" and failed.end_task is None
     assert not failed.finished and not failed["risky"].task.finished
     assert failed["start"].task.finished  # a task that succeeded in a failed run did finish
     assert failed.finished_at is not None  # when the run ended, for its duration (docs/client.md)
-    fill_run(store, user="anne", steps=["start", "risky", "end"], catch_at="risky")
+    fill_run(client_store, user="anne", steps=["start", "risky", "end"], catch_at="risky")
     caught = Run("PredictionFlow/2")
     assert caught.finished and caught.successful and caught["risky"].task.finished
     assert not caught["risky"].task.successful
-    live = fill_run(store, user="anne", steps=["start"], finish=False)
+    live = fill_run(client_store, user="anne", steps=["start"], finish=False)
     assert not Run(live.pathspec).finished
 
 
-def test_running_and_crashed_runs(store):
-    live = fill_run(store, user="anne", finish=False, steps=["start"])
+def test_running_and_crashed_runs(client_store):
+    live = fill_run(client_store, user="anne", finish=False, steps=["start"])
     run = Run(live.pathspec)
     assert run.status == "running" and not run.finished and run.finished_at is None
-    make_crashed(store, live.run_id)
+    make_crashed(client_store, live.run_id)
     assert run.status == "crashed" and not run.successful and not run.finished
-    fill_run(store, user="anne", steps=["start", "end"], finish=False, fail_at=None)
+    fill_run(client_store, user="anne", steps=["start", "end"], finish=False, fail_at=None)
     assert Run("PredictionFlow/2").end_task is not None
 
 
-def test_run_without_end_task(store):
-    record = store.create_run("EmptyFlow", user="anne")
+def test_run_without_end_task(client_store):
+    record = client_store.create_run("EmptyFlow", user="anne")
     run = Run(record.pathspec)
     assert run.end_task is None and run.data is None and list(run) == []
 
 
-def test_resumed_run_origin_pathspecs(store):
-    first = fill_run(store, user="anne", fail_at="end")
-    second = fill_run(store, user="anne", origin=(first.run_id, first.pathspec))
+def test_resumed_run_origin_pathspecs(client_store):
+    first = fill_run(client_store, user="anne", fail_at="end")
+    second = fill_run(client_store, user="anne", origin=(first.run_id, first.pathspec))
     run = Run(second.pathspec)
     assert run.origin_pathspec == "PredictionFlow/1" and run.invocation == "resume"
     assert run["start"].origin_pathspec == "PredictionFlow/1/start"
     assert run["start"].task.metadata_dict["origin-run-id"] == "1"
 
 
-def test_code_package(store):
+def test_code_package(client_store):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, text in [("flow.py", "print('hi')\n"),
@@ -237,7 +244,7 @@ def test_code_package(store):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    fill_run(store, user="anne", code=buf.getvalue())
+    fill_run(client_store, user="anne", code=buf.getvalue())
     code = Run("PredictionFlow/1").code
     assert code.script_name == "flow.py" and code.flowspec == "print('hi')\n" and code.path is None
     assert code.info["flow_name"] == "PredictionFlow" and "flow.py" in code.tarball.getnames()
@@ -250,10 +257,10 @@ def test_code_package(store):
     assert repr(code) == "<Code: flow.py>"
 
 
-def test_flow_listing_and_root(store):
+def test_flow_listing_and_root(client_store):
     for _ in range(3):
-        fill_run(store, user="anne")
-    fill_run(store, "OtherFlow", user="anne")
+        fill_run(client_store, user="anne")
+    fill_run(client_store, "OtherFlow", user="anne")
     flow = Flow("PredictionFlow")
     assert [r.id for r in flow] == ["3", "2", "1"]
     assert flow.latest_run.id == "3" and flow.tags == frozenset()
@@ -289,8 +296,8 @@ def test_default_store_is_discovered(tmp_path, monkeypatch):
     assert Run("PredictionFlow/1").user == "tester"
 
 
-def test_objects_compare_and_hash(store):
-    fill_run(store, user="anne")
+def test_objects_compare_and_hash(client_store):
+    fill_run(client_store, user="anne")
     assert Run("PredictionFlow/1") == Run("PredictionFlow/1")
     assert len({Run("PredictionFlow/1"), Run("PredictionFlow/1")}) == 1
     assert str(Step("PredictionFlow/1/start")) == "Step('PredictionFlow/1/start')"

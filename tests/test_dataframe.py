@@ -9,12 +9,12 @@ import pytest
 
 from storefill import add_run
 from runstore import Store, to_dataframe
+from runstore.client import Flow
 from runstore.namespace import namespace, use_store
 
 
 def test_to_dataframe_parameters_and_artifacts(memory_store: Store):
     pd = pytest.importorskip("pandas")
-    Flow = pytest.importorskip("runstore.client").Flow
     for alpha, result in [(0.1, 0.91), (0.2, 0.95), (0.3, None)]:
         add_run(memory_store, alpha=alpha, result=result, tags=("sweep",) if result else ())
     add_run(memory_store, "Other")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import pkgutil
+import re
 
 import pytest
 
@@ -33,3 +34,32 @@ def test_docstring_examples_run(module_name, monkeypatch):
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {module_name}"
+
+
+# the drawing in runstore/errors.py is the real tree
+
+
+def test_error_tree_drawing_matches_the_classes() -> None:
+    import runstore.errors as errors
+
+    drawn: dict[str, tuple[str | None, str | None]] = {}  # name -> (drawn parent, builtin in parens)
+    stack: list[tuple[int, str]] = []
+    for line in errors.__doc__.splitlines():
+        match = re.match(r"^\s*(?:[│ ]*[├└]── )?([A-Z]\w+)(?: \((\w+)\))?", line)
+        if not match or match.group(1) not in errors.__all__:
+            continue
+        depth = len(line) - len(line.lstrip(" │├└─"))
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        drawn[match.group(1)] = (stack[-1][1] if stack else None, match.group(2))
+        stack.append((depth, match.group(1)))
+    assert set(drawn) == set(errors.__all__)  # every class drawn, nothing extra
+    for name, (parent, extra) in drawn.items():
+        cls = getattr(errors, name)
+        bases = [b.__name__ for b in cls.__bases__]
+        if parent is None:
+            assert (name, bases) == ("RunstoreError", [extra]), (name, bases)
+            continue
+        assert bases[0] == parent, (name, bases, parent)
+        expected = [parent] + ([extra] if extra and extra != parent and extra != "RunstoreError" else [])
+        assert bases == expected, (name, bases, expected)

@@ -11,7 +11,10 @@ import ast
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+import pytest
 
 import runstore
 
@@ -219,3 +222,27 @@ def test_the_store_never_loads_sqlite_utils(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+
+def test_runstore_never_imports_numpy(tmp_path: Path) -> None:
+    pytest.importorskip("numpy")
+    code = textwrap.dedent("""
+        import importlib, pkgutil, sys
+        import runstore
+        from runstore import Store
+        store = Store(":memory:")
+        for value in ([1, 2, 3], b"raw", {"a": [1.5, None]}, list(range(10)), (1, "x"), bytearray(b"ab")):
+            stored = store.put_value(value)
+            assert stored.encoding != "npy", stored
+            assert store.load_value(stored.blob_key, stored.encoding) == value
+        for mod in pkgutil.walk_packages(runstore.__path__, "runstore."):
+            importlib.import_module(mod.name)
+        assert "numpy" not in sys.modules, "runstore imported numpy"
+        import numpy
+        stored = store.put_value(numpy.arange(3))
+        assert stored.encoding == "npy", stored.encoding
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -13,6 +13,7 @@ from runstore import (
     NamespaceMismatch,
     Store,
     StoreError,
+    TaggingError,
     Run,
     Runstore,
     Step,
@@ -171,3 +172,78 @@ def test_get_metadata_names_the_store_in_use(memory_store, tmp_path, monkeypatch
         assert get_metadata() == "sqlite@:memory:"
     monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "env.db"))
     assert get_metadata() == f"sqlite@{tmp_path / 'env.db'}"
+
+
+def test_reset_namespace_follows_the_identity_read_later(shared, monkeypatch):
+    from runstore.namespace import reset_namespace
+
+    namespace(None)
+    reset_namespace()
+    monkeypatch.setenv("RUNSTORE_USER", "will")  # read only now, after the reset
+    assert get_namespace() == "user:will"
+    assert Flow("PredictionFlow").latest_run.id == "4"
+    monkeypatch.setenv("RUNSTORE_USER", "anne")
+    reset_namespace()
+    assert get_namespace() == "user:anne" and Flow("PredictionFlow").latest_run.id == "3"
+
+
+@pytest.mark.parametrize("bad", [123, 0, False, b"user:x", 1.5, ["a"], "x" * 501])
+def test_namespace_accepts_only_tag_strings(bad: object):
+    before = namespace("crazy_test")
+    with pytest.raises(TaggingError) as info:
+        namespace(bad)  # type: ignore[arg-type]
+    assert isinstance(info.value, ValueError)
+    assert get_namespace() == before
+
+
+def test_namespace_still_takes_str_and_none():
+    assert namespace("user:will") == "user:will"
+    assert namespace("") is None
+    assert namespace(None) is None
+
+
+def test_namespace_refusal_message_names_the_value() -> None:
+    with pytest.raises(TaggingError) as info:
+        namespace(123)  # type: ignore[arg-type]
+    assert str(info.value) == "a namespace is a tag string or None, not int 123"
+
+
+def test_identity_is_production_only_from_the_production_namespace_variable(monkeypatch) -> None:
+    """`trigger` sets RUNSTORE_PRODUCTION_NAMESPACE; the token variable names no namespace (SPEC §13.5)."""
+    from runstore.namespace import identity
+
+    monkeypatch.setenv("RUNSTORE_PRODUCTION_NAMESPACE", "production:F-0-x7k2")
+    assert identity() == "production:F-0-x7k2"
+    monkeypatch.setenv("RUNSTORE_PRODUCTION_NAMESPACE", "F-0-x7k2")  # not a production namespace
+    assert identity() == "user:tester"
+    monkeypatch.setenv("RUNSTORE_PRODUCTION_NAMESPACE", "")
+    monkeypatch.setenv("RUNSTORE_PRODUCTION_TOKEN", "production:F-0-x7k2")  # authorizes in the scheduler only
+    assert identity() == "user:tester"
+
+
+def test_discovered_store_is_opened_once_per_path(tmp_path, monkeypatch) -> None:
+    from runstore.namespace import get_store
+
+    monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "a.db"))
+    first = get_store()
+    assert isinstance(first, Store) and first.path == tmp_path / "a.db"
+    assert get_store() is first  # reused, not reopened
+    monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "b.db"))
+    second = get_store()
+    assert second is not first and second.path == tmp_path / "b.db"
+    monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "a.db"))
+    assert get_store() is first
+
+
+def test_use_store_and_resolve_store_open_paths(tmp_path) -> None:
+    from runstore.namespace import get_store, resolve_store
+
+    Store(tmp_path / "c.db").close()
+    with use_store(tmp_path / "c.db") as opened:
+        assert isinstance(opened, Store) and opened.path == tmp_path / "c.db"
+        assert get_store() is opened
+    found = resolve_store(tmp_path / "c.db")
+    assert isinstance(found, Store) and found.path == tmp_path / "c.db"
+    with pytest.raises(ValueError) as info:
+        resolve_store(":memory:")
+    assert str(info.value) == "pass Store(':memory:') itself: the path ':memory:' would open a new empty store"

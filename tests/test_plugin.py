@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-
-import pytest
 
 STORE_TESTS = textwrap.dedent("""
     from runstore.namespace import get_store
@@ -65,7 +62,6 @@ def test_runstore_store_fixture(tmp_path: Path):
     assert "2 passed" in result.stdout
 
 
-@pytest.mark.skipif(importlib.util.find_spec("runstore.runtime") is None, reason="needs the runtime")
 def test_run_flow_fixture(tmp_path: Path):
     result = _pytest(tmp_path, FLOW_TESTS)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -7,8 +7,9 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
+
+from helpers import run_flow
 
 from runstore import Run, Store
 from runstore.runtime.production import token_path
@@ -22,8 +23,7 @@ def as_user(name: str, tmp_path: Path) -> dict[str, str]:
 
 
 def cli(script: Path, db: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(script), "--db", str(db), *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
+    return run_flow(script, db, *args, env=env)
 
 
 def token_in(output: str) -> str:

@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_flow
 
 from runstore import NotFound, ResumeError, Run, Runner, Store, get_version, namespace
 
 FLOWS = Path(__file__).parent / "flows"
 RESUME_FLOW = FLOWS / "resume_flow.py"
 FOREACH_FLOW = FLOWS / "resume_foreach_flow.py"
-
-
-def flow(path: Path, db: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(path), "--db", str(db), *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
 
 
 def count(store: Store, table: str) -> int:
@@ -42,17 +38,17 @@ def test_failed_middle_step_resumed_twice_then_start(tmp_path: Path) -> None:
     fail = tmp_path / "fail"
     fail.touch()
     env = {"RESUME_FAIL_FILE": str(fail)}
-    first = flow(RESUME_FLOW, db, "run", "--alpha", "3", "--tag", "orig", env=env)
+    first = run_flow(RESUME_FLOW, db, "run", "--alpha", "3", "--tag", "orig", env=env)
     assert first.returncode == 1 and "middle fails on purpose" in first.stderr
     store = Store(db)
     blobs_before = count(store, "blobs")
 
-    again = flow(RESUME_FLOW, db, "resume", "--tag", "retry", env=env)  # fails again
+    again = run_flow(RESUME_FLOW, db, "resume", "--tag", "retry", env=env)  # fails again
     assert again.returncode == 1
     assert "Cloning previously run task ResumeFlow/1/start/" in again.stderr
     assert count(store, "blobs") == blobs_before  # start cloned by reference: no new blob
     fail.unlink()
-    done = flow(RESUME_FLOW, db, "resume", env=env)
+    done = run_flow(RESUME_FLOW, db, "resume", env=env)
     assert done.returncode == 0, done.stderr
 
     orig, second, third = (run_of(store, f"ResumeFlow/{n}") for n in (1, 2, 3))
@@ -77,7 +73,7 @@ def test_failed_middle_step_resumed_twice_then_start(tmp_path: Path) -> None:
     assert start2.metadata_dict["runstore_version"] == get_version()
 
     # resume start: everything runs again (only the parameters are taken over)
-    everything = flow(RESUME_FLOW, db, "resume", "start", "--origin-run-id", "3")
+    everything = run_flow(RESUME_FLOW, db, "resume", "start", "--origin-run-id", "3")
     assert everything.returncode == 0, everything.stderr
     assert "Cloning previously run task" not in everything.stderr
     fourth = run_of(store, "ResumeFlow/4")
@@ -90,14 +86,14 @@ def test_another_user_resumes_into_their_namespace(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
     fail = tmp_path / "fail"
     fail.touch()
-    anne = flow(RESUME_FLOW, db, "run", env={"RUNSTORE_USER": "anne", "RESUME_FAIL_FILE": str(fail)})
+    anne = run_flow(RESUME_FLOW, db, "run", env={"RUNSTORE_USER": "anne", "RESUME_FAIL_FILE": str(fail)})
     assert anne.returncode == 1
     fail.unlink()
     # will has no run of his own: the default origin is per user
-    nothing = flow(RESUME_FLOW, db, "resume", env={"RUNSTORE_USER": "will"})
+    nothing = run_flow(RESUME_FLOW, db, "resume", env={"RUNSTORE_USER": "will"})
     assert nothing.returncode != 0 and "will has no run of ResumeFlow" in nothing.stderr
     assert "Traceback" not in nothing.stderr
-    will = flow(RESUME_FLOW, db, "resume", "--origin-run-id", "1", "--tag", "fixed",
+    will = run_flow(RESUME_FLOW, db, "resume", "--origin-run-id", "1", "--tag", "fixed",
                 env={"RUNSTORE_USER": "will"})
     assert will.returncode == 0, will.stderr
     store = Store(db)
@@ -126,10 +122,10 @@ def test_unknown_origin_or_step_creates_no_run(file_store: Store) -> None:
     assert count(file_store, "runs") == 1
     # CLI: one line, non-zero exit, no run
     db = file_store.path
-    bad = flow(RESUME_FLOW, db, "resume", "--origin-run-id", "9")
+    bad = run_flow(RESUME_FLOW, db, "resume", "--origin-run-id", "9")
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
     assert bad.stderr.startswith("Error: Resume could not find run ResumeFlow/9")
-    bogus = flow(RESUME_FLOW, db, "resume", "bogus")
+    bogus = run_flow(RESUME_FLOW, db, "resume", "bogus")
     assert bogus.returncode == 2 and bogus.stderr.startswith("Error: invalid step name 'bogus'")
     assert count(file_store, "runs") == 1
 
@@ -199,7 +195,7 @@ def test_resume_of_a_killed_run(tmp_path: Path) -> None:
     block.unlink()
     crashed = run_of(store, "ResumeFlow/1")
     assert crashed.status == "crashed"
-    done = flow(RESUME_FLOW, db, "resume")
+    done = run_flow(RESUME_FLOW, db, "resume")
     assert done.returncode == 0, done.stderr
     assert "Resuming ResumeFlow/1 (by tester, crashed)." in done.stderr
     resumed = run_of(store, "ResumeFlow/2")
@@ -210,16 +206,16 @@ def test_resume_of_a_killed_run(tmp_path: Path) -> None:
 
 def test_run_clone_keeps_the_other_parameters(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    first = flow(RESUME_FLOW, db, "run", "--alpha", "7", "--label", "orig", "--learning-rate", "0.5")
+    first = run_flow(RESUME_FLOW, db, "run", "--alpha", "7", "--label", "orig", "--learning-rate", "0.5")
     assert first.returncode == 0, first.stderr
-    clone = flow(RESUME_FLOW, db, "run", "--clone", "1", "--learning-rate", "0.1")
+    clone = run_flow(RESUME_FLOW, db, "run", "--clone", "1", "--learning-rate", "0.1")
     assert clone.returncode == 0, clone.stderr
     store = Store(db)
     run = run_of(store, "ResumeFlow/2")
     assert run.invocation == "run" and run.origin_pathspec is None
     assert (run.data.alpha, run.data.label, run.data.learning_rate) == (7, "orig", 0.1)
     assert run["start"].task.origin_pathspec is None  # a fresh run: nothing cloned
-    missing = flow(RESUME_FLOW, db, "run", "--clone", "12")
+    missing = run_flow(RESUME_FLOW, db, "run", "--clone", "12")
     assert missing.returncode == 1 and "cannot clone ResumeFlow/12" in missing.stderr
     assert count(store, "runs") == 2
     # from Python too

@@ -14,17 +14,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from helpers import run_flow
 
 from runstore import Store
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
 FLOWS = Path(__file__).parent / "flows"
-
-
-def flow(path: Path, db: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(path), "--db", str(db), *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
 
 
 def tasks(db: Path, flow_name: str, step: str | None = None) -> list[dict[str, Any]]:
@@ -52,7 +48,7 @@ def run_row(db: Path, flow_name: str) -> dict[str, Any]:
 
 def test_hello_flow(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    proc = flow(EXAMPLES / "hello_flow.py", db, "run", "--tag", "first")
+    proc = run_flow(EXAMPLES / "hello_flow.py", db, "run", "--tag", "first")
     assert proc.returncode == 0, proc.stderr
     assert "[1/hello/" in proc.stdout and "Hello, runstore!" in proc.stdout
     assert "Done! HelloFlow/1 succeeded." in proc.stderr
@@ -65,7 +61,7 @@ def test_hello_flow(tmp_path: Path) -> None:
 
 def test_current_flow_output_is_stored(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    proc = flow(EXAMPLES / "current_flow.py", db, "--quiet", "run", "--tag", "t")
+    proc = run_flow(EXAMPLES / "current_flow.py", db, "--quiet", "run", "--tag", "t")
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
     start = tasks(db, "CurrentFlow", "start")[0]["task_id"]
     out = Store(db).attempt_record(start)["stdout"]
@@ -74,13 +70,13 @@ def test_current_flow_output_is_stored(tmp_path: Path) -> None:
                   "username = 'tester'", "parameter_names = ['label']", "tags = {'t'}",
                   "is_running_flow = True", "is_production = False", "origin_run_id = None"):
         assert field in out
-    logs = flow(EXAMPLES / "current_flow.py", db, "logs", "1/start")
+    logs = run_flow(EXAMPLES / "current_flow.py", db, "logs", "1/start")
     assert logs.returncode == 0 and logs.stdout == out
 
 
 def test_param_flow_with_dashes(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    proc = flow(EXAMPLES / "param_flow.py", db, "run", "--model-version", "v2", "--learning-rate", "0.01")
+    proc = run_flow(EXAMPLES / "param_flow.py", db, "run", "--model-version", "v2", "--learning-rate", "0.01")
     assert proc.returncode == 0, proc.stderr
     assert "training v2 at lr=0.01" in proc.stdout
     end = tasks(db, "ParamFlow", "end")[0]["task_id"]
@@ -97,7 +93,7 @@ def test_param_flow_with_dashes(tmp_path: Path) -> None:
 ])
 def test_bad_values_are_usage_errors_and_store_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     db = tmp_path / "runstore.db"
-    proc = flow(EXAMPLES / "param_flow.py", db, "run", *args)
+    proc = run_flow(EXAMPLES / "param_flow.py", db, "run", *args)
     assert proc.returncode == 2, proc.stderr
     assert message.lower() in proc.stderr.lower() and "Traceback" not in proc.stderr
     assert not db.exists() or Store(db).run_ref("ParamFlow") is None
@@ -105,34 +101,34 @@ def test_bad_values_are_usage_errors_and_store_nothing(tmp_path: Path, args: lis
 
 def test_model_flow_artifacts(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    proc = flow(EXAMPLES / "model_flow.py", db, "run", "--max-workers", "2")
+    proc = run_flow(EXAMPLES / "model_flow.py", db, "run", "--max-workers", "2")
     assert proc.returncode == 0, proc.stderr
     start = tasks(db, "ModelFlow", "start")[0]["task_id"]
     assert value(db, start, "model").weights == [0.5, 0.25]
-    dump = flow(EXAMPLES / "model_flow.py", db, "dump", "1/evaluate")
+    dump = run_flow(EXAMPLES / "model_flow.py", db, "dump", "1/evaluate")
     assert "prediction [size:" in dump.stdout and "= 3.0" in dump.stdout
 
 
 def test_branch_foreach_show_check(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    assert flow(EXAMPLES / "branch_flow.py", db, "run").returncode == 0
-    proc = flow(EXAMPLES / "foreach_flow.py", db, "run", "--n", "100", "--run-id-file", str(tmp_path / "id"))
+    assert run_flow(EXAMPLES / "branch_flow.py", db, "run").returncode == 0
+    proc = run_flow(EXAMPLES / "foreach_flow.py", db, "run", "--n", "100", "--run-id-file", str(tmp_path / "id"))
     assert proc.returncode == 0 and (tmp_path / "id").read_text() == "1"
     assert len(tasks(db, "ForeachFlow", "square")) == 100
-    show = flow(EXAMPLES / "foreach_flow.py", db, "show")
+    show = run_flow(EXAMPLES / "foreach_flow.py", db, "show")
     assert "Step start" in show.stdout and "foreach over 'numbers'" in show.stdout
-    assert flow(EXAMPLES / "foreach_flow.py", db, "check").returncode == 0
+    assert run_flow(EXAMPLES / "foreach_flow.py", db, "check").returncode == 0
 
 
 def test_failing_flow_exits_1(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    proc = flow(FLOWS / "failing_flow.py", db, "run")
+    proc = run_flow(FLOWS / "failing_flow.py", db, "run")
     assert proc.returncode == 1
     assert "ValueError: boom goes the step" in proc.stderr and "Workflow failed." in proc.stderr
     assert run_row(db, "FailingFlow")["status"] == "failed"
-    logs = flow(FLOWS / "failing_flow.py", db, "logs", "1/boom", "--stderr")
+    logs = run_flow(FLOWS / "failing_flow.py", db, "logs", "1/boom", "--stderr")
     assert "ValueError: boom goes the step" in logs.stdout
-    bad = flow(FLOWS / "failing_flow.py", db, "logs", "7/boom")
+    bad = run_flow(FLOWS / "failing_flow.py", db, "logs", "7/boom")
     assert bad.returncode != 0 and "does not exist" in bad.stderr
 
 
@@ -169,8 +165,8 @@ def test_parameter_values_round_trip_through_the_cli(text: str, number: float, c
 
 def test_code_package_and_metadata(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
-    assert flow(EXAMPLES / "hello_flow.py", db, "run").returncode == 0
-    assert flow(EXAMPLES / "hello_flow.py", db, "run").returncode == 0
+    assert run_flow(EXAMPLES / "hello_flow.py", db, "run").returncode == 0
+    assert run_flow(EXAMPLES / "hello_flow.py", db, "run").returncode == 0
     store = Store(db)
     with store.read() as conn:
         codes = conn.execute("SELECT DISTINCT code_id FROM runs").fetchall()
@@ -249,10 +245,10 @@ def test_kill_9_of_the_scheduler_leaves_a_sound_file_and_a_crashed_run(tmp_path:
 
 def test_tag_commands_are_mounted_and_use_db(tmp_path: Path) -> None:
     db = tmp_path / "elsewhere.db"
-    assert flow(EXAMPLES / "hello_flow.py", db, "--quiet", "run", "--tag", "a").returncode == 0
-    added = flow(EXAMPLES / "hello_flow.py", db, "tag", "add", "--run-id", "1", "b")
+    assert run_flow(EXAMPLES / "hello_flow.py", db, "--quiet", "run", "--tag", "a").returncode == 0
+    added = run_flow(EXAMPLES / "hello_flow.py", db, "tag", "add", "--run-id", "1", "b")
     assert added.returncode == 0, added.stderr
-    listed = flow(EXAMPLES / "hello_flow.py", db, "tag", "list")
+    listed = run_flow(EXAMPLES / "hello_flow.py", db, "tag", "list")
     assert "a, b" in listed.stdout
     assert not (Path.cwd() / "runstore.db").exists()
 
@@ -320,7 +316,7 @@ def test_catch_print_exception_false_does_not_print_it(tmp_path: Path) -> None:
     """@catch(print_exception=False): no traceback on the console or in the log; still recorded (#19)."""
     script, db = tmp_path / "quiet_catch.py", tmp_path / "runstore.db"
     script.write_text(CATCH_FLOW)
-    proc = flow(script, db, "run")
+    proc = run_flow(script, db, "run")
     assert proc.returncode == 0, proc.stderr
     assert "hush-hush" not in proc.stdout + proc.stderr
     assert "shout-shout" in proc.stdout + proc.stderr  # the default still prints it
@@ -372,6 +368,79 @@ def test_separator_parameter_from_the_command_line_is_split_once(tmp_path: Path,
     """`--rates 0.5,2` gives ['0.5', '2'], not the text of a list split again (docs/flows.md's example)."""
     script = tmp_path / "split_flow.py"
     script.write_text(SEPARATOR_FLOW)
-    proc = flow(script, tmp_path / "runstore.db", "run", *args)
+    proc = run_flow(script, tmp_path / "runstore.db", "run", *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"seen {expected}" in proc.stdout
+
+
+SEPARATOR_AND_JSON_FLOW = '''
+from runstore import FlowSpec, JSONType, Parameter, step
+
+
+class ConvertOnceFlow(FlowSpec):
+    lst = Parameter("lst", default="a,b", separator=",")
+    cfg = Parameter("cfg", type=JSONType, default='{"k": 1}')
+
+    @step
+    def start(self):
+        self.seen = (self.lst, self.cfg)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    ConvertOnceFlow()
+'''
+
+
+@pytest.mark.parametrize("args, want", [
+    ((), (["a", "b"], {"k": 1})),
+    (("--lst", "x,y,z", "--cfg", "null"), (["x", "y", "z"], None)),  # issue #12: null became the default
+    (("--cfg", '"5"'), (["a", "b"], "5")),
+    (("--cfg", '"hello"'), (["a", "b"], "hello")),
+])
+def test_command_line_parameter_values_are_converted_once(tmp_path: Path, args: tuple[str, ...], want: Any) -> None:
+    script = tmp_path / "convert_once_flow.py"
+    script.write_text(SEPARATOR_AND_JSON_FLOW)
+    db = tmp_path / "runstore.db"
+    proc = run_flow(script, db, "--quiet", "run", *args)
+    assert proc.returncode == 0, proc.stderr
+    start = tasks(db, "ConvertOnceFlow", "start")[0]
+    assert value(db, start["task_id"], "seen") == want
+
+
+def test_foreach_of_20_on_2_workers_reuses_them_and_join_indexes_inputs(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    proc = run_flow(FLOWS / "busy_flow.py", db, "--quiet", "run", "--max-workers", "2", "--n", "20")
+    assert proc.returncode == 0, proc.stderr
+    store = Store(db)
+    with store.read() as conn:
+        owner = conn.execute("SELECT owner_pid FROM runs").fetchone()[0]
+        rows = conn.execute("SELECT s.name, a.pid FROM attempts a JOIN tasks t USING (task_id)"
+                            " JOIN steps s USING (step_id)").fetchall()
+    children = [pid for step, pid in rows if step == "work"]
+    assert len(children) == 20
+    workers = {pid for _, pid in rows} - {owner}
+    assert 1 <= len(workers) <= 2, workers  # 20 children, 2 processes: workers are reused
+    assert set(children) <= workers
+    join = store.run_tasks(store.run_ref("BusyFlow")[0], "join")[0]["task_id"]
+    refs = store.task_artifact_refs(join)
+    got = {name: store.load_value(refs[name].blob_key, refs[name].encoding)
+           for name in ("first", "last", "total")}
+    assert got == {"first": 0, "last": 361, "total": sum(i * i for i in range(20))}
+    store.close()
+
+
+def test_max_num_splits_over_the_limit_fails_the_run(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    proc = run_flow(FLOWS / "busy_flow.py", db, "run", "--max-workers", "1", "--max-num-splits", "5", "--n", "20")
+    assert proc.returncode == 1, proc.stderr
+    assert ("Foreach in step start yielded 20 child steps which is more than the current maximum of 5 "
+            "children. You can raise the maximum with the --max-num-splits option.") in proc.stderr
+    with Store(db).read() as conn:
+        assert [tuple(r) for r in conn.execute("SELECT status FROM runs")] == [("failed",)]
+    ok = run_flow(FLOWS / "busy_flow.py", db, "--quiet", "run", "--max-workers", "1", "--max-num-splits", "20", "--n", "20")
+    assert ok.returncode == 0, ok.stderr

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from helpers import run_flow
 
 from runstore import Flow, FlowSpec, Run, Runner, Store, Task, current, namespace, step, use_store
 from runstore.runtime import load_flow
@@ -17,8 +15,7 @@ FLOWS = Path(__file__).parent / "flows"
 
 
 def _cli(path: Path, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(path), "--db", str(db), "--quiet", *args],
-                          capture_output=True, text=True, timeout=120)
+    return run_flow(path, db, *args, quiet=True)
 
 
 def test_model_artifact_via_client(tmp_path: Path) -> None:

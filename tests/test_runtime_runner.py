@@ -411,11 +411,27 @@ def test_concurrent_cli_runs_get_distinct_numbers(tmp_path: Path) -> None:
     assert rows == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded"), (4, "succeeded")]
 
 
-def test_worker_killed_by_sigkill_does_not_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HARD_CRASH", "kill")
-    store = Store(tmp_path / "killed.db")
-    run = Runner(load_flow(FLOWS / "retry_catch_flow.py"), store=store).run(max_workers=2)
-    assert run.successful
+RUN_IN_CHILD = """
+import sys
+from runstore import Runner, Store
+from runstore.runtime import load_flow
+run = Runner(load_flow(sys.argv[1]), store=Store(sys.argv[2])).run(max_workers=2)
+print("RESULT", run.successful)
+"""
+
+
+def test_worker_killed_by_sigkill_does_not_hang(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "killed.db"
+    # In a child with a timeout: a hang fails the test instead of stalling the suite.
+    proc = subprocess.run([sys.executable, "-c", RUN_IN_CHILD, str(FLOWS / "retry_catch_flow.py"), str(db)],
+                          env={**os.environ, "HARD_CRASH": "kill"}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "RESULT True"
+    store = Store(db)
     flaky = _tasks(store, "RetryCatchFlow", "flaky")[0]
     assert "killed by SIGKILL" in store.attempt_record(flaky["task_id"], 0)["exception_message"]
 

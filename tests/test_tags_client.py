@@ -16,15 +16,8 @@ from runstore import Flow, Run, Store, TaggingError, namespace, use_store
 from runstore.tags import is_reserved
 
 
-@pytest.fixture
-def store(memory_store):
-    with use_store(memory_store):
-        namespace("user:anne")
-        yield memory_store
-
-
-def test_add_remove_replace(store):
-    fill_run(store, user="anne", tags=["t1"])
+def test_add_remove_replace(client_store):
+    fill_run(client_store, user="anne", tags=["t1"])
     run = Run("PredictionFlow/1")
     run.add_tag("exp:1")
     assert run.user_tags == {"t1", "exp:1"}
@@ -43,8 +36,8 @@ def test_add_remove_replace(store):
     assert Run("PredictionFlow/1").user_tags == run.user_tags  # stored, not just cached
 
 
-def test_system_tags_are_immutable(store):
-    fill_run(store, user="anne")
+def test_system_tags_are_immutable(client_store):
+    fill_run(client_store, user="anne")
     run = Run("PredictionFlow/1")
     before = run.system_tags
     with pytest.raises(TaggingError) as info:
@@ -65,8 +58,8 @@ def test_system_tags_are_immutable(store):
     (lambda r: r.add_tags([f"t{i}" for i in range(60)]), "Cannot increase size of tag set beyond 50"),
     (lambda r: r.add_tag(b"\xff"), "Tags must be UTF-8 decodable"),
 ])
-def test_validation_messages(store, call, message):
-    fill_run(store, user="anne")
+def test_validation_messages(client_store, call, message):
+    fill_run(client_store, user="anne")
     run = Run("PredictionFlow/1")
     with pytest.raises(TaggingError) as info:
         call(run)
@@ -75,13 +68,13 @@ def test_validation_messages(store, call, message):
     assert run.user_tags == frozenset()  # nothing written
 
 
-def test_oversized_tag_sets_may_shrink(store):
-    fill_run(store, user="anne", tags=[f"t{i}" for i in range(49)])
+def test_oversized_tag_sets_may_shrink(client_store):
+    fill_run(client_store, user="anne", tags=[f"t{i}" for i in range(49)])
     run = Run("PredictionFlow/1")
     run.add_tag("x" * 500)  # the 500-char limit is inclusive; 50 tags are allowed
     with pytest.raises(TaggingError):
         run.add_tag("one-more")
-    fill_run(store, user="anne", tags=[f"t{i}" for i in range(55)])  # written by an older tool
+    fill_run(client_store, user="anne", tags=[f"t{i}" for i in range(55)])  # written by an older tool
     big = Run("PredictionFlow/2")
     big.replace_tags(["t0", "t1"], ["n1"])  # shrinking an oversized set is allowed
     assert len(big.user_tags) == 54
@@ -89,9 +82,9 @@ def test_oversized_tag_sets_may_shrink(store):
         big.add_tag("grow")
 
 
-def test_edits_never_change_creation_time_or_order(store):
+def test_edits_never_change_creation_time_or_order(client_store):
     for _ in range(3):
-        fill_run(store, user="anne")
+        fill_run(client_store, user="anne")
     oldest = Run("PredictionFlow/1")
     created = oldest.created_at
     oldest.add_tag("best")
@@ -103,8 +96,8 @@ def test_edits_never_change_creation_time_or_order(store):
     assert [r.id for r in Flow("PredictionFlow").runs("best")] == ["1"]
 
 
-def test_tags_are_visible_on_steps_tasks_and_artifacts(store):
-    fill_run(store, user="anne", tags=["crazy_test"], artifacts={"start": {"x": 1}})
+def test_tags_are_visible_on_steps_tasks_and_artifacts(client_store):
+    fill_run(client_store, user="anne", tags=["crazy_test"], artifacts={"start": {"x": 1}})
     run = Run("PredictionFlow/1")
     step, task = run["start"], run["start"].task
     artifact = task["x"]
@@ -116,11 +109,11 @@ def test_tags_are_visible_on_steps_tasks_and_artifacts(store):
         assert "later" in obj.tags
 
 
-def test_runs_filter_is_an_and_of_tags(store):
-    fill_run(store, user="anne", tags=["c", "d"])   # 1
-    fill_run(store, user="anne", tags=["d"])        # 2
-    fill_run(store, user="anne", tags=["c"])        # 3
-    fill_run(store, user="will", tags=["c", "d"])   # 4 (other namespace)
+def test_runs_filter_is_an_and_of_tags(client_store):
+    fill_run(client_store, user="anne", tags=["c", "d"])   # 1
+    fill_run(client_store, user="anne", tags=["d"])        # 2
+    fill_run(client_store, user="anne", tags=["c"])        # 3
+    fill_run(client_store, user="will", tags=["c", "d"])   # 4 (other namespace)
     flow = Flow("PredictionFlow")
     assert [r.id for r in flow.runs("d", "c")] == ["1"]
     assert [r.id for r in flow.runs("c")] == ["3", "1"]
@@ -134,8 +127,8 @@ def test_runs_filter_is_an_and_of_tags(store):
         list(flow.runs(""))
 
 
-def test_tag_edits_move_a_run_into_a_tag_namespace(store):
-    fill_run(store, user="will")
+def test_tag_edits_move_a_run_into_a_tag_namespace(client_store):
+    fill_run(client_store, user="will")
     namespace(None)
     Run("PredictionFlow/1").add_tag("review")
     namespace("review")

@@ -1,4 +1,4 @@
-"""For the concurrency and worker tests (test_reliability_concurrency.py, test_review_missing.py):
+"""For the concurrency and worker tests (test_reliability_concurrency.py, test_runtime_cli.py):
 a foreach fan-out and a join that also indexes ``inputs``."""
 
 from runstore import FlowSpec, Parameter, step

@@ -1,5 +1,5 @@
-"""Edge inputs a reviewer found: out-of-range integers, empty SQL, odd export/merge
-arguments, non-tag namespaces."""
+"""Bad command-line input: a usage error or one line ``Error: ...`` from both command lines
+(runstore and python flow.py), never a traceback; out-of-range integers, empty SQL."""
 
 from __future__ import annotations
 
@@ -8,96 +8,55 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from storefill import add_run
-from runstore import Store, get_namespace, namespace
+from helpers import FLOWS, invoke_cli
+from runstore import Store
 from runstore.cli import cli
-from runstore.errors import InvalidPathspec, StoreError, TaggingError
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "runstore.db"
-    store = Store(path)
-    add_run(store, alpha=0.1, model=b"m", tags=("exp",))
-    store.close()
-    return path
-
-
-def invoke(*args: str, db: Path | None = None):
-    argv = (["--db", str(db)] if db else []) + list(args)
-    return CliRunner().invoke(cli, argv, catch_exceptions=False)
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "99999999999999999999", str(10**9 + 1)])
-def test_runs_limit_out_of_range_is_a_usage_error(db: Path, limit: str):
-    result = invoke("runs", "--limit", limit, db=db)
+def test_runs_limit_out_of_range_is_a_usage_error(runs_db: Path, limit: str):
+    result = invoke_cli("runs", "--limit", limit, db=runs_db)
     assert result.exit_code == 2, result.output
     assert "--limit" in result.output and "Traceback" not in result.output
 
 
-def test_runs_limit_at_the_bound_works(db: Path):
-    result = invoke("runs", "--all", "--limit", str(10**9), db=db)
+def test_runs_limit_at_the_bound_works(runs_db: Path):
+    result = invoke_cli("runs", "--all", "--limit", str(10**9), db=runs_db)
     assert result.exit_code == 0, result.output
     assert "F/1" in result.output
 
 
 @pytest.mark.parametrize("query", ["", "   ", "\n\t", ";", "-- only a comment", "/* block */", "/* open"])
-def test_sql_empty_query_is_a_usage_error(db: Path, query: str):
-    result = invoke("sql", "--", query, db=db)
+def test_sql_empty_query_is_a_usage_error(runs_db: Path, query: str):
+    result = invoke_cli("sql", "--", query, db=runs_db)
     assert result.exit_code == 2, result.output
     assert "QUERY is empty" in result.output
 
 
-def test_sql_query_with_comments_still_runs(db: Path):
-    result = invoke("sql", "--json", "SELECT '--' AS a /* c */ -- trailing", db=db)
+def test_sql_query_with_comments_still_runs(runs_db: Path):
+    result = invoke_cli("sql", "--json", "SELECT '--' AS a /* c */ -- trailing", db=runs_db)
     assert result.exit_code == 0, result.output
     assert '"a": "--"' in result.output
 
 
-def test_sql_json_and_csv_are_exclusive(db: Path):
-    result = invoke("sql", "--json", "--csv", "SELECT 1", db=db)
+def test_sql_json_and_csv_are_exclusive(runs_db: Path):
+    result = invoke_cli("sql", "--json", "--csv", "SELECT 1", db=runs_db)
     assert result.exit_code == 2
     assert "either --json or --csv" in result.output
 
 
-def test_merge_from_a_directory_says_so(file_store: Store, tmp_path: Path):
-    folder = tmp_path / "somedir"
-    folder.mkdir()
-    with pytest.raises(StoreError, match="is a directory"):
-        file_store.merge_from(folder)
 
 
-def test_export_no_runs_is_refused(file_store: Store, tmp_path: Path):
-    out = tmp_path / "empty.db"
-    with pytest.raises(InvalidPathspec, match="at least one run"):
-        file_store.export_runs([], out)
-    with pytest.raises(InvalidPathspec):
-        file_store.export_runs(iter(()), out)
-    assert not out.exists()
 
 
-def test_export_cli_without_runs_is_a_usage_error(db: Path, tmp_path: Path):
-    result = invoke("export", "-o", str(tmp_path / "out.db"), db=db)
+def test_export_cli_without_runs_is_a_usage_error(runs_db: Path, tmp_path: Path):
+    result = invoke_cli("export", "-o", str(tmp_path / "out.db"), db=runs_db)
     assert result.exit_code == 2
     assert not (tmp_path / "out.db").exists()
 
 
-@pytest.mark.parametrize("bad", [123, 0, False, b"user:x", 1.5, ["a"], "x" * 501])
-def test_namespace_accepts_only_tag_strings(bad: object):
-    before = namespace("crazy_test")
-    with pytest.raises(TaggingError) as info:
-        namespace(bad)  # type: ignore[arg-type]
-    assert isinstance(info.value, ValueError)
-    assert get_namespace() == before
 
 
-def test_namespace_still_takes_str_and_none():
-    assert namespace("user:will") == "user:will"
-    assert namespace("") is None
-    assert namespace(None) is None
-
-
-FLOWS = Path(__file__).parent / "flows"
 
 
 @pytest.mark.parametrize("option", ["--max-workers", "--max-num-splits"])
@@ -147,7 +106,7 @@ def test_flow_cli_words_errors_like_runstore(tmp_path: Path):
         1, [f"Error: Run('ParamKindsFlow/9') does not exist in {Store(db).where}"])
     bad = CliRunner().invoke(flow_cli, ["--db", str(db), "dump", "x/y/z/w"])
     assert bad.exit_code == 2 and bad.output.startswith("Error: expected RUN/STEP") and bad.output.count("\n") == 1
-    shown = invoke("show", "F/9", db=db)
+    shown = invoke_cli("show", "F/9", db=db)
     assert shown.exit_code == 1 and shown.output.startswith("Error: ") and shown.output.count("\n") == 1
 
 
@@ -177,12 +136,12 @@ def test_unexpected_exception_is_one_line_unless_debug(monkeypatch: pytest.Monke
     assert isinstance(result.exception, RuntimeError) and result.output == ""
 
 
-def test_closed_pipe_ends_quietly(db: Path):
+def test_closed_pipe_ends_quietly(runs_db: Path):
     import subprocess
     import sys
 
     query = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300000) SELECT x FROM c"
-    proc = subprocess.Popen([sys.executable, "-m", "runstore.cli", "--db", str(db), "sql", query],
+    proc = subprocess.Popen([sys.executable, "-m", "runstore.cli", "--db", str(runs_db), "sql", query],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline().split() == [b"x"]  # the reader takes one line and leaves
