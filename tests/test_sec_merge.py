@@ -406,3 +406,17 @@ def test_export_error_from_a_full_disk_names_the_output(tmp_path: Path):
     assert ".tmp" not in error and "Traceback" not in error
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_merge_copes_with_a_hostile_origin_task_id(tmp_path: Path):
+    """A source whose metadata says origin-task-id is "²" ("²".isdigit() is true, int("²")
+    fails) is merged with the value kept as text, not a ValueError traceback."""
+    theirs = Store(tmp_path / "theirs.db")
+    add_run(theirs)
+    theirs.close()
+    _edit(tmp_path / "theirs.db",
+          ("INSERT OR REPLACE INTO metadata(task_id, attempt, name, value, type, created_at)"
+           " SELECT task_id, 0, 'origin-task-id', '\u00b2', 'origin', 0 FROM tasks LIMIT 1", ()))
+    mine = Store(tmp_path / "mine.db")
+    assert len(mine.merge_from(tmp_path / "theirs.db").copied) == 1
+    assert mine.sql("SELECT value FROM metadata WHERE name = 'origin-task-id'").rows == [("\u00b2",)]

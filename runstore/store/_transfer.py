@@ -33,11 +33,11 @@ from typing import Any, Iterable
 from ..errors import CodecError, InvalidPathspec, NotAStoreError, RunstoreError, StoreError
 from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
 from ..tags import check_merged_tags
-from ..util import check_uuid, now, pid_alive
+from ..util import check_flow_name, check_uuid, now, parse_id, pid_alive
 from ._blobs import chunk_bytes
 from ._cards import run_card_rows
 from ._db import Database, Progress, Row, _publish, _split_sql, altered_error, dict_rows, human_size, placeholders
-from ._reads import RUN_PATHSPEC, list_run_ids
+from ._reads import list_run_ids
 from ._writes import code_package_id, next_run_number
 from ._writes import flow_id as flow_id_of
 
@@ -315,9 +315,11 @@ class _Transfer:
         flow_row = src.execute("SELECT name FROM flows WHERE flow_id = ?", (run["flow_id"],)).fetchone()
         flow, number = (flow_row[0] if flow_row else None), run["run_number"]
         where = self.source.where
-        if not isinstance(flow, str) or not RUN_PATHSPEC.match(flow) or "/" in flow:
+        try:
+            check_flow_name(flow)
+        except InvalidPathspec:
             raise NotAStoreError(f"{where}: run {run_id} has an invalid flow name {str(flow)[:60]!r};"
-                                 " refusing to copy from this file")
+                                 " refusing to copy from this file") from None
         if not isinstance(number, int) or number < 1:
             raise NotAStoreError(f"{where}: a run of {flow} has an invalid run number {str(number)[:20]!r};"
                                  " refusing to copy from this file")
@@ -399,9 +401,9 @@ class _Transfer:
             del row["artifact_id"]
             self._insert(dst, "artifacts", dict(row, task_id=self.task_map[row["task_id"]]))
         for row in self._rows(src, "metadata", tasks, run_id):
-            if not self.keep_ids and row["name"] == "origin-task-id" and str(row["value"]).isdigit():
-                row["value"] = str(self.task_map.get(int(row["value"]), row["value"]))
-            if not self.keep_ids and row["name"] == "origin-run-id" and str(row["value"]).isdigit():
+            if not self.keep_ids and row["name"] == "origin-task-id" and parse_id(row["value"]) is not None:
+                row["value"] = str(self.task_map.get(parse_id(row["value"]) or 0, row["value"]))
+            if not self.keep_ids and row["name"] == "origin-run-id" and parse_id(row["value"]) is not None:
                 flow = src.execute("SELECT f.name FROM runs r JOIN flows f ON f.flow_id = r.flow_id"
                                    " WHERE r.run_id = ?", (run_id,)).fetchone()[0]
                 renamed = self.report.renumbered.get(f"{flow}/{row['value']}")
