@@ -411,8 +411,20 @@ CREATE TABLE cards (
 CREATE INDEX cards_by_blob ON cards(blob_key);
 """
 
+# Tombstones (issue #19): the UUID of every deleted run, so that merging a file that
+# still holds it does not bring it back (merge skips and reports it unless asked to
+# include deleted runs). ``pathspec`` is what the run was called when it was deleted.
+_V6_DELETED_RUNS = """
+CREATE TABLE deleted_runs (
+    uuid       TEXT PRIMARY KEY,
+    pathspec   TEXT NOT NULL,
+    deleted_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 #: Ordered migrations; entry i takes a file from user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES, _V5_CARDS]
+MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES, _V5_CARDS,
+                         _V6_DELETED_RUNS]
 
 #: The schema version this runstore writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -284,3 +284,48 @@ def test_export_no_runs_is_refused(file_store: Store, tmp_path: Path):
     with pytest.raises(InvalidPathspec):
         file_store.export_runs(iter(()), out)
     assert not out.exists()
+
+
+def test_remerging_does_not_bring_back_deleted_runs(tmp_path: Path):
+    """Issue #19: a deleted run's UUID is remembered; merging the colleague's file
+    again skips it (and says so) unless include_deleted."""
+    mine, theirs = Store(tmp_path / "mine.db"), Store(tmp_path / "theirs.db")
+    add_run(mine, alpha=0.1)
+    for alpha in (0.2, 0.3):
+        add_run(theirs, alpha=alpha)
+    theirs.close()
+    first = mine.merge_from(tmp_path / "theirs.db")
+    assert first.renumbered == {"F/1": "F/2", "F/2": "F/3"} and first.deleted == []
+    uuid_of_2 = mine.sql("SELECT uuid FROM runs WHERE run_number = 2").rows[0][0]
+    assert mine.delete_runs(["F/2"]) == ["F/2"]
+    assert mine.sql("SELECT uuid, pathspec FROM deleted_runs").rows == [(uuid_of_2, "F/2")]
+
+    again = mine.merge_from(tmp_path / "theirs.db")
+    assert again.copied == [] and again.deleted == ["F/1"] and again.skipped == ["F/2"]
+    assert "1 deleted here before" in again.summary()
+    assert mine.sql("SELECT run_number FROM runs ORDER BY run_number").rows == [(1,), (3,)]
+
+    back = mine.merge_from(tmp_path / "theirs.db", include_deleted=True)
+    assert back.copied == [("F/1", "F/4")] and back.deleted == []
+    assert mine.sql("SELECT uuid FROM runs WHERE run_number = 4").rows == [(uuid_of_2,)]
+    assert mine.sql("SELECT count(*) FROM deleted_runs").rows == [(0,)]  # tombstone forgotten
+    assert mine.merge_from(tmp_path / "theirs.db").copied == []
+
+
+def test_merge_cli_skips_deleted_runs_unless_include_deleted(tmp_path: Path):
+    from helpers import invoke_cli
+
+    mine, theirs = Store(tmp_path / "mine.db"), Store(tmp_path / "theirs.db")
+    add_run(theirs)
+    theirs.close()
+    mine.merge_from(tmp_path / "theirs.db")
+    mine.delete_runs(["F"])
+    mine.close()
+    result = invoke_cli("merge", str(tmp_path / "theirs.db"), db=tmp_path / "mine.db")
+    assert result.exit_code == 0
+    assert "copied 0 runs (0 already present, 1 deleted here before)" in result.output
+    assert "not copied (deleted here before; --include-deleted to copy): F/1" in result.output
+    assert Store(tmp_path / "mine.db").sql("SELECT count(*) FROM runs").rows == [(0,)]
+    result = invoke_cli("merge", "--include-deleted", "--json", str(tmp_path / "theirs.db"), db=tmp_path / "mine.db")
+    assert result.exit_code == 0 and '"deleted": []' in result.output
+    assert Store(tmp_path / "mine.db").sql("SELECT run_number FROM runs").rows == [(1,)]  # its own number again

@@ -740,6 +740,20 @@ SQL_ATTACKS = [
     "ANALYZE",
     "REINDEX",
     "DETACH DATABASE main",
+    # issue #19 opened table-valued functions and reporting pragmas; these stay refused
+    "UPDATE sqlite_master SET sql = 'x'",  # the schema-table columns a vtable declares
+    "SELECT value FROM json_each('[1]'); UPDATE sqlite_master SET sql = 'x'",
+    "PRAGMA user_version = 7",  # a write through a pragma
+    "PRAGMA main.application_id = 7",
+    "SELECT * FROM pragma_query_only(0)",  # setting pragmas, as a function
+    "SELECT * FROM pragma_journal_mode('delete')",
+    "PRAGMA journal_mode = MEMORY",
+    "PRAGMA writable_schema",
+    "SELECT * FROM pragma_optimize",
+    "CREATE VIRTUAL TABLE temp.v USING json_each",
+    "CREATE VIRTUAL TABLE v USING json_tree",
+    "INSERT INTO json_each VALUES (1)",
+    "SELECT j.value FROM json_each('[1]') j; ATTACH DATABASE '{dir}/evil.db' AS evil",
 ]
 
 
@@ -756,6 +770,33 @@ def test_sql_command_stays_read_only(seeded: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("runstore.db")) == []
     ok = runstore_cli(db, "sql", "SELECT count(*) AS n FROM runs WHERE 1=1 OR '' = ''", "--json")
     assert json.loads(ok.stdout) == [{"n": 2}]
+
+
+def test_sql_allows_table_valued_functions_and_reporting_pragmas(seeded: Path, tmp_path: Path) -> None:
+    """Issue #19: json_each (docs/sql.md recommends it for tags), json_tree and the
+    pragmas that only report work in ``runstore sql`` and ``Store.sql``; the file is unchanged."""
+    db = copy_store(seeded, tmp_path / "runstore.db")
+    before = snapshot(db)
+    store = Store(db, readonly=True)
+    tags = store.sql("SELECT DISTINCT t.value FROM runs_view r, json_each(r.tags) t"
+                     " WHERE t.value LIKE 'runstore_version:%'").rows
+    assert len(tags) == 1
+    assert store.sql("""SELECT fullkey FROM json_tree('{"a": [1]}') WHERE atom = 1""").rows == [("$.a[0]",)]
+    tables = {row[0] for row in store.sql("SELECT name FROM pragma_table_list").rows}
+    assert {"runs", "runs_view", "deleted_runs"} <= tables
+    assert store.sql("SELECT name FROM pragma_table_list('runs')").rows == [("runs",)]
+    columns = [row[0] for row in store.sql("SELECT name FROM pragma_table_info('runs')").rows]
+    assert columns[:3] == ["run_id", "flow_id", "run_number"]
+    assert store.sql("PRAGMA journal_mode").rows == [("wal",)]
+    assert store.sql("PRAGMA table_info(flows)").rows[1][1] == "name"
+    store.close()
+    out = runstore_cli(db, "sql", "SELECT count(*) AS n FROM runs_view r, json_each(r.tags) t"
+                       " WHERE t.value = 'date:' || substr(r.created_at, 1, 4) || substr(r.created_at, 6, 2)"
+                       " || substr(r.created_at, 9, 2)", "--json")
+    assert json.loads(out.stdout) == [{"n": 2}]
+    out = runstore_cli(db, "sql", "PRAGMA journal_mode", "--json")
+    assert json.loads(out.stdout) == [{"journal_mode": "wal"}]
+    assert snapshot(db) == before
 
 
 def test_every_error_here_is_a_runstore_error() -> None:

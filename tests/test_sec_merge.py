@@ -384,3 +384,39 @@ def test_export_killed_then_again_leaves_nothing(tmp_path: Path):
     assert {p.name for p in tmp_path.iterdir() if not p.name.startswith("big.db")} == (
         {n for n in before if not n.startswith("big.db")} | {"out.db"})
     assert Store(out).sql("SELECT count(*) FROM runs").rows == [(6,)]
+
+
+def test_export_error_from_a_full_disk_names_the_output(tmp_path: Path):
+    """Issue #19: the file-size limit is hit while building the export in its private
+    scratch directory; the one-line error names the output asked for, not the temp file."""
+    source = Store(tmp_path / "mine.db")
+    add_run(source, model=os.urandom(3 * 1024 * 1024))
+    source.close()
+    out = tmp_path / "out.db"
+    child = ("import resource, signal\n"
+             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+             "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+             "from runstore.cli import cli\n"
+             f"cli(['--db', {str(tmp_path / 'mine.db')!r}, 'export', 'F/1', '--output', {str(out)!r}])\n")
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 1
+    error = done.stderr.strip()
+    assert error.startswith(f"Error: {out}:") and "\n" not in error
+    assert ".tmp" not in error and "Traceback" not in error
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_merge_copes_with_a_hostile_origin_task_id(tmp_path: Path):
+    """A source whose metadata says origin-task-id is "²" ("²".isdigit() is true, int("²")
+    fails) is merged with the value kept as text, not a ValueError traceback."""
+    theirs = Store(tmp_path / "theirs.db")
+    add_run(theirs)
+    theirs.close()
+    _edit(tmp_path / "theirs.db",
+          ("INSERT OR REPLACE INTO metadata(task_id, attempt, name, value, type, created_at)"
+           " SELECT task_id, 0, 'origin-task-id', '\u00b2', 'origin', 0 FROM tasks LIMIT 1", ()))
+    mine = Store(tmp_path / "mine.db")
+    assert len(mine.merge_from(tmp_path / "theirs.db").copied) == 1
+    assert mine.sql("SELECT value FROM metadata WHERE name = 'origin-task-id'").rows == [("\u00b2",)]

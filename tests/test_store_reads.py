@@ -230,3 +230,41 @@ def test_a_tag_set_already_over_the_bound_may_be_edited_without_growing(store: S
     assert len([t for t, s in edited if not s]) == 51 and ("fresh", False) in edited
     with pytest.raises(TaggingError, match="beyond 50"):
         store.update_run_tags(one, add=["more"])  # 51 -> 52
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("HelloFlow", ("HelloFlow", None)), ("HelloFlow/5", ("HelloFlow", 5)), (" HelloFlow/05/ ", ("HelloFlow", 5)),
+])
+def test_admin_pathspecs_go_through_util(spec: str, expected: tuple[str, int | None]):
+    from runstore.store._reads import parse_run_pathspec
+
+    assert parse_run_pathspec(spec) == expected
+
+
+@pytest.mark.parametrize("spec", [
+    "HelloFlow/5/start", "5", "Hello-Flow", "HelloFlow/x", "HelloFlow/\u00b2", "HelloFlow/-1", "", "/",
+    "HelloFlow/" + "9" * 25,  # beyond any id: refused before it reaches SQLite (was an OverflowError)
+    "Flöw/1",
+])
+def test_delete_and_export_refuse_bad_pathspecs_in_one_line(memory_store: Store, spec: str, tmp_path):
+    from runstore.errors import InvalidPathspec
+
+    fill_run(memory_store, "HelloFlow")
+    for call in (lambda: memory_store.delete_runs([spec]),
+                 lambda: memory_store.export_runs([spec], tmp_path / "out.db")):
+        with pytest.raises(InvalidPathspec, match="is not a flow name or a run pathspec like HelloFlow/5") as caught:
+            call()
+        assert "\n" not in str(caught.value)
+    assert memory_store.sql("SELECT count(*) FROM runs").rows == [(1,)]
+
+
+def test_ui_and_card_ids_go_through_util():
+    from runstore.cards._cli import _digits
+    from runstore.errors import InvalidPathspec
+    from runstore.ui.data import run_pathspec
+
+    assert run_pathspec("HelloFlow/5/") == ("HelloFlow", 5)
+    for bad in ("HelloFlow/\u00b2", "HelloFlow/" + "9" * 25, "HelloFlow", "HelloFlow/5/start", "/5"):
+        with pytest.raises(InvalidPathspec):  # "²" was a ValueError from int()
+            run_pathspec(bad)
+    assert _digits("12") and not _digits("\u00b2") and not _digits("9" * 25)

@@ -15,14 +15,14 @@ import os
 from typing import Any
 
 from ..errors import InvalidPathspec, NotFound, RunstoreError
-from ..util import printable
+from ..util import parse_id, printable
 from ._client import Card, get_cards
 
 __all__ = ["find_task_for_flow", "find_task", "choose_card", "write_card", "describe_cards", "view_file"]
 
 
 def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) < 19
+    return parse_id(text, canonical=False) is not None
 
 
 def find_task_for_flow(store: Any, flow_name: str, target: str) -> Any:

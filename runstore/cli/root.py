@@ -232,25 +232,32 @@ def export_cmd(ctx: click.Context, runs: tuple[str, ...], out: str, as_json: boo
 @cli.command()
 @click.argument("other", type=click.Path(dir_okay=False, exists=True))
 @click.option("--json", "as_json", is_flag=True, help="The report (with the renumbering) as JSON.")
+@click.option("--include-deleted", is_flag=True,
+              help="Also copy runs that were deleted here before (by default they stay deleted).")
 @click.pass_context
-def merge(ctx: click.Context, other: str, as_json: bool) -> None:
+def merge(ctx: click.Context, other: str, as_json: bool, include_deleted: bool) -> None:
     """Import every run of the store OTHER into this one (idempotent).
 
     Runs keep their UUIDs and remember where they came from; a run number already
     taken here gets the flow's next number (the mapping is printed). Merging the
-    same file again changes nothing.
+    same file again changes nothing. A run you deleted here is not brought back
+    (it is listed as deleted) unless --include-deleted.
 
     \b
     Example:
         runstore --db mine.db merge colleague.db
     """
-    report = open_store(ctx).merge_from(other, progress=_progress("merging"))
+    report = open_store(ctx).merge_from(other, include_deleted=include_deleted,
+                                        progress=_progress("merging"))
     if as_json:
         echo_json(asdict(report))
         return
     click.echo(printable(report.summary()))
     for old, new in report.renumbered.items():
         click.echo(printable(f"  {old} -> {new}"))
+    if report.deleted:
+        click.echo(printable(f"  not copied (deleted here before; --include-deleted to copy): "
+                             f"{', '.join(report.deleted)}"))
 
 
 @cli.command()

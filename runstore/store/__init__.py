@@ -1081,7 +1081,7 @@ class Store(Database):
         return _transfer.export_runs(self, pathspecs, out, progress=progress)
 
     def merge_from(self, other: "str | os.PathLike[str] | Database", *,
-                   progress: Progress | None = None) -> TransferReport:
+                   include_deleted: bool = False, progress: Progress | None = None) -> TransferReport:
         """Import every run of another store into this one; merging again changes nothing.
 
         Runs are matched by UUID (already present: skipped) and keep their UUIDs;
@@ -1090,6 +1090,9 @@ class Store(Database):
         ``report.renumbered``). Blobs and chunks are copied by hash only when
         missing, with the trust they had in the source. Task ids are new (they are
         store-wide); links between cloned tasks follow. One transaction: all or nothing.
+        A run deleted here before (:meth:`delete_runs` keeps its UUID as a tombstone)
+        is not brought back: it is listed in ``report.deleted`` instead, unless
+        ``include_deleted`` (which copies it and forgets the tombstone).
 
         Example
         -------
@@ -1100,8 +1103,12 @@ class Store(Database):
         {'F/1': 'F/2'}
         >>> a.merge_from(b).copied
         []
+        >>> a.delete_runs(["F/2"])
+        ['F/2']
+        >>> a.merge_from(b).deleted
+        ['F/1']
         """
-        return _transfer.merge_from(self, other, progress=progress)
+        return _transfer.merge_from(self, other, include_deleted=include_deleted, progress=progress)
 
     def doctor(self, *, deep: bool = False) -> DoctorReport:
         """Check the file and its consistency; never changes or unpickles anything.

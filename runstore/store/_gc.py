@@ -93,6 +93,11 @@ def delete_runs(db: Database, pathspecs: Iterable[str], *, force: bool = False) 
             deleted += [f"{flow}/{number}" for flow, number in conn.execute(
                 f"SELECT f.name, r.run_number FROM runs r JOIN flows f ON f.flow_id = r.flow_id"
                 f" WHERE r.run_id IN ({marks}) ORDER BY r.run_id", batch)]
+            # A tombstone per run: a later merge of a file still holding it skips it.
+            conn.execute(
+                f"INSERT OR REPLACE INTO deleted_runs(uuid, pathspec, deleted_at)"
+                f" SELECT r.uuid, f.name || '/' || r.run_number, ? FROM runs r"
+                f" JOIN flows f ON f.flow_id = r.flow_id WHERE r.run_id IN ({marks})", [now(), *batch])
             conn.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", batch)
     return deleted
 

@@ -32,14 +32,13 @@ Example
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from typing import Any, Iterable, Sequence
 
 from ..errors import InvalidPathspec, NotFound
 from ..schema import STALE_AFTER
 from ..tags import is_reserved
-from ..util import hostname, now, pid_alive
+from ..util import check_flow_name, hostname, now, parse_id, parse_pathspec, pid_alive, printable
 from ._blobs import StoredValue
 from ._db import Row, dict_row, dict_rows
 
@@ -49,11 +48,34 @@ __all__ = [
     "list_run_ids", "list_steps", "find_step", "step_finished_at",
     "list_tasks", "list_run_tasks", "find_task", "find_attempt", "read_log", "list_metadata",
     "list_artifacts", "list_artifact_refs", "find_artifact", "find_code_package", "list_foreach_stacks",
-    "RUN_PATHSPEC", "effective_status",
+    "parse_run_pathspec", "effective_status",
 ]
 
-#: ``Flow`` or ``Flow/N`` as the admin verbs take them (the lead switches this to util.parse_pathspec).
-RUN_PATHSPEC = re.compile(r"^(?P<flow>[A-Za-z_][A-Za-z0-9_]*)(?:/(?P<number>[0-9]+))?$")
+def parse_run_pathspec(spec: object) -> tuple[str, int | None]:
+    """``Flow`` or ``Flow/N`` as the admin verbs take them: ``(flow, number or None)``.
+
+    Built on :func:`~runstore.util.parse_pathspec`, :func:`~runstore.util.check_flow_name`
+    and :func:`~runstore.util.parse_id` (leading zeros allowed, as on a command line);
+    anything else is :class:`~runstore.errors.InvalidPathspec`.
+
+    Example
+    -------
+    >>> parse_run_pathspec("HelloFlow/05"), parse_run_pathspec(" HelloFlow/ ")
+    (('HelloFlow', 5), ('HelloFlow', None))
+    >>> parse_run_pathspec("HelloFlow/5/start")
+    Traceback (most recent call last):
+    ...
+    runstore.errors.InvalidPathspec: 'HelloFlow/5/start' is not a flow name or a run pathspec like HelloFlow/5
+    """
+    try:
+        parts = parse_pathspec(spec.strip() if isinstance(spec, str) else "", depths=(1, 2))
+        flow = check_flow_name(parts[0])
+        number = parse_id(parts[1], canonical=False) if len(parts) == 2 else None
+    except InvalidPathspec:
+        parts, number = (), None
+    if not parts or (len(parts) == 2 and number is None):
+        raise InvalidPathspec(f"{printable(repr(spec))} is not a flow name or a run pathspec like HelloFlow/5")
+    return flow, number
 
 _RUN_COLUMNS = (
     "r.run_id, r.flow_id, f.name AS flow, r.run_number, r.uuid, r.user_name, r.namespace, r.status,"
@@ -248,10 +270,7 @@ def list_run_ids(conn: sqlite3.Connection, pathspecs: Iterable[str], where: str)
     """
     run_ids: dict[int, None] = {}
     for spec in pathspecs:
-        match = RUN_PATHSPEC.match(spec.strip().strip("/"))
-        if not match:
-            raise InvalidPathspec(f"{spec!r} is not a flow name or a run pathspec like HelloFlow/5")
-        flow, number = match["flow"], match["number"]
+        flow, number = parse_run_pathspec(spec)
         if number is None:
             rows = conn.execute(
                 "SELECT r.run_id FROM runs r JOIN flows f ON f.flow_id = r.flow_id WHERE f.name = ?"
@@ -261,7 +280,7 @@ def list_run_ids(conn: sqlite3.Connection, pathspecs: Iterable[str], where: str)
         else:
             rows = conn.execute(
                 "SELECT r.run_id FROM runs r JOIN flows f ON f.flow_id = r.flow_id"
-                " WHERE f.name = ? AND r.run_number = ?", (flow, int(number))).fetchall()
+                " WHERE f.name = ? AND r.run_number = ?", (flow, number)).fetchall()
             if not rows:
                 raise NotFound(f"Run('{flow}/{number}') does not exist in {where}")
         run_ids.update((row[0], None) for row in rows)

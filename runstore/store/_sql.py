@@ -3,7 +3,9 @@
 The statement runs on a connection that cannot write: the file is opened with
 ``mode=ro`` (same connection policy as the store's own, ``_db.py``), ``PRAGMA
 query_only`` is on, and an authorizer allows only reads — no ``ATTACH``, no pragma
-that sets anything, no function that touches files or leaks addresses. Ctrl-C stops
+that sets anything, no function that touches files or leaks addresses. Read-only
+table-valued functions (``json_each``, ``json_tree``, ``pragma_table_info('runs')``)
+and pragmas that only report (``PRAGMA journal_mode``) are allowed. Ctrl-C stops
 a query (every connection has ``harden()``'s progress handler).
 
 Example
@@ -12,6 +14,8 @@ Example
 >>> store = Store(":memory:")
 >>> sql(store, "SELECT 1 AS one").as_dicts()
 [{'one': 1}]
+>>> sql(store, "SELECT value FROM json_each('[1, 2]')").rows
+[(1,), (2,)]
 >>> sql(store, "DELETE FROM runs")
 Traceback (most recent call last):
 ...
@@ -64,19 +68,35 @@ class SqlResult:
 _SQL_DENIED_FUNCTIONS = {"fts3_tokenizer", "load_extension", "readfile", "writefile", "edit"}
 
 
+# Pragmas whose argument names a table or index (reading about it), and pragmas that
+# only report when given no argument (with one they would set). A pragma named in
+# neither is refused, as is every pragma with an argument it would set.
 _PRAGMAS_ABOUT_A_TABLE = frozenset({
     "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+    "table_list",
 })
 _PRAGMAS_TO_READ = frozenset({
-    "user_version", "schema_version", "page_count", "page_size", "freelist_count", "table_list",
-    "compile_options",
+    "user_version", "schema_version", "application_id", "page_count", "page_size", "freelist_count",
+    "compile_options", "journal_mode", "encoding", "auto_vacuum", "foreign_keys", "data_version",
+    "database_list", "collation_list", "function_list", "module_list", "pragma_list",
 })
+
+# Connecting an eponymous virtual table (json_each, json_tree, pragma_*) declares its
+# columns, which SQLite checks as an SQLITE_UPDATE of these columns of main's schema
+# table. Allowing exactly that is safe: a real UPDATE of sqlite_master is refused by
+# SQLite before the authorizer is asked (the table is read-only unless
+# writable_schema, a setting pragma refused here), and the connection is read-only
+# and query_only besides. Pinned by tests/test_reliability_input.py.
+_VTAB_DECLARE = frozenset({"type", "name", "tbl_name", "rootpage", "sql"})
 
 
 def _sql_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SQL_DENIED_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     if action in _SQL_ALLOWED:
+        return sqlite3.SQLITE_OK
+    if (action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master" and db == "main"
+            and src is None and arg2 in _VTAB_DECLARE):
         return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_PRAGMA:
         name = (arg1 or "").lower()

@@ -33,11 +33,11 @@ from typing import Any, Iterable
 from ..errors import CodecError, InvalidPathspec, NotAStoreError, RunstoreError, StoreError
 from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
 from ..tags import check_merged_tags
-from ..util import check_uuid, now, pid_alive
+from ..util import check_flow_name, check_uuid, now, parse_id, pid_alive
 from ._blobs import chunk_bytes
 from ._cards import run_card_rows
 from ._db import Database, Progress, Row, _publish, _split_sql, altered_error, dict_rows, human_size, placeholders
-from ._reads import RUN_PATHSPEC, list_run_ids
+from ._reads import list_run_ids
 from ._writes import code_package_id, next_run_number
 from ._writes import flow_id as flow_id_of
 
@@ -50,7 +50,8 @@ class TransferReport:
 
     ``renumbered`` maps a source pathspec to its new pathspec when the run number
     was taken in the target; ``skipped`` lists source runs already present (same
-    UUID).
+    UUID); ``deleted`` lists source runs not copied because they were deleted from
+    the target before (their UUID has a tombstone; ``include_deleted`` copies them).
 
     Example
     -------
@@ -60,6 +61,7 @@ class TransferReport:
 
     copied: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
     renumbered: dict[str, str] = field(default_factory=dict)
     blobs: int = 0
     chunks: int = 0
@@ -68,7 +70,8 @@ class TransferReport:
 
     def summary(self) -> str:
         """One line for people."""
-        return (f"copied {len(self.copied)} runs ({len(self.skipped)} already present), "
+        deleted = f", {len(self.deleted)} deleted here before" if self.deleted else ""
+        return (f"copied {len(self.copied)} runs ({len(self.skipped)} already present{deleted}), "
                 f"{self.blobs} blobs, {self.chunks} chunks ({human_size(self.bytes)})")
 
 
@@ -124,7 +127,7 @@ def export_runs(db: Database, pathspecs: Iterable[str], out: str | os.PathLike[s
 
 
 def merge_from(db: Database, other: str | os.PathLike[str] | Database, *,
-               progress: Progress | None = None) -> TransferReport:
+               include_deleted: bool = False, progress: Progress | None = None) -> TransferReport:
     """Import every run of another store into this one; merging again changes nothing.
 
     ``Store.merge_from`` documents it, with an example.
@@ -143,7 +146,8 @@ def merge_from(db: Database, other: str | os.PathLike[str] | Database, *,
     try:
         with source.read() as conn:
             run_ids = [row[0] for row in conn.execute("SELECT run_id FROM runs ORDER BY run_id")]
-        return _Transfer(source, db, keep_ids=False, progress=progress).run(run_ids)
+        return _Transfer(source, db, keep_ids=False, progress=progress,
+                         include_deleted=include_deleted).run(run_ids)
     finally:
         if source is not other:
             source.close()  # type: ignore[attr-defined]
@@ -258,10 +262,11 @@ class _Transfer:
     """
 
     def __init__(self, source: Database, target: Database, *, keep_ids: bool,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, include_deleted: bool = False) -> None:
         self.source = source
         self.target = target
         self.keep_ids = keep_ids
+        self.include_deleted = include_deleted
         self.progress = progress
         self.report = TransferReport(target=target.where)
         self.run_map: dict[int, tuple[int, str, int]] = {}  # source run_id -> (run_id, flow, number)
@@ -310,9 +315,11 @@ class _Transfer:
         flow_row = src.execute("SELECT name FROM flows WHERE flow_id = ?", (run["flow_id"],)).fetchone()
         flow, number = (flow_row[0] if flow_row else None), run["run_number"]
         where = self.source.where
-        if not isinstance(flow, str) or not RUN_PATHSPEC.match(flow) or "/" in flow:
+        try:
+            check_flow_name(flow)
+        except InvalidPathspec:
             raise NotAStoreError(f"{where}: run {run_id} has an invalid flow name {str(flow)[:60]!r};"
-                                 " refusing to copy from this file")
+                                 " refusing to copy from this file") from None
         if not isinstance(number, int) or number < 1:
             raise NotAStoreError(f"{where}: a run of {flow} has an invalid run number {str(number)[:20]!r};"
                                  " refusing to copy from this file")
@@ -324,6 +331,11 @@ class _Transfer:
         if existing:
             self.run_map[run_id] = (existing[0], flow, existing[1])
             self.report.skipped.append(f"{flow}/{number}")
+            return
+        if self.include_deleted:
+            dst.execute("DELETE FROM deleted_runs WHERE uuid = ?", (run["uuid"],))
+        elif dst.execute("SELECT 1 FROM deleted_runs WHERE uuid = ?", (run["uuid"],)).fetchone():
+            self.report.deleted.append(f"{flow}/{number}")
             return
         if run["status"] == "running":
             # The run cannot go on here: its owner writes (if at all) to the source file.
@@ -389,9 +401,9 @@ class _Transfer:
             del row["artifact_id"]
             self._insert(dst, "artifacts", dict(row, task_id=self.task_map[row["task_id"]]))
         for row in self._rows(src, "metadata", tasks, run_id):
-            if not self.keep_ids and row["name"] == "origin-task-id" and str(row["value"]).isdigit():
-                row["value"] = str(self.task_map.get(int(row["value"]), row["value"]))
-            if not self.keep_ids and row["name"] == "origin-run-id" and str(row["value"]).isdigit():
+            if not self.keep_ids and row["name"] == "origin-task-id" and parse_id(row["value"]) is not None:
+                row["value"] = str(self.task_map.get(parse_id(row["value"]) or 0, row["value"]))
+            if not self.keep_ids and row["name"] == "origin-run-id" and parse_id(row["value"]) is not None:
                 flow = src.execute("SELECT f.name FROM runs r JOIN flows f ON f.flow_id = r.flow_id"
                                    " WHERE r.run_id = ?", (run_id,)).fetchone()[0]
                 renamed = self.report.renumbered.get(f"{flow}/{row['value']}")

@@ -38,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidPathspec, NotFound, RunstoreError
+from ..util import parse_id
 from . import data
 from ..dag import dag_layout, timeline_layout
 from ..preview import preview
@@ -492,7 +493,7 @@ def _run_parts(request: Request) -> tuple[str, int]:
     flow, number = request.path_params["flow"], request.path_params["number"]
     name, n = data.run_pathspec(f"{flow}/{number}")
     task_id = request.path_params.get("task_id")
-    if task_id is not None and (not task_id.isdigit() or len(task_id) > 18):
+    if task_id is not None and parse_id(task_id, canonical=False) is None:
         raise InvalidPathspec(f"{task_id!r} is not a task id")
     return name, n
 
@@ -501,9 +502,10 @@ def _attempt_param(request: Request, current: int) -> int:
     text = request.query_params.get("attempt")
     if text is None:
         return current
-    if not text.isdigit() or int(text) > current:
+    attempt = parse_id(text, canonical=False)
+    if attempt is None or attempt > current:
         raise HTTPException(404, f"attempt {text!r} does not exist")
-    return int(text)
+    return attempt
 
 
 def _parse_cursor(text: str | None) -> tuple[float, int] | None:

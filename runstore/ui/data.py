@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..errors import InvalidPathspec, NotFound
+from ..util import parse_id, parse_pathspec, printable
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -266,10 +267,14 @@ def run_pathspec(text: str) -> tuple[str, int]:
     >>> run_pathspec("HelloFlow/5")
     ('HelloFlow', 5)
     """
-    parts = text.strip("/").split("/")
-    if len(parts) != 2 or not parts[0] or not parts[1].isdigit() or len(parts[1]) > 18:
-        raise InvalidPathspec(f"{text!r} is not a run pathspec like HelloFlow/5")
-    return parts[0], int(parts[1])
+    try:
+        flow, digits = parse_pathspec(text, depths=(2,))
+    except InvalidPathspec:
+        flow, digits = "", ""
+    number = parse_id(digits, canonical=False)
+    if number is None:
+        raise InvalidPathspec(f"{printable(repr(text))} is not a run pathspec like HelloFlow/5")
+    return flow, number
 
 
 def run_row(store: "Store", flow: str, number: int) -> Row:
