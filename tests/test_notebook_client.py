@@ -1,0 +1,196 @@
+"""The client in a notebook (#20): one namespace per process, the namespace a run's steps
+read, and runs started from interactive code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from storefill import fill_run
+
+from runstore import Flow, FlowSpec, Run, Runner, Store, namespace, step
+from runstore.errors import NamespaceMismatch
+from runstore.namespace import get_namespace, namespace_scope, use_store
+
+
+class ReadsModel(FlowSpec):
+    """Like the seed's predict.py: reads the latest successful TrainFlow run's model."""
+
+    @step
+    def start(self):
+        self.seen_namespace = get_namespace()
+        self.model = Flow("TrainFlow").latest_successful_run.data.model
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+@pytest.fixture(params=["inline", "workers"])
+def two_users(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    """TrainFlow runs by anne (older) and will (newer); this process is anne."""
+    monkeypatch.setenv("RUNSTORE_USER", "anne")
+    store = Store(":memory:") if request.param == "inline" else Store(tmp_path / "runstore.db")
+    fill_run(store, "TrainFlow", user="anne", artifacts={"end": {"model": "anne's"}})
+    fill_run(store, "TrainFlow", user="will", artifacts={"end": {"model": "will's"}})
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("interactive", ["user:will", None, "production:TrainFlow-0-abcd"])
+def test_steps_read_the_runners_identity_never_the_callers_namespace(two_users, interactive):
+    namespace(interactive)
+    run = Runner(ReadsModel, store=two_users).run()
+    assert run.data.model == "anne's"
+    assert run["start"].task["seen_namespace"].data == "user:anne"
+    assert get_namespace() == (interactive or None)  # the caller's choice is untouched
+
+
+def test_runner_namespace_argument_is_what_steps_read(two_users):
+    namespace("user:anne")
+    assert Runner(ReadsModel, store=two_users, namespace="user:will").run().data.model == "will's"
+    # per call, overriding the constructor
+    assert Runner(ReadsModel, store=two_users, namespace="user:will").run(namespace="user:anne").data.model == "anne's"
+    assert get_namespace() == "user:anne"
+
+
+class SetsNamespace(FlowSpec):
+    @step
+    def start(self):
+        namespace(None)  # inside a step: changes the step's scope, not the caller's process
+        self.inside = get_namespace()
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.after = get_namespace()
+
+
+def test_namespace_call_inside_an_inline_step_stays_in_the_step(memory_store):
+    namespace("user:will")
+    run = Runner(SetsNamespace, store=memory_store).run()
+    assert get_namespace() == "user:will"
+    namespace(None)
+    assert run.data.inside is None and run.data.after == "user:tester"
+
+
+# ------------------------------------------------------------ process-wide namespace
+
+
+@pytest.fixture
+def will_and_anne(client_store: Store) -> Store:
+    fill_run(client_store, "TrainFlow", user="will", artifacts={"end": {"x": 1}})
+    fill_run(client_store, "TrainFlow", user="will", artifacts={"end": {"x": 2}})
+    return client_store
+
+
+def test_namespace_holds_in_every_thread(will_and_anne):
+    namespace(None)
+
+    with ThreadPoolExecutor(4) as pool:  # no copied context: plain worker threads
+        # use_store is a with-block (context-local): threads name the store
+        xs = list(pool.map(lambda i: Run(f"TrainFlow/{i}", store=will_and_anne).data.x, [1, 2]))
+        found = list(pool.map(lambda _: get_namespace(), range(4)))
+    assert xs == [1, 2] and found == [None] * 4
+    namespace("user:anne")
+    with ThreadPoolExecutor(2) as pool, pytest.raises(NamespaceMismatch):
+        list(pool.map(lambda i: Run(f"TrainFlow/{i}", store=will_and_anne), [1]))
+
+
+def test_namespace_set_in_one_task_holds_after_await_and_in_other_tasks(will_and_anne):
+    async def cell_one() -> None:
+        namespace(None)
+        await asyncio.sleep(0)
+
+    async def cell_two() -> Any:
+        await asyncio.sleep(0)
+        return get_namespace(), Run("TrainFlow/2").data.x
+
+    async def main() -> Any:
+        await asyncio.create_task(cell_one())  # a task runs in a copy of the context
+        return await asyncio.create_task(cell_two())
+
+    assert asyncio.run(main()) == (None, 2)
+    assert get_namespace() is None
+
+
+def test_namespace_scope_overrides_only_its_context(will_and_anne):
+    namespace(None)
+    seen: dict[str, Any] = {}
+    with namespace_scope("user:anne") as ns:
+        assert ns == "user:anne" and get_namespace() == "user:anne"
+        with pytest.raises(NamespaceMismatch):
+            Run("TrainFlow/1")
+        plain = threading.Thread(target=lambda: seen.update(plain=get_namespace()))
+        copied = threading.Thread(target=contextvars.copy_context().run,
+                                  args=(lambda: seen.update(copied=get_namespace()),))
+        for t in (plain, copied):
+            t.start()
+            t.join()
+        namespace("user:will")  # changes the scope only
+        assert get_namespace() == "user:will"
+    assert seen == {"plain": None, "copied": "user:anne"}
+    assert get_namespace() is None and Run("TrainFlow/1").data.x == 1
+
+
+def test_namespace_scope_refuses_what_namespace_refuses():
+    from runstore.errors import TaggingError
+
+    with pytest.raises(TaggingError):
+        with namespace_scope(123):  # type: ignore[arg-type]
+            pass
+    assert get_namespace() == "user:tester"
+
+
+# ------------------------------------------------------------ merge_artifacts(include=)
+
+
+class MergeIncludes(FlowSpec):
+    from runstore import Parameter
+
+    alpha = Parameter("alpha", default=0.5)
+    ask = Parameter("ask", default="alpha,x,done")
+
+    @step
+    def start(self):
+        self.next(self.a, self.b)
+
+    @step
+    def a(self):
+        self.x = 1
+        self.next(self.join)
+
+    @step
+    def b(self):
+        self.x = 1
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.done = True
+        self.merge_artifacts(inputs, include=self.ask.split(","))
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+def test_merge_include_skips_names_already_on_self(memory_store):
+    run = Runner(MergeIncludes, store=memory_store).run(alpha=2.0)
+    assert (run.data.x, run.data.alpha, run.data.done) == (1, 2.0, True)
+    from runstore.errors import RunFailed
+
+    with pytest.raises(RunFailed):
+        Runner(MergeIncludes, store=memory_store).run(ask="alpha,nothere")
+    task = Run(f"MergeIncludes/{memory_store.run_ref('MergeIncludes')[0]}", store=memory_store,
+               _namespace_check=False)["join"].task
+    assert "include= names artifacts no input has: nothere" in task.exception.message
+    assert "alpha" not in task.exception.message.split("has:")[1]
