@@ -194,3 +194,42 @@ def test_merge_include_skips_names_already_on_self(memory_store):
                _namespace_check=False)["join"].task
     assert "include= names artifacts no input has: nothere" in task.exception.message
     assert "alpha" not in task.exception.message.split("has:")[1]
+
+
+# ------------------------------------------------------------ never-started tasks
+
+
+class FailsFirstFold(FlowSpec):
+    @step
+    def start(self):
+        self.folds = [0, 1, 2, 3]
+        self.next(self.train_fold, foreach="folds")
+
+    @step
+    def train_fold(self):
+        if self.input == 0:
+            raise ValueError("fold 0 diverged")
+        self.acc = self.input
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+def test_never_started_task_is_marked_and_never_picked_over_a_failed_one(memory_store):
+    run = Runner(FailsFirstFold, store=memory_store).run(raise_on_failure=False, max_workers=1)
+    step = run["train_fold"]
+    statuses = {t.index: t.status for t in step}
+    assert statuses[0] == "failed"
+    never = [t for t in step if t.status == "never-started"]
+    assert never, statuses  # the run stopped before starting every split
+    assert all(t.never_started and t.exception is None and not t.successful for t in never)
+    assert step.task.status == "failed"
+    assert step.task.exception.type.endswith("ValueError")
+    started = [t for t in step if not t.successful and not t.never_started]
+    assert started[0].exception.message == "fold 0 diverged"
