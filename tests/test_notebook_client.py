@@ -233,3 +233,41 @@ def test_never_started_task_is_marked_and_never_picked_over_a_failed_one(memory_
     assert step.task.exception.type.endswith("ValueError")
     started = [t for t in step if not t.successful and not t.never_started]
     assert started[0].exception.message == "fold 0 diverged"
+
+
+# ------------------------------------------------------------ rich display
+
+
+def test_rich_display_of_runs_steps_tasks_flow_escapes_a_foreign_store(tmp_path):
+    import sqlite3
+
+    from runstore.client import RunList
+
+    db = tmp_path / "colleague.db"
+    store = Store(db)
+    fill_run(store, "TrainFlow", user="anne", params={"label": "<script>alert('p')</script>"},
+             tags=["sweep"], artifacts={"end": {"model": 1}})
+    fill_run(store, "TrainFlow", user="anne", fail_at="end")
+    store.close()
+    with sqlite3.connect(db) as conn:  # the colleague's store says what it likes
+        conn.execute("UPDATE runs SET user_name = '<img src=x onerror=alert(1)>' WHERE run_number = 1")
+    store = Store(db)
+    namespace(None)
+    flow = Flow("TrainFlow", store=store)
+    run = flow["1"]
+    shown = {
+        "run": run._repr_html_(), "flow": flow._repr_html_(), "runs": flow.runs()._repr_html_(),
+        "list": RunList(flow.runs())._repr_html_(), "step": run["end"]._repr_html_(),
+        "task": flow["2"]["end"].task._repr_html_(),
+    }
+    for name, page in shown.items():
+        assert "<script>" not in page and "<img" not in page, name
+        assert f"store {store.where}" in page, name
+    assert "&lt;img src=x onerror=alert(1)&gt;" in shown["run"]
+    assert "label=&quot;&lt;script&gt;" in shown["runs"]
+    for page in (shown["flow"], shown["runs"], shown["list"]):
+        assert page.index("TrainFlow/2") < page.index("TrainFlow/1")  # newest first
+        assert "failed" in page and "succeeded" in page and "sweep" in page
+        assert "2 in store" in page
+    assert "failed" in shown["task"] and "exception" in shown["task"]
+    store.close()

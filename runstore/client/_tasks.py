@@ -6,7 +6,7 @@ from collections import namedtuple
 from datetime import datetime
 from typing import Any, Iterator
 
-from ..errors import NotFound
+from ..errors import NotFound, RunstoreError
 from ..store import effective_status
 from ._base import ClientObject, Row, _filter_by_tags, _utc
 from ._values import Code, Metadata, TaskData, TaskException
@@ -223,6 +223,12 @@ class Task(ClientObject):
             return "never-started" if status == "pending" and self._run_over() else status
         outcome = self._store.find_attempt(self._row["task_id"], self._attempt)
         return outcome["status"] if outcome else "pending"
+
+    def _repr_details(self) -> list[str]:
+        try:
+            return [self.status]
+        except (RunstoreError, LookupError):
+            return []
 
     @property
     def never_started(self) -> bool:
