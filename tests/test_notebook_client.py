@@ -271,3 +271,51 @@ def test_rich_display_of_runs_steps_tasks_flow_escapes_a_foreign_store(tmp_path)
         assert "2 in store" in page
     assert "failed" in shown["task"] and "exception" in shown["task"]
     store.close()
+
+
+# ------------------------------------------------------------ flows defined in a cell
+
+
+CELL = '''
+from runstore import FlowSpec, step
+
+class CellFlow(FlowSpec):
+    @step
+    def start(self):
+        self.x = 41
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.x += 1
+'''
+
+
+def test_flow_defined_in_a_cell_records_the_cell_as_its_code(memory_store):
+    """What IPython does for a cell: compile under a pseudo file name known to linecache."""
+    import linecache
+
+    name = "/tmp/ipykernel_0/cell-7.py"  # does not exist on disk, as ipykernel's
+    linecache.cache[name] = (len(CELL), None, CELL.splitlines(True), name)
+    try:
+        scope: dict[str, Any] = {}
+        exec(compile(CELL, name, "exec"), scope)
+        run = Runner(scope["CellFlow"], store=memory_store).run()
+    finally:
+        linecache.cache.pop(name, None)
+    assert run.data.x == 42
+    assert run.code is not None and run.code.script_name == "notebook_cell.py"
+    assert "class CellFlow(FlowSpec)" in run.code.flowspec
+    assert run["start"].task.metadata_dict["script-name"] == "notebook_cell.py"
+
+
+def test_flow_whose_source_cannot_be_read_says_how_to_define_it(memory_store):
+    from runstore.errors import FlowDefinitionError
+
+    scope: dict[str, Any] = {}
+    exec(compile(CELL.replace("CellFlow", "ExecFlow"), "<timed exec>", "exec"), scope)  # as %%time compiles
+    with pytest.raises(FlowDefinitionError) as info:
+        Runner(scope["ExecFlow"], store=memory_store)
+    message = str(info.value)
+    assert "cannot read the source" in message and "%%time" in message and "exec()" in message
+    assert "docs/notebooks.md" in message
