@@ -38,7 +38,7 @@ from .errors import (
 )
 from .current import current
 from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, executor, retry, step
-from .namespace import default_namespace, get_metadata, get_namespace, namespace, use_store
+from .namespace import default_namespace, get_metadata, get_namespace, namespace, namespace_scope, use_store
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from .cards import card
@@ -93,6 +93,7 @@ __all__ = [
     "DataArtifact",
     "namespace",
     "get_namespace",
+    "namespace_scope",
     "default_namespace",
     "get_metadata",
     "use_store",

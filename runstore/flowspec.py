@@ -641,6 +641,8 @@ class FlowSpec:
 
         Artifacts already set on ``self`` are left alone. An artifact with different
         values on different branches raises :class:`MergeArtifactsError` listing them.
+        ``include=`` names that are already on ``self`` (parameters, artifacts set in
+        the join) are skipped, as in Metaflow; any other name no input has is an error.
 
         Example
         -------
@@ -661,7 +663,8 @@ class FlowSpec:
                     continue
                 candidates.setdefault(name, []).append(ref)
         if include:
-            missing = [n for n in include if n not in candidates]
+            missing = [n for n in include if n not in candidates and n not in self.__dict__
+                       and n not in state.params and n not in state.inherited]
             if missing:
                 raise MergeArtifactsError(
                     f"Step {step_name}: include= names artifacts no input has: {', '.join(missing)}")

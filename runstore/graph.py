@@ -147,7 +147,10 @@ def _parse_next(node: StepNode) -> None:
             lines, _ = inspect.getsourcelines(node.func)
             tree = _parse_lines(lines)
         except (OSError, TypeError, SyntaxError) as exc:
-            raise _fail(node, f"cannot read the source of the step ({exc})") from exc
+            raise _fail(node, f"cannot read the source of the step ({exc}). runstore reads each step's "
+                              "source to find self.next(): define the flow in a .py file, or in a notebook "
+                              "cell of its own run as plain Python (not inside a cell magic such as %%time, "
+                              "nor through exec() of a string); see docs/notebooks.md") from exc
     func = tree.body[0]
     assert isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
     node.num_args = len(func.args.args)

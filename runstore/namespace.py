@@ -1,11 +1,14 @@
-"""Which namespace and which store the client uses, held in ContextVars.
+"""Which namespace and which store the client uses.
 
-``namespace(ns)`` sets the namespace for the current context (the main thread of a
-script, or one running task); ``use_store(store)`` does the same for the store
-within a ``with`` block. Nothing here is process-global mutable state: a task
-running in a worker thread sees its own values. A new thread starts from the
-defaults (identity namespace, discovered store) unless it is started with
-``contextvars.copy_context().run``.
+``namespace(ns)`` sets the namespace for the whole process, as in Metaflow: every
+thread, every asyncio task and every notebook cell (also after an ``await``) sees it.
+``with namespace_scope(ns):`` overrides it for the current context only (a ContextVar):
+code inside the block, and the tasks and threads started from it with a copied context,
+see ``ns``; a ``namespace()`` call inside a scope changes that scope, not the process.
+Every step of a run executes in such a scope holding the run's identity namespace (or
+``--namespace`` / ``Runner(..., namespace=...)``), so a flow started from a notebook
+never inherits the notebook's interactive choice. ``use_store(store)`` is context-local
+too (a ContextVar), for a ``with`` block.
 
 Example
 -------
@@ -40,10 +43,14 @@ __all__ = [
     "get_metadata",
     "resolve_store",
     "reset_namespace",
+    "namespace_scope",
 ]
 
 _UNSET = object()
-_namespace: ContextVar[object] = ContextVar("runstore_namespace", default=_UNSET)
+#: The process-wide namespace (``_UNSET``: follow the identity), shared by every thread.
+_process_namespace: list[object] = [_UNSET]
+#: A context-local override set by :func:`namespace_scope` (``_UNSET``: none).
+_scoped: ContextVar[object] = ContextVar("runstore_namespace_scope", default=_UNSET)
 _store: ContextVar["Store | None"] = ContextVar("runstore_store", default=None)
 _discovered: dict[str, "Store"] = {}
 
@@ -70,8 +77,30 @@ def identity() -> str:
     return f"user:{resolve_username()}"
 
 
+def _checked(ns: object) -> str | None:
+    if ns is not None and ns != "":
+        if not isinstance(ns, str):
+            from .errors import TaggingError
+
+            raise TaggingError(f"a namespace is a tag string or None, not {type(ns).__name__} {ns!r}")
+        from .tags import validate_tag
+
+        validate_tag(ns)
+    return ns or None
+
+
+def _set(value: object) -> None:
+    if _scoped.get() is not _UNSET:
+        _scoped.set(value)
+    else:
+        _process_namespace[0] = value
+
+
 def namespace(ns: str | None) -> str | None:
-    """Switch the client namespace; ``None`` or ``""`` means global (no filtering).
+    """Switch the client namespace for the whole process; ``None`` or ``""`` means global.
+
+    Every thread, asyncio task and notebook cell sees the new namespace; inside a
+    :func:`namespace_scope` block (and inside a running step) only that scope changes.
 
     Any tag can be a namespace: ``user:will``, ``production:TrainFlow-0-x7k2``, or a
     user tag such as ``crazy_test``. Returns the new namespace. Anything that is not
@@ -85,16 +114,31 @@ def namespace(ns: str | None) -> str | None:
     >>> namespace("") is None
     True
     """
-    if ns is not None and ns != "":
-        if not isinstance(ns, str):
-            from .errors import TaggingError
-
-            raise TaggingError(f"a namespace is a tag string or None, not {type(ns).__name__} {ns!r}")
-        from .tags import validate_tag
-
-        validate_tag(ns)
-    _namespace.set(ns or None)
+    _set(_checked(ns))
     return get_namespace()
+
+
+@contextmanager
+def namespace_scope(ns: str | None) -> Iterator[str | None]:
+    """Use ``ns`` as the namespace in this context only, for the ``with`` block.
+
+    The process-wide namespace (other threads, other asyncio tasks) is untouched;
+    threads and tasks started inside the block with a copied context see ``ns``.
+
+    Example
+    -------
+    >>> _ = namespace("user:anne")
+    >>> with namespace_scope(None):
+    ...     get_namespace() is None
+    True
+    >>> get_namespace()
+    'user:anne'
+    """
+    token = _scoped.set(_checked(ns))
+    try:
+        yield get_namespace()
+    finally:
+        _scoped.reset(token)
 
 
 def get_namespace() -> str | None:
@@ -106,14 +150,16 @@ def get_namespace() -> str | None:
     >>> get_namespace()
     'crazy_test'
     """
-    value = _namespace.get()
+    value = _scoped.get()
+    if value is _UNSET:
+        value = _process_namespace[0]
     if value is _UNSET:
         return default_namespace()
     return value  # type: ignore[return-value]
 
 
 def reset_namespace() -> None:
-    """Forget any ``namespace()`` call in this context: the namespace follows the identity again.
+    """Forget any process-wide ``namespace()`` call: the namespace follows the identity again.
 
     Unlike :func:`default_namespace`, nothing is fixed now: the identity is read when the
     namespace is next asked for, so a test fixture can reset first and set ``RUNSTORE_USER``
@@ -128,7 +174,7 @@ def reset_namespace() -> None:
     >>> get_namespace()
     'user:zoe'
     """
-    _namespace.set(_UNSET)
+    _process_namespace[0] = _UNSET
 
 
 def default_namespace() -> str:
@@ -142,7 +188,7 @@ def default_namespace() -> str:
     'user:anne'
     """
     ns = identity()
-    _namespace.set(ns)
+    _set(ns)
     return ns
 
 

@@ -67,7 +67,7 @@ def test_attempt_only_for_tasks_and_artifacts(client_store):
         Task("PredictionFlow/1/start/2", attempt="x")
     with pytest.raises(NotFound, match="does not exist"):
         Task("PredictionFlow/1/start/2", attempt=3)
-    assert repr(Task("PredictionFlow/1/start/2", attempt=0)) == "Task('PredictionFlow/1/start/2', attempt=0)"
+    assert str(Task("PredictionFlow/1/start/2", attempt=0)) == "Task('PredictionFlow/1/start/2', attempt=0)"
 
 
 def test_run_members(client_store):
@@ -302,3 +302,20 @@ def test_objects_compare_and_hash(client_store):
     assert len({Run("PredictionFlow/1"), Run("PredictionFlow/1")}) == 1
     assert str(Step("PredictionFlow/1/start")) == "Step('PredictionFlow/1/start')"
     assert Run("PredictionFlow/1").path_components == ["PredictionFlow", "1"]
+
+
+def test_repr_says_which_store_and_what_the_run_is(memory_store, file_store):
+    from storefill import fill_run
+
+    from runstore import Run, namespace
+
+    fill_run(memory_store, "F", user="anne")
+    fill_run(file_store, "F", user="anne")
+    namespace(None)
+    mem, disk = Run("F/1", store=memory_store), Run("F/1", store=file_store)
+    assert str(mem) == str(disk) == "Run('F/1')"  # the short form, as Metaflow prints it
+    assert repr(mem) != repr(disk)
+    assert repr(mem).startswith("Run('F/1') [succeeded, anne, ") and repr(mem).endswith(", in-memory store]")
+    assert repr(disk).endswith(f", store {file_store.where}]")
+    assert repr(mem["end"].task).endswith("[succeeded, in-memory store]")
+    assert "in-memory store" in repr(mem.parent) and "in-memory store" in repr(mem.parent.runs())

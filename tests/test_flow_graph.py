@@ -529,7 +529,10 @@ def test_source_not_available(tmp_path: Path) -> None:
     """), "<generated>", "exec"), namespace)
     with pytest.raises(FlowDefinitionError) as info:
         FlowGraph(namespace["F"])
-    assert str(info.value) == "<generated>, step 'start' (line 4): cannot read the source of the step (could not get source code)"
+    message = str(info.value)
+    assert message.startswith("<generated>, step 'start' (line 4): cannot read the source of the step "
+                              "(could not get source code). ")
+    assert "define the flow in a .py file" in message and "docs/notebooks.md" in message  # #20: how to fix it
 
 
 def test_step_source_after_the_last_line_of_its_file(tmp_path: Path) -> None:

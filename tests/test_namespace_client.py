@@ -124,14 +124,18 @@ def test_children_inherit_the_namespace_check(shared):
     assert run["start"].task["_note"].data == "private start"
 
 
-def test_namespace_is_per_context(shared):
+def test_namespace_scope_is_per_context(shared):
+    # namespace() is process-wide since #20; a namespace_scope is the per-context override
+    from runstore.namespace import namespace_scope
+
     namespace("user:anne")
     seen = {}
 
     def other_thread() -> None:
-        namespace("user:will")
-        seen["ns"] = get_namespace()
-        seen["latest"] = Flow("PredictionFlow").latest_run.id
+        with namespace_scope("user:anne"):
+            namespace("user:will")  # inside a scope: changes the scope only
+            seen["ns"] = get_namespace()
+            seen["latest"] = Flow("PredictionFlow").latest_run.id
 
     ctx = contextvars.copy_context()
     thread = threading.Thread(target=ctx.run, args=(other_thread,))

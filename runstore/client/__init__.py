@@ -24,14 +24,14 @@ Example
 >>> run = store.create_run("HelloFlow", user="anne")
 >>> with use_store(store):
 ...     _ = namespace("user:anne")
-...     Flow("HelloFlow").latest_run
+...     print(Flow("HelloFlow").latest_run)
 Run('HelloFlow/1')
 """
 
 from __future__ import annotations
 
 from ._base import ClientObject
-from ._runs import Flow, Run, Runstore
+from ._runs import Flow, Run, RunList, Runs, Runstore
 from ._tasks import DataArtifact, Step, Task
 from ._values import Code, Metadata, TaskData, TaskException
 
@@ -40,6 +40,8 @@ __all__ = [
     "Runstore",
     "Flow",
     "Run",
+    "Runs",
+    "RunList",
     "Step",
     "Task",
     "DataArtifact",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 from ..errors import InvalidPathspec, NamespaceMismatch, NotFound
 from ..namespace import get_namespace, resolve_store
 from ..util import MAX_ID, parse_id
+from ._display import object_html, store_label
 
 if TYPE_CHECKING:
     import os
@@ -81,7 +82,7 @@ class ClientObject:
         self._run_row = None
         row = self._lookup()
         if row is None:
-            raise NotFound(f"{self!r} does not exist")
+            raise NotFound(f"{self} does not exist")
         self._row = row
         if self._namespace is not None and not self._in_namespace(self._namespace):
             raise NamespaceMismatch(self._mismatch_message(self._namespace))
@@ -156,7 +157,7 @@ class ClientObject:
         where = f"; it belongs to namespace '{owner}'" if owner else ""
         switch = f"namespace('{owner}')" if owner else "namespace('<tag>')"
         return (
-            f"Object not in namespace '{ns}': {self!r} is outside it{where}. "
+            f"Object not in namespace '{ns}': {self} is outside it{where}. "
             f"Switch with {switch}, or namespace(None) to see every namespace"
         )
 
@@ -287,14 +288,33 @@ class ClientObject:
 
     # ------------------------------------------------------------ dunder
 
-    def __repr__(self) -> str:
+    def __str__(self) -> str:
+        """The short form, as Metaflow prints it: ``Run('HelloFlow/3')`` (used in messages)."""
         parts = getattr(self, "_parts", None)
         path = "/".join(parts) if parts else ""
         attempt = getattr(self, "_attempt", None)
         extra = f", attempt={attempt}" if attempt is not None else ""
         return f"{type(self).__name__}('{path}'{extra})"
 
-    __str__ = __repr__
+    def _repr_details(self) -> list[str]:
+        return []
+
+    def __repr__(self) -> str:
+        """The short form, what it is now and which store it reads.
+
+        Example
+        -------
+        >>> # Run('TrainFlow/5') [succeeded, anne, 2026-11-29 18:00:03 UTC, in-memory store]
+        """
+        store = getattr(self, "_store", None)
+        details = self._repr_details() if store is not None else []
+        if store is not None:
+            details.append(store_label(store.where))
+        return f"{self} [{', '.join(details)}]" if details else str(self)
+
+    def _repr_html_(self) -> str:
+        """The rich display in a notebook (escaped: values may come from a colleague's store)."""
+        return object_html(self)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):

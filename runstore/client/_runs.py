@@ -6,12 +6,13 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from ..errors import NotFound, TaggingError
+from ..errors import NotFound, RunstoreError, TaggingError
 from ..namespace import get_namespace, resolve_store
 from ..store import effective_status
 from ..tags import is_reserved, validate_tag
 from ..util import parse_id
 from ._base import ClientObject, Row, _filter_by_tags, _utc
+from ._display import MAX_ROWS, runs_html, store_label
 from ._values import Code
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Runstore:
     >>> _ = store.create_run("HelloFlow", user="anne")
     >>> _ = namespace(None)
     >>> Runstore(store=store).flows
-    [Flow('HelloFlow')]
+    [Flow('HelloFlow') [in-memory store]]
     """
 
     def __init__(self, store: "Store | str | os.PathLike[str] | None" = None) -> None:
@@ -104,8 +105,8 @@ class Flow(ClientObject):
     >>> _ = store.create_run("HelloFlow", user="anne")
     >>> _ = namespace("user:anne")
     >>> flow = Flow("HelloFlow", store=store)
-    >>> flow.latest_run, "1" in flow, list(flow)
-    (Run('HelloFlow/1'), True, [Run('HelloFlow/1')])
+    >>> str(flow.latest_run), "1" in flow, [r.id for r in flow]
+    ("Run('HelloFlow/1')", True, ['1'])
     """
 
     _EXPECTS = "Flow('FlowName')"
@@ -120,7 +121,7 @@ class Flow(ClientObject):
     def _mismatch_message(self, ns: str) -> str:
         other = self._store.latest_namespace(self._row["flow_id"])
         hint = f"namespace('{other}')" if other else "namespace('<tag>')"
-        return (f"Object not in namespace '{ns}': {self!r} has no run in it. "
+        return (f"Object not in namespace '{ns}': {self} has no run in it. "
                 f"Switch with {hint}, or namespace(None) to see every namespace")
 
     @property
@@ -158,8 +159,11 @@ class Flow(ClientObject):
         """Runs in the namespace, newest first (fetched page by page)."""
         return self._runs()
 
-    def runs(self, *tags: str) -> Iterator["Run"]:
+    def runs(self, *tags: str) -> "Runs":
         """Runs in the namespace carrying **all** of ``tags``, newest first.
+
+        An iterator (fetched page by page) that also shows itself as a table in a
+        notebook (status, user, times, tags, parameters of the first 50).
 
         Example
         -------
@@ -168,10 +172,10 @@ class Flow(ClientObject):
         >>> _ = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test", "gpu"])
         >>> _ = store.create_run("HelloFlow", user="anne", user_tags=["crazy_test"])
         >>> _ = namespace("user:anne")
-        >>> list(Flow("HelloFlow", store=store).runs("crazy_test", "gpu"))
-        [Run('HelloFlow/1')]
+        >>> [str(r) for r in Flow("HelloFlow", store=store).runs("crazy_test", "gpu")]
+        ["Run('HelloFlow/1')"]
         """
-        return self._runs(tuple(validate_tag(t) for t in tags))
+        return Runs(self, tuple(validate_tag(t) for t in tags))
 
     @property
     def latest_run(self) -> "Run | None":
@@ -189,6 +193,55 @@ class Flow(ClientObject):
     def __contains__(self, run_id: Any) -> bool:
         number = parse_id(run_id)
         return number is not None and self._store.run_exists(self._parts[0], number)
+
+
+class Runs(Iterator["Run"]):
+    """The runs ``Flow.runs(*tags)`` returns: an iterator, and a table in a notebook.
+
+    ``next()`` walks it once as any iterator; ``_repr_html_`` (the notebook display) and
+    ``repr`` read the first runs again without consuming it.
+
+    Example
+    -------
+    >>> from runstore import Store, Flow, namespace
+    >>> store = Store(":memory:")
+    >>> _ = store.create_run("HelloFlow", user="anne")
+    >>> _ = namespace(None)
+    >>> runs = Flow("HelloFlow", store=store).runs()
+    >>> "HelloFlow/1" in runs._repr_html_(), next(runs).id
+    (True, '1')
+    """
+
+    def __init__(self, flow: Flow, tags: tuple[str, ...] = ()) -> None:
+        self._flow, self._tags = flow, tags
+        self._walk = flow._runs(tags)
+
+    def __iter__(self) -> "Runs":
+        return self
+
+    def __next__(self) -> "Run":
+        return next(self._walk)
+
+    def __repr__(self) -> str:
+        tags = f", tags={list(self._tags)}" if self._tags else ""
+        return f"<runs of {self._flow}{tags} in {store_label(self._flow._store.where)}>"
+
+    def _repr_html_(self) -> str:
+        title = f"{self._flow.id} runs" + (f" tagged {' '.join(self._tags)}" if self._tags else "")
+        return runs_html(self._flow._runs(self._tags, first_page=MAX_ROWS + 1), self._flow._store.where, title)
+
+
+class RunList(list):  # type: ignore[type-arg]
+    """A list of runs that shows itself as a table in a notebook.
+
+    Example
+    -------
+    >>> # RunList(Flow("TrainFlow").runs("sweep"))   # in a notebook cell: a table
+    """
+
+    def _repr_html_(self) -> str:
+        where = self[0]._store.where if self else ":memory:"
+        return runs_html(self, where, title="runs")
 
 
 # ---------------------------------------------------------------- run
@@ -250,8 +303,16 @@ class Run(ClientObject):
     def _fresh(self) -> Row:
         row = self._store.find_run_by_id(self._row["run_id"])
         if row is None:
-            raise NotFound(f"{self!r} does not exist any more")
+            raise NotFound(f"{self} does not exist any more")
         return row
+
+    def _repr_details(self) -> list[str]:
+        try:
+            created = self.created_at
+            return [str(v) for v in (self.status, self.user,
+                                     created.strftime("%Y-%m-%d %H:%M:%S UTC") if created else None) if v]
+        except (RunstoreError, LookupError):
+            return []
 
     # ------------------------------------------------------------ identity
 

@@ -6,7 +6,8 @@ from collections import namedtuple
 from datetime import datetime
 from typing import Any, Iterator
 
-from ..errors import NotFound
+from ..errors import NotFound, RunstoreError
+from ..store import effective_status
 from ._base import ClientObject, Row, _filter_by_tags, _utc
 from ._values import Code, Metadata, TaskData, TaskException
 
@@ -63,8 +64,14 @@ class Step(ClientObject):
 
     @property
     def task(self) -> "Task | None":
-        """The newest task (for a foreach step: the last one created)."""
+        """The newest task that started (for a foreach step: the last one created).
+
+        A task that never started (a foreach split left behind by a failed run) is
+        returned only when no task of the step started.
+        """
         rows = self._store.list_tasks(self._row["step_id"], limit=1)
+        if rows and rows[0]["status"] == "pending":
+            rows = [r for r in self._store.list_tasks(self._row["step_id"]) if r["status"] != "pending"] or rows
         return self._make_child(rows[0]) if rows else None
 
     def __getitem__(self, task_id: Any) -> "Task":
@@ -202,12 +209,36 @@ class Task(ClientObject):
 
     @property
     def status(self) -> str:
-        """``pending``, ``running``, ``succeeded``, ``failed`` or ``caught`` (of this attempt)."""
+        """``pending``, ``running``, ``succeeded``, ``failed`` or ``caught`` (of this attempt);
+        ``never-started`` for a task its run created but ended (failed) without starting.
+
+        Example
+        -------
+        >>> # [t.status for t in Run('TrainFlow/3')['train_fold']]
+        >>> # ['never-started', 'failed', 'succeeded']
+        """
         if self._attempt is None:
             fresh = self._store.find_task(self._row["run_id"], self._parts[2], self._row["task_id"])
-            return fresh["status"] if fresh else self._row["status"]
+            status = fresh["status"] if fresh else self._row["status"]
+            return "never-started" if status == "pending" and self._run_over() else status
         outcome = self._store.find_attempt(self._row["task_id"], self._attempt)
         return outcome["status"] if outcome else "pending"
+
+    def _repr_details(self) -> list[str]:
+        try:
+            return [self.status]
+        except (RunstoreError, LookupError):
+            return []
+
+    @property
+    def never_started(self) -> bool:
+        """True for a task its run created but ended without starting (no output, no exception)."""
+        return self.status == "never-started"
+
+    def _run_over(self) -> bool:
+        row = self._store.find_run(self._parts[0], int(self._parts[1]))
+        return row is not None and effective_status(row["status"], row["heartbeat_at"], row["created_at"],
+                                                    row["owner_host"], row["owner_pid"]) != "running"
 
     @property
     def exception(self) -> TaskException | None:

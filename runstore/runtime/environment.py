@@ -120,13 +120,61 @@ def code_package(flow_file: str | os.PathLike[str], flow_name: str) -> bytes:
     >>> tarfile.open(fileobj=io.BytesIO(data)).getnames()
     ['f.py', '.runstore/INFO']
     """
+    script = Path(flow_file).resolve()
+    return _pack([(rel, path.read_bytes()) for rel, path in _source_files(script.parent)], script.name, flow_name)
+
+
+#: The script name of a flow defined in a notebook cell (or by ``exec`` with a source).
+CELL_SCRIPT = "notebook_cell.py"
+
+
+def cell_source(flow_class: type) -> bytes | None:
+    """The source a flow defined in a notebook cell came from (``None`` when it has none).
+
+    IPython (and ipykernel) register each cell's text with :mod:`linecache` under the
+    cell's pseudo file name, which is how tracebacks show it; that text is the code
+    snapshot of a run of a flow defined there (as Metaflow's ``NBRunner`` keeps it).
+
+    Example
+    -------
+    >>> import linecache
+    >>> linecache.cache["<cell-1>"] = (5, None, ["x = 1"], "<cell-1>")
+    >>> class Fake:
+    ...     pass
+    >>> Fake.start = type("S", (), {"__code__": type("C", (), {"co_filename": "<cell-1>"})()})()
+    >>> cell_source(Fake)
+    b'x = 1'
+    """
+    import linecache
+
+    start = getattr(flow_class, "start", None)
+    code = getattr(start, "__code__", None)
+    filename = getattr(code, "co_filename", None)
+    if not filename:
+        return None
+    lines = linecache.getlines(filename)
+    return "".join(lines).encode() if lines else None
+
+
+def cell_code_package(source: bytes, flow_name: str) -> bytes:
+    """The code package of a flow defined in a notebook cell: the cell as ``notebook_cell.py``.
+
+    Example
+    -------
+    >>> import tarfile, io
+    >>> data = cell_code_package(b"x = 1", "F")
+    >>> tarfile.open(fileobj=io.BytesIO(data)).getnames()
+    ['notebook_cell.py', '.runstore/INFO']
+    """
+    return _pack([(CELL_SCRIPT, source)], CELL_SCRIPT, flow_name)
+
+
+def _pack(members: list[tuple[str, bytes]], script: str, flow_name: str) -> bytes:
     import zlib
 
-    script = Path(flow_file).resolve()
-    members = [(rel, path.read_bytes()) for rel, path in _source_files(script.parent)]
-    info = json.dumps({"flow_name": flow_name, "script": script.name, "runstore_version": get_version()},
+    info = json.dumps({"flow_name": flow_name, "script": script, "runstore_version": get_version()},
                       sort_keys=True).encode()
-    members.append((".runstore/INFO", info))
+    members = [*members, (".runstore/INFO", info)]
     parts: list[bytes] = []
     for name, data in members:
         header = _ustar_header(name, len(data))

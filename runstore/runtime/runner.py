@@ -97,6 +97,10 @@ class Runner:
     dask_address : str, optional
         The Dask scheduler, e.g. ``tcp://10.0.0.5:8786`` (default ``RUNSTORE_DASK_ADDRESS``,
         else a ``LocalCluster`` started for each run).
+    namespace : str or None, optional
+        The client namespace the steps read (``--namespace``); ``None`` for every
+        namespace. Default: the identity namespace of whoever runs it, never the
+        caller's interactive ``namespace()`` choice.
 
     Example
     -------
@@ -106,7 +110,7 @@ class Runner:
 
     def __init__(self, flow: type[FlowSpec] | str | os.PathLike[str], store: Any = None, *,
                  quiet: bool = True, flow_name: str | None = None, executor: str | None = None,
-                 dask_address: str | None = None) -> None:
+                 dask_address: str | None = None, namespace: Any = ...) -> None:
         from .executors import resolve_executor
 
         resolve_executor(executor, dask_address)  # an unknown name fails here, not at run()
@@ -122,6 +126,7 @@ class Runner:
             store = Store(store)
         self.store = store
         self.quiet = quiet
+        self.namespace = namespace
         self.outcome: RunOutcome | None = None
 
     def _store(self) -> Any:
@@ -149,6 +154,7 @@ class Runner:
         from ..tags import validate_user_tags
 
         validate_user_tags(list(tags))
+        namespace = self.namespace if namespace is ... else namespace
         known = {p.attr_name: p for p in self.flow_class._parameters()}
         by_name = {p.name.replace("-", "_"): p.attr_name for p in known.values()}
         given: dict[str, Any] = {}
@@ -199,6 +205,7 @@ class Runner:
         """
         from .resume import resume
 
+        namespace = self.namespace if namespace is ... else namespace
         outcome = resume(self.flow_class, self._store(), step=step, origin_run_id=origin_run_id, tags=list(tags),
                          max_workers=max_workers, max_num_splits=max_num_splits,
                          namespace=None if namespace is ... else namespace, namespace_given=namespace is not ...,

@@ -135,7 +135,8 @@ class Scheduler:
     def _run(self, name: str) -> RunOutcome:
         from .production import TOKEN_ENV, production_identity
         from ..util import resolve_username
-        from .environment import code_package, environment_metadata, system_tags
+        from .environment import CELL_SCRIPT, cell_code_package, cell_source, code_package, environment_metadata, \
+            system_tags
 
         store = self.store
         self.username = resolve_username()
@@ -150,12 +151,17 @@ class Scheduler:
         if self.flow_file:
             self.code_package = code_package(self.flow_file, name)
             code_id = store.add_code_package(self.code_package, os.path.basename(self.flow_file))
+        cell = None if self.flow_file else cell_source(self.flow_class)
+        if cell is not None:  # defined in a notebook cell: the cell is the snapshot (not shipped to executors)
+            code_id = store.add_code_package(cell_code_package(cell, name), CELL_SCRIPT)
         tags = system_tags() + ([f"executor:{self.executor_name}"] if self.executor_name != "local" else [])
         record = self._create_run(name, tags, code_id)
         self.record = record
         if self.on_run_created:
             self.on_run_created(record)
         self.metadata = environment_metadata(self.flow_file)
+        if cell is not None:
+            self.metadata["script-name"] = CELL_SCRIPT
         self.say(f"Workflow starting (run {record.pathspec}, {store.describe()}):")
         self._store_parameters()
         try:

@@ -249,12 +249,14 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     error: BaseException | None = None
 
     def body() -> None:
-        from ..namespace import namespace, use_store
+        from ..namespace import namespace_scope, use_store
 
         _capture.set(cap)
-        if spec.set_client_namespace:
-            namespace(spec.client_namespace)
-        with use_store(client_store) if client_store is not None else nullcontext(), task_context(ctx):
+        # The run's identity namespace (or the one asked for), never the caller's
+        # interactive namespace(): a flow started from a notebook reads what a shell run reads.
+        ns = spec.client_namespace if spec.set_client_namespace else spec.identity
+        with namespace_scope(ns), use_store(client_store) if client_store is not None else nullcontext(), \
+                task_context(ctx):
             func = getattr(flow, spec.step)
             func(inputs) if node.is_join else func()
 

@@ -167,10 +167,10 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
 
     def client(kind: str, pathspec: str) -> Any:
         from .. import client as c
-        from ..namespace import namespace
+        from ..namespace import namespace_scope
 
-        namespace(None)  # the UI shows every namespace: the user named the object
-        return getattr(c, kind)(pathspec, store=store)
+        with namespace_scope(None):  # the UI shows every namespace: the user named the object
+            return getattr(c, kind)(pathspec, store=store)
 
     # ------------------------------------------------------------ runs
 
