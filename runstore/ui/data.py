@@ -198,11 +198,13 @@ class SortBy:
 
 #: The sort value of a run ``r``: the parameter's value (the ``_parameters`` task) or the
 #: end step's scalar result (numbers, strings, booleans as 0/1; lists and objects are not scalars).
+#: ``+a.name`` keeps SQLite on the run's own tasks (``tasks_by_run``) rather than walking
+#: ``artifacts_by_name`` — every run's artifact of that name — once per run.
 _SORT_VALUE = {
     "param": ("(SELECT a.value FROM artifacts_view a WHERE a.run_id = r.run_id AND a.step = '_parameters'"
-              " AND a.name = ? ORDER BY a.task_id DESC LIMIT 1)"),
+              " AND +a.name = ? ORDER BY a.task_id DESC LIMIT 1)"),
     "result": ("(SELECT a.value FROM artifacts_view a WHERE a.run_id = r.run_id AND a.step = r.end_step"
-               " AND a.name = ? AND a.value_json IS NOT NULL AND substr(a.value_json, 1, 1) NOT IN ('[', '{')"
+               " AND +a.name = ? AND a.value_json IS NOT NULL AND substr(a.value_json, 1, 1) NOT IN ('[', '{')"
                " ORDER BY a.task_id DESC LIMIT 1)"),
 }
 
@@ -215,8 +217,9 @@ def list_runs_sorted(store: "Store", q: RunsQuery, by: SortBy) -> RunsPage:
     creation time (``q.oldest_first``) then run id. Pagination is a keyset on
     ``(value, created_ts, run_id)`` (``by.cursor``), so pages never overlap or skip
     a run. There is no index on parameter values: one statement reads each matching
-    run's value (an index lookup per run) and keeps the top ``limit + 1`` — linear in
-    the matching runs (``benchmarks/bench_ui.py`` measures it at 100,000).
+    run's value (index lookups through its tasks) and keeps the top ``limit + 1`` —
+    linear in the matching runs, about 2 s at 100,000 (``benchmarks/bench_ui.py``;
+    docs/ui.md).
 
     Example
     -------
@@ -264,9 +267,10 @@ def list_runs_sorted(store: "Store", q: RunsQuery, by: SortBy) -> RunsPage:
             after.append(f"(m.v {v_op} ? OR m.v IS NULL OR (m.v = ? AND {later}))")
             params += [value, value, ts, ts, run_id]
     params.append(q.limit + 1)
-    sql = (f"SELECT m.run_id, m.created_ts, m.v FROM (SELECT r.run_id AS run_id, r.created_ts AS created_ts,"
+    # MATERIALIZED: each run's value is read once, not again for the ORDER BY.
+    sql = (f"WITH m AS MATERIALIZED (SELECT r.run_id AS run_id, r.created_ts AS created_ts,"
            f" {_SORT_VALUE[by.kind]} AS v FROM runs_view r"
-           f"{' WHERE ' + ' AND '.join(where) if where else ''}) m"
+           f"{' WHERE ' + ' AND '.join(where) if where else ''}) SELECT m.run_id, m.created_ts, m.v FROM m"
            f"{' WHERE ' + after[0] if after else ''}"
            f" ORDER BY m.v IS NULL, m.v {by.direction}, m.created_ts {tie}, m.run_id {tie} LIMIT ?")
     found = store.sql(sql, params).rows
