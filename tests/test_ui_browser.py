@@ -136,6 +136,28 @@ def test_runs_page_and_filter_by_tag(site: dict[str, Any], page: Any):
     assert page.errors == []
 
 
+def test_click_a_parameter_header_to_sort_every_run_server_side(site: dict[str, Any], page: Any):
+    demo = site["demo"]
+    page.goto(site["ours"] + "/?tags=&status=")
+    before = _runs(page)
+    assert before[0] == site["live"]["pathspec"]  # newest first: the live run lacks alpha
+    page.click("th.param a.sort:text-is('alpha')")
+    expect(page.locator("th.param.sorted")).to_have_attribute("aria-sort", "descending")
+    # alpha 0.5, 0.3, 0.1, then the run lacking alpha, across the whole first page
+    assert _runs(page) == [demo["better"], demo["failed"], demo["good"], site["live"]["pathspec"]]
+    assert "ns=tester" not in page.url and "ns=user%3Atester" in page.url and "status=" in page.url
+    _shot(site, page, "runs-sorted")
+    page.click("th.param a.sort:text-is('alpha')")
+    expect(page.locator("th.param.sorted")).to_have_attribute("aria-sort", "ascending")
+    assert _runs(page) == [demo["good"], demo["failed"], demo["better"], site["live"]["pathspec"]]
+    page.select_option("#f-ns", "_all")
+    page.click("#f-apply")  # the filters form keeps the sort
+    assert _runs(page)[:4] == [demo["good"], demo["other_user"], demo["failed"], demo["better"]]
+    page.click("#unsort")
+    assert _runs(page)[0] == site["live"]["pathspec"] and "sort=" not in page.url
+    assert page.errors == []
+
+
 def test_open_a_run_see_the_dag_and_the_failed_step_and_read_its_log(site: dict[str, Any], page: Any):
     demo = site["demo"]
     page.goto(site["ours"] + "/?ns=_all")

@@ -17,6 +17,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import parse_qs, quote
 
 import pytest
 
@@ -26,7 +27,8 @@ from starlette.testclient import TestClient  # noqa: E402
 from runstore import Store  # noqa: E402
 from runstore.ui import create_app  # noqa: E402
 from runstore.ui.app import CSP, STATIC_DIR  # noqa: E402
-from runstore.ui.data import RunsQuery, list_runs  # noqa: E402
+from runstore.ui.data import RunsQuery, SortBy, list_runs, list_runs_sorted  # noqa: E402
+from storefill import fill_run  # noqa: E402
 from uifill import HOSTILE, add_live_task, demo_store, foreign_store, write_log  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
@@ -129,6 +131,119 @@ def test_runs_page_next_link_pages_through(tmp_path: Path):
     assert re.findall(r'class="runlink" href="/run/([^"]+)"', second) == ["F/3", "F/2", "F/1"]
     assert 'id="next-page"' not in second and 'id="first-page"' in second
     assert client.get("/?after=nonsense").status_code == 400
+
+
+def _sorted_store(path: Path) -> Store:
+    """Runs of F whose ``x`` is a tie, a float, an int, a string, a boolean or missing, and one of G.
+
+    Run number -> x: 1: 2, 2: 10, 3: 2.5, 4: "b", 5: (missing), 6: 2, 7: "a", 8: 2, 9: 1e-3,
+    10: (missing), 11: True; G/1: x=0. Every 3rd run is tagged ``t``; results ``score`` = -x
+    for numeric x. Runs 1, 6 and 8 (x = 2) share one start time.
+    """
+    store = Store(path)
+    xs: list[Any] = [2, 10, 2.5, "b", None, 2, "a", 2, 1e-3, None, True]
+    for i, x in enumerate(xs, start=1):
+        number = isinstance(x, (int, float)) and not isinstance(x, bool)
+        fill_run(store, "F", user="tester", tags=["t"] if i % 3 == 0 else [],
+                 params={"x": x} if x is not None else {"other": 1},
+                 artifacts={"end": {"score": -x}} if number else {})
+    fill_run(store, "G", user="tester", params={"x": 0})
+    conn = sqlite3.connect(path, isolation_level=None)
+    ids = [r[0] for r in conn.execute("SELECT run_id FROM runs_view WHERE flow = 'F' AND run_number IN (1, 6, 8)")]
+    conn.execute(f"UPDATE runs SET created_at = 1000.0 WHERE run_id IN ({','.join('?' * 3)})", ids)
+    conn.execute(f"UPDATE run_tags SET created_at = 1000.0 WHERE run_id IN ({','.join('?' * 3)})", ids)
+    conn.close()
+    return store
+
+
+def _all_pages(store: Store, q: RunsQuery, by: SortBy) -> list[str]:
+    seen: list[str] = []
+    while True:
+        page = list_runs_sorted(store, q, by)
+        seen += [r["pathspec"] for r in page.rows]
+        if page.next_cursor is None:
+            return seen
+        by = SortBy(by.kind, by.name, by.descending, page.next_cursor)
+        q = RunsQuery(**{**q.__dict__, "cursor": None})
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 50])
+def test_sorting_by_a_parameter_ranks_every_matching_run_across_pages(tmp_path: Path, limit: int):
+    store = _sorted_store(tmp_path / "runstore.db")
+    q = RunsQuery(flow="F", limit=limit)
+    # Numbers as numbers (True is 1), then strings; ties newest first (run id breaks equal
+    # start times); runs lacking x last, newest first, in both directions.
+    ascending = ["F/9", "F/11", "F/8", "F/6", "F/1", "F/3", "F/2", "F/7", "F/4", "F/10", "F/5"]
+    assert _all_pages(store, q, SortBy("param", "x")) == ascending
+    descending = ["F/4", "F/7", "F/2", "F/3", "F/8", "F/6", "F/1", "F/11", "F/9", "F/10", "F/5"]
+    assert _all_pages(store, q, SortBy("param", "x", descending=True)) == descending
+    oldest = RunsQuery(flow="F", limit=limit, oldest_first=True)
+    assert _all_pages(store, oldest, SortBy("param", "x"))[2:5] == ["F/1", "F/6", "F/8"]
+    assert _all_pages(store, oldest, SortBy("param", "x"))[-2:] == ["F/5", "F/10"]
+
+
+def test_sorting_keeps_the_filters_and_sorts_results_too(tmp_path: Path):
+    store = _sorted_store(tmp_path / "runstore.db")
+    # Every flow: G/1 (x = 0) comes first; a tag keeps only runs 3, 6, 9.
+    assert _all_pages(store, RunsQuery(limit=2), SortBy("param", "x"))[:2] == ["G/1", "F/9"]
+    assert _all_pages(store, RunsQuery(flow="F", tags=["t"], limit=1), SortBy("param", "x")) == ["F/9", "F/6", "F/3"]
+    assert _all_pages(store, RunsQuery(flow="F", namespace="user:nobody"), SortBy("param", "x")) == []
+    assert _all_pages(store, RunsQuery(flow="Nope"), SortBy("param", "x")) == []
+    # Scalar results of the end step: score = -x, runs without one last.
+    scores = _all_pages(store, RunsQuery(flow="F", limit=2), SortBy("result", "score", descending=True))
+    assert scores[:6] == ["F/9", "F/8", "F/6", "F/1", "F/3", "F/2"]
+    assert set(scores[6:]) == {"F/4", "F/5", "F/7", "F/10", "F/11"}
+
+
+def test_runs_page_sorts_server_side_and_its_links_keep_the_filters(tmp_path: Path):
+    store = _sorted_store(tmp_path / "runstore.db")
+    client = TestClient(create_app(store))
+    first = client.get("/?ns=_all&flow=F&status=succeeded&tags=t&order=oldest").text
+    link = re.search(r'href="(/\?[^"]*sort=param:x[^"]*)"', first).group(1).replace("&amp;", "&")
+    query = parse_qs(link[2:])
+    assert {k: query[k] for k in ("flow", "status", "tags", "order", "ns")} == {
+        "flow": ["F"], "status": ["succeeded"], "tags": ["t"], "order": ["oldest"], "ns": ["_all"]}
+    assert query["desc"] == ["1"]
+    sorted_page = client.get(link).text
+    assert re.findall(r'class="runlink" href="/run/([^"]+)"', sorted_page) == ["F/3", "F/6", "F/9"]
+    assert 'aria-sort="descending"' in sorted_page and 'name="sort" value="param:x"' in sorted_page
+    # The header link of the sorted column flips the direction, still with the filters.
+    again = re.search(r'href="(/\?[^"]*sort=param:x[^"]*)"', sorted_page).group(1).replace("&amp;", "&")
+    assert parse_qs(again[2:])["desc"] == ["0"] and parse_qs(again[2:])["tags"] == ["t"]
+    # Pages of 50 through the next links, on 120 runs: each run once, in order.
+    for i in range(109):
+        fill_run(store, "H", user="tester", params={"x": i % 7} if i % 5 else {})
+    seen: list[str] = []
+    url = "/?ns=_all&flow=H&sort=param:x&desc=0"
+    while url:
+        html = client.get(url).text
+        seen += re.findall(r'class="runlink" href="/run/([^"]+)"', html)
+        found = re.search(r'href="([^"]+)" id="next-page"', html)
+        url = found.group(1).replace("&amp;", "&") if found else ""
+    assert len(seen) == 109 and len(set(seen)) == 109
+    xs = {r["pathspec"]: r["parameters"].get("x") for r in list_runs(store, RunsQuery(flow="H", limit=200)).rows}
+    values = [xs[p] for p in seen]
+    assert values[:87] == sorted(values[:87]) and None not in values[:87] and values[87:] == [None] * 22
+    for bad in ("/?sort=x", "/?sort=param:", "/?sort=param:x&after=nonsense", "/?sort=param:x&after=[1,2]",
+                "/?sort=param:x&after=[1,2,true]", "/?sort=param:x&after=[1,2,99999999999999999999]",
+                "/?sort=param:x&after=[NaN,2,3]"):
+        assert client.get(bad).status_code == 400, bad
+
+
+def test_a_hostile_parameter_name_as_sort_key_is_escaped(tmp_path: Path):
+    store = Store(tmp_path / "theirs.db")
+    fill_run(store, "Foreign", user="tester", params={"<script>": 2, "a'b\"c": 1})
+    fill_run(store, "Foreign", user="tester", params={"<script>": 1})
+    client = TestClient(create_app(Store(tmp_path / "theirs.db", readonly=True)))
+    page = client.get("/?ns=_all").text
+    assert "<script>" not in _main(page) and "&lt;script&gt;" in page
+    link = re.search(r'href="(/\?[^"]*sort=param:%3Cscript%3E[^"]*)"', page).group(1).replace("&amp;", "&")
+    sorted_page = client.get(link).text
+    assert "<script>" not in _main(sorted_page)
+    assert re.findall(r'class="runlink" href="/run/([^"]+)"', sorted_page) == ["Foreign/1", "Foreign/2"]
+    quoted = client.get("/?ns=_all&sort=param:" + quote("a'b\"c") + "&desc=1").text
+    assert re.findall(r'class="runlink" href="/run/([^"]+)"', quoted) == ["Foreign/1", "Foreign/2"]
+    assert "a'b\"c" not in quoted and "a&#39;b&#34;c" in quoted
 
 
 # ------------------------------------------------------------------ run and task pages

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import hmac
 import json
+import math
 import secrets
 import time
 from pathlib import Path
@@ -187,10 +188,15 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
         if status is not None and status not in _STATUSES:
             raise HTTPException(400, f"unknown status {status!r}")
         flow = qp.get("flow") or None
-        cursor = _parse_cursor(qp.get("after"))
+        sort = qp.get("sort", "")
+        kind, _, name = sort.partition(":")
+        if sort and (kind not in ("param", "result") or not name):
+            raise HTTPException(400, f"bad sort {sort!r}: param:NAME or result:NAME")
+        by = data.SortBy(kind, name, qp.get("desc") == "1", _parse_sort_cursor(qp.get("after"))) if sort else None
+        cursor = None if by else _parse_cursor(qp.get("after"))
         q = data.RunsQuery(flow=flow, namespace=None if ns_param in ("", "_all") else ns_param, tags=tags,
                            status=status, oldest_first=qp.get("order") == "oldest", cursor=cursor)
-        page = data.list_runs(store, q)
+        page = data.list_runs_sorted(store, q, by) if by else data.list_runs(store, q)
         results = _results(page.rows)
         param_names = sorted({k for r in page.rows for k in r["parameters"]})
         result_names = sorted({k for r in results.values() for k in r})
@@ -199,23 +205,25 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
             res = [c for c in qp.getlist("res") if c in result_names]
         else:
             cols, res = param_names[:8], result_names[:8]
+        if by and by.kind == "param" and name not in cols:
+            cols.append(name)  # the sort column is always shown, even when no run here has it
+        if by and by.kind == "result" and name not in res:
+            res.append(name)
         rows = page.rows
-        sort = qp.get("sort", "")
-        if sort:
-            kind, _, name = sort.partition(":")
-            source = (lambda r: r["parameters"]) if kind == "param" else (lambda r: results[r["run_id"]])
-            rows = sorted(rows, key=lambda r: _sort_key(source(r).get(name)), reverse=qp.get("desc") == "1")
         base = [(k, v) for k, v in qp.multi_items() if k not in ("after", "ns", "ns_tag")] + [("ns", ns_param)]
         next_link = None
         if page.next_cursor is not None:
-            next_link = "/?" + urlencode(base + [("after", f"{page.next_cursor[0]!r}:{page.next_cursor[1]}")])
+            after = (json.dumps(list(page.next_cursor)) if by
+                     else f"{page.next_cursor[0]!r}:{page.next_cursor[1]}")
+            next_link = "/?" + urlencode(base + [("after", after)])
         return render(request, "runs.html", rows=rows, results=results, cols=cols, res=res,
                       param_names=param_names, result_names=result_names, flows=data.flow_names(store),
                       flow=flow, ns=ns_param, me=me, tags=" ".join(t for t in tags if not t.startswith("user:")),
                       user=qp.get("user", ""), status=status, order=qp.get("order", "newest"),
                       statuses=_STATUSES, next_link=next_link, first_link="/?" + urlencode(base),
                       paged=cursor is not None, sort=sort, desc=qp.get("desc") == "1",
-                      sort_base=urlencode([(k, v) for k, v in qp.multi_items() if k not in ("sort", "desc")]))
+                      sort_base=urlencode([(k, v) for k, v in qp.multi_items()
+                                           if k not in ("sort", "desc", "after", "ns", "ns_tag")] + [("ns", ns_param)]))
 
     def _results(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         """End-step scalars minus the parameters (which every task carries)."""
@@ -518,10 +526,22 @@ def _parse_cursor(text: str | None) -> tuple[float, int] | None:
         raise HTTPException(400, f"bad page cursor {text!r}") from None
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, value)
-    return (1, "" if value is None else str(value))
+def _parse_sort_cursor(text: str | None) -> tuple[Any, float, int] | None:
+    """``(value, created_ts, run_id)`` from the JSON ``[value, ts, run_id]`` of a sorted page's next link."""
+    if not text:
+        return None
+    try:
+        value, ts, run_id = json.loads(text)
+    except (ValueError, TypeError):
+        raise HTTPException(400, f"bad page cursor {text!r}") from None
+    def number(x: Any) -> bool:
+        return (type(x) is int and abs(x) < 2**63) or (type(x) is float and math.isfinite(x))
+
+    ok = (value is None or isinstance(value, str) or number(value)) and number(ts) and type(run_id) is int \
+        and number(run_id)
+    if not ok:
+        raise HTTPException(400, f"bad page cursor {text!r}")
+    return value, float(ts), run_id
 
 
 def _bounded_sql(store: "Store", query: str) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -29,7 +29,7 @@ from ..util import parse_id, parse_pathspec, printable
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["RunsQuery", "RunsPage", "list_runs", "run_pathspec", "run_row", "run_tasks", "step_summary",
+__all__ = ["RunsQuery", "RunsPage", "SortBy", "list_runs", "list_runs_sorted", "run_pathspec", "run_row", "run_tasks", "step_summary",
            "parameters_of", "results_of", "graph_of", "flow_names", "view_columns", "VIEWS", "MAX_COMPARE"]
 
 Row = dict[str, Any]
@@ -82,7 +82,7 @@ class RunsPage:
     """One page of runs (``runs_view`` rows with ``parameters`` decoded) and the cursor of the next."""
 
     rows: list[Row]
-    next_cursor: tuple[float, int] | None
+    next_cursor: tuple[Any, ...] | None
 
 
 def flow_names(store: "Store") -> list[str]:
@@ -170,6 +170,116 @@ def list_runs(store: "Store", q: RunsQuery) -> RunsPage:
     next_cursor = found[q.limit - 1] if len(found) > q.limit else None
     ids = [rid for _, rid in found[: q.limit]]
     return RunsPage(_runs_by_id(store, ids), next_cursor)
+
+
+@dataclass
+class SortBy:
+    """Sort the runs page by one parameter (``kind="param"``) or scalar result (``kind="result"``).
+
+    ``cursor`` = ``(value, created_ts, run_id)`` of the last run of the previous page
+    (``value`` None for a run lacking it). Ties on the value keep the page's order
+    (newest first, or oldest first); runs lacking the value come last either way.
+
+    Example
+    -------
+    >>> SortBy("param", "alpha", descending=True).direction
+    'DESC'
+    """
+
+    kind: str
+    name: str
+    descending: bool = False
+    cursor: tuple[Any, float, int] | None = None
+
+    @property
+    def direction(self) -> str:
+        """``ASC`` or ``DESC``: the SQL order of the values."""
+        return "DESC" if self.descending else "ASC"
+
+
+#: The sort value of a run ``r``: the parameter's value (the ``_parameters`` task) or the
+#: end step's scalar result (numbers, strings, booleans as 0/1; lists and objects are not scalars).
+#: ``+a.name`` keeps SQLite on the run's own tasks (``tasks_by_run``) rather than walking
+#: ``artifacts_by_name`` — every run's artifact of that name — once per run.
+_SORT_VALUE = {
+    "param": ("(SELECT a.value FROM artifacts_view a WHERE a.run_id = r.run_id AND a.step = '_parameters'"
+              " AND +a.name = ? ORDER BY a.task_id DESC LIMIT 1)"),
+    "result": ("(SELECT a.value FROM artifacts_view a WHERE a.run_id = r.run_id AND a.step = r.end_step"
+               " AND +a.name = ? AND a.value_json IS NOT NULL AND substr(a.value_json, 1, 1) NOT IN ('[', '{')"
+               " ORDER BY a.task_id DESC LIMIT 1)"),
+}
+
+
+def list_runs_sorted(store: "Store", q: RunsQuery, by: SortBy) -> RunsPage:
+    """One page of the runs matching ``q``'s filters, ordered by a parameter or scalar result.
+
+    Every run matching the filters (flow, namespace, tags, status) is ranked, not just
+    one page: numbers as numbers, then strings; runs lacking the value last; ties by
+    creation time (``q.oldest_first``) then run id. Pagination is a keyset on
+    ``(value, created_ts, run_id)`` (``by.cursor``), so pages never overlap or skip
+    a run. There is no index on parameter values: one statement reads each matching
+    run's value (index lookups through its tasks) and keeps the top ``limit + 1`` —
+    linear in the matching runs, about 2 s at 100,000 (``benchmarks/bench_ui.py``;
+    docs/ui.md).
+
+    Example
+    -------
+    >>> from runstore import Store
+    >>> store = Store(":memory:")
+    >>> for alpha in (0.5, 2, 0.1):
+    ...     run = store.create_run("F", user="anne")
+    ...     task = store.create_task(run.run_id, "_parameters")
+    ...     store.start_attempt(task, 0)
+    ...     store.finish_attempt(task, 0, "succeeded", artifacts={"alpha": store.put_value(alpha)})
+    >>> page = list_runs_sorted(store, RunsQuery(limit=2), SortBy("param", "alpha"))
+    >>> [r["parameters"]["alpha"] for r in page.rows]
+    [0.1, 0.5]
+    >>> [r["parameters"]["alpha"] for r in list_runs_sorted(
+    ...     store, RunsQuery(limit=2), SortBy("param", "alpha", cursor=page.next_cursor)).rows]
+    [2]
+    """
+    if by.kind not in _SORT_VALUE:
+        raise ValueError(f"sort kind must be 'param' or 'result', not {by.kind!r}")
+    params: list[Any] = [by.name]
+    where: list[str] = []
+    if q.flow is not None:
+        flow_ids = _flow_ids(store, q.flow)
+        if not flow_ids:
+            return RunsPage([], None)
+        where.append("r.flow_id = ?")
+        params.append(flow_ids[0])
+    for tag in q.required_tags():
+        where.append("EXISTS (SELECT 1 FROM tags_view o WHERE o.run_id = r.run_id AND o.tag = ?)")
+        params.append(tag)
+    if q.status:
+        where.append("r.status = ?")
+        params.append(q.status)
+    tie = "ASC" if q.oldest_first else "DESC"
+    after: list[str] = []
+    if by.cursor is not None:
+        value, ts, run_id = by.cursor
+        t_op = ">" if q.oldest_first else "<"
+        later = f"(m.created_ts {t_op} ? OR (m.created_ts = ? AND m.run_id {t_op} ?))"
+        if value is None:
+            after.append(f"m.v IS NULL AND {later}")
+            params += [ts, ts, run_id]
+        else:
+            v_op = "<" if by.descending else ">"
+            after.append(f"(m.v {v_op} ? OR m.v IS NULL OR (m.v = ? AND {later}))")
+            params += [value, value, ts, ts, run_id]
+    params.append(q.limit + 1)
+    # MATERIALIZED: each run's value is read once, not again for the ORDER BY.
+    sql = (f"WITH m AS MATERIALIZED (SELECT r.run_id AS run_id, r.created_ts AS created_ts,"
+           f" {_SORT_VALUE[by.kind]} AS v FROM runs_view r"
+           f"{' WHERE ' + ' AND '.join(where) if where else ''}) SELECT m.run_id, m.created_ts, m.v FROM m"
+           f"{' WHERE ' + after[0] if after else ''}"
+           f" ORDER BY m.v IS NULL, m.v {by.direction}, m.created_ts {tie}, m.run_id {tie} LIMIT ?")
+    found = store.sql(sql, params).rows
+    next_cursor = None
+    if len(found) > q.limit:
+        run_id, ts, value = found[q.limit - 1]
+        next_cursor = (value, ts, run_id)
+    return RunsPage(_runs_by_id(store, [rid for rid, _, _ in found[: q.limit]]), next_cursor)
 
 
 def _placeholders(n: int) -> str:
