@@ -202,41 +202,53 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
+_JSON_TYPES = _LEAF_TYPES | {list, dict}
+_is_int = int.__instancecheck__  # C-speed filter; bools are ints, and always in range
+
+
+def _is_container(item: Any) -> bool:
+    kind = type(item)
+    return kind is list or kind is dict
+
+
 def _is_plain_json(value: Any) -> bool:
-    """True when ``value`` survives a JSON round trip unchanged (types included)."""
+    """True when the *types* in ``value`` survive a JSON round trip unchanged.
+
+    Exactly ``None``/``bool``/``int`` (64-bit)/``float``/``str`` leaves in exactly
+    ``list``/``dict`` (str keys) containers, none shared or cyclic, at most
+    :data:`_JSON_MAX_DEPTH` deep. Each container is checked in bulk at C speed
+    (the set of its item types, the min/max of its ints); only containers are
+    walked one by one. What only encoding finds (NaN/inf, lone surrogates) is
+    left to :meth:`JsonCodec.dumps`, which the codec always runs after this.
+    """
+    kind = type(value)
+    if kind is not list and kind is not dict:
+        if kind not in _LEAF_TYPES:
+            return False
+        return kind is not int or _INT64_MIN <= value <= _INT64_MAX
     stack = [(value, 0)]
     seen: set[int] = set()
     while stack:
         item, depth = stack.pop()
-        kind = type(item)
-        if item is None or kind is bool:
-            continue
-        if kind is str:
-            if not _utf8_ok(item):
+        if id(item) in seen or depth >= _JSON_MAX_DEPTH:  # shared/cyclic: JSON loses identity
+            return False
+        seen.add(id(item))
+        if type(item) is dict:
+            if item and set(map(type, item)) != {str}:
                 return False
-            continue
-        if kind is int:
-            if not _INT64_MIN <= item <= _INT64_MAX:
+            children = item.values()
+        else:
+            children = item
+        types = set(map(type, children))
+        if not types <= _JSON_TYPES:
+            return False
+        if int in types:
+            ints = list(filter(_is_int, children))
+            if min(ints) < _INT64_MIN or max(ints) > _INT64_MAX:
                 return False
-            continue
-        if kind is float:
-            if not math.isfinite(item):
-                return False
-            continue
-        if kind is list or kind is dict:
-            if id(item) in seen or depth >= _JSON_MAX_DEPTH:  # shared/cyclic: JSON loses identity
-                return False
-            seen.add(id(item))
-            depth += 1
-            if kind is dict:
-                for key in item:
-                    if type(key) is not str or not _utf8_ok(key):
-                        return False
-                stack.extend((child, depth) for child in item.values())
-            else:
-                stack.extend((child, depth) for child in item)
-            continue
-        return False
+        if list in types or dict in types:
+            stack.extend((child, depth + 1) for child in filter(_is_container, children))
     return True
 
 
@@ -252,7 +264,23 @@ class JsonCodec(Codec):
     name = "json"
 
     def accepts(self, value: Any) -> bool:
-        return _is_plain_json(value)
+        return self.try_dumps(value) is not None
+
+    @staticmethod
+    def try_dumps(value: Any) -> bytes | None:
+        """The JSON bytes of ``value`` if JSON gives it back exactly (types included), else None.
+
+        Example
+        -------
+        >>> JsonCodec.try_dumps({"k": [1, 2.5]}), JsonCodec.try_dumps({"k": (1, 2)})
+        (b'{"k":[1,2.5]}', None)
+        """
+        if not _is_plain_json(value):
+            return None
+        try:
+            return JsonCodec.dumps(value)
+        except CodecError:  # NaN/inf or a lone surrogate somewhere inside
+            return None
 
     @staticmethod
     def dumps(value: Any) -> bytes:
@@ -485,15 +513,16 @@ def encode_value(value: Any, on_chunk: Callable[[str, Any], object]) -> tuple[En
     >>> codec, kind, text, blob.size
     ('json', 'list', '[1,2]', 5)
     """
-    codec = choose_codec(value)
     sink = ChunkSink(on_chunk)
     json_value = None
-    if isinstance(codec, JsonCodec):
-        data = codec.dumps(value)
+    data = JsonCodec.try_dumps(value)  # checked and encoded once, not twice
+    if data is not None:
+        codec: Codec = CODECS["json"]
         if len(data) <= JSON_SQL_LIMIT:
             json_value = data.decode("utf-8")
         sink.write(data)
     else:
+        codec = choose_codec(value)
         codec.encode(value, sink)
     return sink.close(), codec.name, type_name(value), json_value
 

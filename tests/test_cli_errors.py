@@ -42,7 +42,7 @@ def test_sql_query_with_comments_still_runs(runs_db: Path):
 def test_sql_json_and_csv_are_exclusive(runs_db: Path):
     result = invoke_cli("sql", "--json", "--csv", "SELECT 1", db=runs_db)
     assert result.exit_code == 2
-    assert "either --json or --csv" in result.output
+    assert "use one of --json, --jsonl or --csv" in result.output
 
 
 

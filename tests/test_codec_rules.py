@@ -51,6 +51,10 @@ def _nested(depth: int) -> list:
     # a plain item met first never ends the scan: the tuple after it still counts
     ([(1, 2), None], "pickle"), ([(1, 2), True], "pickle"), ([(1, 2), "s"], "pickle"), ([(1, 2), 7], "pickle"),
     ([(1, 2), 1.5], "pickle"), ([(1, 2), [1]], "pickle"), ({"b": (1, 2), "a": "s"}, "pickle"),
+    # the bulk checks (item types per container, min/max of its ints, nested containers only walked)
+    ({"a": "s", "b": 2**63}, "pickle"), ([True, "s", -(2**63) - 1], "pickle"), ([True, False, 2**63 - 1], "json"),
+    ({"a": [1, {"b": [2, {"c": (3,)}]}]}, "pickle"), ({"a": [1, {"b": [2, {"c": [float("nan")]}]}]}, "pickle"),
+    ({"a": 1, 2: 1}, "pickle"), ({"a": {"b": {"\udcff": 1}}}, "pickle"), ([[], {}, [[]], {"": {}}], "json"),
 ])
 def test_the_safest_exact_codec_is_chosen(value: object, codec: str) -> None:
     assert choose_codec(value).name == codec

@@ -93,6 +93,62 @@ def test_small_json_is_readable_from_sql(store: Store) -> None:
     assert store.put_value(list(range(20000))).json_value is None  # > 64 KiB
 
 
+# ------------------------------------------------------------------ every plain type, nested anywhere
+# Issue #18: a value inside a dict (or a list inside a dict inside a list ...) must come back with
+# its own type, whichever codec the whole value lands in: tuples stay tuples, sets stay sets.
+
+_hashable = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary(max_size=8),
+    lambda children: st.tuples(children, children) | st.frozensets(children, max_size=3),
+    max_leaves=6,
+)
+_any_scalar = (
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63, max_value=2**200)
+    | st.floats() | st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.0]) | st.text() | st.binary(max_size=8)
+)
+all_plain_values = st.recursive(
+    _any_scalar,
+    lambda children: st.lists(children, max_size=4)
+    | st.lists(children, max_size=3).map(tuple)
+    | st.sets(_hashable, max_size=3)
+    | st.frozensets(_hashable, max_size=3)
+    | st.dictionaries(st.text(max_size=5) | st.integers() | _hashable, children, max_size=4),
+    max_leaves=25,
+)
+
+
+def _same_deep(a: Any, b: Any) -> bool:
+    """:func:`same`, also for sets (compared as sets: their members are hashable and NaN-free)."""
+    if isinstance(a, (set, frozenset)):
+        return type(a) is type(b) and a == b and all(type(x) in {type(y) for y in b if y == x} for x in a)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_deep(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a.keys()) == list(b.keys()) and all(_same_deep(a[k], b[k]) for k in a)
+    return same(a, b)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inner=all_plain_values)
+def test_every_plain_value_round_trips_exactly_also_inside_a_dict(store: Store, inner: Any) -> None:
+    for value in (inner, {"k": inner}, [{"k": inner}], {"a": {"b": [inner]}}):
+        encoding, back = roundtrip(store, value)
+        assert _same_deep(value, back), (encoding, value, back)
+
+
+@pytest.mark.parametrize("value", [
+    {"k": (1, 2)}, {"k": {1, 2}}, {"k": frozenset({1})}, {"k": [1, (2,)]}, {"k": {"j": (1,)}},
+    {"k": b"raw"}, {"k": 2**64}, {"k": float("nan")}, {"k": -0.0}, {"k": {1: "int key"}},
+])
+def test_values_inside_dicts_keep_their_types(store: Store, value: Any) -> None:
+    encoding, back = roundtrip(store, value)
+    assert _same_deep(value, back)
+    # only what JSON carries exactly is JSON
+    assert (encoding == "json") == (value == {"k": -0.0})
+
+
 # ------------------------------------------------------------------ what JSON would change -> pickle
 
 def _shared() -> Any:

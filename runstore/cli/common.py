@@ -91,9 +91,16 @@ def client_object(kind: str, pathspec: str, store: "Store") -> Any:
     return find_object(store, parts)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for CLI output: binary values become ``<N bytes>``.
+
+    Example
+    -------
+    >>> jsonable(b"abc")
+    '<3 bytes>'
+    """
     return f"<{len(value)} bytes>" if isinstance(value, (bytes, bytearray, memoryview)) else value
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=_jsonable))
+    click.echo(json.dumps(data, indent=2, default=jsonable))

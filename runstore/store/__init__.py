@@ -32,7 +32,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import IO, Any, Callable, Concatenate, Iterable, Mapping, ParamSpec, Sequence, TypeVar
+from typing import IO, Any, Callable, Concatenate, ContextManager, Iterable, Mapping, ParamSpec, Sequence, TypeVar
 
 from ..errors import StoreError
 from . import _blobs, _deploy, _executors, _doctor, _gc, _reads, _sql, _transfer, _trust, _writes
@@ -45,12 +45,12 @@ from ._deploy import Deployment
 from ._doctor import DoctorReport
 from ._gc import GcReport
 from ._reads import effective_status
-from ._sql import SqlResult
+from ._sql import SqlResult, SqlStream
 from ._transfer import TransferReport
 from ._writes import RunRecord
 
 __all__ = ["Store", "CardRow", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
-           "SqlResult", "GcReport", "TransferReport", "DoctorReport"]
+           "SqlResult", "SqlStream", "GcReport", "TransferReport", "DoctorReport"]
 
 DEFAULT_NAME = "runstore.db"
 
@@ -1003,6 +1003,23 @@ class Store(Database):
         [('HelloFlow/1', 'running')]
         """
         return _sql.sql(self, query, params)
+
+    def sql_stream(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> ContextManager[SqlStream]:
+        """Like :meth:`sql`, but the rows arrive lazily: constant memory for any result size.
+
+        A context manager giving a :class:`~runstore.store._sql.SqlStream` (``columns``,
+        ``rows`` iterator); the read-only connection is released when the block ends.
+        ``runstore sql`` prints through it. Errors are those of :meth:`sql`.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> with store.sql_stream("SELECT 1 AS n UNION ALL SELECT 2") as stream:
+        ...     stream.columns, [row[0] for row in stream.rows]
+        (['n'], [1, 2])
+        """
+        return _sql.sql_stream(self, query, params)
 
     def delete_runs(self, pathspecs: Iterable[str], *, force: bool = False) -> list[str]:
         """Delete runs (``Flow/N``) or every run of flows (``Flow``) with all they own.

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..errors import StoreError
 from ._db import Database
 
-__all__ = ["SqlResult", "sql"]
+__all__ = ["SqlResult", "SqlStream", "sql", "sql_stream"]
 
 # Statements the read-only SQL connection may run (anything else: "not authorized").
 _SQL_ALLOWED = {
@@ -117,41 +118,95 @@ def _clear_authorizer(conn: sqlite3.Connection) -> None:
     conn.set_authorizer(None if sys.version_info >= (3, 11) else _allow_all)
 
 
+def _sql_error(exc: sqlite3.Error | sqlite3.Warning) -> Exception:
+    """The one-line error (or the KeyboardInterrupt) a failed read-only query becomes."""
+    text = str(exc)
+    if text == "interrupted":
+        return KeyboardInterrupt()
+    if "not authorized" in text or "readonly" in text or "query_only" in text:
+        text = f"only reading queries are allowed ({text})"
+    return StoreError(f"SQL error: {text}")
+
+
+#: Rows fetched from SQLite at a time while streaming.
+_FETCH = 512
+
+
+@dataclass(frozen=True)
+class SqlStream:
+    """Columns of a running read-only query and an iterator over its rows (see ``Store.sql_stream``).
+
+    Rows are fetched a few hundred at a time while ``rows`` is consumed, so memory
+    stays constant whatever the size of the result.
+
+    Example
+    -------
+    >>> from runstore import Store
+    >>> with Store(":memory:").sql_stream("SELECT 1 AS one UNION ALL SELECT 2") as stream:
+    ...     stream.columns, list(stream.rows)
+    (['one'], [(1,), (2,)])
+    """
+
+    columns: list[str]
+    rows: Iterator[tuple[Any, ...]]
+
+
+def _fetch(cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
+    while True:
+        try:
+            batch = cursor.fetchmany(_FETCH)
+        except (sqlite3.Error, sqlite3.Warning) as exc:
+            raise _sql_error(exc) from None
+        if not batch:
+            return
+        yield from batch
+
+
+@contextmanager
+def sql_stream(db: Database, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> Iterator[SqlStream]:
+    """Run one read-only SQL statement; yield its columns and a lazy iterator over its rows.
+
+    ``Store.sql_stream`` documents it, with an example.
+    """
+    if db.path is None:
+        conn = db.connection()
+        with db.read():
+            with _stream_on(conn, query, params, restore=True) as stream:
+                yield stream
+        return
+    conn = db.open_connection()  # same policy as the store's own; closed below
+    try:
+        with _stream_on(conn, query, params, restore=False) as stream:
+            yield stream
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _stream_on(conn: sqlite3.Connection, query: str, params: Sequence[Any] | dict[str, Any], *,
+               restore: bool) -> Iterator[SqlStream]:
+    cursor = None
+    try:
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.set_authorizer(_sql_authorizer)
+            # Ctrl-C stops the query: every connection has harden()'s progress handler.
+            cursor = conn.execute(query, params)
+        except (sqlite3.Error, sqlite3.Warning) as exc:
+            raise _sql_error(exc) from None
+        yield SqlStream([d[0] for d in cursor.description or ()], _fetch(cursor))
+    finally:
+        if cursor is not None:
+            cursor.close()
+        _clear_authorizer(conn)
+        if restore:
+            conn.execute("PRAGMA query_only = OFF")
+
+
 def sql(db: Database, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> SqlResult:
     """Run one read-only SQL statement and return its columns and rows.
 
     ``Store.sql`` documents it, with an example.
     """
-    if db.path is None:
-        conn = db.connection()
-        with db.read():
-            return _sql_on(conn, query, params, restore=True)
-    conn = db.open_connection()  # same policy as the store's own; closed below
-    try:
-        return _sql_on(conn, query, params, restore=False)
-    finally:
-        conn.close()
-
-
-def _sql_on(conn: sqlite3.Connection, query: str, params: Sequence[Any] | dict[str, Any], *,
-            restore: bool) -> SqlResult:
-    try:
-        conn.execute("PRAGMA query_only = ON")
-        conn.set_authorizer(_sql_authorizer)
-        # Ctrl-C stops the query: every connection has harden()'s progress handler.
-        try:
-            cursor = conn.execute(query, params)
-            rows = cursor.fetchall()
-            columns = [d[0] for d in cursor.description or ()]
-        finally:
-            _clear_authorizer(conn)
-            if restore:
-                conn.execute("PRAGMA query_only = OFF")
-    except (sqlite3.Error, sqlite3.Warning) as exc:
-        text = str(exc)
-        if text == "interrupted":
-            raise KeyboardInterrupt from None
-        if "not authorized" in text or "readonly" in text or "query_only" in text:
-            text = f"only reading queries are allowed ({text})"
-        raise StoreError(f"SQL error: {text}") from None
-    return SqlResult(columns, rows)
+    with sql_stream(db, query, params) as stream:
+        return SqlResult(stream.columns, list(stream.rows))
