@@ -250,7 +250,7 @@ def test_unknown_next_argument(tmp_path: Path) -> None:
                 num_parallel=3)
     """ + LINEAR_END)
     assert msg == (f"{path}, step 'start' (line 6): self.next() on line 8 got an unknown argument "
-                   "'num_parallel' (only foreach='attr' is supported)")
+                   "'num_parallel' (only foreach='attr' or condition='attr' is supported)")
 
 
 def test_next_target_must_be_self_attribute(tmp_path: Path) -> None:
