@@ -415,6 +415,10 @@ class FlowGraph:
             state[name] = 2
 
         visit("start", ["start"])
+        after = self._after_switch()
+        for name in self.nodes:  # switch edges are not followed: start again from the steps after a switch
+            if name in after and name not in state:
+                visit(name, [name])
 
     def _match_joins(self) -> None:
         """Walk from start with a stack of open splits; every join closes the innermost."""
