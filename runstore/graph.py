@@ -58,6 +58,8 @@ class StepNode:
         #: A switch: ``{case: step}`` and the attribute whose value picks the case.
         self.switch_cases: dict[str, str] | None = None
         self.condition: str | None = None
+        #: The line of the step's ``self.next(...)`` call (0 when it has none).
+        self.next_line = 0
         #: On the join of a static split: which branch (index of the split's next) each input step is on.
         self.branch_of: dict[str, int] = {}
 
@@ -176,7 +178,7 @@ def _parse_next(node: StepNode) -> None:
         return
     assert isinstance(call, ast.Call)
     node.has_next = True
-    line = first + call.lineno - 1
+    line = node.next_line = first + call.lineno - 1
     keywords: dict[str, str] = {}
     for kw in call.keywords:
         if kw.arg not in ("foreach", "condition"):

@@ -362,10 +362,10 @@ def _switch_case(flow: FlowSpec, node: Any) -> tuple[str, str]:
         value = getattr(flow, node.condition)
     except AttributeError:
         raise FlowDefinitionError(f"switch condition self.{node.condition} of step {node.name!r} "
-                                  f"(line {node.line}) is not set") from None
+                                  f"(line {node.next_line}) is not set") from None
     if not isinstance(value, str) or value not in node.switch_cases:
         raise FlowDefinitionError(
-            f"switch condition self.{node.condition} of step {node.name!r} (line {node.line}) is {value!r}, "
+            f"switch condition self.{node.condition} of step {node.name!r} (line {node.next_line}) is {value!r}, "
             f"which is not one of its cases: {', '.join(map(repr, node.switch_cases))}")
     return value, node.switch_cases[value]
 

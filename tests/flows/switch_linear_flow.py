@@ -1,3 +1,5 @@
+import os
+
 from runstore import FlowSpec, Parameter, step
 
 
@@ -17,6 +19,8 @@ class SwitchFlow(FlowSpec):
 
     @step
     def low(self):
+        if os.environ.get("SWITCH_FAIL") == "low":
+            raise RuntimeError("low failed on purpose")
         self.result = "low"
         self.next(self.end)
 
