@@ -194,3 +194,16 @@ def test_dag_draws_switch_edges_with_their_cases(tmp_path: Path) -> None:
     layout = dag_layout(graph["steps"], graph["start"], {})
     assert [(e["switch"], e["case"], e["back"]) for e in layout["edges"]] == [
         (False, "", False), (False, "", False), (True, "again", True), (True, "done", False)]
+
+
+def test_caught_switch_step_fails_the_run_instead_of_guessing_a_case(tmp_path: Path) -> None:
+    flow = tmp_path / "caught_flow.py"
+    flow.write_text(
+        "from runstore import FlowSpec, catch, step\n\n\nclass CaughtFlow(FlowSpec):\n    @catch(var='err')\n"
+        "    @step\n    def start(self):\n        self.next({'a': self.end}, condition='nowhere')\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\nif __name__ == '__main__':\n    CaughtFlow()\n")
+    proc = run_flow(flow, tmp_path / "runstore.db", "run")
+    assert proc.returncode != 0
+    assert "Step start (task-id 2) chose no case of its switch" in proc.stderr
+    run = run_of(tmp_path / "runstore.db", "CaughtFlow/1")
+    assert run["start"].task.data.err is not None and steps_run(run) == {"start": 1}
