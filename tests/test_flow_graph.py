@@ -1084,3 +1084,36 @@ def test_branches_of_a_split_after_a_switch_still_need_a_join(tmp_path: Path) ->
     """)
     assert msg == (f"{path}, step 'end' (line {_line(path, 'def end')}): is reached from branches of "
                    "different splits; every split must end in its own join")
+
+
+def test_switch_inside_a_branch_maps_each_join_input_to_its_branch(tmp_path: Path) -> None:
+    graph, path = _graph(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.a, self.b, self.j)
+        @step
+        def a(self):
+            self.next({"x": self.ax, "y": self.j}, condition="k")
+        @step
+        def ax(self):
+            self.next(self.j)
+        @step
+        def b(self):
+            self.next(self.b2)
+        @step
+        def b2(self):
+            self.next(self.j)
+        @step
+        def j(self, inputs):
+            self.next(
+                self.end)
+        @step
+        def end(self):
+            pass
+    """)
+    assert graph["j"].in_funcs == ["start", "a", "ax", "b2"]
+    assert graph["j"].branch_of == {"a": 0, "ax": 0, "b2": 1, "start": 2}
+    assert graph["start"].branch_of == {} and graph["start"].matching_join == "j"
+    assert (graph["a"].next_line, graph["j"].next_line, graph["end"].next_line) == (
+        _line(path, 'condition="k"'), _line(path, "self.next(", 6), 0)
