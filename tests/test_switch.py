@@ -136,7 +136,7 @@ def test_recursive_switch_beyond_the_bound_fails_with_one_clear_line(tmp_path: P
                         max_workers=1).run()
     assert outcome.status == "failed"
     assert outcome.failed_steps == [
-        "Step work would run a 5th time: a switch looped more than the bound of 4 runs of a step"]
+        "Step work would run more than 4 times: a switch looped past the bound of 4 runs of one step"]
     run = run_of(tmp_path / "runstore.db", "SwitchLoopFlow/1")
     assert steps_run(run) == {"start": 1, "work": 4, "check": 4}
 
@@ -144,7 +144,7 @@ def test_recursive_switch_beyond_the_bound_fails_with_one_clear_line(tmp_path: P
 def test_default_loop_bound_through_the_command_line(tmp_path: Path) -> None:
     proc = run_flow(LOOP, tmp_path / "runstore.db", "run", "--target", "1000", "--max-workers", "1", timeout=300)
     assert proc.returncode != 0
-    assert "Step work would run a 101th time: a switch looped more than the bound of 100 runs of a step" \
+    assert "Step work would run more than 100 times: a switch looped past the bound of 100 runs of one step" \
         in proc.stderr
 
 

@@ -215,8 +215,8 @@ class Scheduler:
         path = ",".join(f"{f.step}:{f.index}" for f in frames)
         visits = self.visits[(step, path)] = self.visits.get((step, path), 0) + 1
         if visits > self.max_loops:  # only a switch can bring a step back
-            self.failed.append(f"Step {step} would run a {visits}th time{' at ' + path if path else ''}: "
-                               f"a switch looped more than the bound of {self.max_loops} runs of a step")
+            self.failed.append(f"Step {step}{' at ' + path if path else ''} would run more than {self.max_loops} "
+                               f"times: a switch looped past the bound of {self.max_loops} runs of one step")
             return
         task_id = self.store.create_task(
             self.record.run_id, step,
