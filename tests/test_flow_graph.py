@@ -1117,3 +1117,28 @@ def test_switch_inside_a_branch_maps_each_join_input_to_its_branch(tmp_path: Pat
     assert graph["start"].branch_of == {} and graph["start"].matching_join == "j"
     assert (graph["a"].next_line, graph["j"].next_line, graph["end"].next_line) == (
         _line(path, 'condition="k"'), _line(path, "self.next(", 6), 0)
+
+
+def test_loop_inside_a_branch_of_a_split(tmp_path: Path) -> None:
+    graph, _ = _graph(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.a, self.b)
+        @step
+        def a(self):
+            self.next(self.a2)
+        @step
+        def a2(self):
+            self.next({"again": self.a, "done": self.j}, condition="k")
+        @step
+        def b(self):
+            self.next(self.j)
+        @step
+        def j(self, inputs):
+            self.next(self.end)
+        @step
+        def end(self):
+            pass
+    """)
+    assert graph["j"].branch_of == {"a2": 0, "b": 1} and graph["a"].in_funcs == ["start", "a2"]
