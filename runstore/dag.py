@@ -25,6 +25,8 @@ def dag_layout(steps: dict[str, dict[str, Any]], start: str,
 
     ``status`` is :func:`runstore.ui.data.step_summary`'s output (steps never run are
     ``pending``). Returns nodes with x/y/w/h, edges as point lists, and the canvas size.
+    A step with ``"switch": {case: step}`` draws its edges as switch edges (``switch``
+    true, ``case`` the case name(s)): only one of them is taken in a run.
 
     Example
     -------
@@ -79,11 +81,15 @@ def dag_layout(steps: dict[str, dict[str, Any]], start: str,
                            "foreach": bool(steps[name].get("foreach"))}
     edges = []
     for name in steps:
+        cases = steps[name].get("switch")
+        cases = cases if isinstance(cases, dict) else None
         for child in steps[name]["next"]:
             a, b = nodes[name], nodes[child]
             up = (name, child) in back
+            case = ", ".join(str(k) for k, v in cases.items() if v == child) if cases else ""
             edges.append({"x1": a["x"] + NODE_W / 2, "y1": a["y"] + (0 if up else NODE_H),
-                          "x2": b["x"] + NODE_W / 2, "y2": b["y"] + (NODE_H if up else 0), "back": up})
+                          "x2": b["x"] + NODE_W / 2, "y2": b["y"] + (NODE_H if up else 0), "back": up,
+                          "switch": cases is not None, "case": case})
     height = len(rows) * (NODE_H + GAP_Y)
     return {"nodes": sorted(nodes.values(), key=lambda n: (n["layer"], n["x"])), "edges": edges,
             "width": width, "height": height}

@@ -461,6 +461,8 @@ class TaskState:
         self.is_join = is_join
         self.readonly = readonly
         self.transition: tuple[tuple[str, ...], str | None] | None = None
+        #: A switch's ``({case: step}, condition attribute)`` as called.
+        self.switch: tuple[dict[str, str], str] | None = None
         self.input_value: Any = None
         self.input_loaded = False
 
@@ -586,15 +588,29 @@ class FlowSpec:
 
     # ------------------------------------------------------------ transitions
 
-    def next(self, *steps: Callable[..., Any], foreach: str | None = None) -> None:
+    def next(self, *steps: Any, foreach: str | None = None, condition: str | None = None) -> None:
         """Say which step(s) run after this one (the last statement of a step).
 
         ``self.next(self.a)`` continues linearly, ``self.next(self.a, self.b)``
         branches, ``self.next(self.a, foreach='items')`` runs ``a`` once per element
-        of ``self.items``.
+        of ``self.items``, ``self.next({'high': self.a, 'low': self.b}, condition='level')``
+        runs only the step whose case equals ``self.level`` (a switch).
         """
         state = self.__dict__.get(_INTERNAL)
         names = []
+        switch = None
+        if condition is not None or any(isinstance(target, dict) for target in steps):
+            if condition is None or len(steps) != 1 or not isinstance(steps[0], dict):
+                raise FlowDefinitionError("a switch is written self.next({'case': self.step, ...}, "
+                                          "condition='attr')")
+            cases = {}
+            for case, target in steps[0].items():
+                name = getattr(target, "__name__", None)
+                if name is None or not getattr(target, STEP_MARK, False):
+                    raise FlowDefinitionError(f"self.next() takes steps (self.<step>), not {target!r}")
+                cases[case] = name
+            switch = (cases, condition)
+            steps = tuple(getattr(self, n) for n in dict.fromkeys(cases.values()))
         for target in steps:
             name = getattr(target, "__name__", None)
             if name is None or not getattr(target, STEP_MARK, False):
@@ -604,6 +620,7 @@ class FlowSpec:
             if state.transition is not None:
                 raise FlowDefinitionError(f"step {state.step_name!r} called self.next() twice")
             state.transition = (tuple(names), foreach)
+            state.switch = switch
 
     # ------------------------------------------------------------ foreach
 

@@ -55,6 +55,13 @@ class StepNode:
         self.type = "linear"
         self.matching_join: str | None = None
         self.split_parents: tuple[str, ...] = ()
+        #: A switch: ``{case: step}`` and the attribute whose value picks the case.
+        self.switch_cases: dict[str, str] | None = None
+        self.condition: str | None = None
+        #: The line of the step's ``self.next(...)`` call (0 when it has none).
+        self.next_line = 0
+        #: On the join of a static split: which branch (index of the split's next) each input step is on.
+        self.branch_of: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"StepNode({self.name!r}, type={self.type!r}, next={self.out_funcs})"
@@ -67,8 +74,8 @@ class StepNode:
         return f"step {self.name!r} (line {self.line})"
 
     def info(self) -> dict[str, Any]:
-        """The JSON-able description stored in ``_graph_info``."""
-        return {
+        """The JSON-able description stored in ``_graph_info`` (a switch adds ``condition``/``switch``)."""
+        info = {
             "name": self.name,
             "type": self.type,
             "line": self.line,
@@ -78,6 +85,10 @@ class StepNode:
             "matching_join": self.matching_join,
             "decorators": self.decorators,
         }
+        if self.switch_cases is not None:
+            info["condition"] = self.condition
+            info["switch"] = dict(self.switch_cases)
+        return info
 
 
 def _fail(node: StepNode | None, message: str) -> FlowDefinitionError:
@@ -170,21 +181,54 @@ def _parse_next(node: StepNode) -> None:
         return
     assert isinstance(call, ast.Call)
     node.has_next = True
-    line = first + call.lineno - 1
-    for arg in call.args:
-        if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "self":
-            node.out_funcs.append(arg.attr)
-        else:
-            raise _fail(node, f"self.next() on line {line} takes steps written as self.<step>, "
-                              f"not {ast.unparse(arg)!r}")
+    line = node.next_line = first + call.lineno - 1
+    keywords: dict[str, str] = {}
     for kw in call.keywords:
-        if kw.arg == "foreach":
-            if not (isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str)):
-                raise _fail(node, f"foreach= on line {line} must be an attribute name given as a string")
-            node.foreach_var = kw.value.value
-        else:
+        if kw.arg not in ("foreach", "condition"):
             raise _fail(node, f"self.next() on line {line} got an unknown argument {kw.arg!r} "
-                              "(only foreach='attr' is supported)")
+                              "(only foreach='attr' or condition='attr' is supported)")
+        if not (isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str)):
+            raise _fail(node, f"{kw.arg}= on line {line} must be an attribute name given as a string")
+        keywords[kw.arg] = kw.value.value
+    node.foreach_var = keywords.get("foreach")
+    if any(isinstance(arg, ast.Dict) for arg in call.args) or "condition" in keywords:
+        _parse_switch(node, call, line, keywords)
+        return
+    for arg in call.args:
+        node.out_funcs.append(_step_name(node, arg, line))
+
+
+def _step_name(node: StepNode, arg: ast.expr, line: int) -> str:
+    if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "self":
+        return arg.attr
+    raise _fail(node, f"self.next() on line {line} takes steps written as self.<step>, "
+                      f"not {ast.unparse(arg)!r}")
+
+
+def _parse_switch(node: StepNode, call: ast.Call, line: int, keywords: dict[str, str]) -> None:
+    """``self.next({"case": self.step, ...}, condition="attr")``: one case runs, picked at run time."""
+    usage = "self.next({'case': self.step, ...}, condition='attr')"
+    if "condition" not in keywords:
+        raise _fail(node, f"self.next() on line {line} got a dict of steps without condition='attr'; "
+                          f"a switch is written {usage}")
+    if "foreach" in keywords:
+        raise _fail(node, f"self.next() on line {line} cannot take both foreach= and condition=")
+    if len(call.args) != 1 or not isinstance(call.args[0], ast.Dict):
+        raise _fail(node, f"condition= on line {line} needs exactly one dict of steps: {usage}")
+    cases: dict[str, str] = {}
+    table = call.args[0]
+    for key, value in zip(table.keys, table.values):
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            shown = "**" + ast.unparse(value) if key is None else ast.unparse(key)
+            raise _fail(node, f"the switch on line {line} has a case {shown!r}: cases must be strings")
+        if key.value in cases:
+            raise _fail(node, f"the switch on line {line} names the case {key.value!r} twice")
+        cases[key.value] = _step_name(node, value, line)
+    if not cases:
+        raise _fail(node, f"the switch on line {line} has no cases")
+    node.switch_cases = cases
+    node.condition = keywords["condition"]
+    node.out_funcs = list(dict.fromkeys(cases.values()))
 
 
 class FlowGraph:
@@ -277,7 +321,10 @@ class FlowGraph:
             if node.doc:
                 head += f"\n    {node.doc.splitlines()[0]}"
             lines.append(head)
-            if node.out_funcs:
+            if node.switch_cases is not None:
+                cases = ", ".join(f"{case!r}: {target}" for case, target in node.switch_cases.items())
+                lines.append(f"    => switch on {node.condition!r}: {cases}")
+            elif node.out_funcs:
                 how = f" (foreach over {node.foreach_var!r})" if node.foreach_var else ""
                 lines.append(f"    => {', '.join(node.out_funcs)}{how}")
             lines.append("")
@@ -316,18 +363,24 @@ class FlowGraph:
             for target in node.out_funcs:
                 self.nodes[target].in_funcs.append(node.name)
         self._check_cycles()
+        after_switch = self._after_switch()
         for node in self:
+            if node.is_join and node.switch_cases is not None:
+                raise _fail(node, "is both a join step (it takes an extra argument) and a switch; "
+                                  "add a linear step between them")
             if node.is_join and (node.foreach_var or len(node.out_funcs) > 1):
                 raise _fail(node, "is both a join step (it takes an extra argument) and a split step; "
                                   "add a linear step between them")
             if node.name == "start" and node.is_join:
                 raise _fail(node, "the start step cannot be a join (it takes no inputs argument)")
-            if len(node.in_funcs) > 1 and not node.is_join:
+            if len(node.in_funcs) > 1 and not node.is_join and node.name not in after_switch:
                 raise _fail(node, f"is reached from {', '.join(node.in_funcs)}: a step where branches "
                                   "meet must be a join, def {0}(self, inputs)".format(node.name))
             if node.type == "end":
                 continue
-            if node.foreach_var:
+            if node.switch_cases is not None:
+                node.type = "split-switch"
+            elif node.foreach_var:
                 node.type = "split-foreach"
             elif len(node.out_funcs) > 1:
                 node.type = "split-static"
@@ -340,12 +393,25 @@ class FlowGraph:
             raise _fail(unreachable[0], "is not reachable from start")
         self._match_joins()
 
+    def _after_switch(self) -> set[str]:
+        """Steps downstream of a switch: only one case runs, so several may lead into them."""
+        seen: set[str] = set()
+        todo = [c for node in self if node.switch_cases is not None for c in node.out_funcs]
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(self.nodes[name].out_funcs)
+        return seen
+
     def _check_cycles(self) -> None:
+        """A cycle is an error unless it goes through a switch (a loop the switch can leave)."""
         state: dict[str, int] = {}
 
         def visit(name: str, trail: list[str]) -> None:
             state[name] = 1
-            for child in self.nodes[name].out_funcs:
+            node = self.nodes[name]
+            for child in ([] if node.switch_cases is not None else node.out_funcs):
                 if state.get(child) == 1:
                     loop = " -> ".join(trail[trail.index(child):] + [child])
                     raise _fail(self.nodes[name], f"the graph has a cycle: {loop}")
@@ -354,6 +420,10 @@ class FlowGraph:
             state[name] = 2
 
         visit("start", ["start"])
+        after = self._after_switch()
+        for name in self.nodes:  # switch edges are not followed: start again from the steps after a switch
+            if name in after and name not in state:
+                visit(name, [name])
 
     def _match_joins(self) -> None:
         """Walk from start with a stack of open splits; every join closes the innermost."""
@@ -389,8 +459,37 @@ class FlowGraph:
         for node in self:
             if node.type in ("split-static", "split-foreach") and node.matching_join is None:
                 raise _fail(node, "is a split whose branches never meet in a join step")
+            if node.type == "split-static":
+                self._map_branches(node)
             if node.type == "split-foreach" and any(d["name"] == "catch" for d in node.decorators):
                 raise _fail(node, "@catch cannot be used on a foreach split step")
+
+    def _map_branches(self, split: StepNode) -> None:
+        """Record on the split's join which branch each of its inputs is on.
+
+        With a switch inside a branch, the join's inputs are more steps than the split
+        has branches; whichever case ran stands for its branch.
+        """
+        assert split.matching_join is not None
+        join = self.nodes[split.matching_join]
+        owner: dict[str, int] = {}
+        for index, first in enumerate(split.out_funcs):
+            todo = [first]
+            seen: set[str] = set()
+            while todo:
+                name = todo.pop()
+                if name in seen or name == join.name:
+                    continue
+                seen.add(name)
+                if owner.get(name, index) != index:
+                    raise _fail(self.nodes[name], f"is reached from two branches of {split.where()} "
+                                                  f"({split.out_funcs[owner[name]]} and {first}); the "
+                                                  f"branches of a split meet only in its join {join.name!r}")
+                owner[name] = index
+                todo.extend(self.nodes[name].out_funcs)
+        join.branch_of = {name: owner[name] for name in join.in_funcs if name in owner}
+        if split.name in join.in_funcs:  # self.next(self.a, self.join): the split itself is a branch
+            join.branch_of[split.name] = split.out_funcs.index(join.name)
 
 
 def _short(path: str) -> str:

@@ -250,7 +250,7 @@ def test_unknown_next_argument(tmp_path: Path) -> None:
                 num_parallel=3)
     """ + LINEAR_END)
     assert msg == (f"{path}, step 'start' (line 6): self.next() on line 8 got an unknown argument "
-                   "'num_parallel' (only foreach='attr' is supported)")
+                   "'num_parallel' (only foreach='attr' or condition='attr' is supported)")
 
 
 def test_next_target_must_be_self_attribute(tmp_path: Path) -> None:
@@ -880,3 +880,268 @@ def test_an_end_step_that_joins_is_still_the_end(tmp_path: Path) -> None:
     assert [(n.name, n.type) for n in graph] == [("start", "split-static"), ("a", "linear"), ("b", "linear"),
                                                  ("end", "end")]
     assert graph["start"].matching_join == "end" and graph["end"].is_join
+
+
+# ------------------------------------------------------------ switch (#12)
+
+SWITCH_TAIL = """
+        @step
+        def a(self):
+            self.next(self.end)
+        @step
+        def b(self):
+            self.next(self.end)
+        @step
+        def end(self):
+            pass
+"""
+
+USAGE = "self.next({'case': self.step, ...}, condition='attr')"
+
+
+@pytest.mark.parametrize("call, message", [
+    ('{"x": self.a}',
+     "self.next() on line {n} got a dict of steps without condition='attr'; a switch is written " + USAGE),
+    ('self.a, condition="c"', "condition= on line {n} needs exactly one dict of steps: " + USAGE),
+    ('["a"], condition="c"', "condition= on line {n} needs exactly one dict of steps: " + USAGE),
+    ('{"x": self.a}, self.b, condition="c"', "condition= on line {n} needs exactly one dict of steps: " + USAGE),
+    ('{"x": self.a}, condition=c', "condition= on line {n} must be an attribute name given as a string"),
+    ('{"x": self.a}, foreach="c", condition="c"', "self.next() on line {n} cannot take both foreach= and condition="),
+    ('{"x": "a"}, condition="c"', "self.next() on line {n} takes steps written as self.<step>, not \"'a'\""),
+    ('{"x": self.a, "y": a}, condition="c"', "self.next() on line {n} takes steps written as self.<step>, not 'a'"),
+    ('{1: self.a}, condition="c"', "the switch on line {n} has a case '1': cases must be strings"),
+    ('{"x": self.a, **more}, condition="c"', "the switch on line {n} has a case '**more': cases must be strings"),
+    ('{"x": self.a, "x": self.b}, condition="c"', "the switch on line {n} names the case 'x' twice"),
+    ('{}, condition="c"', "the switch on line {n} has no cases"),
+    ('{"x": self.nope}, condition="c"', "self.next() names an unknown step 'nope'; steps are: start, a, b, end"),
+])
+def test_bad_switches_name_file_step_and_line(tmp_path: Path, call: str, message: str) -> None:
+    msg, path = _graph_error(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.c = "x"
+            self.next(
+                """ + call + """)
+    """ + SWITCH_TAIL)
+    start, n = _line(path, "def start"), _line(path, "self.next(")
+    assert n == start + 2
+    assert msg == f"{path}, step 'start' (line {start}): " + message.replace("{n}", str(n))
+
+
+def test_switch_graph_types_info_and_show(tmp_path: Path) -> None:
+    graph, path = _graph(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            '''Pick a side.'''
+            self.c = "x"
+            self.next({"x": self.a, "y": self.b, "z": self.a}, condition="c")
+    """ + SWITCH_TAIL)
+    start = graph["start"]
+    assert (start.type, start.out_funcs, start.condition, start.switch_cases) == (
+        "split-switch", ["a", "b"], "c", {"x": "a", "y": "b", "z": "a"})
+    assert graph["end"].in_funcs == ["a", "b"] and graph["end"].type == "end" and start.matching_join is None
+    assert graph.info()["steps"]["start"] == {
+        "name": "start", "type": "split-switch", "line": _line(path, "def start"), "doc": "Pick a side.",
+        "next": ["a", "b"], "foreach": None, "matching_join": None, "decorators": [],
+        "condition": "c", "switch": {"x": "a", "y": "b", "z": "a"}}
+    assert "condition" not in graph.info()["steps"]["a"]
+    assert graph.describe().startswith(
+        "Step start\n    Pick a side.\n    => switch on 'c': 'x': a, 'y': b, 'z': a\n\nStep a\n    => end\n")
+
+
+def test_recursive_switch_is_a_loop_not_a_cycle(tmp_path: Path) -> None:
+    graph, _ = _graph(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.work)
+        @step
+        def work(self):
+            self.next(self.check)
+        @step
+        def check(self):
+            self.next({"again": self.work, "done": self.end}, condition="state")
+        @step
+        def end(self):
+            pass
+    """)
+    assert graph["work"].in_funcs == ["start", "check"] and graph["work"].type == "linear"
+    assert graph["check"].type == "split-switch"
+
+
+def test_a_cycle_without_switch_is_still_an_error_when_a_switch_is_elsewhere(tmp_path: Path) -> None:
+    msg, path = _graph_error(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next({"x": self.a, "y": self.end}, condition="c")
+        @step
+        def a(self):
+            self.next(self.b)
+        @step
+        def b(self):
+            self.next(self.a)
+        @step
+        def end(self):
+            pass
+    """)
+    assert msg == f"{path}, step 'b' (line {_line(path, 'def b')}): the graph has a cycle: a -> b -> a"
+
+
+def test_join_that_switches_is_refused(tmp_path: Path) -> None:
+    msg, path = _graph_error(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.a, self.b)
+        @step
+        def a(self):
+            self.next(self.j)
+        @step
+        def b(self):
+            self.next(self.j)
+        @step
+        def j(self, inputs):
+            self.next({"x": self.end}, condition="c")
+        @step
+        def end(self):
+            pass
+    """)
+    assert msg == (f"{path}, step 'j' (line {_line(path, 'def j')}): is both a join step (it takes an extra "
+                   "argument) and a switch; add a linear step between them")
+
+
+def test_switch_cannot_merge_two_branches_of_a_split(tmp_path: Path) -> None:
+    msg, path = _graph_error(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.a, self.b)
+        @step
+        def a(self):
+            self.next({"x": self.c, "y": self.j}, condition="k")
+        @step
+        def b(self):
+            self.next(self.c)
+        @step
+        def c(self):
+            self.next(self.j)
+        @step
+        def j(self, inputs):
+            self.next(self.end)
+        @step
+        def end(self):
+            pass
+    """)
+    assert msg == (f"{path}, step 'c' (line {_line(path, 'def c')}): is reached from two branches of step "
+                   f"'start' (line {_line(path, 'def start')}) (a and b); the branches of a split meet only "
+                   "in its join 'j'")
+
+
+def test_switch_back_into_a_split_from_after_its_join_is_refused(tmp_path: Path) -> None:
+    msg, path = _graph_error(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.a, self.b)
+        @step
+        def a(self):
+            self.next(self.j)
+        @step
+        def b(self):
+            self.next(self.j)
+        @step
+        def j(self, inputs):
+            self.next(self.s)
+        @step
+        def s(self):
+            self.next({"again": self.a, "done": self.end}, condition="k")
+        @step
+        def end(self):
+            pass
+    """)
+    assert msg == (f"{path}, step 'a' (line {_line(path, 'def a')}): is reached from branches of different "
+                   "splits; every split must end in its own join")
+
+
+def test_branches_of_a_split_after_a_switch_still_need_a_join(tmp_path: Path) -> None:
+    msg, path = _graph_error(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next({"x": self.a, "y": self.end}, condition="k")
+        @step
+        def a(self):
+            self.next(self.b, self.c)
+        @step
+        def b(self):
+            self.next(self.end)
+        @step
+        def c(self):
+            self.next(self.end)
+        @step
+        def end(self):
+            pass
+    """)
+    assert msg == (f"{path}, step 'end' (line {_line(path, 'def end')}): is reached from branches of "
+                   "different splits; every split must end in its own join")
+
+
+def test_switch_inside_a_branch_maps_each_join_input_to_its_branch(tmp_path: Path) -> None:
+    graph, path = _graph(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.a, self.b, self.j)
+        @step
+        def a(self):
+            self.next({"x": self.ax, "y": self.j}, condition="k")
+        @step
+        def ax(self):
+            self.next(self.j)
+        @step
+        def b(self):
+            self.next(self.b2)
+        @step
+        def b2(self):
+            self.next(self.j)
+        @step
+        def j(self, inputs):
+            self.next(
+                self.end)
+        @step
+        def end(self):
+            pass
+    """)
+    assert graph["j"].in_funcs == ["start", "a", "ax", "b2"]
+    assert graph["j"].branch_of == {"a": 0, "ax": 0, "b2": 1, "start": 2}
+    assert graph["start"].branch_of == {} and graph["start"].matching_join == "j"
+    assert (graph["a"].next_line, graph["j"].next_line, graph["end"].next_line) == (
+        _line(path, 'condition="k"'), _line(path, "self.next(", 6), 0)
+
+
+def test_loop_inside_a_branch_of_a_split(tmp_path: Path) -> None:
+    graph, _ = _graph(tmp_path, """
+    class F(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.a, self.b)
+        @step
+        def a(self):
+            self.next(self.a2)
+        @step
+        def a2(self):
+            self.next({"again": self.a, "done": self.j}, condition="k")
+        @step
+        def b(self):
+            self.next(self.j)
+        @step
+        def j(self, inputs):
+            self.next(self.end)
+        @step
+        def end(self):
+            pass
+    """)
+    assert graph["j"].branch_of == {"a2": 0, "b": 1} and graph["a"].in_funcs == ["start", "a2"]

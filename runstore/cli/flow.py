@@ -184,6 +184,9 @@ def make_cli(flow_class: Any) -> click.Group:
         store = ctx.obj["store"]()
         for task in _tasks_of(store, name, pathspec):
             click.echo(f"{task.pathspec}:")
+            meta = {m["name"]: m["value"] for m in store.list_metadata(int(task.id))}
+            if "switch-next-step" in meta:
+                click.echo(f"    (switch took case {meta.get('switch-case', '?')!r} -> {meta['switch-next-step']})")
             for art, ref in store.list_artifact_refs(int(task.id)).items():
                 if art.startswith("_") and not private:
                     continue

@@ -93,6 +93,11 @@ class ResumePlan:
         self.origin = origin
         self.rerun = rerun
         self.tasks = {(t["step"], t["foreach_path"]): t for t in tasks if t["step"] != "_parameters"}
+        #: Every origin task of a (step, foreach path) in order: a switch looping back runs a step again.
+        self.visits: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+        for t in tasks:
+            if t["step"] != "_parameters":
+                self.visits.setdefault((t["step"], t["foreach_path"]), []).append(t)
         self.parameters_task = next((t for t in tasks if t["step"] == "_parameters" and t["status"] == "succeeded"),
                                     None)
 
@@ -203,11 +208,22 @@ class ResumeScheduler(Scheduler):
             return False
         if any(task_id not in self.cloned for task_id, _ in spec.inputs):
             return False
-        origin = plan.tasks.get((spec.step, spec.foreach_path))
+        key = (spec.step, spec.foreach_path)
+        visit = self.visits.get((spec.step, spec.foreach_path or ""), 1) - 1  # counted by _schedule
+        tasks = plan.visits.get(key, [])
+        origin = tasks[visit] if visit < len(tasks) else None
         if origin is None or origin["status"] not in REUSABLE:
             return False
         node = self.graph[spec.step]
         refs = None
+        next_step = None
+        origin_meta: dict[str, Any] = {}
+        if node.switch_cases is not None and origin["status"] == "succeeded":
+            # clone the taken path: the case the origin chose, if the graph still has it
+            origin_meta = {m["name"]: m["value"] for m in self.store.list_metadata(origin["task_id"])}
+            next_step = origin_meta.get("switch-next-step")
+            if next_step not in node.out_funcs:
+                return False
         if node.foreach_var and origin["status"] == "succeeded":
             refs = self._foreach_refs(origin, spec, node)
             if refs is None:
@@ -215,11 +231,14 @@ class ResumeScheduler(Scheduler):
         meta = dict(self.metadata, attempt="0", **{"origin-task-id": str(origin["task_id"])})
         if spec.frames:
             meta["foreach-execution-path"] = spec.foreach_path or ""
+        if next_step is not None:
+            meta["switch-case"] = str(origin_meta.get("switch-case", ""))
+            meta["switch-next-step"] = next_step
         source = plan.task_pathspec(origin)
         status = self.store.clone_task(spec.task_id, origin["task_id"], source, meta)
         self.cloned.add(spec.task_id)
         self.say(f"{spec.prefix} Cloning previously run task {source}")
-        self._on_result(spec, TaskResult(spec.task_id, 0, status, refs))
+        self._on_result(spec, TaskResult(spec.task_id, 0, status, refs, next_step=next_step))
         return True
 
     def _foreach_refs(self, origin: dict[str, Any], spec: TaskSpec, node: Any) -> list[Any] | None:

@@ -28,7 +28,10 @@ from ..schema import HEARTBEAT_INTERVAL
 from ..util import pause_point
 from .task import TaskResult, TaskSpec
 
-__all__ = ["Scheduler", "RunOutcome"]
+__all__ = ["Scheduler", "RunOutcome", "MAX_LOOPS"]
+
+#: How many times one step may run at one foreach position in a run (a switch looping back).
+MAX_LOOPS = 100
 
 
 class RunOutcome:
@@ -85,7 +88,7 @@ class Scheduler:
                  quiet: bool = False, flow_file: str | None = None,
                  on_run_created: Callable[[Any], None] | None = None,
                  console: TextIO | None = None, executor: str | None = None,
-                 dask_address: str | None = None) -> None:
+                 dask_address: str | None = None, max_loops: int = MAX_LOOPS) -> None:
         from .executors import InlineExecutor, make_executors, resolve_executor
 
         self.flow_class = flow_class
@@ -95,6 +98,8 @@ class Scheduler:
         self.tags = list(tags)
         self.max_workers = max_workers if max_workers is not None else (os.cpu_count() or 1)
         self.max_num_splits = max_num_splits
+        self.max_loops = max_loops
+        self.visits: dict[tuple[str, str], int] = {}
         self.client_namespace = client_namespace
         self.set_namespace = set_namespace
         self.quiet = quiet
@@ -213,9 +218,15 @@ class Scheduler:
     # ------------------------------------------------------------ graph walk
 
     def _schedule(self, step: str, inputs: list[_Done], frames: list[ForeachFrame]) -> None:
+        path = ",".join(f"{f.step}:{f.index}" for f in frames)
+        visits = self.visits[(step, path)] = self.visits.get((step, path), 0) + 1
+        if visits > self.max_loops:  # only a switch can bring a step back
+            self.failed.append(f"Step {step}{' at ' + path if path else ''} would run more than {self.max_loops} "
+                               f"times: a switch looped past the bound of {self.max_loops} runs of one step")
+            return
         task_id = self.store.create_task(
             self.record.run_id, step,
-            foreach_path=",".join(f"{f.step}:{f.index}" for f in frames) or None,
+            foreach_path=path or None,
             foreach_index=frames[-1].index if frames else None,
         )
         self.ready.append(self._spec(task_id, step, inputs, frames))
@@ -270,7 +281,11 @@ class Scheduler:
         if node.foreach_var and result.status == "succeeded":
             self._schedule_foreach(node.out_funcs[0], done, result.foreach_refs or [], node.name, node.foreach_var)
             return
-        for child in node.out_funcs:
+        children = [result.next_step] if node.switch_cases is not None else node.out_funcs
+        for child in children:
+            if child is None:  # a switch task handled by @catch: no case was chosen
+                self.failed.append(f"Step {spec.step} (task-id {spec.task_id}) chose no case of its switch")
+                continue
             cnode = self.graph[child]
             if cnode.is_join:
                 self._arrive(cnode, done)
@@ -282,15 +297,18 @@ class Scheduler:
         if split.type == "split-foreach":
             outer = done.frames[:-1]
             expected, slot = done.frames[-1].num_splits, done.frames[-1].index
-        else:
+        else:  # one input per branch; after a switch, whichever case ran stands for its branch
             outer = done.frames
-            expected, slot = len(join.in_funcs), join.in_funcs.index(done.step)
+            expected, slot = len(split.out_funcs), join.branch_of[done.step]
         key = (join.name, tuple((f.step, f.index) for f in outer))
         arrived = self.pending_joins.setdefault(key, {})
         arrived[slot] = done
         if len(arrived) == expected:
             del self.pending_joins[key]
-            self._schedule(join.name, [arrived[i] for i in range(expected)], list(outer))
+            inputs = [arrived[i] for i in range(expected)]
+            if split.type != "split-foreach":
+                inputs.sort(key=lambda d: join.in_funcs.index(d.step))
+            self._schedule(join.name, inputs, list(outer))
 
     # ------------------------------------------------------------ execution
 

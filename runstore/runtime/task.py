@@ -96,8 +96,10 @@ class TaskResult:
     """What the scheduler learns from an attempt."""
 
     def __init__(self, task_id: int, attempt: int, status: str, foreach_refs: list[Any] | None = None,
-                 error: str | None = None) -> None:
+                 error: str | None = None, next_step: str | None = None) -> None:
         self.task_id = task_id
+        #: After a switch: the step of the case that was taken.
+        self.next_step = next_step
         self.attempt = attempt
         self.status = status
         self.foreach_refs = foreach_refs
@@ -265,6 +267,12 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
         _check_transition(flow, state, node)
     except BaseException as exc:  # noqa: BLE001 - the task records any failure, even SystemExit
         error = exc
+    next_step = case = None
+    if error is None and node.switch_cases is not None:
+        try:
+            case, next_step = _switch_case(flow, node)
+        except BaseException as exc:  # noqa: BLE001
+            error = exc
     foreach_refs = None
     if error is None and node.foreach_var:
         try:
@@ -290,6 +298,9 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     metadata["attempt"] = str(spec.attempt)
     if spec.frames:
         metadata["foreach-execution-path"] = spec.foreach_path or ""
+    if next_step is not None and status == "succeeded":
+        metadata["switch-case"] = str(case)
+        metadata["switch-next-step"] = next_step
     pause_point("task_persist", spec.step)
     store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
                          stderr=stderr, exception=exception, metadata=metadata)
@@ -305,7 +316,8 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResu
     else:
         cap.say("Task failed.")
     return TaskResult(spec.task_id, spec.attempt, status, foreach_refs,
-                      None if exception is None else f"{exception[0]}: {exception[1]}")
+                      None if exception is None else f"{exception[0]}: {exception[1]}",
+                      next_step if status == "succeeded" else None)
 
 
 def ctx_pathspec(ctx: TaskContext) -> str:
@@ -331,12 +343,33 @@ def _check_transition(flow: FlowSpec, state: TaskState, node: Any) -> None:
     if state.transition is None:
         raise FlowDefinitionError(f"step {node.name!r} (line {node.line}) finished without calling self.next()")
     targets, foreach = state.transition
+    called = state.switch[0] if state.switch else None
+    if called != node.switch_cases or (state.switch and state.switch[1] != node.condition):
+        raise FlowDefinitionError(
+            f"step {node.name!r} called self.next({called or ', '.join(targets)}"
+            f"{', condition=' + repr(state.switch[1]) if state.switch else ''}) but its last statement says "
+            f"self.next({node.switch_cases or ', '.join(node.out_funcs)}"
+            f"{', condition=' + repr(node.condition) if node.condition else ''})")
     if list(targets) != node.out_funcs or foreach != node.foreach_var:
         raise FlowDefinitionError(
             f"step {node.name!r} called self.next({', '.join(targets)}"
             f"{', foreach=' + repr(foreach) if foreach else ''}) but its last statement says "
             f"self.next({', '.join(node.out_funcs)}"
             f"{', foreach=' + repr(node.foreach_var) if node.foreach_var else ''})")
+
+
+def _switch_case(flow: FlowSpec, node: Any) -> tuple[str, str]:
+    """The case a switch takes (equal to ``self.<condition>``) and its step."""
+    try:
+        value = getattr(flow, node.condition)
+    except AttributeError:
+        raise FlowDefinitionError(f"switch condition self.{node.condition} of step {node.name!r} "
+                                  f"(line {node.next_line}) is not set") from None
+    if not isinstance(value, str) or value not in node.switch_cases:
+        raise FlowDefinitionError(
+            f"switch condition self.{node.condition} of step {node.name!r} (line {node.next_line}) is {value!r}, "
+            f"which is not one of its cases: {', '.join(map(repr, node.switch_cases))}")
+    return value, node.switch_cases[value]
 
 
 def _split(store: Any, flow: FlowSpec, node: Any, max_num_splits: int) -> list[Any]:

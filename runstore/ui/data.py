@@ -468,6 +468,8 @@ def graph_of(store: "Store", run_id: int) -> dict[str, Any] | None:
         nexts = node.get("next") if isinstance(node.get("next"), list) else []
         clean[str(name)] = {"next": [str(n) for n in nexts if str(n) in steps],
                             "type": str(node.get("type") or ""), "foreach": node.get("foreach")}
+        if isinstance(node.get("switch"), dict):
+            clean[str(name)]["switch"] = {str(k): str(v) for k, v in node["switch"].items()}
     start = info.get("start_step") if info.get("start_step") in clean else next(iter(clean))
     return {"steps": clean, "start": start}
 
