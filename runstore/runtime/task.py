@@ -155,7 +155,11 @@ class _TapCapture:
         self.real = {"stdout": real_out, "stderr": real_err}
 
     def write(self, stream: str, text: str) -> None:
-        self.real[stream].write(text)
+        # Straight to the descriptor: ``sys.stdout`` may be another file (pytest's capture).
+        self.real[stream].flush()
+        data = memoryview(text.encode("utf-8", "backslashreplace"))
+        while data:
+            data = data[os.write(1 if stream == "stdout" else 2, data):]
 
     def close(self) -> tuple[str, str]:
         return self.tap.end()
