@@ -157,6 +157,7 @@ class LogTap:
         self._last: _Task | None = None  # "Task finished." is said after the log is closed
         self._lock = threading.Lock()
         self._drained = threading.Event()
+        self._busy = False  # the reader thread holds bytes it has not delivered yet
 
     def install(self) -> None:
         """Point fds 1 and 2 at pipes read by a daemon thread; the real ones are kept for the echo."""
@@ -183,13 +184,14 @@ class LogTap:
 
     def begin(self, store: Any, task_id: int, attempt: int, prefix: str, echo: bool) -> None:
         """Start routing captured output to this attempt (its row exists: ``start_attempt`` ran)."""
-        self._sync()
         with self._lock:
             self._task = _Task(store, task_id, attempt, prefix, echo)
 
     def end(self) -> tuple[str, str]:
         """Drain what the task wrote, store the last batch; return its stdout and stderr as kept."""
-        self._sync()
+        self._flush_streams()
+        if not self._idle():
+            self._sync()
         with self._lock:
             task, self._task = self._task, None
             self._last = task
@@ -197,7 +199,8 @@ class LogTap:
             return "", ""
         return task.logs["stdout"].text(), task.logs["stderr"].text()
 
-    def _sync(self) -> None:
+    @staticmethod
+    def _flush_streams() -> None:
         import sys
 
         for stream in (sys.stdout, sys.stderr):
@@ -205,6 +208,23 @@ class LogTap:
                 stream.flush()
             except (OSError, ValueError):
                 pass
+
+    def _idle(self) -> bool:
+        """Nothing written is unread or unstored (saves a round trip to the thread per quiet task)."""
+        import fcntl
+        import struct
+        import termios
+
+        busy = self._busy
+        for fd in self.read:
+            if struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]:
+                return False
+        task = self._task
+        pending = any(self.partial.values()) or task is None or any(
+            log.pending_lines for log in task.logs.values())
+        return not (busy or pending or self._busy)
+
+    def _sync(self) -> None:
         self._drained.clear()
         os.write(self._wake_w, b"x")
         self._drained.wait(10)
@@ -221,6 +241,7 @@ class LogTap:
                 if since:
                     timeout = max(0.0, min(since) + BATCH_SECONDS - time.time())
             ready, _, _ = select.select(fds, [], [], timeout)
+            self._busy = True
             for fd in ready:
                 if fd != self._wake_r:
                     self._read(fd)
@@ -232,6 +253,7 @@ class LogTap:
                 self._drained.set()
             else:
                 self._flush(force=False)
+            self._busy = False
 
     def _read(self, fd: int, until_empty: bool = False) -> None:
         stream = self.read[fd]
