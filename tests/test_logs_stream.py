@@ -86,6 +86,16 @@ def flow_file(tmp_path: Path) -> Path:
     return path
 
 
+def ui_live_tail(db: Path, pathspec: str) -> dict:
+    """What the web UI's live-tail endpoint answers for ``pathspec`` (skipped without the ui extra)."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from runstore.ui import create_app
+
+    return TestClient(create_app(Store(db, readonly=True))).get(f"/api/log/{pathspec}?stream=stdout").json()
+
+
 def start_task(db: Path):
     namespace(None)
     with use_store(Store(db, readonly=True)):
@@ -145,6 +155,8 @@ def test_a_running_task_can_be_tailed_from_another_process(tmp_path: Path, flow_
         assert task.stdout == "first line\n" and task.stderr in ("", "to stderr\n")
         [(when, line)] = list(task.loglines())
         assert line == "first line" and when.tzinfo is not None
+        ui_log = ui_live_tail(db, task.pathspec)  # the UI's live tail re-reads the store
+        assert ui_log["text"] == "first line\n" and ui_log["done"] is False
         follow = subprocess.Popen([sys.executable, "-m", "runstore", "--db", str(db), "logs", "--follow",
                                    task.pathspec], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert follow.stdout is not None

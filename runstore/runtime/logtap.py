@@ -48,13 +48,15 @@ class _StreamLog:
 
     def __init__(self, cap: int = MAX_LOG_BYTES) -> None:
         self.half = cap // 2
-        self.head: list[tuple[float, str]] = []
+        self.head_stored: list[str] = []  # head text already in the store, one string per batch
+        self.head_new: list[tuple[float, str]] = []  # head lines not yet stored
+        self.head_lines = 0  # lines in head_stored
+        self.head_chars = 0  # characters in head_stored
         self.head_bytes = 0
         self.tail: collections.deque[tuple[float, str, int]] = collections.deque()
         self.tail_bytes = 0
         self.dropped_bytes = 0
         self.dropped_lines = 0
-        self.stored_head = 0  # head lines already in the store
         self.tail_dirty = False
         self.pending_lines = 0
         self.since: float | None = None  # when the first line not yet stored arrived
@@ -64,7 +66,7 @@ class _StreamLog:
             size = len(raw)
             line = raw.decode("utf-8", "replace")
             if not self.tail and self.head_bytes + size <= self.half:
-                self.head.append((ts, line))
+                self.head_new.append((ts, line))
                 self.head_bytes += size
             else:
                 self.tail.append((ts, line, size))
@@ -86,7 +88,7 @@ class _StreamLog:
 
     def text(self) -> str:
         """The log as it is kept: head, then (past the cap) the drop line and the tail."""
-        out = "".join(line for _, line in self.head)
+        out = "".join(self.head_stored) + "".join(line for _, line in self.head_new)
         if self.tail:
             if self.dropped_bytes:
                 out += self._marker()
@@ -97,22 +99,24 @@ class _StreamLog:
         """What to write to the store now: ``(text, stamps, replace_from, keep_chars)`` or None."""
         if not self.pending_lines:
             return None
-        parts: list[str] = []
         stamps: list[tuple[int, float]] = []
         last = None
-        for i in range(self.stored_head, len(self.head)):
-            ts, line = self.head[i]
+        for i, (ts, _) in enumerate(self.head_new):
             if ts != last:
-                stamps.append((i, ts))
+                stamps.append((self.head_lines + i, ts))
                 last = ts
-            parts.append(line)
-        self.stored_head = len(self.head)
+        keep = self.head_chars  # what the store holds of the head before this batch
+        head = "".join(line for _, line in self.head_new)
+        parts = [head]
+        if head:
+            self.head_stored.append(head)
+        self.head_lines += len(self.head_new)
+        self.head_chars += len(head)
+        self.head_new = []
         replace_from: int | None = None
-        keep = 0
         if self.tail_dirty:  # past the half: rewrite everything after the head
-            replace_from = len(self.head)
-            keep = sum(len(line) for _, line in self.head) - sum(len(p) for p in parts)
-            index = len(self.head)
+            replace_from = self.head_lines
+            index = self.head_lines
             if self.dropped_bytes:
                 parts.append(self._marker())
                 stamps.append((index, self.tail[0][0]))
@@ -180,7 +184,15 @@ class LogTap:
         """Echo a runtime message (``Task is starting.``) to the real stderr, not into the log."""
         task = self._task or self._last
         if task is not None and task.echo:
-            os.write(self.real["stderr"], task.prefix + b" " + message.encode("utf-8", "replace") + b"\n")
+            self._echo("stderr", task.prefix + b" " + message.encode("utf-8", "replace") + b"\n")
+
+    def _echo(self, stream: str, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.real[stream], view):]
+        except OSError:  # the terminal went away (closed pipe): capture goes on, the echo stops
+            pass
 
     def begin(self, store: Any, task_id: int, attempt: int, prefix: str, echo: bool) -> None:
         """Start routing captured output to this attempt (its row exists: ``start_attempt`` ran)."""
@@ -232,6 +244,15 @@ class LogTap:
     # ------------------------------------------------------------ the reader thread
 
     def _loop(self) -> None:
+        while True:
+            try:
+                self._step()
+            except Exception:  # noqa: BLE001 - the reader must outlive any surprise, or writers block
+                self._busy = False
+                self._drained.set()
+                time.sleep(0.01)
+
+    def _step(self) -> None:
         fds = [*self.read, self._wake_r]
         while True:
             task = self._task
@@ -281,11 +302,11 @@ class LogTap:
         task = self._task
         if task is None:  # output between tasks (a lingering subprocess): echoed, not stored
             if lines:
-                os.write(self.real[stream], b"".join(lines))
+                self._echo(stream, b"".join(lines))
             return
         if task.echo and lines:
-            os.write(self.real[stream], b"".join(task.prefix + b" " + line if line.endswith(b"\n")
-                                                 else task.prefix + b" " + line + b"\n" for line in lines))
+            self._echo(stream, b"".join(task.prefix + b" " + line if line.endswith(b"\n")
+                                        else task.prefix + b" " + line + b"\n" for line in lines))
         task.logs[stream].feed(lines, ts)
 
     def _flush(self, force: bool, partial: bool = False) -> None:
