@@ -422,9 +422,26 @@ CREATE TABLE deleted_runs (
 ) WITHOUT ROWID;
 """
 
+# Streamed logs (#13): a running attempt's output is appended to attempts.stdout/stderr
+# in batches, so every reader of those columns sees what is there so far. Each batch
+# also records when it was captured: the lines of ``stream`` from ``line`` (0-based,
+# in the stored text) up to the next stamp were read at ``ts``. Task.loglines() joins
+# the two; an attempt without stamps (inline, remote, merged) dates its lines by started_at.
+_V7_LOG_STAMPS = """
+CREATE TABLE log_stamps (
+    task_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    stream  TEXT NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+    line    INTEGER NOT NULL,
+    ts      REAL NOT NULL,
+    PRIMARY KEY (task_id, attempt, stream, line),
+    FOREIGN KEY (task_id, attempt) REFERENCES attempts(task_id, attempt) ON DELETE CASCADE
+) WITHOUT ROWID;
+"""
+
 #: Ordered migrations; entry i takes a file from user_version i to i + 1.
 MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES, _V5_CARDS,
-                         _V6_DELETED_RUNS]
+                         _V6_DELETED_RUNS, _V7_LOG_STAMPS]
 
 #: The schema version this runstore writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -59,7 +59,9 @@ def identity_env(tmp_path: Path) -> dict[str, str]:
 
 
 def flow_cmd(db: Path, *args: str) -> list[str]:
-    return [sys.executable, str(FLOW), "--db", str(db), "--quiet", *args]
+    # not --quiet: the flow's "crash-flow-waiting" line (written to fd 2, which a worker
+    # captures since #13) reaches the run's stderr through the [RUN/STEP/TASK] echo
+    return [sys.executable, str(FLOW), "--db", str(db), *args]
 
 
 # ------------------------------------------------------------------ helpers

@@ -288,6 +288,29 @@ class Task(ClientObject):
         """Everything the attempt printed to stderr (default: the latest started attempt)."""
         return self._store.read_log(self._row["task_id"], self._log_attempt, "stderr")
 
+    def loglines(self, stream: str = "stdout") -> Iterator[tuple[datetime, str]]:
+        """``(datetime, line)`` for each line of the attempt's ``stream`` ("stdout" or "stderr"), as in Metaflow.
+
+        A line is dated by when the worker read it (in batches of at most 0.2 s); lines
+        of attempts run inline or on a remote executor carry the attempt's start time.
+        A running task yields what has been streamed so far.
+
+        Example
+        -------
+        >>> from runstore import Store, Task, namespace
+        >>> store = Store(":memory:")
+        >>> _ = namespace(None)
+        >>> tid = store.create_task(store.create_run("F", user="anne").run_id, "start")
+        >>> store.start_attempt(tid, 0)
+        >>> store.append_log(tid, 0, "stdout", "hello\\n", [(0, 0.0)])
+        >>> [(when.year, line) for when, line in Task(f"F/1/start/{tid}", store=store).loglines()]
+        [(1970, 'hello')]
+        """
+        if stream not in ("stdout", "stderr"):
+            raise ValueError(f"stream is 'stdout' or 'stderr', not {stream!r}")
+        for ts, line in self._store.list_log_lines(self._row["task_id"], self._log_attempt, stream):
+            yield _utc(ts), line  # type: ignore[misc]
+
     @property
     def stdout_size(self) -> int:
         """Size of :attr:`stdout` in bytes (UTF-8)."""

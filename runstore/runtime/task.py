@@ -26,11 +26,10 @@ from ..current import TaskContext, task_context
 from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError
 from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
 from ..util import pause_point
+from .logtap import MAX_LOG_BYTES, LogTap
 
 __all__ = ["TaskSpec", "TaskResult", "run_task", "install_output_capture", "MAX_LOG_BYTES"]
 
-#: Bytes of stdout (and of stderr) kept per attempt; the rest is cut with a note.
-MAX_LOG_BYTES = 10 * 1024 * 1024
 #: Artifacts the runtime writes itself and never passes down.
 RUNTIME_ARTIFACTS = frozenset({"_foreach_stack", "_foreach_input", "_graph_info"})
 
@@ -119,6 +118,7 @@ class _Capture:
         self.real = {"stdout": real_out, "stderr": real_err}
 
     def write(self, stream: str, text: str) -> None:
+        """Keep ``text`` (up to :data:`MAX_LOG_BYTES` characters) and echo its complete lines."""
         size = self.sizes[stream]
         if size < MAX_LOG_BYTES:
             keep = text if size + len(text) <= MAX_LOG_BYTES else text[: MAX_LOG_BYTES - size]
@@ -149,7 +149,28 @@ class _Capture:
             self.real["stderr"].flush()
 
 
-_capture: ContextVar[_Capture | None] = ContextVar("runstore_capture", default=None)
+class _TapCapture:
+    """A task's output in a worker: written to fds 1/2, which the process's :class:`LogTap` streams."""
+
+    def __init__(self, tap: LogTap, real_out: TextIO, real_err: TextIO) -> None:
+        self.tap = tap
+        self.real = {"stdout": real_out, "stderr": real_err}
+
+    def write(self, stream: str, text: str) -> None:
+        # Straight to the descriptor: ``sys.stdout`` may be another file (pytest's capture).
+        self.real[stream].flush()
+        data = memoryview(text.encode("utf-8", "backslashreplace"))
+        while data:
+            data = data[os.write(1 if stream == "stdout" else 2, data):]
+
+    def close(self) -> tuple[str, str]:
+        return self.tap.end()
+
+    def say(self, message: str) -> None:
+        self.tap.say(message)
+
+
+_capture: ContextVar[_Capture | _TapCapture | None] = ContextVar("runstore_capture", default=None)
 
 
 class _StreamProxy:
@@ -208,12 +229,22 @@ def _exception_info(exc: BaseException) -> tuple[str, str, str]:
     return qual, str(exc), "".join(traceback.format_exception(kind, exc, tb))
 
 
-def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec]) -> TaskResult:
-    """Run one attempt of one task against ``store``; never raises for user errors."""
+def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap | None = None) -> TaskResult:
+    """Run one attempt of one task against ``store``; never raises for user errors.
+
+    With an installed ``tap`` (worker processes) the output is captured at the file
+    descriptors and streamed into the store while the step runs; without one it is
+    captured from ``sys.stdout``/``sys.stderr`` and stored when the attempt ends.
+    """
     real_out, real_err = install_output_capture()
     store.start_attempt(spec.task_id, spec.attempt, os.getpid())
     pause_point("task_start", spec.step)
-    cap = _Capture(spec.prefix, not spec.quiet, real_out, real_err)
+    cap: _Capture | _TapCapture
+    if tap is not None and tap.installed:
+        tap.begin(store, spec.task_id, spec.attempt, spec.prefix, not spec.quiet)
+        cap = _TapCapture(tap, real_out, real_err)
+    else:
+        cap = _Capture(spec.prefix, not spec.quiet, real_out, real_err)
     cap.say("Task is starting (retry)." if spec.attempt else "Task is starting.")
     graph = flow_class._graph()
     node = graph[spec.step]

@@ -77,9 +77,12 @@ def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides what Ctrl-C means
     from ..errors import RunstoreError
     from ..store import Store
+    from .logtap import LogTap
     from .task import run_task
 
     store = Store(db_path)
+    tap = LogTap()  # fds 1 and 2 become pipes streamed into the store (logtap.py)
+    tap.install()
     while True:
         try:
             spec = _recv(sock)
@@ -88,7 +91,7 @@ def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
         if spec is None:
             break
         try:
-            result: Any = run_task(spec, store, flow_class)
+            result: Any = run_task(spec, store, flow_class, tap)
         except RunstoreError as exc:  # the store failed (disk full, read-only): sent as is, so the
             result = exc              # user sees e.g. "Store is full: ..." (test_reliability_input.py)
         except BaseException as exc:  # noqa: BLE001 - report, then let the scheduler decide

@@ -782,6 +782,32 @@ class Store(Database):
         """The ``stdout`` or ``stderr`` text of one attempt ('' when there is none)."""
         return self._read(_reads.read_log, task_id, attempt, stream)
 
+    def list_log_lines(self, task_id: int, attempt: int, stream: str) -> list[tuple[float, str]]:
+        """``[(epoch seconds, line)]`` of one attempt's log (each line dated by the batch that streamed it).
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> task = store.create_task(store.create_run("F", user="anne").run_id, "start")
+        >>> store.start_attempt(task, 0)
+        >>> store.append_log(task, 0, "stdout", "a\\nb\\n", [(0, 1.5)])
+        >>> store.list_log_lines(task, 0, "stdout")
+        [(1.5, 'a'), (1.5, 'b')]
+        """
+        return self._read(_reads.list_log_lines, task_id, attempt, stream)
+
+    def append_log(self, task_id: int, attempt: int, stream: str, text: str, stamps: list[tuple[int, float]], *,
+                   replace_from: int | None = None, keep_chars: int = 0) -> None:
+        """Stream a batch of a running attempt's output into the store (one short transaction).
+
+        See :func:`runstore.store._writes.append_log`; readers of ``stdout``/``stderr``
+        see the text at once. ``Task.loglines`` reads the stamps back.
+        """
+        with self.write() as conn:
+            _writes.append_log(conn, task_id, attempt, stream, text, stamps, replace_from=replace_from,
+                               keep_chars=keep_chars)
+
     def list_metadata(self, task_id: int, attempt: int | None = None) -> list[Row]:
         """Metadata rows of a task (of one attempt when given), oldest first."""
         return self._read(_reads.list_metadata, task_id, attempt)

@@ -46,7 +46,7 @@ __all__ = [
     "find_flow", "list_flows", "flow_in_namespace", "latest_namespace",
     "find_run", "find_run_by_id", "find_origin_run", "run_exists", "list_run_tags", "run_has_tag", "list_runs",
     "list_run_ids", "list_steps", "find_step", "step_finished_at",
-    "list_tasks", "list_run_tasks", "find_task", "find_attempt", "read_log", "list_metadata",
+    "list_tasks", "list_run_tasks", "find_task", "find_attempt", "read_log", "list_log_lines", "list_metadata",
     "list_artifacts", "list_artifact_refs", "find_artifact", "find_code_package", "list_foreach_stacks",
     "parse_run_pathspec", "effective_status",
 ]
@@ -372,6 +372,30 @@ def read_log(conn: sqlite3.Connection, task_id: int, attempt: int, stream: str) 
     row = conn.execute(f"SELECT {stream} FROM attempts WHERE task_id = ? AND attempt = ?",
                        (task_id, attempt)).fetchone()
     return row[0] if row else ""
+
+
+def list_log_lines(conn: sqlite3.Connection, task_id: int, attempt: int, stream: str) -> list[tuple[float, str]]:
+    """``[(epoch seconds, line)]`` of one attempt's log, each line without its newline.
+
+    A line is dated by the batch it was streamed in (``log_stamps``); lines with no
+    stamp (inline or remote attempts, merged stores) take the attempt's start time.
+    """
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"stream is 'stdout' or 'stderr', not {stream!r}")
+    row = conn.execute(f"SELECT {stream}, started_at FROM attempts WHERE task_id = ? AND attempt = ?",
+                       (task_id, attempt)).fetchone()
+    if row is None or not row[0]:
+        return []
+    stamps = conn.execute("SELECT line, ts FROM log_stamps WHERE task_id = ? AND attempt = ? AND stream = ?"
+                          " ORDER BY line", (task_id, attempt, stream)).fetchall()
+    out: list[tuple[float, str]] = []
+    ts, k = row[1], 0
+    for i, line in enumerate(row[0].split("\n")[:-1] if row[0].endswith("\n") else row[0].split("\n")):
+        while k < len(stamps) and stamps[k][0] <= i:
+            ts = stamps[k][1]
+            k += 1
+        out.append((ts, line))
+    return out
 
 
 def list_metadata(conn: sqlite3.Connection, task_id: int, attempt: int | None = None) -> list[Row]:

@@ -37,7 +37,7 @@ from ._reads import list_run_tags
 
 __all__ = ["RunRecord", "flow_id", "next_run_number", "create_run", "heartbeat", "finish_run", "set_run_code",
            "add_code_package", "code_package_id", "create_tasks", "start_attempt", "finish_attempt", "abandon_attempt",
-           "insert_metadata", "update_run_tags", "clone_task"]
+           "append_log", "insert_metadata", "update_run_tags", "clone_task"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,30 @@ def start_attempt(conn: sqlite3.Connection, task_id: int, attempt: int, pid: int
                            (attempt, task_id)).rowcount
     if not changed:
         raise NotFound(f"task {task_id} does not exist in {where}")
+
+
+def append_log(conn: sqlite3.Connection, task_id: int, attempt: int, stream: str, text: str,
+               stamps: list[tuple[int, float]], *, replace_from: int | None = None,
+               keep_chars: int = 0) -> None:
+    """Stream a batch of a running attempt's output into ``attempts.<stream>``.
+
+    ``text`` is appended, and ``stamps`` (``(line, ts)``: lines from ``line`` on were
+    captured at ``ts``) recorded. With ``replace_from`` (a log past its cap) the stored
+    text is cut to its first ``keep_chars`` characters (the head) before the append and
+    the stamps from line ``replace_from`` on are replaced.
+    """
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"stream is 'stdout' or 'stderr', not {stream!r}")
+    if replace_from is not None:
+        conn.execute(f"UPDATE attempts SET {stream} = substr({stream}, 1, ?) || ? WHERE task_id = ? AND attempt = ?",
+                     (keep_chars, text, task_id, attempt))
+        conn.execute("DELETE FROM log_stamps WHERE task_id = ? AND attempt = ? AND stream = ? AND line >= ?",
+                     (task_id, attempt, stream, replace_from))
+    else:
+        conn.execute(f"UPDATE attempts SET {stream} = {stream} || ? WHERE task_id = ? AND attempt = ?",
+                     (text, task_id, attempt))
+    conn.executemany("INSERT OR REPLACE INTO log_stamps(task_id, attempt, stream, line, ts) VALUES (?, ?, ?, ?, ?)",
+                     [(task_id, attempt, stream, line, ts) for line, ts in stamps])
 
 
 def insert_metadata(conn: sqlite3.Connection, task_id: int, attempt: int, metadata: Mapping[str, Any],
