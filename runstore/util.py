@@ -235,6 +235,59 @@ def fit_width(text: str, width: int) -> str:
     return text + " " * (width - display_width(text))
 
 
+def ui_registration(where: str, url: str) -> Path:
+    """Record that this process serves the store at ``where`` on ``url`` (``runstore ui``).
+
+    The file lives in the user's own config directory (``ui/<pid>.json``), never in a
+    store; :func:`running_ui_url` reads it so notebook displays can link to the UI.
+    The caller removes it when it stops serving.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> os.environ["RUNSTORE_HOME"] = tempfile.mkdtemp()
+    >>> path = ui_registration("/tmp/a.db", "http://127.0.0.1:8765/")
+    >>> running_ui_url("/tmp/a.db")
+    'http://127.0.0.1:8765/'
+    >>> path.unlink(); running_ui_url("/tmp/a.db") is None
+    True
+    """
+    import json
+
+    folder = config_dir() / "ui"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / f"{os.getpid()}.json"
+    path.write_text(json.dumps({"pid": os.getpid(), "url": url, "db": where}))
+    return path
+
+
+def running_ui_url(where: str) -> str | None:
+    """The URL of a live ``runstore ui`` of this user serving the store at ``where``, else None.
+
+    Registrations of processes that are gone are ignored; only ``http://`` URLs on
+    which runstore itself registered are returned. See :func:`ui_registration`.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> os.environ["RUNSTORE_HOME"] = tempfile.mkdtemp()
+    >>> running_ui_url("/tmp/a.db") is None
+    True
+    """
+    import json
+
+    folder = config_dir() / "ui"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            entry = json.loads(path.read_text())
+            pid, url, db = int(entry["pid"]), str(entry["url"]), str(entry["db"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if db == where and url.startswith("http://") and pid_alive(pid):
+            return url
+    return None
+
+
 def check_uuid(value: object, what: str = "store uuid") -> str:
     """``value`` if it is a canonical UUID string, else :class:`NotAStoreError`.
 

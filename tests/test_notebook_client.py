@@ -319,3 +319,32 @@ def test_flow_whose_source_cannot_be_read_says_how_to_define_it(memory_store):
     message = str(info.value)
     assert "cannot read the source" in message and "%%time" in message and "exec()" in message
     assert "docs/notebooks.md" in message
+
+
+def test_rich_display_links_to_a_running_ui_of_the_same_store_only(tmp_path: Path) -> None:
+    """Issue #20: a run's display links to `runstore ui` when one serves this store (and is alive)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from runstore.util import config_dir, running_ui_url
+
+    db = tmp_path / "runstore.db"
+    store = Store(db)
+    fill_run(store, user="tester")
+    run = next(iter(Flow("PredictionFlow", store=store).runs()))
+    assert "<a href" not in run._repr_html_()  # no UI running
+    folder = config_dir() / "ui"
+    folder.mkdir(exist_ok=True)
+    (folder / "1.json").write_text(json.dumps({"pid": os.getpid(), "url": "http://127.0.0.1:9/", "db": store.where}))
+    assert f'<a href="http://127.0.0.1:9/run/{run.pathspec}">{run.pathspec}</a>' in run._repr_html_()
+    task = run["start"].task
+    assert f'<a href="http://127.0.0.1:9/run/{task.pathspec}">' in task._repr_html_()
+    # another store's UI, a dead server, a non-http URL: no link
+    (folder / "1.json").write_text(json.dumps({"pid": os.getpid(), "url": "http://127.0.0.1:9/", "db": "/other.db"}))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (folder / "2.json").write_text(json.dumps({"pid": int(dead.stdout), "url": "http://127.0.0.1:8/", "db": store.where}))
+    (folder / "3.json").write_text(json.dumps({"pid": os.getpid(), "url": "javascript:alert(1)//", "db": store.where}))
+    (folder / "4.json").write_text("not json")
+    assert running_ui_url(store.where) is None and "<a href" not in run._repr_html_()

@@ -559,6 +559,13 @@ def test_python_m_runstore_ui_serves_and_stops_on_ctrl_c(tmp_path: Path):
     try:
         page = _wait_for(f"http://127.0.0.1:{port}/", proc)
         assert "HelloFlow/1" in page
+        # while it serves, notebook displays of this store can link to it (client/_display.py)
+        from runstore import Run
+        from runstore.util import running_ui_url
+
+        assert running_ui_url(str(db.resolve())) == f"http://127.0.0.1:{port}/"
+        html = Run("HelloFlow/1", store=Store(db, readonly=True))._repr_html_()
+        assert f'<a href="http://127.0.0.1:{port}/run/HelloFlow/1">HelloFlow/1</a>' in html
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
     finally:
@@ -567,6 +574,7 @@ def test_python_m_runstore_ui_serves_and_stops_on_ctrl_c(tmp_path: Path):
             proc.wait()
     err = proc.stderr.read().decode()
     assert f"http://127.0.0.1:{port}/ (read-only)" in err and "Traceback" not in err
+    assert running_ui_url(str(db.resolve())) is None  # the registration went with the server
 
 
 def test_another_host_prints_a_warning(tmp_path: Path):

@@ -117,10 +117,32 @@ def _table(header: list[str], rows: Iterable[list[str]], caption: str) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
+def ui_link(obj: Any) -> str:
+    """``obj``'s pathspec, linked to its page in a running ``runstore ui`` of this store if there is one.
+
+    Example
+    -------
+    >>> # ui_link(Run("TrainFlow/5")) -> '<a href="http://127.0.0.1:8765/run/TrainFlow/5">TrainFlow/5</a>'
+    """
+    from urllib.parse import quote
+
+    from ..util import running_ui_url
+
+    text = cell(obj.pathspec)
+    try:
+        url = running_ui_url(obj._store.where)
+    except (OSError, RunstoreError):
+        url = None
+    parts = obj.pathspec.split("/")
+    if url is None or len(parts) not in (2, 4):
+        return text
+    return f'<a href="{html.escape(url + "run/" + "/".join(quote(p, safe="") for p in parts))}">{text}</a>'
+
+
 def _run_row(run: Any) -> list[str]:
     info = run_summary(run)
     params = ", ".join(f"{k}={v}" for k, v in info["parameters"].items())
-    return [cell(run.pathspec), cell(info["status"]), cell(info["user"]), cell(info["created_at"]),
+    return [ui_link(run), cell(info["status"]), cell(info["user"]), cell(info["created_at"]),
             cell(info["finished_at"]), cell(" ".join(info["tags"])), cell(params)]
 
 
@@ -172,4 +194,4 @@ def object_html(obj: Any) -> str:
             ["finished", cell(_safe(lambda: obj.finished_at))],
             ["artifacts", cell(", ".join(n for n in names if not n.startswith("_")))],
             ["exception", cell(f"{exception.type}: {exception.message}" if exception else None)]]
-    return _table(["", ""], rows, f"Task {cell(obj.pathspec)} in {cell(store_label(where))}")
+    return _table(["", ""], rows, f"Task {ui_link(obj)} in {cell(store_label(where))}")

@@ -91,7 +91,13 @@ def serve(store: "Store", *, host: str = "127.0.0.1", port: int = 8765, open_bro
         import webbrowser
 
         threading.Timer(0.8, webbrowser.open, args=(url,)).start()
-    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("RUNSTORE_UI_LOG", log_level))
+    from ..util import ui_registration
+
+    registration = ui_registration(store.where, url)  # notebook displays link here (client/_display.py)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=os.environ.get("RUNSTORE_UI_LOG", log_level))
+    finally:
+        registration.unlink(missing_ok=True)
 
 
 def _require() -> None:
