@@ -401,10 +401,11 @@ class Scheduler:
                             result = TaskResult(spec.task_id, spec.attempt, "failed", error=message)
                             self.say(f"{spec.prefix} {message}")
                             if spec.catch_enabled and spec.attempt >= spec.retries and spec.fallback is None:
-                                # no process left to catch it in: one more attempt records it (@catch)
+                                # no process left to catch it in: one more attempt records it (@catch);
+                                # it runs no user code, so here, with no timeout
                                 self.ready.append(dataclasses.replace(
                                     spec, attempt=spec.attempt + 1, retries=spec.attempt + 1,
-                                    fallback=(kind, message, "")))
+                                    fallback=(kind, message, ""), timeout=None, executor="local"))
                                 continue
                         elif isinstance(result, RunstoreError):
                             raise result  # the worker's store failed (e.g. StoreFullError): the run cannot go on

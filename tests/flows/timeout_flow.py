@@ -1,7 +1,7 @@
 """@timeout, @retry, @catch, @resources and @environment together (tests/test_decorators.py).
 
 ``slow`` sleeps 120 s past its 1 s timeout on attempt 0 (every attempt with
-``--always``); ``--stubborn`` swallows the TimeoutException and sleeps on, so only the
+``--always``; ``--nap`` seconds, ``--chunked`` in short sleeps); ``--stubborn`` swallows the TimeoutException and sleeps on, so only the
 scheduler's kill can end it. ``end`` records what ``slow`` caught and the environment.
 """
 
@@ -14,6 +14,8 @@ from runstore import FlowSpec, Parameter, TimeoutException, catch, current, envi
 class TimeoutFlow(FlowSpec):
     always = Parameter("always", default=False, type=bool)
     stubborn = Parameter("stubborn", default=False, type=bool)
+    nap = Parameter("nap", default=120.0)  # seconds slept past the timeout
+    chunked = Parameter("chunked", default=False, type=bool)  # in 0.05 s pieces (Python code between)
 
     @resources(cpu=2, memory=1000, gpu=1)
     @environment(vars={"RUNSTORE_TEST_DECO": "from-environment"})
@@ -31,12 +33,20 @@ class TimeoutFlow(FlowSpec):
         self.slow_pid = os.getpid()
         if current.retry_count == 0 or self.always:
             try:
-                time.sleep(120)
+                self._nap()
             except TimeoutException:
                 if not self.stubborn:
                     raise
-                time.sleep(120)
+                self._nap()
         self.next(self.end)
+
+    def _nap(self):
+        if not self.chunked:
+            time.sleep(self.nap)
+            return
+        until = time.monotonic() + self.nap
+        while time.monotonic() < until:
+            time.sleep(0.05)
 
     @step
     def end(self):
