@@ -160,3 +160,33 @@ def test_a_bad_with_spec_is_one_usage_line(spec: str, words: str, tmp_path: Path
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and words in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_with_catch_skips_a_foreach_split_and_catches_its_children(tmp_path: Path) -> None:
+    flow = tmp_path / "fe_flow.py"
+    flow.write_text('''
+from runstore import FlowSpec, step
+class FeFlow(FlowSpec):
+    @step
+    def start(self):
+        self.xs = [1, 2]
+        self.next(self.each, foreach="xs")
+    @step
+    def each(self):
+        if self.input == 2:
+            raise ValueError("two")
+        self.next(self.join)
+    @step
+    def join(self, inputs):
+        self.caught = [None if i.oops is None else i.oops.message for i in inputs]
+        self.next(self.end)
+    @step
+    def end(self):
+        pass
+if __name__ == "__main__":
+    FeFlow()
+''')
+    db = tmp_path / "runstore.db"
+    proc = run_flow(flow, db, "--quiet", "run", "--with", "catch:var=oops", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert Run("FeFlow/1", store=Store(db))["join"].task.data.caught == [None, "two"]

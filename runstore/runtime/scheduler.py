@@ -278,8 +278,9 @@ class Scheduler:
         catch_enabled, catch_print = False, True
         env: dict[str, str] = {}
         metadata = self.metadata
-        decorators = node.decorators + [d for d in self.with_decorators
-                                        if not any(own["name"] == d["name"] for own in node.decorators)]
+        decorators = node.decorators + [
+            d for d in self.with_decorators if not any(own["name"] == d["name"] for own in node.decorators)
+            and not (d["name"] == "catch" and node.type == "split-foreach")]  # refused there (graph.py)
         for deco in decorators:
             if deco["name"] == "timeout":
                 seconds = timeout_seconds(deco["attributes"])
