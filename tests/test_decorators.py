@@ -190,3 +190,36 @@ if __name__ == "__main__":
     proc = run_flow(flow, db, "--quiet", "run", "--with", "catch:var=oops", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert Run("FeFlow/1", store=Store(db))["join"].task.data.caught == [None, "two"]
+
+
+def test_a_killed_worker_under_catch_is_caught_after_its_retries(tmp_path: Path) -> None:
+    """The fallback attempt serves any killed attempt, not only timeouts (issue #12, @catch)."""
+    flow = tmp_path / "killed_flow.py"
+    flow.write_text('''
+import os, signal
+from runstore import FlowSpec, catch, retry, step
+class KilledFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.die)
+    @catch(var="err")
+    @retry(times=1)
+    @step
+    def die(self):
+        os.kill(os.getpid(), signal.SIGKILL)
+        self.next(self.end)
+    @step
+    def end(self):
+        self.seen = self.err.type
+if __name__ == "__main__":
+    KilledFlow()
+''')
+    db = tmp_path / "runstore.db"
+    proc = run_flow(flow, db, "--quiet", "run", "--max-workers", "2", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    store = Store(db)
+    run = Run("KilledFlow/1", store=store)
+    task = run["die"].task
+    assert [Task(task.pathspec, attempt=a, store=store).exception.message.endswith("SIGKILL") for a in (0, 1)] \
+        == [True, True]
+    assert task.status == "caught" and run["end"].task.data.seen == "runstore.WorkerDied"
