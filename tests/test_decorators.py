@@ -78,11 +78,12 @@ def test_a_step_swallowing_the_timeout_is_killed_by_the_scheduler(tmp_path: Path
     assert task.status == "caught" and task.data.err.type == KIND
 
 
-def test_runner_inline_times_out_retries_and_keeps_the_environment_to_the_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["inline", "workers"])
+def test_runner_times_out_catches_and_keeps_the_environment_to_the_step(workers: int, tmp_path: Path) -> None:
     assert "RUNSTORE_TEST_DECO" not in os.environ
     store = Store(tmp_path / "runstore.db")
     start = time.monotonic()
-    run = Runner(load_flow(TIMEOUT_FLOW), store=store, quiet=True).run(max_workers=1, always=True)
+    run = Runner(load_flow(TIMEOUT_FLOW), store=store, quiet=True).run(max_workers=workers, always=True)
     assert time.monotonic() - start < 40
     assert run["slow"].task.data.err.type == KIND
     assert run["start"].task.data.seen == "from-environment"
