@@ -484,7 +484,7 @@ def test_timeout_on_dask_is_raised_in_the_task_thread_and_retried(tmp_path: Path
     task = Run("TimeoutFlow/1", store=store)["slow"].task
     assert task.status == "succeeded" and task.data.attempt == 1
     first = Task(task.pathspec, attempt=0, store=store).exception
-    assert first.type == TIMEOUT_KIND and "timed out after 1 second" in first.message
+    assert first.type == TIMEOUT_KIND and "timed out after 3 seconds" in first.message
 
 
 def test_timeout_on_dask_is_caught_through_runner(tmp_path: Path, address: str) -> None:

@@ -1,6 +1,6 @@
 """@timeout, @retry, @catch, @resources and @environment together (tests/test_decorators.py).
 
-``slow`` sleeps 120 s past its 1 s timeout on attempt 0 (every attempt with
+``slow`` sleeps 120 s past its 3 s timeout on attempt 0 (every attempt with
 ``--always``; ``--nap`` seconds, ``--chunked`` in short sleeps); ``--stubborn`` swallows the TimeoutException and sleeps on, so only the
 scheduler's kill can end it. ``end`` records what ``slow`` caught and the environment.
 """
@@ -26,7 +26,7 @@ class TimeoutFlow(FlowSpec):
 
     @catch(var="err")
     @retry(times=1)
-    @timeout(seconds=1)
+    @timeout(seconds=3)
     @step
     def slow(self):
         self.attempt = current.retry_count
