@@ -33,11 +33,13 @@ from .errors import (
     StoreFullError,
     StoreReadOnlyError,
     TaggingError,
+    TimeoutException,
     UnknownUser,
     UntrustedArtifact,
 )
 from .current import current
-from .flowspec import FlowSpec, IncludeFile, JSONType, Parameter, catch, executor, retry, step
+from .flowspec import (FlowSpec, IncludeFile, JSONType, Parameter, catch, environment, executor, resources, retry,
+                       step, timeout)
 from .namespace import default_namespace, get_metadata, get_namespace, namespace, namespace_scope, use_store
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
@@ -105,6 +107,9 @@ __all__ = [
     "IncludeFile",
     "retry",
     "catch",
+    "timeout",
+    "resources",
+    "environment",
     "card",
     "executor",
     "current",
@@ -133,5 +138,6 @@ __all__ = [
     "ProductionTokenError",
     "ResumeError",
     "ExecutorError",
+    "TimeoutException",
     "RunFailed",
 ]

@@ -27,6 +27,7 @@ runtime errors, 2 for usage errors) and renders as one line.
     ├── ProductionTokenError (PermissionError)  deploy without the right token
     ├── ResumeError (ValueError)          resume of a step not in the graph, bad run id
     ├── ExecutorError (ConnectionError)   unknown executor, unreachable cluster, other environment
+    ├── TimeoutException (TimeoutError)   a step ran longer than its @timeout
     └── RunFailed (RunstoreError)         a flow run ended in failure (Runner)
 
 Example
@@ -62,6 +63,7 @@ __all__ = [
     "ProductionTokenError",
     "ResumeError",
     "ExecutorError",
+    "TimeoutException",
     "RunFailed",
 ]
 
@@ -331,6 +333,20 @@ class ExecutorError(RunstoreError, ConnectionError):
     """
 
     headline = "Executor unavailable"
+
+
+class TimeoutException(RunstoreError, TimeoutError):
+    """A step ran longer than its ``@timeout``: raised inside the step, recorded as its exception.
+
+    Named as Metaflow names it; ``@retry`` and ``@catch`` treat it as any failure.
+
+    Example
+    -------
+    >>> str(TimeoutException("Step start timed out after 5 seconds"))
+    'Step start timed out after 5 seconds'
+    """
+
+    headline = "Step timed out"
 
 
 class RunFailed(RunstoreError):

@@ -1,5 +1,5 @@
 """Authoring flows: ``FlowSpec``, ``@step``, ``Parameter``, ``JSONType``, ``IncludeFile``,
-``@retry`` and ``@catch``.
+``@retry``, ``@catch``, ``@timeout``, ``@resources`` and ``@environment``.
 
 A flow is a class whose ``@step`` methods end with ``self.next(...)``. Every
 attribute set on ``self`` in a step is an artifact, stored when the task ends and
@@ -33,7 +33,7 @@ from .graph import STEP_MARK
 
 __all__ = [
     "FlowSpec", "step", "Parameter", "JSONType", "IncludeFile", "retry", "catch",
-    "executor", "CaughtException", "RESERVED_PARAMETER_NAMES",
+    "timeout", "resources", "environment", "executor", "DECORATORS", "CaughtException", "RESERVED_PARAMETER_NAMES",
 ]
 
 #: Parameter names that would collide with the flow command's own options.
@@ -157,6 +157,108 @@ def catch(func: Callable[..., Any] | None = None, *, var: str | None = None,
         return _add_decorator(f, "catch", {"var": var, "print_exception": print_exception})
 
     return wrap(func) if func is not None else wrap
+
+
+def timeout(func: Callable[..., Any] | None = None, *, seconds: float = 0, minutes: float = 0,
+            hours: float = 0) -> Any:
+    """Stop an attempt that runs longer than ``hours + minutes + seconds``; it counts as a failure.
+
+    The step gets a :class:`~runstore.errors.TimeoutException` (in the worker process or,
+    inline, in the main thread, through ``SIGALRM``); a step that ignores it, or runs on
+    Dask, is stopped from outside a few seconds later (docs/flows.md). ``@retry`` runs it
+    again and ``@catch`` catches it, as any failure.
+
+    Example
+    -------
+    >>> @timeout(minutes=1, seconds=30)
+    ... @step
+    ... def train(self):
+    ...     self.next(self.end)
+    >>> train._runstore_decorators[-1]["attributes"]
+    {'seconds': 30, 'minutes': 1, 'hours': 0}
+    """
+    for unit, value in (("seconds", seconds), ("minutes", minutes), ("hours", hours)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            raise FlowDefinitionError(f"@timeout({unit}=...) takes a non-negative number, not {value!r}")
+    if seconds + 60 * minutes + 3600 * hours <= 0:
+        raise FlowDefinitionError("@timeout needs a positive duration, e.g. @timeout(seconds=30)")
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        return _add_decorator(f, "timeout", {"seconds": seconds, "minutes": minutes, "hours": hours})
+
+    return wrap(func) if func is not None else wrap
+
+
+def timeout_seconds(attributes: dict[str, Any]) -> float:
+    """The duration of a ``@timeout``'s attributes, in seconds.
+
+    >>> timeout_seconds({"seconds": 5, "minutes": 1, "hours": 0})
+    65.0
+    """
+    return float(attributes.get("seconds", 0)) + 60.0 * float(attributes.get("minutes", 0)) \
+        + 3600.0 * float(attributes.get("hours", 0))
+
+
+def resources(func: Callable[..., Any] | None = None, *, cpu: int | float = 1, memory: int = 4096,
+              gpu: int = 0, disk: int | None = None, shared_memory: int | None = None) -> Any:
+    """What a step needs (CPUs, memory in MB, GPUs): recorded in each task's metadata.
+
+    The local runtime does not reserve or limit anything; the values are kept
+    (``Task.metadata_dict["resources"]``, JSON) for whoever reads the run, as Metaflow's
+    ``@resources`` does when no remote compute decorator is used.
+
+    Example
+    -------
+    >>> @resources(cpu=4, memory=16000)
+    ... @step
+    ... def train(self):
+    ...     self.next(self.end)
+    >>> train._runstore_decorators[-1]["attributes"]["cpu"]
+    4
+    """
+    attributes = {"cpu": cpu, "memory": memory, "gpu": gpu, "disk": disk, "shared_memory": shared_memory}
+    for name, value in attributes.items():
+        if value is None and name in ("disk", "shared_memory"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            raise FlowDefinitionError(f"@resources({name}=...) takes a non-negative number, not {value!r}")
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        return _add_decorator(f, "resources", {k: v for k, v in attributes.items() if v is not None})
+
+    return wrap(func) if func is not None else wrap
+
+
+def environment(func: Callable[..., Any] | None = None, *, vars: dict[str, str] | None = None) -> Any:
+    """Set environment variables while the step runs (and only then).
+
+    Example
+    -------
+    >>> @environment(vars={"OMP_NUM_THREADS": "1"})
+    ... @step
+    ... def train(self):
+    ...     self.next(self.end)
+    >>> train._runstore_decorators[-1]["attributes"]
+    {'vars': {'OMP_NUM_THREADS': '1'}}
+    """
+    vars = {} if vars is None else vars
+    if not isinstance(vars, dict) or not all(
+            isinstance(k, str) and k and "=" not in k and "\0" not in k for k in vars):
+        raise FlowDefinitionError(f"@environment(vars=...) takes a dict of variable names to strings, not {vars!r}")
+    for key, value in vars.items():
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool) or "\0" in str(value):
+            raise FlowDefinitionError(f"@environment(vars=...): the value of {key!r} must be a string, not {value!r}")
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        return _add_decorator(f, "environment", {"vars": {k: str(v) for k, v in vars.items()}})
+
+    return wrap(func) if func is not None else wrap
+
+
+#: The step decorators ``--with NAME[:k=v,...]`` can add, by name.
+DECORATORS: dict[str, Callable[..., Any]] = {
+    "retry": retry, "catch": catch, "timeout": timeout, "resources": resources, "environment": environment,
+}
 
 
 class CaughtException:

@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from runstore import ExecutorError, Run, Runner, Store
+from runstore import ExecutorError, Run, Runner, Store, Task
 from runstore.runtime import load_flow
 from runstore.runtime.environment import flow_file_of
 from runstore.runtime.scheduler import Scheduler
@@ -467,3 +467,53 @@ def test_dask_address_with_the_local_executor_is_one_line(tmp_path: Path) -> Non
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == ["Error: --dask-address needs --executor dask"]
+
+
+# ---------------------------------------------------------------- @timeout on Dask (issue #12)
+
+TIMEOUT_KIND = "runstore.errors.TimeoutException"
+
+
+def test_timeout_on_dask_is_raised_in_the_task_thread_and_retried(tmp_path: Path, address: str) -> None:
+    """The remote task thread gets the TimeoutException itself (between its short sleeps)."""
+    db = tmp_path / "runstore.db"
+    start = time.monotonic()
+    proc = subprocess.run(_flow_cmd(FLOWS / "timeout_flow.py", db, "--quiet", "run", "--chunked", "true",
+                                    "--executor", "dask", "--dask-address", address),
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - start < 60  # the step asked for 120 s
+    store = Store(db)
+    task = Run("TimeoutFlow/1", store=store)["slow"].task
+    assert task.status == "succeeded" and task.data.attempt == 1
+    first = Task(task.pathspec, attempt=0, store=store).exception
+    assert first.type == TIMEOUT_KIND and "timed out after 3 seconds" in first.message
+
+
+def test_timeout_on_dask_is_caught_through_runner(tmp_path: Path, address: str) -> None:
+    store = Store(tmp_path / "runstore.db")
+    start = time.monotonic()
+    run = Runner(load_flow(FLOWS / "timeout_flow.py"), store=store, quiet=True, executor="dask",
+                 dask_address=address).run(always=True, chunked=True)
+    assert time.monotonic() - start < 60
+    task = run["slow"].task
+    assert task.status == "caught" and task.data.err.type == TIMEOUT_KIND
+    assert run["start"].task.data.seen == "from-environment"  # @environment on the remote worker too
+    assert run["end"].task.data.leaked is None
+
+
+def test_a_dask_task_stuck_past_its_timeout_is_cancelled_and_caught(tmp_path: Path, address: str) -> None:
+    """A 20 s C-level sleep never returns to Python in time: the scheduler cancels the future."""
+    db = tmp_path / "runstore.db"
+    start = time.monotonic()
+    proc = subprocess.run(_flow_cmd(FLOWS / "timeout_flow.py", db, "--quiet", "run", "--always", "true",
+                                    "--nap", "20", "--executor", "dask", "--dask-address", address),
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - start < 38  # two full sleeps would be 40 s
+    store = Store(db)
+    task = Run("TimeoutFlow/1", store=store)["slow"].task
+    for attempt in (0, 1):
+        exc = Task(task.pathspec, attempt=attempt, store=store).exception
+        assert exc.type == TIMEOUT_KIND and "Dask task was cancelled" in exc.message
+    assert task.status == "caught" and task.data.err.type == TIMEOUT_KIND

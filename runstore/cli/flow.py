@@ -105,13 +105,14 @@ def make_cli(flow_class: Any) -> click.Group:
     @click.pass_context
     def run(ctx: click.Context, tags: tuple[str, ...], max_workers: int | None, max_num_splits: int,
             user_namespace: str | None, run_id_file: str | None, executor: str | None, dask_address: str | None,
-            clone: str | None, **kwargs: Any) -> None:
+            clone: str | None, with_decorators: tuple[str, ...], **kwargs: Any) -> None:
         """Run the flow.
 
         \b
         Example:
             python flow.py run --tag first --max-workers 4
             python flow.py run --executor dask --dask-address tcp://10.0.0.5:8786
+            python flow.py run --with retry --with timeout:seconds=600
         """
         from ..runtime.runner import execute
         from ..runtime.parameters import resolve_parameters
@@ -133,7 +134,7 @@ def make_cli(flow_class: Any) -> click.Group:
                           max_num_splits=max_num_splits, namespace=user_namespace,
                           namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
                           on_run_created=run_id_writer(run_id_file), executor=executor,
-                          dask_address=dask_address)
+                          dask_address=dask_address, with_decorators=with_decorators)
         exit_with(ctx, store, outcome)
 
     for param in params:

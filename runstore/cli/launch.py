@@ -8,7 +8,8 @@ Example
 ... def go(**options):
 ...     pass
 >>> sorted(p.name for p in go.params)
-['dask_address', 'executor', 'max_num_splits', 'max_workers', 'run_id_file', 'tags', 'user_namespace']
+['dask_address', 'executor', 'max_num_splits', 'max_workers', 'run_id_file', 'tags', 'user_namespace',
+ 'with_decorators']
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ MAX_NUM_SPLITS = 10**9
 
 def launch_options(func: Any) -> Any:
     """The options ``run`` and ``resume`` share: --tag, --max-workers, --max-num-splits,
-    --namespace, --run-id-file, --executor, --dask-address."""
+    --namespace, --run-id-file, --executor, --dask-address, --with."""
     for option in reversed([
         click.option("--tag", "tags", multiple=True, help="A user tag for the run (repeatable)."),
         click.option("--max-workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=None,
@@ -43,9 +44,25 @@ def launch_options(func: Any) -> Any:
         click.option("--dask-address", default=None, metavar="ADDRESS",
                      help="Dask scheduler, e.g. tcp://HOST:8786 [default: RUNSTORE_DASK_ADDRESS, "
                           "else a local cluster for the run]."),
+        click.option("--with", "with_decorators", multiple=True, metavar="DECORATOR[:k=v,...]",
+                     callback=_check_with,
+                     help="Add a decorator to every step without it, e.g. --with retry, "
+                          "--with timeout:seconds=5 (repeatable)."),
     ]):
         func = option(func)
     return func
+
+
+def _check_with(ctx: click.Context, param: Any, value: tuple[str, ...]) -> tuple[str, ...]:
+    """Reject a bad ``--with`` spec as a usage error, before the store is opened."""
+    from ..errors import FlowDefinitionError
+    from ..runtime.scheduler import parse_with
+
+    try:
+        parse_with(value)
+    except FlowDefinitionError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return value
 
 
 def run_id_writer(run_id_file: str | None) -> Any:

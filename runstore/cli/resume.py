@@ -30,7 +30,8 @@ def resume_command(flow_class: type[FlowSpec]) -> click.Command:
     @click.pass_context
     def command(ctx: click.Context, step: str | None, origin_run_id: str | None, tags: tuple[str, ...],
                 max_workers: int | None, max_num_splits: int, user_namespace: str | None,
-                run_id_file: str | None, executor: str | None, dask_address: str | None) -> None:
+                run_id_file: str | None, executor: str | None, dask_address: str | None,
+                with_decorators: tuple[str, ...]) -> None:
         """Run the flow again, reusing the successful tasks of an earlier run.
 
         Without STEP, every task that succeeded before the first failure is cloned
@@ -47,7 +48,7 @@ def resume_command(flow_class: type[FlowSpec]) -> click.Command:
                          max_workers=max_workers, max_num_splits=max_num_splits, namespace=user_namespace,
                          namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
                          on_run_created=run_id_writer(run_id_file), executor=executor,
-                         dask_address=dask_address)
+                         dask_address=dask_address, with_decorators=with_decorators)
         exit_with(ctx, store, outcome)
 
     command.name = "resume"

@@ -39,7 +39,7 @@ Example
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..errors import NotFound, ResumeError
 from ..flowspec import FlowSpec
@@ -292,7 +292,7 @@ def resume(flow_class: type[FlowSpec], store: Any, *, step: str | None = None, o
            tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None, max_num_splits: int = 100,
            namespace: str | None = None, namespace_given: bool = False, quiet: bool = False,
            on_run_created: Callable[[Any], None] | None = None, executor: str | None = None,
-           dask_address: str | None = None) -> RunOutcome:
+           dask_address: str | None = None, with_decorators: Sequence[str] = ()) -> RunOutcome:
     """Resume a run of ``flow_class`` (see the module docstring); returns the new run's outcome.
 
     Raises ``ResumeError`` / ``NotFound`` before anything is written when the step or
@@ -307,7 +307,7 @@ def resume(flow_class: type[FlowSpec], store: Any, *, step: str | None = None, o
         flow_class, store, plan, tags=list(tags), max_workers=max_workers, max_num_splits=max_num_splits,
         client_namespace=namespace or None, set_namespace=namespace_given, quiet=quiet,
         flow_file=flow_file_of(flow_class), on_run_created=on_run_created, executor=executor,
-        dask_address=dask_address,
+        dask_address=dask_address, with_decorators=with_decorators,
     )
     return scheduler.run()
 

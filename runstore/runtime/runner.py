@@ -38,8 +38,11 @@ def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, t
             max_workers: int | None = None, max_num_splits: int = 100, namespace: str | None = None,
             namespace_given: bool = False, quiet: bool = False,
             on_run_created: Callable[[Any], None] | None = None, executor: str | None = None,
-            dask_address: str | None = None) -> RunOutcome:
+            dask_address: str | None = None, with_decorators: Sequence[str] = ()) -> RunOutcome:
     """Run ``flow_class`` with checked parameter values; returns the outcome.
+
+    ``with_decorators``: ``--with`` specs (``"retry"``, ``"timeout:seconds=5"``) added to every
+    step that does not have that decorator.
 
     ``executor``: ``"local"`` or ``"dask"`` (default ``RUNSTORE_EXECUTOR``, else local);
     ``dask_address``: a Dask scheduler (default ``RUNSTORE_DASK_ADDRESS``, else a
@@ -51,7 +54,7 @@ def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, t
         flow_class, store, params, tags=list(tags), max_workers=max_workers, max_num_splits=max_num_splits,
         client_namespace=namespace or None, set_namespace=namespace_given, quiet=quiet,
         flow_file=flow_file_of(flow_class), on_run_created=on_run_created, executor=executor,
-        dask_address=dask_address,
+        dask_address=dask_address, with_decorators=with_decorators,
     )
     return scheduler.run()
 

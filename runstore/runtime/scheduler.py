@@ -17,10 +17,11 @@ is cloned (rows copied by reference) instead of executed; the walk is the same.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from ..errors import RunstoreError
 from ..flowspec import FlowSpec, ForeachFrame
@@ -58,6 +59,50 @@ class RunOutcome:
         return self.status == "succeeded"
 
 
+def parse_with(specs: Sequence[str]) -> list[dict[str, Any]]:
+    """``--with`` values (``retry``, ``catch:var=err``, ``timeout:seconds=5``) as decorator records.
+
+    Values are read as JSON when they parse (``5``, ``true``, ``{"A": "1"}``), else kept as
+    strings, as Metaflow does; the decorator checks them. A bad spec raises
+    :class:`~runstore.errors.FlowDefinitionError`.
+
+    >>> parse_with(["retry:times=2", "catch"])[0]["attributes"]["times"]
+    2
+    """
+    from ..errors import FlowDefinitionError
+    from ..flowspec import DECORATORS
+
+    records = []
+    for text in specs:
+        name, _, rest = text.partition(":")
+        if name not in DECORATORS:
+            raise FlowDefinitionError(f"--with {text!r}: unknown decorator {name!r} "
+                                      f"(one of {', '.join(sorted(DECORATORS))}; e.g. --with timeout:seconds=5)")
+        kwargs: dict[str, Any] = {}
+        for item in filter(None, rest.split(",")) if rest else ():
+            key, eq, value = item.partition("=")
+            if not eq or not key.isidentifier():
+                raise FlowDefinitionError(f"--with {text!r}: expected NAME:key=value,key2=value2")
+            try:
+                kwargs[key] = json.loads(value)
+            except ValueError:
+                kwargs[key] = value
+        if any(r["name"] == name for r in records):
+            raise FlowDefinitionError(f"--with {name} is given twice")
+
+        def probe(self: Any) -> None:
+            pass
+
+        try:
+            DECORATORS[name](**kwargs)(probe)
+        except TypeError as exc:
+            raise FlowDefinitionError(f"--with {text!r}: {exc}".replace("wrap() ", "").replace(
+                DECORATORS[name].__name__ + "() ", "")) from None
+        record = probe._runstore_decorators[-1]  # type: ignore[attr-defined]
+        records.append(dict(record, statically_defined=False))
+    return records
+
+
 class _Done:
     """A finished task, as the graph walk needs it."""
 
@@ -88,11 +133,13 @@ class Scheduler:
                  quiet: bool = False, flow_file: str | None = None,
                  on_run_created: Callable[[Any], None] | None = None,
                  console: TextIO | None = None, executor: str | None = None,
-                 dask_address: str | None = None, max_loops: int = MAX_LOOPS) -> None:
+                 dask_address: str | None = None, max_loops: int = MAX_LOOPS,
+                 with_decorators: Sequence[str] = ()) -> None:
         from .executors import InlineExecutor, make_executors, resolve_executor
 
         self.flow_class = flow_class
         self.graph = flow_class._graph()
+        self.with_decorators = parse_with(with_decorators)  # before anything starts: a bad spec is a usage error
         self.store = store
         self.params = params
         self.tags = list(tags)
@@ -242,10 +289,24 @@ class Scheduler:
             self.ready.append(self._spec(task_id, step, [parent], frames))
 
     def _spec(self, task_id: int, step: str, inputs: list[_Done], frames: list[ForeachFrame]) -> TaskSpec:
+        from ..flowspec import timeout_seconds
+
         node = self.graph[step]
-        retries = catch_var = pinned = None
+        retries = catch_var = pinned = seconds = None
         catch_enabled, catch_print = False, True
-        for deco in node.decorators:
+        env: dict[str, str] = {}
+        metadata = self.metadata
+        decorators = node.decorators + [
+            d for d in self.with_decorators if not any(own["name"] == d["name"] for own in node.decorators)
+            and not (d["name"] == "catch" and node.type == "split-foreach")]  # refused there (graph.py)
+        for deco in decorators:
+            if deco["name"] == "timeout":
+                seconds = timeout_seconds(deco["attributes"])
+            elif deco["name"] == "environment":
+                env = dict(deco["attributes"]["vars"])
+            elif deco["name"] == "resources":
+                metadata = dict(metadata, resources=json.dumps(deco["attributes"], sort_keys=True))
+        for deco in decorators:
             if deco["name"] == "retry":
                 retries = deco["attributes"]["times"]
             elif deco["name"] == "catch":
@@ -262,7 +323,7 @@ class Scheduler:
             tags=tuple(self.tags),
             identity=self.identity, username=self.username, client_namespace=self.client_namespace,
             set_client_namespace=self.set_namespace, max_num_splits=self.max_num_splits, quiet=self.quiet,
-            metadata=self.metadata, graph_info=self.graph_info, executor=pinned,
+            metadata=metadata, graph_info=self.graph_info, executor=pinned, timeout=seconds, env=env,
             cards=tuple(d["attributes"] for d in node.decorators if d["name"] == "card"),
         )
 
@@ -361,11 +422,17 @@ class Scheduler:
                 for executor in busy:
                     for spec, result in executor.wait(timeout):
                         if isinstance(result, Lost):
-                            message = result.message
-                            self.store.abandon_attempt(spec.task_id, spec.attempt,
-                                                       ("runstore.WorkerDied", message, ""))
+                            message, kind = result.message, result.kind
+                            self.store.abandon_attempt(spec.task_id, spec.attempt, (kind, message, ""))
                             result = TaskResult(spec.task_id, spec.attempt, "failed", error=message)
                             self.say(f"{spec.prefix} {message}")
+                            if spec.catch_enabled and spec.attempt >= spec.retries and spec.fallback is None:
+                                # no process left to catch it in: one more attempt records it (@catch);
+                                # it runs no user code, so here, with no timeout
+                                self.ready.append(dataclasses.replace(
+                                    spec, attempt=spec.attempt + 1, retries=spec.attempt + 1,
+                                    fallback=(kind, message, ""), timeout=None, executor="local"))
+                                continue
                         elif isinstance(result, RunstoreError):
                             raise result  # the worker's store failed (e.g. StoreFullError): the run cannot go on
                         elif isinstance(result, BaseException):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..current import TaskContext, task_context
-from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError
+from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError, TimeoutException
 from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
 from ..util import pause_point
 from .logtap import MAX_LOG_BYTES, LogTap
@@ -81,6 +81,9 @@ class TaskSpec:
     graph_info: dict[str, Any] | None = None
     cards: tuple[dict[str, Any], ...] = ()
     executor: str | None = None
+    timeout: float | None = None  # seconds, from @timeout
+    env: dict[str, str] = field(default_factory=dict)  # @environment(vars=...)
+    fallback: tuple[str, str, str] | None = None  # the attempt only records this failure (see below)
 
     @property
     def prefix(self) -> str:
@@ -293,11 +296,25 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
             func = getattr(flow, spec.step)
             func(inputs) if node.is_join else func()
 
+    saved_env = {name: os.environ.get(name) for name in spec.env}
     try:
-        contextvars.copy_context().run(body)
+        if spec.fallback is not None:
+            # The previous attempt's process was killed (its @timeout, a crash): this
+            # attempt runs no user code and records that failure for @catch (Metaflow's
+            # fallback step).
+            raise _Recorded(*spec.fallback)
+        os.environ.update(spec.env)
+        with _deadline(spec):
+            contextvars.copy_context().run(body)
         _check_transition(flow, state, node)
     except BaseException as exc:  # noqa: BLE001 - the task records any failure, even SystemExit
         error = exc
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     next_step = case = None
     if error is None and node.switch_cases is not None:
         try:
@@ -314,7 +331,7 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
     exception = None
     catching = error is not None and spec.catch_enabled and spec.attempt >= spec.retries
     if error is not None:
-        exception = _exception_info(error)
+        exception = error.info if isinstance(error, _Recorded) else _exception_info(error)
         if not (catching and not spec.catch_print):  # @catch(print_exception=False): kept, not printed
             cap.write("stderr", exception[2])
         status = "caught" if catching else "failed"
@@ -349,6 +366,93 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
     return TaskResult(spec.task_id, spec.attempt, status, foreach_refs,
                       None if exception is None else f"{exception[0]}: {exception[1]}",
                       next_step if status == "succeeded" else None)
+
+
+class _Recorded(Exception):
+    """A failure recorded by the scheduler (``TaskSpec.fallback``), replayed as this attempt's."""
+
+    def __init__(self, kind: str, message: str, traceback: str) -> None:
+        super().__init__(message)
+        self.info = (kind, message, traceback)
+
+
+class _deadline:
+    """Raise :class:`TimeoutException` in the step when it runs past ``spec.timeout``.
+
+    In the main thread (a worker process, or inline) through ``SIGALRM``, which also
+    interrupts ``time.sleep`` and most blocking calls. In another thread (a Dask
+    worker's task thread, a scheduler started from a thread) through an asynchronous
+    exception, delivered at the step's next Python bytecode: a step blocked inside C
+    code sees it only when that call returns; the scheduler's own deadline (a few
+    seconds later) covers that case by killing or cancelling the attempt.
+    """
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.seconds = spec.timeout
+        self.message = f"Step {spec.step} (task-id {spec.task_id}) timed out after {_human(spec.timeout or 0)}"
+        self.previous: Any = None
+        self.timer: Any = None
+        self.lock: Any = None
+        self.fired = False
+
+    def __enter__(self) -> "_deadline":
+        import signal
+        import threading
+
+        if not self.seconds:
+            return self
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+            def expired(signum: int, frame: Any) -> None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                raise TimeoutException(self.message)
+
+            self.previous = signal.signal(signal.SIGALRM, expired)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            return self
+        import ctypes
+
+        self.lock = threading.Lock()
+        thread_id = threading.get_ident()
+
+        def expire() -> None:
+            with self.lock:
+                if self.timer is None:
+                    return
+                self.fired = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(_AsyncTimeout))
+
+        self.timer = threading.Timer(self.seconds, expire)
+        self.timer.daemon = True
+        self.timer.start()
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        import signal
+        import threading
+
+        if not self.seconds:
+            return
+        if self.lock is None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+            return
+        with self.lock:
+            self.timer.cancel()
+            self.timer = None
+            if self.fired:  # clear it if still pending, so it never lands in the runtime's code
+                import ctypes
+
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+        if self.fired and (kind is None or kind is _AsyncTimeout):
+            raise TimeoutException(self.message).with_traceback(tb) from None
+
+
+class _AsyncTimeout(BaseException):
+    """Delivered into a step's thread by :class:`_deadline`; turned into TimeoutException."""
+
+
+def _human(seconds: float) -> str:
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 def ctx_pathspec(ctx: TaskContext) -> str:

@@ -25,6 +25,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from typing import Any
 
 __all__ = ["WorkerPool", "Worker", "died"]
@@ -110,6 +111,8 @@ class Worker:
         self.pid = pid
         self.sock = sock
         self.spec: Any = None
+        self.started = 0.0  # time.monotonic() when the running spec was sent
+        self.timed_out = False
 
 
 class WorkerPool:
@@ -169,10 +172,33 @@ class WorkerPool:
         if worker is None:
             worker = self._spawn()
         worker.spec = spec
+        worker.started = time.monotonic()
         try:
             _send(worker.sock, spec)
         except OSError:
             pass  # the worker is dead: wait() sees end-of-file
+
+    def kill_overdue(self, grace: float) -> float | None:
+        """SIGKILL each worker whose attempt ran ``grace`` seconds past its ``@timeout``.
+
+        Its end-of-file then comes back from :meth:`wait` as a death with
+        ``timed_out`` set. Returns the seconds until the next such deadline (None: none).
+        """
+        now, nearest = time.monotonic(), None
+        for worker in self.busy:
+            seconds = getattr(worker.spec, "timeout", None)
+            if not seconds or worker.timed_out:
+                continue
+            left = worker.started + seconds + grace - now
+            if left <= 0:
+                worker.timed_out = True
+                try:
+                    os.kill(worker.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            elif nearest is None or left < nearest:
+                nearest = left
+        return nearest
 
     def wait(self, timeout: float | None) -> list[tuple[Any, Any]]:
         """Wait for results: ``[(spec, TaskResult | Exception | _Died)]``."""
@@ -190,7 +216,7 @@ class WorkerPool:
             try:
                 result = _recv(worker.sock)
             except (EOFError, OSError, pickle.UnpicklingError):
-                result = _Died(self._reap(worker), worker.pid)
+                result = _Died(self._reap(worker), worker.pid, worker.timed_out)
                 self.workers.remove(worker)
                 worker.sock.close()
             done.append((worker.spec, result))
@@ -224,12 +250,15 @@ class WorkerPool:
 class _Died:
     """Stands in for a result when the worker died instead of answering."""
 
-    def __init__(self, exitcode: int | None, pid: int | None) -> None:
+    def __init__(self, exitcode: int | None, pid: int | None, timed_out: bool = False) -> None:
         self.exitcode = exitcode
         self.pid = pid
+        self.timed_out = timed_out
 
     def describe(self) -> str:
         code = self.exitcode
+        if self.timed_out:
+            return f"the attempt ran past its @timeout; its worker process {self.pid} was killed"
         if code is not None and code < 0:
             try:
                 name = signal.Signals(-code).name

@@ -18,7 +18,13 @@ from ...errors import RunstoreError
 from ...schema import HEARTBEAT_INTERVAL
 from ..task import TaskResult, TaskSpec, run_task
 
-__all__ = ["Executor", "Lost", "InlineExecutor", "LocalExecutor", "Heartbeat", "local_executor", "is_result"]
+#: Seconds past a step's @timeout before the scheduler kills (or cancels) the attempt
+#: itself: the step's own TimeoutException normally ends it first (runtime/task.py).
+TIMEOUT_GRACE = 3.0
+#: The exception type recorded for an attempt killed for its @timeout.
+TIMEOUT_KIND = "runstore.errors.TimeoutException"
+
+__all__ = ["Executor", "Lost", "TIMEOUT_GRACE", "TIMEOUT_KIND", "InlineExecutor", "LocalExecutor", "Heartbeat", "local_executor", "is_result"]
 
 
 class Lost:
@@ -30,10 +36,11 @@ class Lost:
     'worker process 12 was killed by SIGKILL'
     """
 
-    __slots__ = ("message",)
+    __slots__ = ("message", "kind")
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, kind: str = "runstore.WorkerDied") -> None:
         self.message = message
+        self.kind = kind
 
 
 class Executor:
@@ -126,7 +133,11 @@ class LocalExecutor(Executor):
     def wait(self, timeout: float | None) -> list[tuple[TaskSpec, Any]]:
         from ..workers import died
 
-        return [(spec, Lost(result.describe()) if died(result) else result)
+        nearest = self.pool.kill_overdue(TIMEOUT_GRACE)
+        if nearest is not None:
+            timeout = nearest if timeout is None else min(timeout, nearest)
+        return [(spec, Lost(result.describe(), TIMEOUT_KIND if result.timed_out else "runstore.WorkerDied")
+                 if died(result) else result)
                 for spec, result in self.pool.wait(timeout)]
 
     def close(self, kill: bool = False) -> None:

@@ -46,7 +46,7 @@ from typing import Any
 
 from ...errors import ExecutorError, RunstoreError, StoreError
 from ..task import TaskResult, TaskSpec
-from .base import Executor, Lost
+from .base import TIMEOUT_GRACE, TIMEOUT_KIND, Executor, Lost
 from .remote import Answer, environment, run_remote
 
 __all__ = ["DaskExecutor", "INLINE_MAX", "CONNECT_TIMEOUT"]
@@ -96,6 +96,7 @@ class DaskExecutor(Executor):
         #: Dask keys of everything scattered (code, large values), in order: tests watch their transfers.
         self.sent_keys: list[str] = []
         self._running: dict[str, tuple[TaskSpec, Any, frozenset[str]]] = {}
+        self._deadlines: dict[str, float] = {}  # key -> when to cancel it for its @timeout
         self._scattered: dict[str, Any] = {}
         self._small: OrderedDict[str, bytes] = OrderedDict()
         self._small_bytes = 0
@@ -288,21 +289,46 @@ class DaskExecutor(Executor):
                                     retries=0)
         self.stats["submitted"] += 1
         self._running[future.key] = (spec, future, shipped)
+        if spec.timeout:
+            # The task's own thread raises TimeoutException at spec.timeout (task.py); this
+            # backstop, counted from submission, cancels a step stuck in C code (e.g. sleep).
+            self._deadlines[future.key] = time.monotonic() + spec.timeout + TIMEOUT_GRACE
 
     def wait(self, timeout: float | None) -> list[tuple[TaskSpec, Any]]:
         from distributed.client import _wait
 
         if not self._running:
             return []
+        answers = self._cancel_overdue()
+        if answers:
+            return answers
+        if self._deadlines:
+            nearest = max(0.0, min(self._deadlines.values()) - time.monotonic())
+            timeout = nearest if timeout is None else min(timeout, nearest)
         futures = [future for _, future, _ in self._running.values()]
         try:  # distributed.wait() would look for a default client; ours is private to the run
             done, _ = self.client.sync(_wait, futures, timeout=timeout, return_when="FIRST_COMPLETED")
         except TimeoutError:
             return []
-        answers = []
         for future in done:
             spec, _, shipped = self._running.pop(future.key)
+            self._deadlines.pop(future.key, None)
             answers.append((spec, self._answer(spec, future, shipped)))
+        return answers
+
+    def _cancel_overdue(self) -> list[tuple[TaskSpec, Any]]:
+        """Cancel the tasks past their @timeout backstop; their answers are never committed."""
+        now = time.monotonic()
+        answers = []
+        for key in [k for k, at in self._deadlines.items() if at <= now]:
+            del self._deadlines[key]
+            spec, future, _ = self._running.pop(key)
+            if future.status in ("finished", "error"):  # it ended meanwhile: answer as usual
+                self._running[key] = (spec, future, _)
+                continue
+            self.client.cancel([future], force=True)
+            answers.append((spec, Lost(f"the attempt ran past its @timeout of {spec.timeout:g} s; "
+                                       "its Dask task was cancelled", TIMEOUT_KIND)))
         return answers
 
     def _answer(self, spec: TaskSpec, future: Any, shipped: frozenset[str]) -> Any:
