@@ -67,3 +67,19 @@ def test_at_most_50_user_tags_but_an_oversized_set_may_shrink() -> None:
         validate_tags(tags[:56], existing=tags[:55])  # 55 -> 56
     with pytest.raises(TaggingError, match="beyond 50"):
         validate_tags(tags[:56], existing=tags[:55] + tags[:55])  # duplicates in existing count once
+
+
+@pytest.mark.parametrize("prefix", ["user:", "production:", "project:", "project_branch:", "runtime:",
+                                    "python_version:", "runstore_version:", "date:"])
+def test_every_reserved_prefix_is_refused_as_a_user_tag(prefix: str) -> None:
+    """SPEC §13.5: each reserved prefix is a system tag only, alone or in a set; the message names it."""
+    from runstore.tags import RESERVED_PREFIXES, validate_user_tag, validate_user_tags
+
+    assert prefix in RESERVED_PREFIXES
+    expected = f"the prefix {prefix!r} is reserved for system tags"
+    with pytest.raises(TaggingError, match=expected):
+        validate_user_tag(f"{prefix}x:y")
+    with pytest.raises(TaggingError, match=expected):
+        validate_user_tags(["fine", f"{prefix}x"])
+    assert validate_user_tag(f"my{prefix}x") == f"my{prefix}x"  # only as a prefix
+    assert validate_tags([f"{prefix}x"]) == [f"{prefix}x"]  # system tags pass the plain check
