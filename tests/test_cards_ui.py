@@ -8,7 +8,6 @@ Screenshots: ``RUNSTORE_UPDATE_SCREENSHOTS=1`` copies them into ``docs/cards/``.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 from runstore import Store
-from test_ui_browser import _chromium, _Server, expect
+from test_ui_browser import _chromium, _Server, expect, recording_page, save_shot
 
 HERE = Path(__file__).resolve().parent
 CARD_FLOW = HERE / "flows" / "card_flow.py"
@@ -138,21 +137,11 @@ def site(stores: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture
 def page(site: dict[str, Any]) -> Iterator[Any]:
-    context = site["browser"].new_context(viewport={"width": 1100, "height": 900})
-    pg = context.new_page()
-    pg.errors = []  # type: ignore[attr-defined]
-    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)  # type: ignore[attr-defined]
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))  # type: ignore[attr-defined]
-    yield pg
-    context.close()
+    yield from recording_page(site["browser"], 1100)
 
 
 def _shot(site: dict[str, Any], pg: Any, name: str) -> None:
-    out = site["shots"] / f"{name}.png"
-    pg.screenshot(path=str(out), full_page=True)
-    if os.environ.get("RUNSTORE_UPDATE_SCREENSHOTS") == "1":
-        DOCS_CARDS.mkdir(exist_ok=True)
-        shutil.copy(out, DOCS_CARDS / f"{name}.png")
+    save_shot(site["shots"], pg, name, DOCS_CARDS)
 
 
 @pytest.mark.browser

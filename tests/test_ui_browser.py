@@ -91,10 +91,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             theirs.stop()
 
 
-@pytest.fixture
-def page(site: dict[str, Any]) -> Iterator[Any]:
+def recording_page(browser: Any, width: int) -> Iterator[Any]:
     """A fresh page that records console errors and page errors (CSP violations show there)."""
-    context = site["browser"].new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": width, "height": 900})
     pg = context.new_page()
     pg.errors = []  # type: ignore[attr-defined]
     pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)  # type: ignore[attr-defined]
@@ -103,12 +102,22 @@ def page(site: dict[str, Any]) -> Iterator[Any]:
     context.close()
 
 
-def _shot(site: dict[str, Any], pg: Any, name: str) -> None:
-    out = site["shots"] / f"{name}.png"
+def save_shot(shots: Path, pg: Any, name: str, docs: Path) -> None:
+    """Screenshot ``pg`` into ``shots``; with RUNSTORE_UPDATE_SCREENSHOTS=1 also into ``docs``."""
+    out = shots / f"{name}.png"
     pg.screenshot(path=str(out), full_page=True)
     if os.environ.get("RUNSTORE_UPDATE_SCREENSHOTS") == "1":
-        DOCS_UI.mkdir(exist_ok=True)
-        shutil.copy(out, DOCS_UI / f"{name}.png")
+        docs.mkdir(exist_ok=True)
+        shutil.copy(out, docs / f"{name}.png")
+
+
+@pytest.fixture
+def page(site: dict[str, Any]) -> Iterator[Any]:
+    yield from recording_page(site["browser"], 1280)
+
+
+def _shot(site: dict[str, Any], pg: Any, name: str) -> None:
+    save_shot(site["shots"], pg, name, DOCS_UI)
 
 
 def expect(locator: Any) -> Any:
