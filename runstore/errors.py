@@ -22,6 +22,7 @@ runtime errors, 2 for usage errors) and renders as one line.
     ├── CodecError (TypeError)            a value cannot be encoded / decoded
     ├── UntrustedArtifact (PermissionError)  untrusted pickle, or a value altered after writing
     ├── FlowDefinitionError (ValueError)  the flow graph or a decorator is invalid
+    ├── CodeSnapshotError (ValueError)    the code snapshot is over its cap, or a bad setting
     ├── ParameterError (ValueError)       a bad parameter value
     ├── MergeArtifactsError (ValueError)  merge_artifacts found a conflict
     ├── ProductionTokenError (PermissionError)  deploy without the right token
@@ -58,6 +59,7 @@ __all__ = [
     "CodecError",
     "UntrustedArtifact",
     "FlowDefinitionError",
+    "CodeSnapshotError",
     "ParameterError",
     "MergeArtifactsError",
     "ProductionTokenError",
@@ -270,6 +272,21 @@ class FlowDefinitionError(RunstoreError, ValueError):
 
     headline = "Invalid flow"
     exit_code = 2
+
+
+class CodeSnapshotError(RunstoreError, ValueError):
+    """The flow's code snapshot cannot be taken whole: over ``RUNSTORE_CODE_MAX_MB``, or a bad setting.
+
+    Raised before the run is created; the message names the largest files and the setting
+    that raises the cap (docs/flows.md, "The code snapshot").
+
+    Example
+    -------
+    >>> issubclass(CodeSnapshotError, ValueError)
+    True
+    """
+
+    headline = "Code snapshot refused"
 
 
 class ParameterError(RunstoreError, ValueError):

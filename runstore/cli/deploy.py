@@ -33,6 +33,24 @@ from ..errors import NotFound, RunstoreError
 __all__ = ["deploy_command", "trigger_command"]
 
 
+#: ``python -c`` program running a module from a directory as ``python -m`` runs it, but with
+#: that directory (not the current one) as ``sys.path[0]``: argv = [-c, ROOT, MODULE, args...].
+_RUN_MODULE = ("import runpy, sys; root, module = sys.argv[1:3]; sys.path[0] = root; "
+               "sys.argv = [sys.argv[0], *sys.argv[3:]]; runpy.run_module(module, run_name='__main__', alter_sys=True)")
+
+
+def _package_info(root: object) -> dict[str, object]:
+    """The unpacked package's ``.runstore/INFO`` (``{}`` when absent or unreadable)."""
+    import json
+    from pathlib import Path
+
+    try:
+        info = json.loads((Path(str(root)) / ".runstore" / "INFO").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def _flow_file(flow_class: type) -> str:
     from ..runtime.environment import flow_file_of
 
@@ -66,7 +84,7 @@ def deploy_command(flow_class: type) -> click.Command:
             python flow.py deploy
             python flow.py deploy --authorize TOKEN
         """
-        from ..runtime.environment import code_package
+        from ..runtime.environment import code_package, code_root, flow_module_of
         from ..runtime.production import deploy as deploy_flow
         from ..util import printable, resolve_username
 
@@ -76,7 +94,10 @@ def deploy_command(flow_class: type) -> click.Command:
         if store.in_memory:
             raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
         user = resolve_username()
-        code_id = store.add_code_package(code_package(flow_file, name), script)
+        module = flow_module_of(flow_class)
+        code_id = store.add_code_package(code_package(flow_file, name, module), script)
+        module = code_root(flow_file, module)[1]
+        command = f"python -m {module}" if module else f"python {script}"
         result = deploy_flow(store, name, user=user, code_id=code_id, script_name=script,
                              authorize=authorize, generate_new_token=generate_new_token)
         dep = result.deployment
@@ -93,9 +114,9 @@ def deploy_command(flow_class: type) -> click.Command:
         click.echo(f"    namespace(\"{dep.namespace}\")")
         click.echo("To let someone else deploy new versions of this flow, share this command with them"
                    " (the token is a secret; it is saved for you in your runstore config):")
-        click.echo(f"    python {script}{db} deploy --authorize {result.token}")
+        click.echo(f"    {command}{db} deploy --authorize {result.token}")
         click.echo("To run the deployed code in production:")
-        click.echo(f"    python {script}{db} trigger")
+        click.echo(f"    {command}{db} trigger")
 
     return deploy
 
@@ -161,7 +182,10 @@ def trigger_command(flow_class: type) -> click.Command:
         workdir = tempfile.mkdtemp(prefix=f"runstore-{name}-")
         try:
             root = extract_code(tarball, workdir)
-            script = root / (dep.script_name or package["script_name"])
+            info = _package_info(root)
+            script = (root / str(info.get("script") or dep.script_name or package["script_name"])).resolve()
+            if root.resolve() not in script.parents:
+                raise RunstoreError(f"the code package of {name}'s deployment names a script outside it")
             env = dict(os.environ)
             env[TOKEN_ENV] = token
             env[NAMESPACE_ENV] = dep.namespace
@@ -170,7 +194,13 @@ def trigger_command(flow_class: type) -> click.Command:
             if not ctx.obj["quiet"]:
                 click.echo(f"Triggering {name} (generation {dep.generation}, deployed by {printable(dep.owner)}) "
                            f"in {printable(dep.namespace)}.", err=True)
-            argv = [sys.executable, str(script), "--db", str(store.path)]
+            module = info.get("module")
+            if isinstance(module, str) and module.replace(".", "").replace("_", "").isalnum():
+                # Run as it was run: `python -m pkg.flow`, with the unpacked tree (not the
+                # working copy in the current directory) first on sys.path.
+                argv = [sys.executable, "-c", _RUN_MODULE, str(root), module, "--db", str(store.path)]
+            else:
+                argv = [sys.executable, str(script), "--db", str(store.path)]
             if ctx.obj["quiet"]:
                 argv.append("--quiet")
             store.close()

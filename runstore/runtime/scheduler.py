@@ -188,7 +188,7 @@ class Scheduler:
         from .production import TOKEN_ENV, production_identity
         from ..util import resolve_username
         from .environment import CELL_SCRIPT, cell_code_package, cell_source, code_package, environment_metadata, \
-            system_tags
+            flow_module_of, system_tags
 
         store = self.store
         self.username = resolve_username()
@@ -201,7 +201,8 @@ class Scheduler:
         code_id = None
         self.code_package: bytes | None = None
         if self.flow_file:
-            self.code_package = code_package(self.flow_file, name)
+            # The whole tree, or CodeSnapshotError before any run exists (never a truncated snapshot).
+            self.code_package = code_package(self.flow_file, name, flow_module_of(self.flow_class))
             code_id = store.add_code_package(self.code_package, os.path.basename(self.flow_file))
         cell = None if self.flow_file else cell_source(self.flow_class)
         if cell is not None:  # defined in a notebook cell: the cell is the snapshot (not shipped to executors)

@@ -168,7 +168,7 @@ def _extract(tarball: bytes, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _load_flow_file(path: Path, shown_as: str, flow_name: str) -> type:
+def _load_flow_file(path: Path, shown_as: str, flow_name: str, module_name: str | None = None) -> type:
     """Import the flow file from the package, its code named ``shown_as`` (the scheduler's
     path): tracebacks in the stored logs read as they do from a local run."""
     import inspect
@@ -182,6 +182,8 @@ def _load_flow_file(path: Path, shown_as: str, flow_name: str) -> type:
     name = f"_runstore_flow_{path.stem}"
     module = types.ModuleType(name)
     module.__file__ = str(path)
+    if module_name and "." in module_name:  # run as `python -m pkg.flow`: its relative imports resolve
+        module.__package__ = module_name.rpartition(".")[0]
     sys.modules[name] = module
     # Entries without an mtime are kept by linecache.checkcache: the source lines stay
     # available for tracebacks even where ``shown_as`` does not exist.
@@ -219,7 +221,7 @@ def flow_from_code(code_key: str, kind: str, data: bytes, flow_name: str, flow_f
             if str(folder) not in sys.path:
                 sys.path.insert(0, str(folder))  # the flow's sibling modules import as they do locally
             flow_class = _load_flow_file(folder / info["script"], flow_file or str(folder / info["script"]),
-                                         flow_name)
+                                         flow_name, info.get("module"))
             # Classes defined in the flow file pickle by value, as they do from a local
             # `python flow.py run` (where the module is __main__).
             cloudpickle.register_pickle_by_value(sys.modules[flow_class.__module__])
