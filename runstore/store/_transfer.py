@@ -229,6 +229,12 @@ def _own_columns() -> dict[str, tuple[str, ...]]:
         conn.close()
 
 
+def _line_count(column: str) -> str:
+    """SQL for the number of lines of a log column (newlines, plus an unterminated last line)."""
+    text = f"CAST({column} AS TEXT)"
+    return f"(length({text}) - length(replace({text}, char(10), '')) + (substr({text}, -1) NOT IN ('', char(10))))"
+
+
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -396,6 +402,7 @@ class _Transfer:
         tasks = "task_id IN (SELECT task_id FROM tasks WHERE run_id = ?)"
         for row in self._rows(src, "attempts", tasks, run_id):
             self._insert(dst, "attempts", dict(row, task_id=self.task_map[row["task_id"]]))
+        self._copy_log_stamps(src, dst, run_id)
         for row in self._rows(src, "artifacts", tasks, run_id):
             self._copy_blob(src, dst, row["blob_key"])
             del row["artifact_id"]
@@ -414,6 +421,34 @@ class _Transfer:
             if row["blob_key"] is not None:
                 self._copy_blob(src, dst, row["blob_key"], what="card")
             self._insert(dst, "cards", dict(row, task_id=self.task_map[row["task_id"]]))
+
+    def _copy_log_stamps(self, src: sqlite3.Connection, dst: sqlite3.Connection, run_id: int) -> None:
+        """Copy the per-line times of the run's attempts (``log_stamps``), as hostile input.
+
+        Only stamps of an attempt just copied (joined to its ``attempts`` row of a task of
+        this run), of a known stream, at an integer line inside that stream's text (so
+        there are never more stamps than log lines), dated by a finite time between 1970
+        and 5000: anything else is dropped and its lines take the previous stamp (or the
+        attempt's start), as ``Task.loglines`` dates unstamped lines. Pinned by
+        tests/test_log_stamps_travel.py::test_hostile_log_stamps_are_bounded_on_merge.
+        """
+        rows = src.execute(
+            "SELECT s.task_id, s.attempt, s.stream, s.line, s.ts FROM log_stamps s"
+            " JOIN attempts a ON a.task_id = s.task_id AND a.attempt = s.attempt"
+            " JOIN tasks t ON t.task_id = a.task_id"
+            " WHERE t.run_id = ? AND s.stream IN ('stdout', 'stderr')"
+            " AND typeof(s.line) = 'integer' AND s.line >= 0"
+            " AND typeof(s.ts) IN ('real', 'integer') AND s.ts >= 0 AND s.ts < 95617584000"
+            f" AND s.line < CASE s.stream WHEN 'stdout' THEN {_line_count('a.stdout')} ELSE {_line_count('a.stderr')} END",
+            (run_id,))
+        while True:
+            batch = rows.fetchmany(1000)
+            if not batch:
+                return
+            dst.executemany(
+                "INSERT OR IGNORE INTO log_stamps(task_id, attempt, stream, line, ts) VALUES (?, ?, ?, ?, ?)",
+                [(self.task_map[task_id], attempt, stream, line, float(ts))
+                 for task_id, attempt, stream, line, ts in batch if task_id in self.task_map])
 
     def _copy_code(self, src: sqlite3.Connection, dst: sqlite3.Connection, code_id: int) -> int:
         if code_id not in self.code_map:

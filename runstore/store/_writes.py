@@ -37,7 +37,7 @@ from ._reads import list_run_tags
 
 __all__ = ["RunRecord", "flow_id", "next_run_number", "create_run", "heartbeat", "finish_run", "set_run_code",
            "add_code_package", "code_package_id", "create_tasks", "start_attempt", "finish_attempt", "abandon_attempt",
-           "append_log", "insert_metadata", "update_run_tags", "clone_task"]
+           "append_log", "insert_metadata", "update_run_tags", "clone_task", "clone_log_stamps"]
 
 
 @dataclass(frozen=True)
@@ -296,6 +296,25 @@ def update_run_tags(conn: sqlite3.Connection, run_id: int, add: Iterable[str] = 
 
 # ------------------------------------------------------------ resume
 
+def clone_log_stamps(conn: sqlite3.Connection, task_id: int, origin_task_id: int, attempt: int) -> None:
+    """Date the lines of a clone's attempt 0 as the origin's ``attempt`` dated them.
+
+    The origin's ``log_stamps`` rows are copied, and a stream whose first line has no
+    stamp (an inline or remote attempt, dated by its start) gets one at line 0 with the
+    origin attempt's start: the clone's own attempt starts now, so without it
+    ``Task.loglines`` of the clone would differ from the origin's.
+    """
+    conn.execute(
+        "INSERT OR REPLACE INTO log_stamps(task_id, attempt, stream, line, ts)"
+        " SELECT ?, 0, stream, line, ts FROM log_stamps WHERE task_id = ? AND attempt = ?",
+        (task_id, origin_task_id, attempt))
+    for stream in ("stdout", "stderr"):
+        conn.execute(
+            "INSERT OR IGNORE INTO log_stamps(task_id, attempt, stream, line, ts)"
+            f" SELECT ?, 0, ?, 0, started_at FROM attempts WHERE task_id = ? AND attempt = ? AND {stream} <> ''",
+            (task_id, stream, origin_task_id, attempt))
+
+
 def clone_task(conn: sqlite3.Connection, task_id: int, origin_task_id: int, origin_pathspec: str,
                metadata: Mapping[str, Any] = {}, *, artifacts: Mapping[str, StoredValue] | None = None,
                where: str = "the store") -> str:
@@ -315,6 +334,7 @@ def clone_task(conn: sqlite3.Connection, task_id: int, origin_task_id: int, orig
         " SELECT ?, 0, ?, ?, status, NULL, exception_type, exception_message, traceback, stdout, stderr"
         " FROM attempts WHERE task_id = ? AND attempt = ?",
         (task_id, stamp, stamp, origin_task_id, attempt))
+    clone_log_stamps(conn, task_id, origin_task_id, attempt)
     conn.execute(
         "INSERT INTO artifacts(task_id, attempt, name, blob_key, encoding, type, size, created_at,"
         " json_value) SELECT ?, 0, name, blob_key, encoding, type, size, ?, json_value"
