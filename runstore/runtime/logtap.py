@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["LogTap", "MAX_LOG_BYTES", "BATCH_LINES", "BATCH_SECONDS"]
+__all__ = ["LogTap", "InlineLog", "MAX_LOG_BYTES", "BATCH_LINES", "BATCH_SECONDS"]
 
 #: Bytes of stdout (and of stderr) kept per attempt: the first and the last half of it.
 MAX_LOG_BYTES = 10 * 1024 * 1024
@@ -62,9 +62,13 @@ class _StreamLog:
         self.since: float | None = None  # when the first line not yet stored arrived
 
     def feed(self, lines: list[bytes], ts: float) -> None:
-        for raw in lines:
-            size = len(raw)
-            line = raw.decode("utf-8", "replace")
+        """Take complete lines read from a pipe at ``ts`` (decoded here, sized in bytes)."""
+        self.feed_text([raw.decode("utf-8", "replace") for raw in lines], ts, [len(raw) for raw in lines])
+
+    def feed_text(self, lines: list[str], ts: float, sizes: list[int] | None = None) -> None:
+        """Take complete lines written as text at ``ts`` (inline tasks: sized in characters)."""
+        for i, line in enumerate(lines):
+            size = len(line) if sizes is None else sizes[i]
             if not self.tail and self.head_bytes + size <= self.half:
                 self.head_new.append((ts, line))
                 self.head_bytes += size
@@ -333,3 +337,136 @@ class LogTap:
                                       replace_from=replace_from, keep_chars=keep)
             except BaseException as exc:  # noqa: BLE001 - the final commit still stores the whole log
                 task.error = exc
+
+
+# ------------------------------------------------------------ inline tasks
+
+class InlineLog:
+    """An inline task's output (written as text to the ``sys.stdout``/``sys.stderr`` proxies),
+    kept as a worker's is (head and tail past :data:`MAX_LOG_BYTES`) and, when ``store`` is
+    given, streamed into it in the same batches (:data:`BATCH_LINES` / :data:`BATCH_SECONDS`)
+    by one background thread per process, so ``task.stdout`` of a running inline task
+    (``--max-workers 1``, ``Store(":memory:")``) returns what it printed so far.
+
+    Example
+    -------
+    >>> log = InlineLog(None, 0, 0)
+    >>> log.write("stdout", "a\\nb")
+    >>> log.close()
+    ('a\\nb\\n', '')
+    """
+
+    def __init__(self, store: Any, task_id: int, attempt: int) -> None:
+        self.store = store
+        self.task_id = task_id
+        self.attempt = attempt
+        self.logs = {"stdout": _StreamLog(), "stderr": _StreamLog()}
+        self.partial = {"stdout": "", "stderr": ""}
+        self.lock = threading.Lock()  # the logs' state (the writing thread and the flusher)
+        self.storing = threading.Lock()  # one batch at a time reaches the store, in order
+        self.error: BaseException | None = None
+        if store is not None:
+            _FLUSHER.add(self)
+
+    def write(self, stream: str, text: str) -> None:
+        """Keep ``text``; its complete lines join the next batch."""
+        pending = self.partial[stream] + text
+        if "\n" not in text and len(pending) <= _READ:
+            self.partial[stream] = pending
+            return
+        *lines, rest = pending.split("\n")
+        if len(rest) > _READ:  # a very long line without a newline: take it as it is
+            lines.append(rest)
+            rest = ""
+        self.partial[stream] = rest
+        log = self.logs[stream]
+        with self.lock:
+            first = log.since is None
+            log.feed_text([line + "\n" for line in lines], time.time())
+            due = log.pending_lines >= BATCH_LINES
+        if self.store is not None and (first or due):
+            _FLUSHER.wake()
+
+    def due(self, now: float) -> float | None:
+        """Seconds until a batch is due (0: now), None when nothing waits."""
+        waits = []
+        for log in self.logs.values():
+            since = log.since  # read once: the writing thread may store a batch meanwhile
+            if since is not None:
+                waits.append(0.0 if log.pending_lines >= BATCH_LINES and not log.tail
+                             else max(0.0, since + BATCH_SECONDS - now))
+        return min(waits) if waits else None
+
+    def flush(self, force: bool = False) -> None:
+        """Store the batches that are due (all of them with ``force``)."""
+        with self.storing:
+            now = time.time()
+            for stream, log in self.logs.items():
+                with self.lock:
+                    ready = force or log.pending_lines >= BATCH_LINES and not log.tail or (
+                        log.since is not None and now - log.since >= BATCH_SECONDS)
+                    batch = log.batch() if ready else None
+                if batch is None or self.error is not None:
+                    continue
+                text, stamps, replace_from, keep = batch
+                try:
+                    self.store.append_log(self.task_id, self.attempt, stream, text, stamps,
+                                          replace_from=replace_from, keep_chars=keep)
+                except BaseException as exc:  # noqa: BLE001 - the final commit still stores the whole log
+                    self.error = exc
+
+    def close(self) -> tuple[str, str]:
+        """Stop streaming, store the last batch; the stdout and stderr as kept."""
+        for stream, rest in self.partial.items():
+            if rest:
+                self.partial[stream] = ""
+                with self.lock:
+                    self.logs[stream].feed_text([rest + "\n"], time.time())
+        if self.store is not None:
+            _FLUSHER.remove(self)
+            if any(log.pending_lines for log in self.logs.values()):
+                self.flush(force=True)  # the stamps of the last lines (finish_attempt writes the text)
+        return self.logs["stdout"].text(), self.logs["stderr"].text()
+
+
+class _Flusher:
+    """The one thread per process that stores the due batches of running inline tasks."""
+
+    def __init__(self) -> None:
+        self.logs: set[InlineLog] = set()
+        self.cond = threading.Condition()
+        self.pid = 0
+
+    def add(self, log: InlineLog) -> None:
+        with self.cond:
+            self.logs.add(log)
+            if self.pid != os.getpid():  # first use in this process (a fork has no thread)
+                self.pid = os.getpid()
+                threading.Thread(target=self._loop, name="runstore-inline-logs", daemon=True).start()
+
+    def remove(self, log: InlineLog) -> None:
+        with self.cond:
+            self.logs.discard(log)
+
+    def wake(self) -> None:
+        with self.cond:
+            self.cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                now = time.time()
+                waits = [(log.due(now), log) for log in self.logs]
+                soonest = [w for w, _ in waits if w is not None]
+                if not soonest or min(soonest) > 0:
+                    self.cond.wait(min(soonest) if soonest else None)
+                    continue
+                ready = [log for w, log in waits if w == 0]
+            for log in ready:
+                try:
+                    log.flush()
+                except BaseException:  # noqa: BLE001 - the thread must outlive any surprise
+                    pass
+
+
+_FLUSHER = _Flusher()

@@ -26,7 +26,7 @@ from ..current import TaskContext, task_context
 from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError, TimeoutException
 from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
 from ..util import pause_point
-from .logtap import MAX_LOG_BYTES, LogTap
+from .logtap import MAX_LOG_BYTES, InlineLog, LogTap
 
 __all__ = ["TaskSpec", "TaskResult", "run_task", "install_output_capture", "MAX_LOG_BYTES"]
 
@@ -112,23 +112,23 @@ class TaskResult:
 
 
 class _Capture:
-    def __init__(self, prefix: str, echo: bool, real_out: TextIO, real_err: TextIO) -> None:
+    """A task's output without a :class:`LogTap` (inline, or on a remote executor's worker).
+
+    Kept as a worker's is (head and tail past the cap) and, given a ``store`` (inline), streamed
+    into it while the step runs (:class:`~.logtap.InlineLog`); complete lines are echoed.
+    """
+
+    def __init__(self, prefix: str, echo: bool, real_out: TextIO, real_err: TextIO,
+                 store: Any = None, task_id: int = 0, attempt: int = 0) -> None:
         self.prefix = prefix
         self.echo = echo
-        self.parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self.sizes = {"stdout": 0, "stderr": 0}
+        self.log = InlineLog(store, task_id, attempt)
         self.partial = {"stdout": "", "stderr": ""}
         self.real = {"stdout": real_out, "stderr": real_err}
 
     def write(self, stream: str, text: str) -> None:
-        """Keep ``text`` (up to :data:`MAX_LOG_BYTES` characters) and echo its complete lines."""
-        size = self.sizes[stream]
-        if size < MAX_LOG_BYTES:
-            keep = text if size + len(text) <= MAX_LOG_BYTES else text[: MAX_LOG_BYTES - size]
-            self.parts[stream].append(keep)
-            if len(keep) < len(text):
-                self.parts[stream].append("\n[runstore: log truncated at 10 MiB]\n")
-        self.sizes[stream] = size + len(text)
+        """Keep ``text`` (the head and tail past :data:`MAX_LOG_BYTES`) and echo its complete lines."""
+        self.log.write(stream, text)
         if self.echo:
             pending = self.partial[stream] + text
             *lines, rest = pending.split("\n")
@@ -144,7 +144,7 @@ class _Capture:
                 if rest:
                     self.real[stream].write(f"{self.prefix} {rest}\n")
                     self.real[stream].flush()
-        return "".join(self.parts["stdout"]), "".join(self.parts["stderr"])
+        return self.log.close()
 
     def say(self, message: str) -> None:
         if self.echo:
@@ -236,8 +236,9 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
     """Run one attempt of one task against ``store``; never raises for user errors.
 
     With an installed ``tap`` (worker processes) the output is captured at the file
-    descriptors and streamed into the store while the step runs; without one it is
-    captured from ``sys.stdout``/``sys.stderr`` and stored when the attempt ends.
+    descriptors and streamed into the store while the step runs; without one (inline) it is
+    captured from ``sys.stdout``/``sys.stderr`` and streamed the same way (on a remote
+    executor's worker: kept, and stored when the attempt's result arrives).
     """
     real_out, real_err = install_output_capture()
     store.start_attempt(spec.task_id, spec.attempt, os.getpid())
@@ -247,7 +248,10 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
         tap.begin(store, spec.task_id, spec.attempt, spec.prefix, not spec.quiet)
         cap = _TapCapture(tap, real_out, real_err)
     else:
-        cap = _Capture(spec.prefix, not spec.quiet, real_out, real_err)
+        # Inline: streamed into the store as it is written; on a remote executor's worker
+        # (no store there) kept and sent back with the result.
+        stream_to = None if getattr(store, "remote", False) else store
+        cap = _Capture(spec.prefix, not spec.quiet, real_out, real_err, stream_to, spec.task_id, spec.attempt)
     cap.say("Task is starting (retry)." if spec.attempt else "Task is starting.")
     graph = flow_class._graph()
     node = graph[spec.step]
