@@ -11,7 +11,8 @@ from this process, a different one from the worker writing it:
   all captured, and the ``[RUN/STEP/TASK]`` console echo still shows them;
 * a task waiting on a gate file can be tailed: ``task.stdout``, ``Task.loglines`` and
   ``runstore logs --follow`` (a third process) return its lines before it ends;
-* past the cap, the head and the tail are kept with a line saying how much was dropped.
+* past the cap, the head and the tail are kept with a line saying how much was dropped;
+* what a worker printed right before it died, still in its pipe, is read by the scheduler.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ class StreamFlow(FlowSpec):
             while not gate.exists():
                 time.sleep(0.05)
             print("after the gate")
+        elif MODE == "lastwords":  # a print, then the process ends at once
+            print("last words")
+            os._exit(3)
+        elif MODE == "c-lastwords":  # C writes and dies without ever releasing the GIL:
+            libc = ctypes.PyDLL(None)  # the worker's reader thread cannot read them
+            libc.write(1, b"c last words\\n", 13)
+            libc._exit(3)
         elif MODE == "cap":
             out = sys.stdout
             for i in range(int(os.environ["LOG_LINES"])):
@@ -201,3 +209,19 @@ def test_past_the_cap_the_head_and_the_tail_are_kept_with_the_dropped_count(tmp_
     assert lines[marker + 1] == f"line {marker - 2 + 1 + dropped_lines:08d}"
     assert len(task.stdout.encode()) <= MAX_LOG_BYTES + 200
     assert len(list(task.loglines())) == len(lines)
+
+
+@pytest.mark.parametrize("mode, last", [("lastwords", "last words"), ("c-lastwords", "c last words")])
+def test_output_right_before_a_worker_dies_is_kept(tmp_path: Path, flow_file: Path, mode: str, last: str) -> None:
+    """A worker that dies right after printing loses nothing: what its reader thread took but
+    had not stored yet is in memory shared with the scheduler, and what it never read is still
+    in the pipes, whose read ends the scheduler keeps (runtime/logtap.py ``Shadow``, ``drain``)."""
+    db = tmp_path / "runs.db"
+    proc = run_flow(flow_file, db, "run", "--max-workers", "2", env={"LOG_MODE": mode}, timeout=60)
+    assert proc.returncode != 0
+    run, task = start_task(db)
+    assert run.status == "failed" and not task.successful
+    assert task.stdout == f"first line\n{last}\n"
+    assert task.stderr == "to stderr\n"
+    lines = list(task.loglines("stdout"))
+    assert [line for _, line in lines] == ["first line", last] and lines[0][0] <= lines[1][0]

@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["LogTap", "InlineLog", "MAX_LOG_BYTES", "BATCH_LINES", "BATCH_SECONDS"]
+__all__ = ["LogTap", "InlineLog", "Shadow", "drain", "MAX_LOG_BYTES", "BATCH_LINES", "BATCH_SECONDS"]
 
 #: Bytes of stdout (and of stderr) kept per attempt: the first and the last half of it.
 MAX_LOG_BYTES = 10 * 1024 * 1024
@@ -138,6 +138,68 @@ class _StreamLog:
         return "".join(parts), stamps, replace_from, keep
 
 
+class Shadow:
+    """What a worker's reader took from its pipes but has not stored yet, in memory it shares
+    with the scheduler (an anonymous shared ``mmap`` made before the fork).
+
+    A worker that dies (``os._exit``, SIGKILL, a segfault) cannot store its last batch; the
+    scheduler then reads it from here (:meth:`take`), followed by what is still in the pipes
+    (:func:`drain`), so nothing it printed is lost. Per stream: an 8-byte length, then the bytes.
+
+    Example
+    -------
+    >>> shadow = Shadow(64)
+    >>> shadow.append("stdout", b"partial ")
+    True
+    >>> shadow.append("stdout", b"line\\n")
+    True
+    >>> shadow.take("stdout"), shadow.take("stderr")
+    (b'partial line\\n', b'')
+    >>> shadow.reset("stdout", b"rest"); shadow.take("stdout")
+    b'rest'
+    >>> shadow.close()
+    """
+
+    def __init__(self, size: int = 1 << 20) -> None:
+        import mmap
+
+        self.size = size
+        self.mem = mmap.mmap(-1, 2 * (8 + size))  # MAP_SHARED: the forked worker writes, we read
+
+    def _base(self, stream: str) -> int:
+        return 0 if stream == "stdout" else 8 + self.size
+
+    def _length(self, stream: str) -> int:
+        return min(int.from_bytes(self.mem[self._base(stream):self._base(stream) + 8], "little"), self.size)
+
+    def append(self, stream: str, data: bytes) -> bool:
+        """Add bytes just read; False (nothing added) when they do not fit."""
+        base, n = self._base(stream), self._length(stream)
+        if n + len(data) > self.size:
+            return False
+        self.mem[base + 8 + n:base + 8 + n + len(data)] = data
+        self.mem[base:base + 8] = (n + len(data)).to_bytes(8, "little")  # the length last
+        return True
+
+    def reset(self, stream: str, keep: bytes = b"") -> None:
+        """The stored batch is safe: keep only ``keep`` (the line not yet complete)."""
+        base = self._base(stream)
+        keep = keep[-self.size:]
+        self.mem[base:base + 8] = (0).to_bytes(8, "little")
+        self.mem[base + 8:base + 8 + len(keep)] = keep
+        self.mem[base:base + 8] = len(keep).to_bytes(8, "little")
+
+    def take(self, stream: str) -> bytes:
+        base = self._base(stream)
+        return bytes(self.mem[base + 8:base + 8 + self._length(stream)])
+
+    def close(self) -> None:
+        try:
+            self.mem.close()
+        except (BufferError, ValueError):  # pragma: no cover - still exported somewhere
+            pass
+
+
 class _Task:
     def __init__(self, store: Any, task_id: int, attempt: int, prefix: str, echo: bool) -> None:
         self.store = store
@@ -161,20 +223,28 @@ class LogTap:
 
     def __init__(self) -> None:
         self.installed = False
+        self.shadow: Shadow | None = None
         self._task: _Task | None = None
         self._last: _Task | None = None  # "Task finished." is said after the log is closed
         self._lock = threading.Lock()
         self._drained = threading.Event()
         self._busy = False  # the reader thread holds bytes it has not delivered yet
 
-    def install(self) -> None:
-        """Point fds 1 and 2 at pipes read by a daemon thread; the real ones are kept for the echo."""
+    def install(self, pipes: dict[str, tuple[int, int]] | None = None, shadow: Shadow | None = None) -> None:
+        """Point fds 1 and 2 at pipes read by a daemon thread; the real ones are kept for the echo.
+
+        ``pipes``: ``{"stdout": (read, write), "stderr": ...}`` made by the process that
+        forked this one, which keeps a copy of each read end: when this process dies, what
+        is still in a pipe is read there (:func:`drain`) instead of being lost, and so is what
+        this process read but had not stored yet (``shadow``, memory shared with that process).
+        """
         if self.installed:
             return
+        self.shadow = shadow
         self.real = {"stdout": os.dup(1), "stderr": os.dup(2)}
         self.read: dict[int, str] = {}
         for fd, stream in ((1, "stdout"), (2, "stderr")):
-            r, w = os.pipe()
+            r, w = pipes[stream] if pipes else os.pipe()
             os.dup2(w, fd)
             os.close(w)
             os.set_blocking(r, False)
@@ -290,6 +360,10 @@ class LogTap:
             if not data:
                 return
             ts = time.time()
+            shadow = self.shadow
+            if shadow is not None and not shadow.append(stream, data):
+                self._flush(force=True)  # the shared copy is full: store what is pending first
+                shadow.append(stream, data)
             pending = self.partial[stream] + data
             lines = pending.split(b"\n")
             rest = lines.pop()
@@ -299,6 +373,8 @@ class LogTap:
                 rest = b""
             self.partial[stream] = rest
             self._deliver(stream, complete, ts)
+            if shadow is not None and self._task is None:  # between tasks: nothing to keep
+                shadow.reset(stream, rest)
             if not until_empty and len(data) < _READ:
                 return
 
@@ -329,14 +405,42 @@ class LogTap:
             if not due:
                 continue
             batch = log.batch()
-            if batch is None or task.error is not None:
+            if batch is None:
                 continue
-            text, stamps, replace_from, keep = batch
-            try:
-                task.store.append_log(task.task_id, task.attempt, stream, text, stamps,
-                                      replace_from=replace_from, keep_chars=keep)
-            except BaseException as exc:  # noqa: BLE001 - the final commit still stores the whole log
-                task.error = exc
+            if task.error is None:
+                text, stamps, replace_from, keep = batch
+                try:
+                    task.store.append_log(task.task_id, task.attempt, stream, text, stamps,
+                                          replace_from=replace_from, keep_chars=keep)
+                except BaseException as exc:  # noqa: BLE001 - the final commit still stores the whole log
+                    task.error = exc
+            if self.shadow is not None:  # stored: a death from now on loses none of it
+                self.shadow.reset(stream, self.partial[stream])
+
+
+def drain(fd: int, limit: int = 1 << 20) -> bytes:
+    """What is left in a pipe whose reader died (up to ``limit`` bytes; never blocks).
+
+    Example
+    -------
+    >>> r, w = os.pipe(); _ = os.write(w, b"last words\\n"); os.close(w)
+    >>> drain(r)
+    b'last words\\n'
+    >>> os.close(r)
+    """
+    os.set_blocking(fd, False)
+    parts: list[bytes] = []
+    got = 0
+    while got < limit:
+        try:
+            data = os.read(fd, min(_READ, limit - got))
+        except (BlockingIOError, OSError):
+            break
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
 
 
 # ------------------------------------------------------------ inline tasks

@@ -28,6 +28,8 @@ import sys
 import time
 from typing import Any
 
+from .logtap import Shadow, drain
+
 __all__ = ["WorkerPool", "Worker", "died"]
 
 _HEADER = struct.Struct("!Q")
@@ -74,7 +76,8 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
+def _worker_main(sock: socket.socket, db_path: str, flow_class: type,
+                 pipes: dict[str, tuple[int, int]] | None = None, shadow: Shadow | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides what Ctrl-C means
     from ..errors import RunstoreError
     from ..store import Store
@@ -83,7 +86,7 @@ def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
 
     store = Store(db_path)
     tap = LogTap()  # fds 1 and 2 become pipes streamed into the store (logtap.py)
-    tap.install()
+    tap.install(pipes, shadow)
     while True:
         try:
             spec = _recv(sock)
@@ -107,9 +110,14 @@ def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
 class Worker:
     """One worker process, its socket, and the TaskSpec it is running (if any)."""
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
+    def __init__(self, pid: int, sock: socket.socket, pipes: dict[str, int] | None = None,
+                 shadow: Shadow | None = None) -> None:
         self.pid = pid
         self.sock = sock
+        #: The read ends of the worker's stdout/stderr pipes: drained here if it dies.
+        self.pipes = pipes or {}
+        #: What the worker read from them but has not stored yet (shared memory).
+        self.shadow = shadow
         self.spec: Any = None
         self.started = 0.0  # time.monotonic() when the running spec was sent
         self.timed_out = False
@@ -134,6 +142,10 @@ class WorkerPool:
 
     def _spawn(self) -> Worker:
         parent, child = socket.socketpair()
+        # The worker's fds 1 and 2 become these pipes (logtap.py); the scheduler keeps the
+        # read ends, so what a dying worker wrote but never read is still read (wait()).
+        pipes = {"stdout": os.pipe(), "stderr": os.pipe()}
+        shadow = Shadow()
         sys.stdout.flush()
         sys.stderr.flush()
         scheduler_pid = os.getpid()
@@ -145,7 +157,8 @@ class WorkerPool:
                 parent.close()
                 for other in self.workers:
                     other.sock.close()
-                _worker_main(child, self.db_path, self.flow_class)
+                    _close_all(other.pipes.values())
+                _worker_main(child, self.db_path, self.flow_class, pipes, shadow)
             except BaseException:  # noqa: BLE001
                 code = 1
             finally:
@@ -155,7 +168,8 @@ class WorkerPool:
                 finally:
                     os._exit(code)
         child.close()
-        worker = Worker(pid, parent)
+        _close_all(w for _, w in pipes.values())
+        worker = Worker(pid, parent, {stream: r for stream, (r, _) in pipes.items()}, shadow)
         self.workers.append(worker)
         return worker
 
@@ -217,8 +231,13 @@ class WorkerPool:
                 result = _recv(worker.sock)
             except (EOFError, OSError, pickle.UnpicklingError):
                 result = _Died(self._reap(worker), worker.pid, worker.timed_out)
+                # Dead: what it read but had not stored is in the shared memory, and what
+                # it wrote last may still be in its pipes, never read by its reader.
+                result.drained = {stream: (worker.shadow.take(stream) if worker.shadow else b"") + drain(fd)
+                                  for stream, fd in worker.pipes.items()}
                 self.workers.remove(worker)
                 worker.sock.close()
+                _close_worker_files(worker)
             done.append((worker.spec, result))
             worker.spec = None
         return done
@@ -243,8 +262,25 @@ class WorkerPool:
                 pass
         for worker in self.workers:
             worker.sock.close()
+            _close_worker_files(worker)
             self._reap(worker)
         self.workers = []
+
+
+def _close_worker_files(worker: Worker) -> None:
+    _close_all(worker.pipes.values())
+    worker.pipes = {}
+    if worker.shadow is not None:
+        worker.shadow.close()
+        worker.shadow = None
+
+
+def _close_all(fds: Any) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class _Died:
@@ -254,6 +290,8 @@ class _Died:
         self.exitcode = exitcode
         self.pid = pid
         self.timed_out = timed_out
+        #: What was left in the worker's stdout/stderr pipes when it died (never read by it).
+        self.drained: dict[str, bytes] = {}
 
     def describe(self) -> str:
         code = self.exitcode

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from ...errors import RunstoreError
@@ -118,6 +119,7 @@ class LocalExecutor(Executor):
     def __init__(self, store: Any, flow_class: type, max_workers: int) -> None:
         from ..workers import WorkerPool
 
+        self.store = store
         self.pool = WorkerPool(max_workers, str(store.path), flow_class)
 
     def has_capacity(self) -> bool:
@@ -136,9 +138,34 @@ class LocalExecutor(Executor):
         nearest = self.pool.kill_overdue(TIMEOUT_GRACE)
         if nearest is not None:
             timeout = nearest if timeout is None else min(timeout, nearest)
+        done = self.pool.wait(timeout)
+        for spec, result in done:
+            if died(result):
+                self._keep_last_words(spec, result.drained)
         return [(spec, Lost(result.describe(), TIMEOUT_KIND if result.timed_out else "runstore.WorkerDied")
                  if died(result) else result)
-                for spec, result in self.pool.wait(timeout)]
+                for spec, result in done]
+
+    def _keep_last_words(self, spec: TaskSpec, drained: dict[str, bytes]) -> None:
+        """Append to a dead worker's attempt what was left in its pipes (written, never read by it).
+
+        Pinned by tests/test_logs_stream.py::test_output_right_before_a_worker_dies_is_kept.
+        """
+        stamp = time.time()
+        for stream, data in drained.items():
+            if not data:
+                continue
+            text = data.decode("utf-8", "replace")
+            text += "" if text.endswith("\n") else "\n"
+            try:
+                row = self.store.find_attempt(spec.task_id, spec.attempt, logs=True)
+                if row is None:
+                    continue
+                stored = row[stream] or ""
+                line = stored.count("\n") + (1 if stored and not stored.endswith("\n") else 0)
+                self.store.append_log(spec.task_id, spec.attempt, stream, text, [(line, stamp)])
+            except RunstoreError:  # the attempt is recorded as failed all the same
+                continue
 
     def close(self, kill: bool = False) -> None:
         self.pool.close(kill=kill)
