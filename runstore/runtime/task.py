@@ -7,9 +7,11 @@ transaction open, then its artifacts, logs, exception and metadata are committed
 together (one transaction).
 
 Output: ``sys.stdout``/``sys.stderr`` are replaced once per process by proxies that
-write into the buffer of the task running *in the current context* (a ContextVar),
+write into the capture of the task running *in the current context* (a ContextVar),
 so concurrent tasks never mix their logs; complete lines are echoed to the real
-stream prefixed ``[RUN/STEP/TASK]`` unless the run is quiet.
+stream prefixed ``[RUN/STEP/TASK]`` unless the run is quiet. In a worker the capture
+writes to file descriptors 1 and 2, which :class:`~.logtap.LogTap` streams into the
+store; inline, :class:`~.logtap.InlineLog` streams the text in the same batches.
 """
 
 from __future__ import annotations
