@@ -328,8 +328,8 @@ def code_root(flow_file: str | os.PathLike[str], module: str | None = None) -> t
     script = Path(os.path.abspath(flow_file))
     parts = (module or "").split(".")
     if len(parts) > 1 and script.suffix == ".py" and all(p.isidentifier() for p in parts):
-        expected = Path(*parts[:-1], parts[-1] + ".py") if parts[-1] != "__main__" else None
-        if expected is not None and script.parts[-len(parts):] == expected.parts:
+        expected = Path(*parts[:-1], parts[-1] + ".py")  # `python -m pkg`: pkg.__main__ -> pkg/__main__.py
+        if script.parts[-len(parts):] == expected.parts:
             return script.parents[len(parts) - 1], module
     return script.parent, None
 
