@@ -573,4 +573,12 @@ class _Flusher:
                     pass
 
 
+    def _after_fork(self) -> None:
+        """In a forked child: no thread, no logs, and a fresh lock (the parent's may have been held)."""
+        self.logs = set()
+        self.cond = threading.Condition()
+        self.pid = 0
+
+
 _FLUSHER = _Flusher()
+os.register_at_fork(after_in_child=_FLUSHER._after_fork)
