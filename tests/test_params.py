@@ -341,3 +341,27 @@ def test_a_float_that_is_an_integer_matches_as_json(client_store: Store) -> None
     assert found(flow, big=2 ** 60) == ["PredictionFlow/1"]
     assert found(flow, neg=0) == ["PredictionFlow/1"]
     assert not math.isnan(0.0)
+
+
+# ------------------------------------------------------------ the UI's sorted runs page
+
+
+def test_ui_sorts_by_a_parameter_through_run_params(tmp_path: Path) -> None:
+    """The sorted runs page reads each run's value from run_params (edited here: the page follows)."""
+    from runstore.ui.data import RunsQuery, SortBy, list_runs_sorted
+
+    path = tmp_path / "runstore.db"
+    store = Store(path)
+    for alpha in (0.5, 10, 2, "b", None):
+        fill_run(store, params={"alpha": alpha} if alpha is not None else {}, steps=["end"])
+    by = SortBy("param", "alpha")
+    order = [r["run_number"] for r in list_runs_sorted(store, RunsQuery(limit=10), by).rows]
+    assert order == [1, 3, 2, 4, 5]  # numbers as numbers, then strings, the run lacking it last
+    store.close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE run_params SET value = '-1' WHERE value = '10'")
+    conn.close()
+    store = Store(path, readonly=True)
+    assert [r["run_number"] for r in list_runs_sorted(store, RunsQuery(limit=10), by).rows] == [2, 1, 3, 4, 5]
+    store.close()
