@@ -459,6 +459,19 @@ INSERT OR REPLACE INTO run_params(run_id, name, value)
 SELECT run_id, name, value_json FROM artifacts_view
  WHERE step = '_parameters' AND substr(name, 1, 1) <> '_' ORDER BY task_id;
 
+-- Page fill: the newest-first indexes were declared "created_at DESC", so every new run
+-- went to the front of its range and each page split left two half-empty pages (about
+-- 50 % unused). Ascending, a new run goes to the end of its range and pages fill up;
+-- SQLite reads them backwards for "newest first" just as fast (docs/storage.md).
+DROP INDEX runs_by_flow_created;
+CREATE INDEX runs_by_flow_created ON runs(flow_id, created_at);
+DROP INDEX runs_by_flow_status;
+CREATE INDEX runs_by_flow_status ON runs(flow_id, status, created_at);
+DROP INDEX run_tags_by_tag;
+CREATE INDEX run_tags_by_tag ON run_tags(tag, flow_id, created_at);
+DROP INDEX run_tags_succeeded;
+CREATE INDEX run_tags_succeeded ON run_tags(tag, flow_id, created_at) WHERE run_status = 'succeeded';
+
 CREATE VIEW params_view AS
 SELECT
     p.run_id                                     AS run_id,

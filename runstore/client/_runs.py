@@ -193,7 +193,8 @@ class Flow(ClientObject):
         checked: dict[str, Any] | None = None
         if where is not None:
             if not isinstance(where, Mapping) or not all(isinstance(k, str) for k in where):
-                raise ParameterError(f"where= is a dict of parameter names to values, not {type(where).__name__}")
+                raise ParameterError("where= is a dict of parameter names to values, not "
+                                     f"{type(where).__name__}")
             checked = dict(where)
             for name, value in checked.items():
                 param_texts(name, value)  # a value JSON cannot hold fails here, not at the first next()

@@ -8,7 +8,7 @@ Every listing is newest first and every query is an index lookup or a bounded ra
 scan, so its cost does not grow with the number of runs in the store:
 
 * runs of a flow in a namespace (or carrying a tag): ``run_tags_by_tag`` on
-  ``(tag, flow_id, created_at DESC)``; the other tags are checked per candidate row
+  ``(tag, flow_id, created_at)`` read newest first; the other tags are checked per candidate row
   through the ``run_tags`` primary key;
 * the newest *successful* run in a namespace: the partial index
   ``run_tags_succeeded`` (``run_tags.run_status`` is kept equal to the run's status
@@ -243,8 +243,9 @@ def param_texts(name: str, value: Any) -> list[str]:
     """
     data = JsonCodec.try_dumps(value)
     if data is None:
-        raise ParameterError(f"where={{{name!r}: {printable(repr(value))[:80]}}}: not a JSON value; parameters are"
-                             " compared as JSON (str, int, float, bool, None, lists and dicts of them)")
+        shown = printable(repr(value))[:80]
+        raise ParameterError(f"where={{{name!r}: {shown}}}: not a JSON value; parameters are compared"
+                             " as JSON (str, int, float, bool, None, lists and dicts of them)")
     texts = [data.decode("utf-8")]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         numbers: list[int | float] = []

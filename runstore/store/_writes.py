@@ -38,7 +38,8 @@ from ._reads import list_run_tags
 
 __all__ = ["RunRecord", "flow_id", "next_run_number", "create_run", "heartbeat", "finish_run", "set_run_code",
            "add_code_package", "code_package_id", "create_tasks", "start_attempt", "finish_attempt", "abandon_attempt",
-           "append_log", "insert_metadata", "update_run_tags", "clone_task", "PARAMETERS_STEP", "sync_run_params"]
+           "append_log", "insert_metadata", "update_run_tags", "clone_task", "PARAMETERS_STEP",
+           "sync_run_params"]
 
 #: The pseudo-step whose one task holds a run's parameters as artifacts.
 PARAMETERS_STEP = "_parameters"
