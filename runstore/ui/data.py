@@ -42,6 +42,7 @@ VIEWS: dict[str, str] = {
     "artifacts_view": "one row per artifact; value for small JSON values",
     "metadata_view": "one row per metadata record of a task attempt",
     "parameters_view": "one row per run: parameters as a JSON object",
+    "params_view": "one row per run and parameter; indexed by (name, value)",
 }
 
 #: At most this many runs side by side on the compare page.
