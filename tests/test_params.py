@@ -333,6 +333,9 @@ def test_version_7_file_gets_its_parameters_by_value(tmp_path: Path) -> None:
     assert found(flow, alpha=0.5) == ["OldFlow/4", "OldFlow/2"]
     store.close()
     assert (tmp_path / "runstore.v7-backup.db").exists()
+    old = Store(tmp_path / "runstore.v7-backup.db", diagnose=True)  # what `runstore doctor` opens
+    assert not [p for p in old.doctor().problems if "run_params" in p]
+    old.close()
 
 
 def test_a_float_that_is_an_integer_matches_as_json(client_store: Store) -> None:
@@ -364,4 +367,29 @@ def test_ui_sorts_by_a_parameter_through_run_params(tmp_path: Path) -> None:
     conn.close()
     store = Store(path, readonly=True)
     assert [r["run_number"] for r in list_runs_sorted(store, RunsQuery(limit=10), by).rows] == [2, 1, 3, 4, 5]
+    store.close()
+
+
+def test_doctor_reports_edited_parameters_and_export_rebuilds_them(tmp_path: Path) -> None:
+    path = tmp_path / "runstore.db"
+    store = Store(path)
+    fill_run(store, params={"alpha": 0.5})
+    fill_run(store, params={"alpha": 0.7})
+    assert store.doctor().ok
+    store.close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE run_params SET value = '0.1' WHERE value = '0.5'")
+    conn.close()
+    store = Store(path)
+    report = store.doctor()
+    assert [p for p in report.problems if "run_params" in p] == [
+        "run PredictionFlow/1: its parameters in run_params (params_view, Flow.runs(where=...)) and the JSON"
+        " values of its _parameters task differ (an edited file); `runstore export` rebuilds run_params"
+        " from the stored values"]
+    store.export_runs(["PredictionFlow"], tmp_path / "fixed.db")
+    fixed = Store(tmp_path / "fixed.db")
+    assert fixed.doctor().ok
+    assert params_rows(fixed) == [("PredictionFlow/1", "alpha", "0.5"), ("PredictionFlow/2", "alpha", "0.7")]
+    fixed.close()
     store.close()
