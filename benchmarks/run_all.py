@@ -25,8 +25,14 @@ Sections (see ``benchmarks/README.md`` for how each is measured):
 * ``dedup``: a flow storing the same 100 MiB array, run twice: bytes the second run
   adds, runstore vs Metaflow;
 * ``queries``: client queries at 1k, 10k and 100k runs (``bench_client.py``);
-* ``search``: listing and filtering 10k runs by a parameter value, runstore vs MLflow
-  ``search_runs`` on ``sqlite:///`` (``bench_search.py``, ``peers/mlflow_search.py``).
+* ``search``: listing and filtering 10k runs by a parameter value, runstore
+  (``params_view``, ``Flow.runs(where=...)``, the older views) vs MLflow ``search_runs``
+  on ``sqlite:///``, and the two files' sizes with their bytes per table and index
+  (``bench_search.py``, ``peers/mlflow_search.py``); targets (issue #18): the filter
+  ≥ 3× faster than ``search_runs``, the file ≤ 1× MLflow's;
+* ``sql_stream``: ``runstore sql`` of 200,000 and 2,000,000 rows in every format under a
+  180 MiB address-space limit (peak RSS flat, time to the first row) and ``| head -2``
+  (``bench_sql_stream.py``).
 
 Every measured command runs in a fresh process; peak memory is that process's VmHWM
 (or, for whole commands, GNU time's maxrss of the largest process of the tree). A peer
@@ -59,7 +65,7 @@ from _machine import cpu_model, ram_gib  # noqa: E402
 from bench_runtime import DEDUP, FOREACH, LINEAR, run_measured  # noqa: E402
 
 MiB = 1024 * 1024
-SECTIONS = ("startup", "flows", "artifacts", "dedup", "queries", "search")
+SECTIONS = ("startup", "flows", "artifacts", "dedup", "queries", "search", "sql_stream")
 
 #: RESULTS.md's figures before logs streamed into the store (main at 1aae353, issue #13): per-task
 #: overhead in warm workers and the 100-task foreach at --max-workers 2. Streaming may cost at most
@@ -74,6 +80,7 @@ REPEATS = {
     "foreach": (5, 2), "foreach_mf": (3, 1),
     "artifacts": (5, 1), "artifacts_mf": (3, 1),
     "per_task": (3, 1), "queries": (300, 20), "search": (5, 2), "search_mlflow": (5, 1),
+    "sql_stream_rows": (2_000_000, 200_000),
 }
 
 # What a profile showed for a target that was missed (printed only when it is missed
@@ -130,11 +137,18 @@ DICT_NOTE = (
 )
 SEARCH_NOTE = (
     "`parameters_view` builds a JSON object per run (`json_group_object` over that run's parameter "
-    "artifacts) before `json_extract` can filter it, so a filter reads every run; filtering on "
-    "`artifacts_view` (`step = '_parameters' AND name = ? AND value = ?`) uses the `artifacts_by_name` "
-    "index instead. Next step: a documented `params_view` (one row per run and parameter: pathspec, "
-    "name, value) and an index on `(name, json_value)` of parameter artifacts, and/or a "
-    "`Flow.runs(where={...})` client filter."
+    "artifacts) before `json_extract` can filter it, so a filter reads every run. The filtering forms "
+    "are `params_view` (`name = ? AND value = ?`, one search of the index `run_params_by_value`) and "
+    "`Flow.runs(where={...})`, measured above."
+)
+CAUSES["search:size"] = (
+    "the bytes per table and index (dbstat, in `benchmarks/results/bench_search.txt` and "
+    "docs/storage.md): about 60 % of the file is the blob layer and the artifact rows, whose 64-character "
+    "hex sha256 keys appear up to seven times per small value (`blobs`, `blob_parts` and its index, "
+    "`blob_chunks` and its unique index, `artifacts` and `artifacts_by_blob`); each run also has "
+    "`_parameters` step, task and attempt rows. MLflow stores a parameter as one `params` row. Next "
+    "step (docs/storage.md): keys as 32-byte BLOBs, no `blob_parts` row for a one-chunk blob (its "
+    "chunk key is the blob key), small JSON values inline in their artifact row."
 )
 
 
@@ -452,6 +466,15 @@ def bench_search(peers: Peers, quick: bool, env: dict[str, str]) -> dict[str, An
     return out
 
 
+def bench_sql_stream(quick: bool, env: dict[str, str]) -> dict[str, Any]:
+    """``runstore sql`` at a tenth of the rows and at the full count: is peak RSS flat?"""
+    rows = repeat("sql_stream_rows", quick)
+    out = {str(n): json_child([sys.executable, str(HERE / "bench_sql_stream.py"), "--json-out", "--rows", str(n)],
+                              env) for n in (rows // 10, rows)}
+    log("sql_stream done")
+    return out
+
+
 # ----------------------------------------------------------------------------- report
 
 class Report:
@@ -750,7 +773,15 @@ def write_report(data: dict[str, Any], args: argparse.Namespace) -> str:
               "MLflow, one run logged through `MlflowClient`, the rest bulk-copied from its rows in "
               "one transaction (logging 10k runs through the API takes minutes); only the queries "
               "are timed.", "")
+        ml_filter = med(ml["filter_client"]) if ml else None
         rows = [
+            ["filter `x = 'v042'`: `params_view` (`name`, `value`) ⋈ `parameters_view`",
+             cell(rs.get("filter_params_view")), "`MlflowClient.search_runs(filter_string=\"params.x = 'v042'\")`",
+             cell(ml["filter_client"]) if ml else "not measured",
+             ratio_text(ml_filter, med(rs.get("filter_params_view")))],
+            ["filter `x = 'v042'`: `list(Flow('SearchFlow').runs(where={'x': 'v042'}))` (client `Run` objects)",
+             cell(rs.get("filter_client")), "same", cell(ml["filter_client"]) if ml else "—",
+             ratio_text(ml_filter, med(rs.get("filter_client")))],
             ["filter `x = 'v042'`: `parameters_view` + `json_extract`", cell(rs["filter_view"]),
              "`MlflowClient.search_runs(filter_string=\"params.x = 'v042'\")`",
              cell(ml["filter_client"]) if ml else "not measured",
@@ -769,19 +800,63 @@ def write_report(data: dict[str, Any], args: argparse.Namespace) -> str:
              ratio_text(med(ml["list_client"]), med(rs["list_client"])) if ml else "—"],
             ["peak RSS of the process (populate + queries)", mib(rs["peak_rss"]), "",
              mib(ml["peak_rss"]) if ml else "—", ""],
-            ["file size", kib(rs["bytes"]), "", kib(ml["bytes"]) if ml else "—", ""],
+            ["file size", kib(rs["bytes"]), "", kib(ml["bytes"]) if ml else "—",
+             ratio_text(ml["bytes"], rs["bytes"]) if ml else "—"],
         ]
         r.table(["runstore query", "runstore", f"MLflow {ml_v or ''} query", "MLflow", "MLflow / runstore"], rows)
+        if rs.get("tables"):
+            top = sorted(rs["tables"].items(), key=lambda kv: -kv[1]["bytes"])[:8]
+            r.add("Where runstore's bytes go (`dbstat`, the largest tables and indexes; "
+                  f"after `VACUUM` the file is {kib(rs.get('bytes_vacuumed', rs['bytes']))}): "
+                  + ", ".join(f"`{name}` {kib(t['bytes'])}" for name, t in top) + ".", "")
         if ml:
-            best = min(med(rs["filter_view"]), med(rs["filter_artifacts"]))
+            client_form = med(rs.get("filter_client"))
+            fast = client_form is not None and ml_filter is not None and ml_filter >= 3 * client_form
+            v = r.verdict("search:filter", fast if client_form is not None else None,
+                          f"filter 10k runs by a parameter: `Flow.runs(where=...)` {fmt_s(client_form or 0)}, MLflow "
+                          f"`search_runs` {fmt_s(ml_filter or 0)} (target ≥ 3× faster).")
             summary.append(["filter 10k runs by a parameter (vs MLflow `search_runs`)",
-                            f"{fmt_s(med(rs['filter_view']))} (view), {fmt_s(med(rs['filter_artifacts']))} "
-                            f"(artifacts)", fmt_s(med(ml["filter_client"])),
-                            f"{ratio_text(med(ml['filter_client']), best)} (best runstore form)", "no target"])
+                            f"{fmt_s(client_form or 0)} (`Flow.runs(where=)`), "
+                            f"{fmt_s(med(rs.get('filter_params_view')) or 0)} (`params_view`)", fmt_s(ml_filter or 0),
+                            ratio_text(ml_filter, client_form), f"≥ 3× faster (issue #18): {v}"])
+            small = rs["bytes"] <= ml["bytes"]
+            v = r.verdict("search:size", small, f"file of 10k runs × 3 parameters: {kib(rs['bytes'])}, MLflow "
+                          f"{kib(ml['bytes'])} (target ≤ 1×).")
+            summary.append(["file size, 10k runs × 3 parameters", kib(rs["bytes"]), kib(ml["bytes"]),
+                            ratio_text(ml["bytes"], rs["bytes"]), f"≤ 1× MLflow's (issue #18): {v}"])
             summary.append(["list 10k runs with parameters", fmt_s(med(rs["list_sql"])), fmt_s(med(ml["list_client"])),
                             ratio_text(med(ml["list_client"]), med(rs["list_sql"])), "no target"])
         else:
             r.add(f"MLflow {peers['problems'].get('mlflow')}: its columns are empty.", "")
+
+    # ---- sql_stream
+    if "sql_stream" in data:
+        ss = data["sql_stream"]
+        small, big = sorted(ss, key=int)
+        a, b = ss[small], ss[big]
+        r.add(f"## `runstore sql` of {int(big):,} rows, streamed", "",
+              f"`bench_sql_stream.py --json-out`: narrow rows (an int and a 20-digit text) from a recursive "
+              f"CTE, each format a fresh `python -m runstore sql` under a {a['limit_bytes'] >> 20} MiB "
+              "address-space limit, output drained by the parent; `| head -2` through a shell pipe.", "")
+        rows, flat = [], True
+        for fmt in ("table", "csv", "jsonl", "json"):
+            ok = a[fmt]["exit"] == 0 and b[fmt]["exit"] == 0 and b[fmt]["peak_rss"] <= 1.25 * a[fmt]["peak_rss"]
+            flat &= ok
+            rows.append([fmt, f"{fmt_s(b[fmt]['wall_s'])}", fmt_s(b[fmt]["first_byte_s"]),
+                         f"{mib(a[fmt]['peak_rss'])} → {mib(b[fmt]['peak_rss'])}", "flat" if ok else "**grows**"])
+        r.table(["format", f"wall, {int(big):,} rows", "first row", f"peak RSS {int(small):,} → {int(big):,} rows",
+                 "memory"], rows)
+        v = r.verdict("sql:flat", flat, f"`runstore sql` peak RSS from {int(small):,} to {int(big):,} rows "
+                      "(target: flat, ≤ 1.25×, and within the address-space limit).")
+        first = max(b[fmt]["first_byte_s"] for fmt in ("table", "csv", "jsonl", "json"))
+        summary.append([f"`runstore sql` of {int(big):,} rows: peak RSS, first row",
+                        f"{mib(max(b[f]['peak_rss'] for f in ('table', 'csv', 'jsonl', 'json')))}, {fmt_s(first)}",
+                        "", "", f"flat memory (issue #18): {v}"])
+        head_ok = b["head2_lines"] == 2 and b["head2_s"] <= 1.0
+        v = r.verdict("sql:head", head_ok, f"`runstore sql` of {int(big):,} rows piped to `head -2`: {fmt_s(b['head2_s'])}"
+                      " (target ≤ 1 s: the pipe closes, the query stops).")
+        summary.append([f"`runstore sql` of {int(big):,} rows piped to `head -2`", fmt_s(b["head2_s"]), "", "",
+                        f"≤ 1 s (issue #18): {v}"])
 
     notes = []
     if "artifacts" in data and data["artifacts"].get("metaflow"):
@@ -871,6 +946,8 @@ def main() -> int:
             data["queries"] = bench_queries(args.quick, env)
         if "search" in only:
             data["search"] = bench_search(peers, args.quick, env)
+        if "sql_stream" in only:
+            data["sql_stream"] = bench_sql_stream(args.quick, env)
     data["took_s"] = time.time() - started
     data["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.busy_note:

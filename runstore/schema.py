@@ -439,9 +439,62 @@ CREATE TABLE log_stamps (
 ) WITHOUT ROWID;
 """
 
+# Parameters by value (#18): one row per run and parameter, the JSON text of the value
+# of the run's ``_parameters`` task (NULL when it is not JSON or larger than 64 KiB), so
+# ``params_view WHERE name = ? AND value = ?`` and ``Flow.runs(where=...)`` are one
+# index search (run_params_by_value), and the UI sorts by a parameter through the same
+# index. Filled when the ``_parameters`` task commits (store/_writes.py: sync_run_params,
+# from the blobs themselves), by resume's clone, and by merge from the verified blobs
+# (never from the source's table); filled here for existing runs from artifacts_view.
+_V9_RUN_PARAMS = f"""
+CREATE TABLE run_params (
+    run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    name   TEXT NOT NULL,
+    value  TEXT,
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+CREATE INDEX run_params_by_value ON run_params(name, value);
+
+INSERT OR REPLACE INTO run_params(run_id, name, value)
+SELECT run_id, name, value_json FROM artifacts_view
+ WHERE step = '_parameters' AND substr(name, 1, 1) <> '_' ORDER BY task_id;
+
+-- Page fill: the newest-first indexes were declared "created_at DESC", so every new run
+-- went to the front of its range and each page split left two half-empty pages (about
+-- 50 % unused). Ascending, a new run goes to the end of its range and pages fill up;
+-- SQLite reads them backwards for "newest first" just as fast (docs/storage.md).
+DROP INDEX runs_by_flow_created;
+CREATE INDEX runs_by_flow_created ON runs(flow_id, created_at);
+DROP INDEX runs_by_flow_status;
+CREATE INDEX runs_by_flow_status ON runs(flow_id, status, created_at);
+DROP INDEX run_tags_by_tag;
+CREATE INDEX run_tags_by_tag ON run_tags(tag, flow_id, created_at);
+DROP INDEX run_tags_succeeded;
+CREATE INDEX run_tags_succeeded ON run_tags(tag, flow_id, created_at) WHERE run_status = 'succeeded';
+
+CREATE VIEW params_view AS
+SELECT
+    p.run_id                                     AS run_id,
+    r.flow_id                                    AS flow_id,
+    f.name                                       AS flow,
+    r.run_number                                 AS run_number,
+    f.name || '/' || r.run_number                AS pathspec,
+    p.name                                       AS name,
+    p.value                                      AS value,
+    json_extract(p.value, '$')                   AS value_sql,
+    r.user_name                                  AS user,
+    r.namespace                                  AS namespace,
+    {RUN_STATUS_SQL}                             AS status,
+    {_iso('r.created_at')}                       AS created_at,
+    r.created_at                                 AS created_ts
+FROM run_params p
+JOIN runs r ON r.run_id = p.run_id
+JOIN flows f ON f.flow_id = r.flow_id;
+"""
+
 #: Ordered migrations; entry i takes a file from user_version i to i + 1.
 MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES, _V5_CARDS,
-                         _V6_DELETED_RUNS, _V7_LOG_STAMPS]
+                         _V6_DELETED_RUNS, _V7_LOG_STAMPS, _V9_RUN_PARAMS]
 
 #: The schema version this runstore writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -29,6 +29,8 @@ COLUMNS = {
                       "type", "created_at", "created_ts"],
     "parameters_view": ["run_id", "flow", "run_number", "pathspec", "user", "parameters", "created_at",
                         "created_ts"],
+    "params_view": ["run_id", "flow_id", "flow", "run_number", "pathspec", "name", "value", "value_sql", "user",
+                    "namespace", "status", "created_at", "created_ts"],
 }
 
 

@@ -25,8 +25,9 @@ Queries, each the median over ``--repeat`` (fresh ``MlflowClient`` each time):
 * list: all 10,000 runs with their parameters, ``MlflowClient().search_runs`` with
   ``max_results=10000``.
 
-Prints one JSON object with the seconds per repeat and the process's peak resident
-memory (VmHWM).
+Prints one JSON object with the seconds per repeat, the process's peak resident
+memory (VmHWM), the file size, and its bytes per table and index (SQLite's ``dbstat``,
+as ``bench_search.py`` reports runstore's).
 """
 
 from __future__ import annotations
@@ -92,6 +93,19 @@ def populate(db: Path, n: int) -> str:
     return exp
 
 
+def breakdown(path: Path) -> dict[str, dict[str, int]]:
+    """Bytes per table and index (``dbstat``): ``{name: {pages, bytes, payload, unused, cells}}``."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        return {name: {"pages": pages, "bytes": pages * page, "payload": payload, "unused": unused, "cells": cells}
+                for name, pages, payload, unused, cells in conn.execute(
+                    "SELECT name, count(*), sum(payload), sum(unused), sum(ncell) FROM dbstat"
+                    " GROUP BY name ORDER BY count(*) DESC, name")}
+    finally:
+        conn.close()
+
+
 def timed(fn, repeat: int) -> tuple[list[float], object]:
     out, result = [], None
     for _ in range(repeat):
@@ -118,7 +132,7 @@ def main() -> None:
         # warm up: the first query pays for SQLAlchemy's engine and mappers
         MlflowClient(tracking_uri=uri).search_runs([exp], filter_string=filt, max_results=10)
         result: dict[str, object] = {"version": mlflow.__version__, "populate_s": populate_s,
-                                     "bytes": db.stat().st_size}
+                                     "bytes": db.stat().st_size, "tables": breakdown(db)}
         samples, runs = timed(lambda: MlflowClient(tracking_uri=uri).search_runs(
             [exp], filter_string=filt, max_results=1000), args.repeat)
         assert len(runs) == args.runs // 100, len(runs)  # type: ignore[arg-type]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
-from ..errors import NotFound, RunstoreError, TaggingError
+from ..errors import NotFound, ParameterError, RunstoreError, TaggingError
 from ..namespace import get_namespace, resolve_store
-from ..store import effective_status
+from ..store import effective_status, param_texts
 from ..tags import is_reserved, validate_tag
 from ..util import parse_id
 from ._base import ClientObject, Row, _filter_by_tags, _utc
@@ -133,14 +133,14 @@ class Flow(ClientObject):
     system_tags = tags
 
     def _runs(self, tags: tuple[str, ...] = (), successful: bool = False,
-              first_page: int = _FIRST_PAGE) -> Iterator["Run"]:
+              first_page: int = _FIRST_PAGE, where: dict[str, Any] | None = None) -> Iterator["Run"]:
         flow_id = self._row["flow_id"]
         before: float | None = None
         seen: set[int] = set()
         size = first_page
         while True:
             rows = self._store.list_runs(flow_id, namespace=self._namespace, tags=tags,
-                                         successful=successful, before=before, limit=size)
+                                         successful=successful, before=before, limit=size, param_values=where)
             for row in rows:
                 if row["run_id"] not in seen:
                     yield Run._from_row(self, [self._parts[0], str(row["run_number"])], row)
@@ -159,11 +159,19 @@ class Flow(ClientObject):
         """Runs in the namespace, newest first (fetched page by page)."""
         return self._runs()
 
-    def runs(self, *tags: str) -> "Runs":
-        """Runs in the namespace carrying **all** of ``tags``, newest first.
+    def runs(self, *tags: str, where: Mapping[str, Any] | None = None) -> "Runs":
+        """Runs in the namespace carrying **all** of ``tags`` (and parameters ``where``), newest first.
 
         An iterator (fetched page by page) that also shows itself as a table in a
         notebook (status, user, times, tags, parameters of the first 50).
+
+        ``where={"alpha": 0.1, "x": "a"}`` keeps the runs whose parameters equal all of
+        these values, compared as JSON: ``0.1`` matches the stored float, ``1`` both
+        ``1`` and ``1.0``, ``True`` only a boolean, ``None`` only null, ``"a"`` the
+        string; a list or dict matches the same JSON text (keys in the same order).
+        A value JSON cannot hold (a tuple, a set, NaN, an object) raises
+        :class:`~runstore.errors.ParameterError`. A parameter larger than 64 KiB or not
+        JSON never matches. Served by the ``run_params_by_value`` index (docs/client.md).
 
         Example
         -------
@@ -174,8 +182,23 @@ class Flow(ClientObject):
         >>> _ = namespace("user:anne")
         >>> [str(r) for r in Flow("HelloFlow", store=store).runs("crazy_test", "gpu")]
         ["Run('HelloFlow/1')"]
+        >>> for alpha in (0.1, 0.5):
+        ...     run = store.create_run("HelloFlow", user="anne")
+        ...     task = store.create_task(run.run_id, "_parameters")
+        ...     store.start_attempt(task, 0)
+        ...     store.finish_attempt(task, 0, "succeeded", artifacts={"alpha": store.put_value(alpha)})
+        >>> [str(r) for r in Flow("HelloFlow", store=store).runs(where={"alpha": 0.1})]
+        ["Run('HelloFlow/3')"]
         """
-        return Runs(self, tuple(validate_tag(t) for t in tags))
+        checked: dict[str, Any] | None = None
+        if where is not None:
+            if not isinstance(where, Mapping) or not all(isinstance(k, str) for k in where):
+                raise ParameterError("where= is a dict of parameter names to values, not "
+                                     f"{type(where).__name__}")
+            checked = dict(where)
+            for name, value in checked.items():
+                param_texts(name, value)  # a value JSON cannot hold fails here, not at the first next()
+        return Runs(self, tuple(validate_tag(t) for t in tags), checked or None)
 
     @property
     def latest_run(self) -> "Run | None":
@@ -212,9 +235,9 @@ class Runs(Iterator["Run"]):
     (True, '1')
     """
 
-    def __init__(self, flow: Flow, tags: tuple[str, ...] = ()) -> None:
-        self._flow, self._tags = flow, tags
-        self._walk = flow._runs(tags)
+    def __init__(self, flow: Flow, tags: tuple[str, ...] = (), where: dict[str, Any] | None = None) -> None:
+        self._flow, self._tags, self._where = flow, tags, where
+        self._walk = flow._runs(tags, where=where)
 
     def __iter__(self) -> "Runs":
         return self
@@ -224,11 +247,14 @@ class Runs(Iterator["Run"]):
 
     def __repr__(self) -> str:
         tags = f", tags={list(self._tags)}" if self._tags else ""
-        return f"<runs of {self._flow}{tags} in {store_label(self._flow._store.where)}>"
+        where = f", where={self._where!r}" if self._where else ""
+        return f"<runs of {self._flow}{tags}{where} in {store_label(self._flow._store.where)}>"
 
     def _repr_html_(self) -> str:
         title = f"{self._flow.id} runs" + (f" tagged {' '.join(self._tags)}" if self._tags else "")
-        return runs_html(self._flow._runs(self._tags, first_page=MAX_ROWS + 1), self._flow._store.where, title)
+        title += f" where {self._where!r}" if self._where else ""
+        return runs_html(self._flow._runs(self._tags, first_page=MAX_ROWS + 1, where=self._where),
+                         self._flow._store.where, title)
 
 
 class RunList(list):  # type: ignore[type-arg]

@@ -44,13 +44,13 @@ from ._db import BUSY_TIMEOUT, Database, Progress, Row
 from ._deploy import Deployment
 from ._doctor import DoctorReport
 from ._gc import GcReport
-from ._reads import effective_status
+from ._reads import effective_status, param_texts
 from ._sql import SqlResult, SqlStream
 from ._transfer import TransferReport
 from ._writes import RunRecord
 
 __all__ = ["Store", "CardRow", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
-           "SqlResult", "SqlStream", "GcReport", "TransferReport", "DoctorReport"]
+           "param_texts", "SqlResult", "SqlStream", "GcReport", "TransferReport", "DoctorReport"]
 
 DEFAULT_NAME = "runstore.db"
 
@@ -701,6 +701,7 @@ class Store(Database):
         successful: bool = False,
         before: float | None = None,
         limit: int = 100,
+        param_values: Mapping[str, Any] | None = None,
     ) -> list[Row]:
         """A page of a flow's runs, newest first, carrying ``namespace`` and all ``tags``.
 
@@ -708,7 +709,10 @@ class Store(Database):
         system tags only, so a hand-edited user tag cannot put a run into a
         production namespace. ``successful`` keeps only runs whose status is ``succeeded``. ``before``
         continues a listing: runs created at or before that time (the caller drops
-        the ones it has already seen at exactly that time).
+        the ones it has already seen at exactly that time). ``param_values`` keeps
+        only runs whose parameters equal these values as JSON (``Flow.runs(where=)``;
+        ``_reads.param_texts`` says what matches; ``ParameterError`` for a value JSON
+        cannot hold).
 
         Example
         -------
@@ -721,7 +725,7 @@ class Store(Database):
         [3, 2, 1]
         """
         return self._read(_reads.list_runs, flow_id, namespace=namespace, tags=tags, successful=successful,
-                          before=before, limit=limit)
+                          before=before, limit=limit, param_values=param_values)
 
     def list_steps(self, run_id: int) -> list[Row]:
         """A run's steps (``step_id``, ``name``, ``created_at``), newest first."""

@@ -59,6 +59,18 @@ class DoctorReport:
         return not self.problems
 
 
+#: Runs whose ``run_params`` rows are not exactly their ``_parameters`` task's JSON values
+#: (an edited file: the index behind ``Flow.runs(where=...)`` would disagree with ``run.data``).
+_PARAMS_DIFFER = """
+WITH own AS (SELECT run_id, name, value_json AS value FROM artifacts_view
+              WHERE step = '_parameters' AND substr(name, 1, 1) <> '_'),
+     differ AS (SELECT run_id FROM (SELECT run_id, name, value FROM run_params EXCEPT SELECT * FROM own)
+                UNION SELECT run_id FROM (SELECT * FROM own EXCEPT SELECT run_id, name, value FROM run_params))
+SELECT f.name || '/' || r.run_number FROM differ d JOIN runs r ON r.run_id = d.run_id
+  JOIN flows f ON f.flow_id = r.flow_id ORDER BY 1
+"""
+
+
 def _doctor_structure(db: Database, report: DoctorReport) -> bool:
     """The file's structure: schema check, integrity, indexes. False: stop here.
 
@@ -121,6 +133,12 @@ def doctor(db: Database, *, deep: bool = False) -> DoctorReport:
             " WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.blob_key = a.blob_key)"
         ):
             report.problems.append(f"artifact {pathspec}.{name} points at missing blob {key[:16]}…")
+        has_params = q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_params'")  # since v9
+        for (pathspec,) in q(_PARAMS_DIFFER) if has_params else []:
+            report.problems.append(
+                f"run {pathspec}: its parameters in run_params (params_view, Flow.runs(where=...)) and the JSON"
+                " values of its _parameters task differ (an edited file); `runstore export` rebuilds run_params"
+                " from the stored values")
         for code_id, key in q("SELECT code_id, blob_key FROM code_packages c"
                               " WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.blob_key = c.blob_key)"):
             report.problems.append(f"code package {code_id} points at missing blob {key[:16]}…")

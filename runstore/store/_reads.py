@@ -8,7 +8,7 @@ Every listing is newest first and every query is an index lookup or a bounded ra
 scan, so its cost does not grow with the number of runs in the store:
 
 * runs of a flow in a namespace (or carrying a tag): ``run_tags_by_tag`` on
-  ``(tag, flow_id, created_at DESC)``; the other tags are checked per candidate row
+  ``(tag, flow_id, created_at)`` read newest first; the other tags are checked per candidate row
   through the ``run_tags`` primary key;
 * the newest *successful* run in a namespace: the partial index
   ``run_tags_succeeded`` (``run_tags.run_status`` is kept equal to the run's status
@@ -32,10 +32,12 @@ Example
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from ..errors import InvalidPathspec, NotFound
+from ..codecs import JsonCodec
+from ..errors import InvalidPathspec, NotFound, ParameterError
 from ..schema import STALE_AFTER
 from ..tags import is_reserved
 from ..util import check_flow_name, hostname, now, parse_id, parse_pathspec, pid_alive, printable
@@ -48,7 +50,7 @@ __all__ = [
     "list_run_ids", "list_steps", "find_step", "step_finished_at",
     "list_tasks", "list_run_tasks", "find_task", "find_attempt", "read_log", "list_log_lines", "list_metadata",
     "list_artifacts", "list_artifact_refs", "find_artifact", "find_code_package", "list_foreach_stacks",
-    "parse_run_pathspec", "effective_status",
+    "parse_run_pathspec", "effective_status", "param_texts",
 ]
 
 def parse_run_pathspec(spec: object) -> tuple[str, int | None]:
@@ -221,10 +223,65 @@ def run_has_tag(conn: sqlite3.Connection, run_id: int, tag: str) -> bool:
         f"SELECT 1 FROM run_tags t WHERE run_id = ? AND {_tag_is('t', tag)}", (run_id, tag)).fetchone() is not None
 
 
+def param_texts(name: str, value: Any) -> list[str]:
+    """The stored JSON texts a parameter value matches in ``run_params`` (JSON equality).
+
+    A number matches an int or a float written with the same value (``1`` matches a
+    stored ``1`` and ``1.0``), a bool only a bool, ``None`` only ``null``, a string the
+    same string; a list or dict matches the same compact JSON text (keys in the same
+    order). Anything JSON cannot hold exactly (tuples, sets, NaN, objects) is a
+    :class:`~runstore.errors.ParameterError`.
+
+    Example
+    -------
+    >>> param_texts("alpha", 1), param_texts("x", "a"), param_texts("on", True)
+    (['1', '1.0'], ['"a"'], ['true'])
+    >>> param_texts("alpha", float("nan"))
+    Traceback (most recent call last):
+    ...
+    runstore.errors.ParameterError: where={'alpha': nan}: not a JSON value; parameters are compared as JSON (str, int, float, bool, None, lists and dicts of them)
+    """
+    data = JsonCodec.try_dumps(value)
+    if data is None:
+        shown = printable(repr(value))[:80]
+        raise ParameterError(f"where={{{name!r}: {shown}}}: not a JSON value; parameters are compared"
+                             " as JSON (str, int, float, bool, None, lists and dicts of them)")
+    texts = [data.decode("utf-8")]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        numbers: list[int | float] = []
+        if isinstance(value, int):
+            as_float = float(value) if abs(value) < 2 ** 1023 else math.inf
+            if math.isfinite(as_float) and int(as_float) == value:
+                numbers.append(as_float)
+        elif value.is_integer():
+            numbers.append(int(value))
+        if value == 0:
+            numbers += [0, 0.0, -0.0]
+        for number in numbers:
+            text = json.dumps(number)
+            if text not in texts:
+                texts.append(text)
+    return texts
+
+
+def _params_sql(alias: str, params: Mapping[str, Any], args: list[Any]) -> list[str]:
+    """``EXISTS`` conditions on ``run_params`` (primary key probes) for each ``name: value`` of ``params``."""
+    where = []
+    for name, value in params.items():
+        texts = param_texts(name, value)
+        where.append(f"EXISTS (SELECT 1 FROM run_params q WHERE q.run_id = {alias}.run_id AND q.name = ?"
+                     f" AND q.value IN ({', '.join('?' * len(texts))}))")
+        args += [name, *texts]
+    return where
+
+
 def list_runs(conn: sqlite3.Connection, flow_id: int, *, namespace: str | None = None, tags: Sequence[str] = (),
-              successful: bool = False, before: float | None = None, limit: int = 100) -> list[Row]:
+              successful: bool = False, before: float | None = None, limit: int = 100,
+              param_values: Mapping[str, Any] | None = None) -> list[Row]:
     """A page of a flow's runs, newest first, carrying ``namespace`` and all ``tags`` (see ``Store.list_runs``)."""
     required = list(dict.fromkeys([*tags, *([namespace] if namespace is not None else [])]))
+    if param_values:
+        return _list_runs_by_params(conn, flow_id, required, dict(param_values), successful, before, limit)
     params: list[Any] = []
     if required:
         # Drive by the first tag asked for (usually the most selective), newest
@@ -261,6 +318,35 @@ def list_runs(conn: sqlite3.Connection, flow_id: int, *, namespace: str | None =
         )
     params.append(limit)
     return dict_rows(conn.execute(sql, params))
+
+
+def _list_runs_by_params(conn: sqlite3.Connection, flow_id: int, required: list[str], params: dict[str, Any],
+                         successful: bool, before: float | None, limit: int) -> list[Row]:
+    """``list_runs`` with parameter values: driven by ``run_params_by_value`` on the first one.
+
+    Every run of the store whose first parameter has that value is a candidate (an
+    index range, then the run by primary key); the flow, the other values, the
+    namespace and tags are checked per candidate by primary key. So the cost follows
+    the runs matching the first value, not the runs of the flow.
+    """
+    (first, value), rest = next(iter(params.items())), dict(list(params.items())[1:])
+    texts = param_texts(first, value)
+    args: list[Any] = [first, *texts, flow_id]
+    where = [f"p.name = ? AND p.value IN ({', '.join('?' * len(texts))})", "r.flow_id = ?"]
+    if successful:
+        where.append("r.status = 'succeeded'")
+    if before is not None:
+        where.append("r.created_at <= ?")
+        args.append(before)
+    where += _params_sql("r", rest, args)
+    for tag in required:
+        where.append(f"EXISTS (SELECT 1 FROM run_tags o WHERE o.run_id = r.run_id AND {_tag_is('o', tag)})")
+        args.append(tag)
+    args.append(limit)
+    sql = (f"SELECT {_RUN_COLUMNS} FROM run_params p INDEXED BY run_params_by_value"
+           " CROSS JOIN runs r ON r.run_id = p.run_id JOIN flows f ON f.flow_id = r.flow_id"
+           f" WHERE {' AND '.join(where)} ORDER BY r.created_at DESC LIMIT ?")
+    return dict_rows(conn.execute(sql, args))
 
 
 def list_run_ids(conn: sqlite3.Connection, pathspecs: Iterable[str], where: str) -> list[int]:

@@ -38,7 +38,7 @@ from ._blobs import chunk_bytes
 from ._cards import run_card_rows
 from ._db import Database, Progress, Row, _publish, _split_sql, altered_error, dict_rows, human_size, placeholders
 from ._reads import list_run_ids
-from ._writes import code_package_id, next_run_number
+from ._writes import PARAMETERS_STEP, code_package_id, next_run_number, sync_run_params
 from ._writes import flow_id as flow_id_of
 
 __all__ = ["TransferReport", "export_runs", "merge_from"]
@@ -390,6 +390,12 @@ class _Transfer:
                     task["origin_pathspec"] = f"{origin_run}/{task['origin_pathspec'].split('/')[2]}/{origin_task}"
             self.task_map[old] = self._insert(dst, "tasks", dict(task, run_id=new_id, step_id=step_map[task["step_id"]]))
         self._copy_task_rows(src, dst, run_id)
+        # Parameters by value are derived here from the blobs just verified, never
+        # read from the source's run_params (tests/test_params.py::test_merge_*).
+        for (task_id,) in dst.execute(
+                "SELECT t.task_id FROM tasks t JOIN steps s ON s.step_id = t.step_id"
+                " WHERE t.run_id = ? AND s.name = ?", (new_id, PARAMETERS_STEP)).fetchall():
+            sync_run_params(dst, task_id)
 
     @staticmethod
     def _task_run(dst: sqlite3.Connection, task_id: int) -> str:

@@ -28,16 +28,21 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from ..errors import NotFound, TaggingError
+from ..codecs import JSON_SQL_LIMIT, JsonCodec
+from ..errors import CodecError, NotFound, TaggingError
 from ..tags import MAX_USER_TAGS, validate_tag, validate_user_tag
 from ..util import hostname, now
-from ._blobs import PreparedValue, StoredValue, commit_values
+from ._blobs import PreparedValue, StoredValue, chunk_bytes, commit_values
 from ._cards import clone_cards
 from ._reads import list_run_tags
 
 __all__ = ["RunRecord", "flow_id", "next_run_number", "create_run", "heartbeat", "finish_run", "set_run_code",
            "add_code_package", "code_package_id", "create_tasks", "start_attempt", "finish_attempt", "abandon_attempt",
-           "append_log", "insert_metadata", "update_run_tags", "clone_task", "clone_log_stamps"]
+           "append_log", "insert_metadata", "update_run_tags", "clone_task", "clone_log_stamps",
+           "PARAMETERS_STEP", "sync_run_params"]
+
+#: The pseudo-step whose one task holds a run's parameters as artifacts.
+PARAMETERS_STEP = "_parameters"
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,68 @@ def finish_attempt(conn: sqlite3.Connection, task_id: int, attempt: int, status:
         (stamp, status, exc_type, exc_message, exc_tb, stdout, stderr, task_id, attempt))
     conn.execute("UPDATE tasks SET status = ?, finished_at = ?, attempt = ? WHERE task_id = ?",
                  (status, stamp, attempt, task_id))
+    if artifacts:
+        sync_run_params(conn, task_id)
+
+
+# ------------------------------------------------------------ parameters by value
+
+def _json_text(raw: bytes) -> str | None:
+    """The canonical JSON text of a ``json`` blob's bytes, or None when they are not plain JSON."""
+    try:
+        return JsonCodec.dumps(json.loads(raw.decode("utf-8"))).decode("utf-8")
+    except (ValueError, RecursionError, CodecError):
+        return None
+
+
+def sync_run_params(conn: sqlite3.Connection, task_id: int) -> None:
+    """Rebuild ``run_params`` of the run whose ``_parameters`` task is ``task_id`` (else do nothing).
+
+    One row per parameter artifact of the task's current attempt (names starting with
+    ``_`` are runstore's own, not parameters). The value is the JSON text of the blob
+    itself, read here and checked against its key — never a copy held elsewhere in
+    the row — so a merged file cannot make ``Flow.runs(where=...)`` disagree with what
+    ``run.data`` loads. NULL when the value is not JSON or larger than 64 KiB
+    (:data:`~runstore.codecs.JSON_SQL_LIMIT`, as ``artifacts_view.value_json``).
+
+    Example
+    -------
+    >>> from runstore import Store
+    >>> store = Store(":memory:")
+    >>> run = store.create_run("F", user="anne")
+    >>> task = store.create_task(run.run_id, "_parameters")
+    >>> store.start_attempt(task, 0)
+    >>> store.finish_attempt(task, 0, "succeeded", artifacts={"alpha": store.put_value(0.1)})
+    >>> store.sql("SELECT pathspec, name, value FROM params_view").rows
+    [('F/1', 'alpha', '0.1')]
+    """
+    found = conn.execute(
+        "SELECT t.run_id, t.attempt FROM tasks t JOIN steps s ON s.step_id = t.step_id"
+        " WHERE t.task_id = ? AND s.name = ?", (task_id, PARAMETERS_STEP)).fetchone()
+    if found is None:
+        return
+    run_id, attempt = found
+    rows = conn.execute(
+        "SELECT a.name, a.blob_key, a.encoding, b.size, c.compression, c.raw_size, c.data, c.chunk_key"
+        " FROM artifacts a LEFT JOIN blobs b ON b.blob_key = a.blob_key"
+        " LEFT JOIN blob_parts p ON p.blob_key = b.blob_key AND p.seq = 0 AND b.n_chunks = 1 AND b.size <= ?"
+        " LEFT JOIN blob_chunks c ON c.chunk_key = p.chunk_key"
+        " WHERE a.task_id = ? AND a.attempt = ? AND substr(a.name, 1, 1) <> '_'",
+        (JSON_SQL_LIMIT, task_id, attempt)).fetchall()
+    values: dict[str, str | None] = {}
+    for name, blob_key, encoding, size, compression, raw_size, data, chunk_key in rows:
+        text = None
+        if encoding == "json" and data is not None and raw_size == size and chunk_key == blob_key:
+            try:
+                raw = chunk_bytes(compression, data, raw_size, chunk_key)
+            except CodecError:
+                raw = None
+            if raw is not None:  # hashed to its key, which is the blob's (one chunk)
+                text = _json_text(raw)
+        values[name] = text
+    conn.execute("DELETE FROM run_params WHERE run_id = ?", (run_id,))
+    conn.executemany("INSERT INTO run_params(run_id, name, value) VALUES (?, ?, ?)",
+                     [(run_id, name, text) for name, text in values.items()])
 
 
 def abandon_attempt(conn: sqlite3.Connection, task_id: int, attempt: int, exception: tuple[str, str, str]) -> None:
@@ -347,4 +414,5 @@ def clone_task(conn: sqlite3.Connection, task_id: int, origin_task_id: int, orig
     conn.execute(
         "UPDATE tasks SET status = ?, attempt = 0, finished_at = ?, origin_task_id = ?, origin_pathspec = ?"
         " WHERE task_id = ?", (status, stamp, origin_task_id, origin_pathspec, task_id))
+    sync_run_params(conn, task_id)  # a cloned _parameters task: the new run's parameters
     return status

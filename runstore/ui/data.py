@@ -42,6 +42,7 @@ VIEWS: dict[str, str] = {
     "artifacts_view": "one row per artifact; value for small JSON values",
     "metadata_view": "one row per metadata record of a task attempt",
     "parameters_view": "one row per run: parameters as a JSON object",
+    "params_view": "one row per run and parameter; indexed by (name, value)",
 }
 
 #: At most this many runs side by side on the compare page.
@@ -197,13 +198,13 @@ class SortBy:
         return "DESC" if self.descending else "ASC"
 
 
-#: The sort value of a run ``r``: the parameter's value (the ``_parameters`` task) or the
-#: end step's scalar result (numbers, strings, booleans as 0/1; lists and objects are not scalars).
-#: ``+a.name`` keeps SQLite on the run's own tasks (``tasks_by_run``) rather than walking
-#: ``artifacts_by_name`` — every run's artifact of that name — once per run.
+#: The sort value of a run ``r``: the parameter's value (``run_params``, one primary-key
+#: probe per run) or the end step's scalar result (numbers, strings, booleans as 0/1; lists
+#: and objects are not scalars). ``+a.name`` keeps SQLite on the run's own tasks
+#: (``tasks_by_run``) rather than walking ``artifacts_by_name`` — every run's artifact of
+#: that name — once per run.
 _SORT_VALUE = {
-    "param": ("(SELECT a.value FROM artifacts_view a WHERE a.run_id = r.run_id AND a.step = '_parameters'"
-              " AND +a.name = ? ORDER BY a.task_id DESC LIMIT 1)"),
+    "param": "(SELECT json_extract(p.value, '$') FROM run_params p WHERE p.run_id = r.run_id AND p.name = ?)",
     "result": ("(SELECT a.value FROM artifacts_view a WHERE a.run_id = r.run_id AND a.step = r.end_step"
                " AND +a.name = ? AND a.value_json IS NOT NULL AND substr(a.value_json, 1, 1) NOT IN ('[', '{')"
                " ORDER BY a.task_id DESC LIMIT 1)"),
@@ -217,10 +218,10 @@ def list_runs_sorted(store: "Store", q: RunsQuery, by: SortBy) -> RunsPage:
     one page: numbers as numbers, then strings; runs lacking the value last; ties by
     creation time (``q.oldest_first``) then run id. Pagination is a keyset on
     ``(value, created_ts, run_id)`` (``by.cursor``), so pages never overlap or skip
-    a run. There is no index on parameter values: one statement reads each matching
-    run's value (index lookups through its tasks) and keeps the top ``limit + 1`` —
-    linear in the matching runs, about 2 s at 100,000 (``benchmarks/bench_ui.py``;
-    docs/ui.md).
+    a run. One statement reads each matching run's value — a parameter by one
+    primary-key probe of ``run_params``, a result through the run's tasks — and keeps
+    the top ``limit + 1``: linear in the matching runs (``benchmarks/bench_ui.py``;
+    docs/ui.md has the figures).
 
     Example
     -------
