@@ -79,6 +79,12 @@ class ConfigValue(Mapping):  # type: ignore[type-arg]
     def __delattr__(self, name: str) -> None:
         raise TypeError(f"a config is read-only (deleting {name!r})")
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError(f"a config is read-only (setting {key!r})")
+
+    def __delitem__(self, key: Any) -> None:
+        raise TypeError(f"a config is read-only (deleting {key!r})")
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ConfigValue):
             return self._data == other._data

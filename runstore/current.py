@@ -115,8 +115,8 @@ class Current:
     retry_count = _field("retry_count", "The attempt number: 0 first, 1 on the first retry ...")
     namespace = _field("namespace", "The run's identity: ``user:<name>`` or ``production:<Flow>-<gen>-<id>``")
     username = _field("username", "The user the run is recorded under.")
-    is_production = _field("is_production", "True in a run triggered in a production namespace, or a @project "
-                                            "run with --production.")
+    is_production = _field("is_production", "True in a run triggered in a production namespace; for a "
+                                            "@project flow, True on a --production branch (as in Metaflow).")
 
     # ------------------------------------------------------------ @project (None without it)
 

@@ -25,7 +25,8 @@ from typing import Any
 
 from .errors import FlowDefinitionError, ParameterError
 
-__all__ = ["project", "project_info", "ProjectInfo", "PROJECT_ATTR", "check_project_name", "check_branch_name"]
+__all__ = ["project", "project_info", "ProjectInfo", "PROJECT_ATTR", "check_project_name", "check_branch_name",
+           "check_flow_project"]
 
 #: The class attribute ``@project`` sets: ``{"name": <str or config expression>}``.
 PROJECT_ATTR = "_runstore_project"
@@ -63,6 +64,22 @@ def check_branch_name(branch: Any) -> str:
     return branch
 
 
+def check_flow_project(flow_class: type) -> None:
+    """Check a flow's ``@project(name=...)`` when it is a plain string (config expressions are
+    checked once evaluated, before the run starts).
+
+    >>> class F:
+    ...     _runstore_project = {"name": "Bad"}
+    >>> check_flow_project(F)
+    Traceback (most recent call last):
+    ...
+    runstore.errors.FlowDefinitionError: @project(name='Bad'): a project name has only lowercase letters, digits and _ (at most 128)
+    """
+    spec = getattr(flow_class, PROJECT_ATTR, None)
+    if spec is not None and isinstance(spec["name"], str):
+        check_project_name(spec["name"])
+
+
 def project(cls: type | None = None, *, name: Any = None) -> Any:
     """Make the flow part of project ``name`` (a string or a :func:`~runstore.config_expr`).
 
@@ -82,9 +99,8 @@ def project(cls: type | None = None, *, name: Any = None) -> Any:
     """
     if name is None:
         raise FlowDefinitionError("@project needs a name: @project(name=\"myproject\")")
-    # A config expression (runstore.config, a rung up) is checked once evaluated (runtime.configs).
-    if not (hasattr(type(name), "evaluate") or getattr(type(name), "IS_CONFIG", False)):
-        check_project_name(name)
+    # The name is checked when the flow's command line starts (check_flow_project) or a run
+    # is prepared, so a bad one is one line rather than a traceback from the class body.
 
     def wrap(flow_class: type) -> type:
         if not isinstance(flow_class, type):

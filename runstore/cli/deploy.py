@@ -23,14 +23,34 @@ Example
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from typing import Any
 
 import click
 
 from ..errors import NotFound, RunstoreError
+from .launch import config_options, launch_from
 
 __all__ = ["deploy_command", "trigger_command"]
+
+#: The member of a deployment's code package holding its configs and project branch options.
+DEPLOYED_CONFIG = ".runstore/CONFIG"
+
+
+def _deployment_key(flow_class: type, prepared: Any) -> str:
+    """What a deployment is stored under: the flow name, or for ``@project`` the project flow name.
+
+    The ``deployments`` table has one row per flow name; a ``@project`` flow has one
+    deployment per branch, so its rows are named ``<project>.<branch>.<Flow>`` (docs/resume.md).
+    """
+    return prepared.project.project_flow_name if prepared.project is not None else flow_class.__name__
+
+
+def _branch_args(launch: Any) -> list[str]:
+    return (["--branch", launch.branch] if launch.branch is not None else []) + \
+        (["--production"] if launch.production else [])
 
 
 def _flow_file(flow_class: type) -> str:
@@ -52,7 +72,7 @@ def deploy_command(flow_class: type) -> click.Command:
     @click.option("--generate-new-token", is_flag=True,
                   help="Move production to a fresh namespace with a new token (needs the current token).")
     @click.pass_context
-    def deploy(ctx: click.Context, authorize: str | None, generate_new_token: bool) -> None:
+    def deploy(ctx: click.Context, authorize: str | None, generate_new_token: bool, **options: Any) -> None:
         """Make this code the flow's production deployment.
 
         Production runs ('trigger') land in their own namespace,
@@ -70,17 +90,31 @@ def deploy_command(flow_class: type) -> click.Command:
         from ..runtime.production import deploy as deploy_flow
         from ..util import printable, resolve_username
 
+        from ..config import flow_configs
+        from ..runtime.configs import prepare
+
         flow_file = _flow_file(flow_class)
         script = os.path.basename(flow_file)
+        launch = launch_from(ctx, options)
+        user = resolve_username()
+        # Configs are fixed at deploy time (as in Metaflow): read now, shipped in the package.
+        prepared = prepare(flow_class, launch, username=user, base_dir=os.path.dirname(flow_file))
+        key = _deployment_key(flow_class, prepared)
         store = ctx.obj["store"]()
         if store.in_memory:
             raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
-        user = resolve_username()
-        code_id = store.add_code_package(code_package(flow_file, name), script)
-        result = deploy_flow(store, name, user=user, code_id=code_id, script_name=script,
+        configs = {c.name: prepared.configs.get(c.attr_name) for c in flow_configs(flow_class)}
+        extra = {DEPLOYED_CONFIG: json.dumps({"configs": configs}, sort_keys=True, default=str).encode()} \
+            if configs else None
+        code_id = store.add_code_package(code_package(flow_file, name, extra), script)
+        result = deploy_flow(store, key, user=user, code_id=code_id, script_name=script,
                              authorize=authorize, generate_new_token=generate_new_token)
         dep = result.deployment
         db = f" --db {ctx.obj['db']}" if ctx.obj["db"] else ""
+        branch = "".join(f" {a}" for a in _branch_args(launch))
+        if prepared.project is not None:
+            click.echo(f"Project {prepared.project.project_name}, branch {printable(prepared.project.branch_name)}: "
+                       f"this branch has its own deployment ({printable(key)}).")
         if result.first_time:
             click.echo(f"This is the first deployment of {name} to production in {store.where}.")
         elif result.new_namespace:
@@ -93,10 +127,11 @@ def deploy_command(flow_class: type) -> click.Command:
         click.echo(f"    namespace(\"{dep.namespace}\")")
         click.echo("To let someone else deploy new versions of this flow, share this command with them"
                    " (the token is a secret; it is saved for you in your runstore config):")
-        click.echo(f"    python {script}{db} deploy --authorize {result.token}")
+        click.echo(f"    python {script}{db} deploy{branch} --authorize {result.token}")
         click.echo("To run the deployed code in production:")
-        click.echo(f"    python {script}{db} trigger")
+        click.echo(f"    python {script}{db} trigger{branch}")
 
+    deploy.params.extend(config_options(flow_class))
     return deploy
 
 
@@ -109,7 +144,7 @@ def trigger_command(flow_class: type) -> click.Command:
     @click.option("--authorize", default=None, metavar="TOKEN",
                   help="The production token (needed once on a machine where it is not saved).")
     @click.pass_context
-    def trigger(ctx: click.Context, authorize: str | None) -> None:
+    def trigger(ctx: click.Context, authorize: str | None, **options: Any) -> None:
         """Run the deployed code in the production namespace.
 
         Needs the production token: the one saved when you deployed or
@@ -127,13 +162,28 @@ def trigger_command(flow_class: type) -> click.Command:
         from ..util import printable
         from ..version import INFO_ENV
 
+        from ..runtime.configs import LaunchOptions, prepare
+        from ..util import resolve_username
+
+        launch = launch_from(ctx, options)
+        key = name
+        if launch.branch is not None or launch.production or getattr(flow_class, "_runstore_project", None):
+            # the branch's deployment (configs only matter for a @project(name=config_expr(...)))
+            from ..runtime.environment import flow_file_of
+
+            flow_file = flow_file_of(flow_class)
+            prepared = prepare(flow_class, LaunchOptions(branch=launch.branch, production=launch.production),
+                               username=resolve_username(), base_dir=os.path.dirname(flow_file) if flow_file else None)
+            key = _deployment_key(flow_class, prepared)
         store = ctx.obj["store"]()
         if store.in_memory or store.path is None:
             raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
-        dep = store.get_deployment(name)
+        dep = store.get_deployment(key)
         if dep is None:
-            raise NotFound(f"{name} is not deployed to production in {store.where}; run 'deploy' first")
-        token = authorize.strip() if authorize else load_token(store.uuid, name)
+            where = f" on branch {key.rsplit('.', 1)[0].split('.', 1)[1]}" if key != name else ""
+            raise NotFound(f"{name} is not deployed to production{where} in {store.where}; run 'deploy"
+                           f"{''.join(' ' + a for a in _branch_args(launch))}' first")
+        token = authorize.strip() if authorize else load_token(store.uuid, key)
         if not token:
             raise ProductionTokenError(
                 f"triggering {name} needs its production token, which is not saved on this machine: "
@@ -141,7 +191,7 @@ def trigger_command(flow_class: type) -> click.Command:
                 "trigger --authorize TOKEN"
             )
         try:  # refuse here, before unpacking anything
-            production_identity(store, name, token)
+            production_identity(store, key, token)
         except ProductionTokenError:
             if not authorize:
                 raise
@@ -173,10 +223,17 @@ def trigger_command(flow_class: type) -> click.Command:
             argv = [sys.executable, str(script), "--db", str(store.path)]
             if ctx.obj["quiet"]:
                 argv.append("--quiet")
+            argv += _branch_args(launch)
+            deployed = root / DEPLOYED_CONFIG
+            if deployed.is_file():  # the configs read at deploy time
+                for config, value in json.loads(deployed.read_text())["configs"].items():
+                    if value is not None:
+                        argv += ["--config-value", config, json.dumps(value)]
             store.close()
             code = subprocess.call([*argv, "run", *ctx.args], env=env, cwd=os.getcwd())
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         ctx.exit(code)
 
+    trigger.params.extend(config_options(flow_class, {"--config", "--config-value"}))
     return trigger

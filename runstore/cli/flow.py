@@ -78,7 +78,10 @@ def _open_store(db: str | None) -> Any:
 
 def make_cli(flow_class: Any) -> click.Group:
     """Build the click group for ``flow_class`` (checks the graph first)."""
+    from ..project import check_flow_project
+
     graph = flow_class._graph()
+    check_flow_project(flow_class)
     params = flow_class._parameters()
     name = flow_class.__name__
 

@@ -103,7 +103,7 @@ def _ustar_header(name: str, size: int) -> bytes | None:
     return bytes(header)
 
 
-def code_package(flow_file: str | os.PathLike[str], flow_name: str) -> bytes:
+def code_package(flow_file: str | os.PathLike[str], flow_name: str, extra: dict[str, bytes] | None = None) -> bytes:
     """The deterministic ``tar.gz`` snapshot of the flow's directory.
 
     Written by hand (ustar headers + zlib's gzip framing, mtime 0) rather than with
@@ -121,7 +121,9 @@ def code_package(flow_file: str | os.PathLike[str], flow_name: str) -> bytes:
     ['f.py', '.runstore/INFO']
     """
     script = Path(flow_file).resolve()
-    return _pack([(rel, path.read_bytes()) for rel, path in _source_files(script.parent)], script.name, flow_name)
+    members = [(rel, path.read_bytes()) for rel, path in _source_files(script.parent)]
+    # ``extra``: members runstore adds itself, e.g. a deployment's configs (.runstore/CONFIG)
+    return _pack(members + sorted((extra or {}).items()), script.name, flow_name)
 
 
 #: The script name of a flow defined in a notebook cell (or by ``exec`` with a source).

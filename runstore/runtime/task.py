@@ -275,8 +275,9 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
         task_id=str(spec.task_id), retry_count=spec.attempt, origin_run_id=spec.origin_run_id,
         namespace=spec.identity, username=spec.username, parameter_names=tuple(sorted(spec.params)),
         tags=frozenset(spec.tags), graph=spec.graph_info, store=client_store,
-        is_production=bool(spec.identity and spec.identity.startswith("production:"))
-        or bool(spec.project and spec.project["is_production"]),
+        # @project: the --production branch, as in Metaflow; else a triggered production run
+        is_production=bool(spec.project["is_production"]) if spec.project
+        else bool(spec.identity and spec.identity.startswith("production:")),
         extra=dict(spec.project) if spec.project else None,
     )
     collector = None
