@@ -429,3 +429,56 @@ def test_config_definitions_and_expressions() -> None:
         Config("c", parser="nonexistent_mod_xyz.loads").parse("{}")
     with pytest.raises(AttributeError):
         Config("c").name = "d"
+
+
+def test_config_defaults_from_functions_required_configs_and_current_without_project(tmp_path: Path) -> None:
+    source = '''
+    import json
+
+    from runstore import Config, FlowSpec, current, step
+
+
+    def path_for(ctx):
+        return ctx.flow_name.lower() + ".json"
+
+
+    def value_for(ctx):
+        return {"who": ctx.user_name, "name": ctx.parameter_name}
+
+
+    class PlainFlow(FlowSpec):
+        by_path = Config("by_path", default=path_for)
+        by_value = Config("by_value", default_value=value_for)
+        text = Config("text", default_value=\'{"from": "json text"}\')
+        must = Config("must", required=True)
+        maybe = Config("maybe")
+
+        @step
+        def start(self):
+            self.got = [self.by_path.k, self.by_value.to_dict(), self.text["from"], self.must.m, self.maybe]
+            self.project = [current.project_name, current.branch_name, current.project_flow_name,
+                            current.is_user_branch, current.get("project_name", "none"), current.is_production]
+            self.names = current.parameter_names
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+
+    if __name__ == "__main__":
+        PlainFlow()
+    '''
+    script = write_flow(tmp_path, source, "plain_flow.py", {"plainflow.json": '{"k": "from file"}'})
+    db = tmp_path / "runstore.db"
+    with pytest.raises(ParameterError, match="missing configuration for 'must'"):
+        Runner(script, store=db).run()
+    refused = flow_cli(script, db, "run")
+    assert "missing configuration for 'must'" in one_error_line(refused)
+    assert run_count(db, "PlainFlow") == 0
+    run = Runner(script, store=db, config_value=[("must", '{"m": 1}')]).run(max_workers=1)
+    start = run["start"].task.data
+    assert start.got == ["from file", {"who": "tester", "name": "by_value"}, "json text", 1, None]
+    assert start.project == [None, None, None, None, "none", False]
+    assert {"by_path", "by_value", "text", "must", "maybe"} <= set(start.names)
+    assert not any(t.startswith("project") for t in run.system_tags)
