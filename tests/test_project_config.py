@@ -482,3 +482,18 @@ def test_config_defaults_from_functions_required_configs_and_current_without_pro
     assert start.project == [None, None, None, None, "none", False]
     assert {"by_path", "by_value", "text", "must", "maybe"} <= set(start.names)
     assert not any(t.startswith("project") for t in run.system_tags)
+
+
+def test_each_launch_resolves_its_own_decorator_values(tmp_path: Path) -> None:
+    """Two launches of one class with different configs keep their own values (the class is untouched)."""
+    from runstore.runtime.configs import LaunchOptions, prepare
+
+    script = write_flow(tmp_path, CONFIG_FLOW, "conf_flow.py", {"cfg.json": json.dumps(CFG)})
+    flow_class = Runner(script, store=tmp_path / "runstore.db").flow_class
+    first = prepare(flow_class, LaunchOptions(config_values={"cfg": json.dumps(dict(CFG, retries=3))}),
+                    username="anne", base_dir=str(script.parent))
+    second = prepare(flow_class, LaunchOptions(), username="bob", base_dir=str(script.parent))
+    retries = [{d["name"]: d["attributes"] for d in p.decorators["start"]}["retry"]["times"] for p in (first, second)]
+    assert retries == [3, 1]
+    assert (first.project.branch_name, second.project.branch_name) == ("user.anne", "user.bob")
+    assert {d["name"]: d["attributes"] for d in flow_class.start._runstore_decorators}["retry"] == {}

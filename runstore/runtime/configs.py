@@ -24,7 +24,7 @@ Example
 ...     def end(self):
 ...         pass
 >>> prepared = prepare(F, LaunchOptions(config_values={"cfg": '{"retries": 4}'}), username="anne")
->>> prepared.configs, F.start._runstore_decorators[0]["attributes"]["times"]
+>>> prepared.configs, prepared.decorators["start"][0]["attributes"]["times"]
 ({'cfg': {'retries': 4}}, 4)
 """
 
@@ -60,10 +60,12 @@ class LaunchOptions:
 
 @dataclass
 class Prepared:
-    """A launch, ready: config values by attribute name and the project branch (None without ``@project``)."""
+    """A launch, ready: config values by attribute name, each step's decorator records (those
+    written with config expressions filled in) and the project branch (None without ``@project``)."""
 
     configs: dict[str, Any]
     project: ProjectInfo | None
+    decorators: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def config_pairs(value: Any, option: str) -> dict[str, Any]:
@@ -178,17 +180,20 @@ def _by_expr_name(flow_class: type, configs: Mapping[str, Any]) -> dict[str, Any
     return {c.expr_name: configs.get(c.attr_name) for c in flow_configs(flow_class)}
 
 
-def resolve_decorators(flow_class: type, configs: Mapping[str, Any]) -> None:
-    """Fill in the step decorators written with config expressions, checked as if written plainly.
+def resolve_decorators(flow_class: type, configs: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each step's decorator records, those written with config expressions filled in and
+    checked as if written plainly.
 
-    ``configs`` is by attribute name. The decorator records on the step functions are
-    updated in place (the flow's graph holds the same records), so every launch
-    re-resolves them from its own values.
+    ``configs`` is by attribute name. The records are copies: the class is left as it is,
+    so two launches of one flow class with different configs (threads, ``Runner``) do not
+    see each other's values.
     """
     from ..flowspec import DECORATORS, DEFERRED_ATTR
 
     names = _by_expr_name(flow_class, configs)
+    result: dict[str, list[dict[str, Any]]] = {}
     for node in flow_class._graph():  # type: ignore[attr-defined]
+        records = result[node.name] = [dict(record) for record in node.decorators]
         deferred = getattr(node.func, DEFERRED_ATTR, None)
         if not deferred:
             continue
@@ -205,9 +210,10 @@ def resolve_decorators(flow_class: type, configs: Mapping[str, Any]) -> None:
             except TypeError as exc:
                 raise FlowDefinitionError(f"step {node.name!r}, @{deco}: {exc}") from None
             attributes = probe._runstore_decorators[-1]["attributes"]  # type: ignore[attr-defined]
-            for record in node.decorators:
+            for record in records:
                 if record["name"] == deco:
                     record["attributes"] = attributes
+    return result
 
 
 def project_of(flow_class: type, configs: Mapping[str, Any], *, username: str, branch: str | None = None,
@@ -235,10 +241,10 @@ def prepare(flow_class: type, options: LaunchOptions | None = None, *, username:
     """Read the configs, resolve the decorators and the project branch of a launch (nothing stored)."""
     options = options or LaunchOptions()
     configs = load_configs(flow_class, options, username=username, base_dir=base_dir)
-    resolve_decorators(flow_class, configs)
+    decorators = resolve_decorators(flow_class, configs)
     project = project_of(flow_class, configs, username=username, branch=options.branch,
                          production=options.production)
-    return Prepared(configs, project)
+    return Prepared(configs, project, decorators)
 
 
 def stored_configs(store: Any, flow_class: type, run_id: int) -> dict[str, Any]:

@@ -185,7 +185,7 @@ class ResumeScheduler(Scheduler):
             super()._store_parameters()
             return
         params = self.flow_class._parameters()
-        self.graph_info = self.graph.info([{"name": p.attr_name, "type": p.type_name} for p in params])
+        self.graph_info = self.graph_info_of(params)
         task_id = store.create_task(self.record.run_id, "_parameters")
         meta = dict(self.metadata, attempt="0", **{"origin-task-id": str(origin["task_id"])},
                     **self._launch_metadata())

@@ -263,7 +263,7 @@ class Scheduler:
     def _store_parameters(self) -> None:
         store, record = self.store, self.record
         params = self.flow_class._parameters()
-        info = self.graph.info([{"name": p.attr_name, "type": p.type_name} for p in params])
+        info = self.graph_info_of(params)
         self.graph_info = info
         task_id = store.create_task(record.run_id, "_parameters")
         store.start_attempt(task_id, 0, os.getpid())
@@ -273,6 +273,13 @@ class Scheduler:
         store.finish_attempt(task_id, 0, "succeeded", artifacts={**prepared, "_graph_info": graph_blob},
                              metadata=meta)
         self.param_refs = {name: p.stored for name, p in prepared.items()}
+
+    def graph_info_of(self, params: list[Any]) -> dict[str, Any]:
+        """The run's ``_graph_info``: the graph with this launch's decorator values."""
+        info = self.graph.info([{"name": p.attr_name, "type": p.type_name} for p in params])
+        for name, records in self.prepared.decorators.items():
+            info["steps"][name] = dict(info["steps"][name], decorators=records)
+        return info
 
     def _launch_metadata(self) -> dict[str, str]:
         """Metadata of the ``_parameters`` task: the run's configs (JSON) and project branch."""
@@ -325,8 +332,9 @@ class Scheduler:
         catch_enabled, catch_print = False, True
         env: dict[str, str] = {}
         metadata = self.metadata
-        decorators = node.decorators + [
-            d for d in self.with_decorators if not any(own["name"] == d["name"] for own in node.decorators)
+        own_decorators = self.prepared.decorators.get(step, node.decorators)  # config expressions filled in
+        decorators = own_decorators + [
+            d for d in self.with_decorators if not any(own["name"] == d["name"] for own in own_decorators)
             and not (d["name"] == "catch" and node.type == "split-foreach")]  # refused there (graph.py)
         for deco in decorators:
             if deco["name"] == "timeout":
@@ -353,7 +361,7 @@ class Scheduler:
             identity=self.identity, username=self.username, client_namespace=self.client_namespace,
             set_client_namespace=self.set_namespace, max_num_splits=self.max_num_splits, quiet=self.quiet,
             metadata=metadata, graph_info=self.graph_info, executor=pinned, timeout=seconds, env=env,
-            cards=tuple(d["attributes"] for d in node.decorators if d["name"] == "card"),
+            cards=tuple(d["attributes"] for d in own_decorators if d["name"] == "card"),
             project=self.prepared.project.as_current() if self.prepared.project else None,
         )
 
