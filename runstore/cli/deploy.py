@@ -81,17 +81,21 @@ def deploy_command(flow_class: type) -> click.Command:
         anyone else (even under the same user name) passes it once with
         --authorize TOKEN.
 
+        A @project flow has one deployment per branch (--branch NAME,
+        --production), each with its own namespace and token. Configs
+        (--config, --config-value, defaults) are read now and kept with
+        the deployment.
+
         \b
         Example:
             python flow.py deploy
             python flow.py deploy --authorize TOKEN
         """
         from ..runtime.environment import code_package
-        from ..runtime.production import deploy as deploy_flow
-        from ..util import printable, resolve_username
-
         from ..config import flow_configs
         from ..runtime.configs import prepare
+        from ..runtime.production import deploy as deploy_flow
+        from ..util import printable, resolve_username
 
         flow_file = _flow_file(flow_class)
         script = os.path.basename(flow_file)
@@ -153,42 +157,44 @@ def trigger_command(flow_class: type) -> click.Command:
         command. The run carries the production namespace tag and no user tag;
         inside it current.is_production is True.
 
+        For a @project flow, --branch NAME / --production pick the branch's
+        deployment (the run is on that branch and uses the configs read at
+        deploy time; current.is_production follows --production, as in
+        Metaflow).
+
         \b
         Example:
             python flow.py trigger --alpha 0.5
         """
         from ..errors import ProductionTokenError
         from ..runtime.production import NAMESPACE_ENV, TOKEN_ENV, extract_code, load_token, production_identity
-        from ..util import printable
+        from ..project import PROJECT_ATTR
+        from ..runtime.configs import LaunchOptions, prepare
+        from ..runtime.environment import flow_file_of
+        from ..util import printable, resolve_username
         from ..version import INFO_ENV
 
-        from ..runtime.configs import LaunchOptions, prepare
-        from ..util import resolve_username
-
         launch = launch_from(ctx, options)
-        key = name
-        if launch.branch is not None or launch.production or getattr(flow_class, "_runstore_project", None):
-            # the branch's deployment (configs only matter for a @project(name=config_expr(...)))
-            from ..runtime.environment import flow_file_of
-
+        key, where, again = name, "", "".join(f" {a}" for a in _branch_args(launch))
+        if getattr(flow_class, PROJECT_ATTR, None) is not None:
+            # the branch's deployment (configs matter only for a @project(name=config_expr(...)))
             flow_file = flow_file_of(flow_class)
             prepared = prepare(flow_class, LaunchOptions(branch=launch.branch, production=launch.production),
                                username=resolve_username(), base_dir=os.path.dirname(flow_file) if flow_file else None)
             key = _deployment_key(flow_class, prepared)
+            where = f" on branch {printable(prepared.project.branch_name)}"
         store = ctx.obj["store"]()
         if store.in_memory or store.path is None:
             raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
         dep = store.get_deployment(key)
         if dep is None:
-            where = f" on branch {key.rsplit('.', 1)[0].split('.', 1)[1]}" if key != name else ""
-            raise NotFound(f"{name} is not deployed to production{where} in {store.where}; run 'deploy"
-                           f"{''.join(' ' + a for a in _branch_args(launch))}' first")
+            raise NotFound(f"{name} is not deployed to production{where} in {store.where}; run 'deploy{again}' first")
         token = authorize.strip() if authorize else load_token(store.uuid, key)
         if not token:
             raise ProductionTokenError(
-                f"triggering {name} needs its production token, which is not saved on this machine: "
+                f"triggering {name}{where} needs its production token, which is not saved on this machine: "
                 f"ask {printable(dep.owner)} for it, then run: python {dep.script_name or 'flow.py'} "
-                "trigger --authorize TOKEN"
+                f"trigger{again} --authorize TOKEN"
             )
         try:  # refuse here, before unpacking anything
             production_identity(store, key, token)
