@@ -497,3 +497,24 @@ def test_each_launch_resolves_its_own_decorator_values(tmp_path: Path) -> None:
     assert retries == [3, 1]
     assert (first.project.branch_name, second.project.branch_name) == ("user.anne", "user.bob")
     assert {d["name"]: d["attributes"] for d in flow_class.start._runstore_decorators}["retry"] == {}
+
+
+def test_configs_from_the_environment_as_metaflow(tmp_path: Path) -> None:
+    """METAFLOW_FLOW_CONFIG_VALUE / RUNSTORE_FLOW_CONFIG (JSON objects of config names) are used
+    only when no --config/--config-value is given; names of other flows' configs are skipped."""
+    script = write_flow(tmp_path, CONFIG_FLOW, "conf_flow.py", {"cfg.json": json.dumps(CFG)})
+    db = tmp_path / "runstore.db"
+    from_env = dict(CFG, retries=0, greeting="env")
+    (tmp_path / "env.json").write_text(json.dumps(dict(from_env, greeting="env file")))
+    env_value = {"METAFLOW_FLOW_CONFIG_VALUE": json.dumps({"cfg": from_env, "other_flows_cfg": {}})}
+    assert flow_cli(script, db, "run", env=env_value).returncode == 0
+    assert flow_cli(script, db, "run", env={"RUNSTORE_FLOW_CONFIG": json.dumps({"cfg": str(tmp_path / "env.json")})}
+                    ).returncode == 0
+    given = flow_cli(script, db, "run", "--config-value", "extra", '{"mode": "m", "nested": {"k": [0, {"deep": 1}]}}',
+                     env=env_value)
+    assert given.returncode == 0, given.stderr
+    store = Store(db)
+    greetings = [Run(f"ConfFlow/{n}", store=store)["start"].task.data.greeting for n in (1, 2, 3)]
+    assert greetings == ["env", "env file", "hi"]  # the third: options given, the environment unused
+    bad = flow_cli(script, db, "run", env={"METAFLOW_FLOW_CONFIG_VALUE": "{oops"})
+    assert "METAFLOW_FLOW_CONFIG_VALUE is not valid JSON" in one_error_line(bad)

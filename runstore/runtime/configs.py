@@ -122,6 +122,36 @@ def _json_text(config: Config, value: Mapping[str, Any]) -> str:
         raise ParameterError(f"the value of config {config.name!r} is not JSON data: {exc}") from None
 
 
+#: Environment variables giving configs when no --config/--config-value is given, as Metaflow's
+#: ``METAFLOW_FLOW_CONFIG_VALUE='{"cfg": {...}}'`` and ``METAFLOW_FLOW_CONFIG='{"cfg": "file.json"}'``.
+VALUE_ENVS = ("RUNSTORE_FLOW_CONFIG_VALUE", "METAFLOW_FLOW_CONFIG_VALUE")
+FILE_ENVS = ("RUNSTORE_FLOW_CONFIG", "METAFLOW_FLOW_CONFIG")
+
+
+def _from_environment(known: set[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Config files and values from the environment (names the flow does not have are skipped:
+    the variables may be meant for another flow)."""
+    import json
+
+    found: list[dict[str, Any]] = []
+    for names in (FILE_ENVS, VALUE_ENVS):
+        variable = next((n for n in names if os.environ.get(n)), None)
+        if variable is None:
+            found.append({})
+            continue
+        try:
+            given = json.loads(os.environ[variable])
+        except ValueError as exc:
+            raise ParameterError(f"{variable} is not valid JSON: {exc}") from None
+        if not isinstance(given, dict):
+            raise ParameterError(f"{variable} must be a JSON object of config names, e.g. '{{\"cfg\": ...}}'")
+        given = {k: v for k, v in given.items() if k.lower().replace("-", "_") in known}
+        if names is FILE_ENVS and not all(isinstance(v, str) for v in given.values()):
+            raise ParameterError(f"{variable} maps config names to file paths (strings)")
+        found.append({k: v if isinstance(v, (str, dict)) else json.dumps(v) for k, v in given.items()})
+    return found[0], found[1]
+
+
 def load_configs(flow_class: type, options: LaunchOptions, *, username: str,
                  base_dir: str | None = None) -> dict[str, Any]:
     """The config values of a launch, by attribute name (see the module for the order).
@@ -138,8 +168,11 @@ def load_configs(flow_class: type, options: LaunchOptions, *, username: str,
     """
     configs = {c.expr_name: c for c in flow_configs(flow_class)}
     known = ", ".join(c.name for c in configs.values()) or "none"
-    files = {k.lower().replace("-", "_"): v for k, v in options.config_files.items()}
-    values = {k.lower().replace("-", "_"): v for k, v in options.config_values.items()}
+    given_files, given_values = options.config_files, options.config_values
+    if not given_files and not given_values:  # the environment, as click's envvar: only without options
+        given_files, given_values = _from_environment(set(configs))
+    files = {k.lower().replace("-", "_"): v for k, v in given_files.items()}
+    values = {k.lower().replace("-", "_"): v for k, v in given_values.items()}
     for option, given in (("--config", options.config_files), ("--config-value", options.config_values)):
         for name in given:
             if name.lower().replace("-", "_") not in configs:
