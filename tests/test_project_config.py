@@ -518,3 +518,39 @@ def test_configs_from_the_environment_as_metaflow(tmp_path: Path) -> None:
     assert greetings == ["env", "env file", "hi"]  # the third: options given, the environment unused
     bad = flow_cli(script, db, "run", env={"METAFLOW_FLOW_CONFIG_VALUE": "{oops"})
     assert "METAFLOW_FLOW_CONFIG_VALUE is not valid JSON" in one_error_line(bad)
+
+
+def test_parameter_defaults_from_configs(tmp_path: Path) -> None:
+    source = '''
+    from runstore import Config, FlowSpec, Parameter, config_expr, step
+
+
+    class ParamConfFlow(FlowSpec):
+        cfg = Config("cfg", default_value={"lr": 0.25, "name": "base"})
+        lr = Parameter("lr", type=float, default=config_expr("cfg.lr"))
+        label = Parameter("label", default=config_expr("cfg.name"))
+
+        @step
+        def start(self):
+            self.seen = (self.lr, self.label)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+
+    if __name__ == "__main__":
+        ParamConfFlow()
+    '''
+    script = write_flow(tmp_path, source, "param_conf_flow.py")
+    db = tmp_path / "runstore.db"
+    assert flow_cli(script, db, "run").returncode == 0
+    assert flow_cli(script, db, "run", "--config-value", "cfg", '{"lr": 2, "name": "other"}').returncode == 0
+    assert flow_cli(script, db, "run", "--lr", "0.5", "--config-value", "cfg", '{"lr": 2, "name": "x"}').returncode == 0
+    bad = flow_cli(script, db, "run", "--config-value", "cfg", '{"lr": "fast", "name": "x"}')
+    assert "the default of --lr" in one_error_line(bad) and run_count(db, "ParamConfFlow") == 3
+    store = Store(db)
+    assert [Run(f"ParamConfFlow/{n}", store=store).data.seen for n in (1, 2, 3)] == \
+        [(0.25, "base"), (2.0, "other"), (0.5, "x")]
+    assert Run("ParamConfFlow/2", store=store)["_parameters"].task.data.lr == 2.0

@@ -35,12 +35,12 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..config import Config, ConfigValue, evaluate, flow_configs, is_lazy, plain
+from ..config import Config, ConfigValue, config_expr, evaluate, flow_configs, is_lazy, plain
 from ..errors import FlowDefinitionError, ParameterError
 from ..project import PROJECT_ATTR, ProjectInfo, check_branch_name, project_info
 
 __all__ = ["LaunchOptions", "Prepared", "prepare", "load_configs", "resolve_decorators", "stored_configs",
-           "project_of", "config_pairs"]
+           "project_of", "config_pairs", "evaluate_parameters"]
 
 
 @dataclass
@@ -278,6 +278,33 @@ def prepare(flow_class: type, options: LaunchOptions | None = None, *, username:
     project = project_of(flow_class, configs, username=username, branch=options.branch,
                          production=options.production)
     return Prepared(configs, project, decorators)
+
+
+def evaluate_parameters(flow_class: type, params: Mapping[str, Any], configs: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with defaults written as config expressions evaluated and converted.
+
+    ``Parameter("lr", type=float, default=config_expr("cfg.lr"))``: the run's configs
+    give the default (a value given on the command line is used as it is).
+
+    >>> from runstore import FlowSpec, Parameter
+    >>> class F(FlowSpec):
+    ...     cfg = Config("cfg")
+    ...     lr = Parameter("lr", type=float, default=config_expr("cfg.lr"))
+    >>> evaluate_parameters(F, {"lr": F.lr.default}, {"cfg": {"lr": "0.5"}})
+    {'lr': 0.5}
+    """
+    by_attr = {p.attr_name: p for p in flow_class._parameters()}  # type: ignore[attr-defined]
+    names = None
+    result = dict(params)
+    for attr, value in params.items():
+        if attr in by_attr and is_lazy(value):
+            names = names if names is not None else _by_expr_name(flow_class, configs)
+            param = by_attr[attr]
+            try:
+                result[attr] = param.convert(evaluate(value, names))
+            except ParameterError as exc:
+                raise ParameterError(f"the default of {param.option} ({value!r}): {exc}") from None
+    return result
 
 
 def stored_configs(store: Any, flow_class: type, run_id: int) -> dict[str, Any]:

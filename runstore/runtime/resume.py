@@ -198,7 +198,9 @@ class ResumeScheduler(Scheduler):
         self.param_refs.update({name: refs[name] for name in config_refs})
         missing = [p for p in params if p.attr_name not in refs]
         if missing:  # parameters added to the flow since the origin ran: their defaults
-            values = {p.attr_name: p.default_value() for p in missing}
+            from .configs import evaluate_parameters
+
+            values = evaluate_parameters(self.flow_class, {p.attr_name: p.default_value() for p in missing}, configs)
             self.param_refs.update(zip(values, store.put_values(values.values())))
 
     def _spec(self, task_id: int, step: str, inputs: list[Any], frames: list[Any]) -> TaskSpec:

@@ -192,7 +192,7 @@ class Scheduler:
         from .environment import CELL_SCRIPT, cell_code_package, cell_source, code_package, environment_metadata, \
             system_tags
 
-        from .configs import prepare
+        from .configs import evaluate_parameters, prepare
 
         store = self.store
         self.username = resolve_username()
@@ -200,7 +200,8 @@ class Scheduler:
         # a bad value is one line before anything is stored (tests/test_project_config.py).
         self.prepared = prepare(self.flow_class, self.launch, username=self.username,
                                 base_dir=os.path.dirname(self.flow_file) if self.flow_file else None)
-        self.params = {**self.params, **self.prepared.configs}
+        self.params = {**evaluate_parameters(self.flow_class, self.params, self.prepared.configs),
+                       **self.prepared.configs}
         project = self.prepared.project
         # Production only with the deployment's token, checked here against its hash
         # (tests/test_security_namespaces.py); then out of the environment, so the
