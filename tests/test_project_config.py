@@ -554,3 +554,16 @@ def test_parameter_defaults_from_configs(tmp_path: Path) -> None:
     assert [Run(f"ParamConfFlow/{n}", store=store).data.seen for n in (1, 2, 3)] == \
         [(0.25, "base"), (2.0, "other"), (0.5, "x")]
     assert Run("ParamConfFlow/2", store=store)["_parameters"].task.data.lr == 2.0
+
+
+def test_show_lists_configs_and_project_and_check_evaluates_them(tmp_path: Path) -> None:
+    script = write_flow(tmp_path, CONFIG_FLOW, "conf_flow.py", {"cfg.json": json.dumps(CFG)})
+    db = tmp_path / "runstore.db"
+    shown = run_flow(script, db, "show")
+    assert shown.returncode == 0, shown.stderr
+    assert "cfg (file 'cfg.json')" in shown.stdout and "extra (a default value)" in shown.stdout
+    assert 'Project: config_expr("cfg.project")' in shown.stdout
+    assert run_flow(script, db, "check").returncode == 0
+    refused = run_flow(script, db, "--config-value", "cfg", '{"project": "p"}', "check")
+    assert "no key" in one_error_line(refused)
+    assert not db.exists()  # neither opened the store

@@ -164,16 +164,29 @@ def make_cli(flow_class: Any) -> click.Group:
             click.echo("\nParameters:")
             for p in params:
                 click.echo(f"    {p.option} ({p.type_name}, default {p.default!r}){': ' + p.help if p.help else ''}")
+        _show_configs_and_project(flow_class)
 
     @cli.command()
     @click.pass_context
     def check(ctx: click.Context) -> None:
-        """Check the flow's graph (done before every command anyway).
+        """Check the flow's graph (done before every command anyway), and its configs.
+
+        The configs (defaults, or --config/--config-value given before 'check') are
+        read and the decorators and @project name written with them are evaluated, as
+        'run' would.
 
         \b
         Example:
             python flow.py check
+            python flow.py --config cfg prod.json check
         """
+        from ..runtime.configs import prepare
+        from ..runtime.environment import flow_file_of
+        from ..util import resolve_username
+
+        flow_file = flow_file_of(flow_class)
+        prepare(flow_class, launch_from(ctx, {}), username=resolve_username(),
+                base_dir=os.path.dirname(flow_file) if flow_file else None)
         if not ctx.obj["quiet"]:
             click.echo(f"Validating {name}... the graph looks good ({len(graph.nodes)} steps).")
 
@@ -265,6 +278,23 @@ def make_cli(flow_class: Any) -> click.Group:
 
     cli.add_command(make_tag_command(name), "tag")
     return cli
+
+
+def _show_configs_and_project(flow_class: Any) -> None:
+    """``show``'s lines about the flow's configs and ``@project`` (nothing when it has neither)."""
+    from ..config import flow_configs
+    from ..project import PROJECT_ATTR
+
+    configs = flow_configs(flow_class)
+    if configs:
+        click.echo("\nConfigs:")
+        for c in configs:
+            origin = f"file {c.default!r}" if c.default is not None else (
+                "a default value" if c.default_value is not None else "no default")
+            click.echo(f"    {c.name} ({origin}){': ' + c.help if c.help else ''}")
+    project = getattr(flow_class, PROJECT_ATTR, None)
+    if project is not None:
+        click.echo(f"\nProject: {project['name']!r} (branches: --branch NAME, --production)")
 
 
 def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[Any]:
