@@ -122,6 +122,7 @@ class Runner:
                  quiet: bool = True, flow_name: str | None = None, executor: str | None = None,
                  dask_address: str | None = None, namespace: Any = ..., branch: str | None = None,
                  production: bool = False, config: Any = None, config_value: Any = None) -> None:
+        from .configs import LaunchOptions, config_pairs
         from .executors import resolve_executor
 
         resolve_executor(executor, dask_address)  # an unknown name fails here, not at run()
@@ -138,8 +139,6 @@ class Runner:
         self.store = store
         self.quiet = quiet
         self.namespace = namespace
-        from .configs import LaunchOptions, config_pairs
-
         self.launch = LaunchOptions(config_pairs(config, "config"), config_pairs(config_value, "config_value"),
                                     branch, production)
         self.outcome: RunOutcome | None = None
