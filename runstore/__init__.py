@@ -38,8 +38,10 @@ from .errors import (
     UntrustedArtifact,
 )
 from .current import current
+from .config import Config, ConfigValue, config_expr
 from .flowspec import (FlowSpec, IncludeFile, JSONType, Parameter, catch, environment, executor, resources, retry,
                        step, timeout)
+from .project import project
 from .namespace import default_namespace, get_metadata, get_namespace, namespace, namespace_scope, use_store
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
@@ -112,6 +114,10 @@ __all__ = [
     "environment",
     "card",
     "executor",
+    "project",
+    "Config",
+    "ConfigValue",
+    "config_expr",
     "current",
     "Runner",
     "get_version",

@@ -56,6 +56,9 @@ class TaskContext:
 
 _context: ContextVar[TaskContext | None] = ContextVar("runstore_current", default=None)
 
+#: The fields a run of a ``@project`` flow adds (``current.project_name`` ...).
+_PROJECT_FIELDS = ("project_name", "branch_name", "project_flow_name", "is_user_branch")
+
 _FIELDS = (
     "flow_name", "run_id", "origin_run_id", "step_name", "task_id", "retry_count", "pathspec",
     "namespace", "username", "parameter_names", "tags", "is_running_flow", "is_production",
@@ -82,6 +85,16 @@ def _field(name: str, doc: str) -> Any:
     return property(get, doc=doc)
 
 
+def _extra(name: str, doc: str) -> Any:
+    """A read-only property reading ``name`` of the running task's ``extra`` fields (``None`` when unset)."""
+
+    def get(self: "Current") -> Any:
+        ctx = _context.get()
+        return ctx.extra.get(name) if ctx is not None else None
+
+    return property(get, doc=doc)
+
+
 class Current:
     """The object behind ``runstore.current``; read-only views of the running task.
 
@@ -102,7 +115,16 @@ class Current:
     retry_count = _field("retry_count", "The attempt number: 0 first, 1 on the first retry ...")
     namespace = _field("namespace", "The run's identity: ``user:<name>`` or ``production:<Flow>-<gen>-<id>``")
     username = _field("username", "The user the run is recorded under.")
-    is_production = _field("is_production", "True in a run triggered in a production namespace.")
+    is_production = _field("is_production", "True in a run triggered in a production namespace; for a "
+                                            "@project flow, True on a --production branch (as in Metaflow).")
+
+    # ------------------------------------------------------------ @project (None without it)
+
+    project_name = _extra("project_name", "The ``@project`` name, e.g. ``'fraud'``.")
+    branch_name = _extra("branch_name", "The project branch: ``user.<name>``, ``test.<branch>``, ``prod`` or "
+                                        "``prod.<branch>``.")
+    project_flow_name = _extra("project_flow_name", "``<project>.<branch>.<Flow>``, the name deployments use.")
+    is_user_branch = _extra("is_user_branch", "True on the default ``user.<name>`` branch.")
 
     @property
     def is_running_flow(self) -> bool:
@@ -175,7 +197,7 @@ class Current:
 
     def get(self, key: str, default: Any = None) -> Any:
         """The attribute ``key`` when it is set (not ``None``), else ``default``."""
-        if key not in _FIELDS and key not in ("graph", "run", "task", "tempdir"):
+        if key not in _FIELDS and key not in ("graph", "run", "task", "tempdir") and key not in _PROJECT_FIELDS:
             ctx = _context.get()
             return ctx.extra.get(key, default) if ctx else default
         try:

@@ -28,6 +28,7 @@ import json
 import os
 from typing import Any, Callable, Iterator, Sequence
 
+from .config import is_lazy
 from .errors import FlowDefinitionError, MergeArtifactsError, ParameterError
 from .graph import STEP_MARK
 
@@ -77,6 +78,35 @@ def _add_decorator(func: Callable[..., Any], name: str, attributes: dict[str, An
     return func
 
 
+#: Where a step keeps the arguments of its decorators that wait for config values.
+DEFERRED_ATTR = "_runstore_deferred"
+
+
+def _config_aware(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """Let a step decorator take config expressions (``@retry(times=config_expr("cfg.n"))``).
+
+    With an expression among its arguments the decorator is recorded now, with its
+    arguments kept aside; ``runtime.configs.resolve_decorators`` checks and fills them
+    in once the run's config values are known, before anything runs.
+    """
+    import functools
+
+    @functools.wraps(factory)
+    def decorator(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+        if not is_lazy(kwargs):
+            return factory(func, **kwargs)
+
+        def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+            _add_decorator(f, factory.__name__, {})
+            setattr(f, DEFERRED_ATTR, {**getattr(f, DEFERRED_ATTR, {}), factory.__name__: kwargs})
+            return f
+
+        return wrap(func) if func is not None else wrap
+
+    return decorator
+
+
+@_config_aware
 def retry(func: Callable[..., Any] | None = None, *, times: int = 3,
           minutes_between_retries: float = 0) -> Any:
     """Run a failing step again, as attempt 1, 2 ... of the same task (up to ``times`` retries).
@@ -134,6 +164,7 @@ def executor(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return wrap
 
 
+@_config_aware
 def catch(func: Callable[..., Any] | None = None, *, var: str | None = None,
           print_exception: bool = True) -> Any:
     """Let the flow go on when a step fails (after its retries): the error goes in ``var``.
@@ -159,6 +190,7 @@ def catch(func: Callable[..., Any] | None = None, *, var: str | None = None,
     return wrap(func) if func is not None else wrap
 
 
+@_config_aware
 def timeout(func: Callable[..., Any] | None = None, *, seconds: float = 0, minutes: float = 0,
             hours: float = 0) -> Any:
     """Stop an attempt that runs longer than ``hours + minutes + seconds``; it counts as a failure.
@@ -199,6 +231,7 @@ def timeout_seconds(attributes: dict[str, Any]) -> float:
         + 3600.0 * float(attributes.get("hours", 0))
 
 
+@_config_aware
 def resources(func: Callable[..., Any] | None = None, *, cpu: int | float = 1, memory: int = 4096,
               gpu: int = 0, disk: int | None = None, shared_memory: int | None = None) -> Any:
     """What a step needs (CPUs, memory in MB, GPUs): recorded in each task's metadata.
@@ -229,6 +262,7 @@ def resources(func: Callable[..., Any] | None = None, *, cpu: int | float = 1, m
     return wrap(func) if func is not None else wrap
 
 
+@_config_aware
 def environment(func: Callable[..., Any] | None = None, *, vars: dict[str, str] | None = None) -> Any:
     """Set environment variables while the step runs (and only then).
 

@@ -23,14 +23,34 @@ Example
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from typing import Any
 
 import click
 
 from ..errors import NotFound, RunstoreError
+from .launch import config_options, launch_from
 
 __all__ = ["deploy_command", "trigger_command"]
+
+#: The member of a deployment's code package holding its configs and project branch options.
+DEPLOYED_CONFIG = ".runstore/CONFIG"
+
+
+def _deployment_key(flow_class: type, prepared: Any) -> str:
+    """What a deployment is stored under: the flow name, or for ``@project`` the project flow name.
+
+    The ``deployments`` table has one row per flow name; a ``@project`` flow has one
+    deployment per branch, so its rows are named ``<project>.<branch>.<Flow>`` (docs/resume.md).
+    """
+    return prepared.project.project_flow_name if prepared.project is not None else flow_class.__name__
+
+
+def _branch_args(launch: Any) -> list[str]:
+    return (["--branch", launch.branch] if launch.branch is not None else []) + \
+        (["--production"] if launch.production else [])
 
 
 #: ``python -c`` program running a module from a directory as ``python -m`` runs it, but with
@@ -70,7 +90,7 @@ def deploy_command(flow_class: type) -> click.Command:
     @click.option("--generate-new-token", is_flag=True,
                   help="Move production to a fresh namespace with a new token (needs the current token).")
     @click.pass_context
-    def deploy(ctx: click.Context, authorize: str | None, generate_new_token: bool) -> None:
+    def deploy(ctx: click.Context, authorize: str | None, generate_new_token: bool, **options: Any) -> None:
         """Make this code the flow's production deployment.
 
         Production runs ('trigger') land in their own namespace,
@@ -79,29 +99,47 @@ def deploy_command(flow_class: type) -> click.Command:
         anyone else (even under the same user name) passes it once with
         --authorize TOKEN.
 
+        A @project flow has one deployment per branch (--branch NAME,
+        --production), each with its own namespace and token. Configs
+        (--config, --config-value, defaults) are read now and kept with
+        the deployment.
+
         \b
         Example:
             python flow.py deploy
             python flow.py deploy --authorize TOKEN
         """
+        from ..config import flow_configs
+        from ..runtime.configs import prepare
         from ..runtime.environment import code_package, code_root, flow_module_of
         from ..runtime.production import deploy as deploy_flow
         from ..util import printable, resolve_username
 
         flow_file = _flow_file(flow_class)
         script = os.path.basename(flow_file)
+        launch = launch_from(ctx, options)
+        user = resolve_username()
+        # Configs are fixed at deploy time (as in Metaflow): read now, shipped in the package.
+        prepared = prepare(flow_class, launch, username=user, base_dir=os.path.dirname(flow_file))
+        key = _deployment_key(flow_class, prepared)
         store = ctx.obj["store"]()
         if store.in_memory:
             raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
-        user = resolve_username()
+        configs = {c.name: prepared.configs.get(c.attr_name) for c in flow_configs(flow_class)}
+        extra = {DEPLOYED_CONFIG: json.dumps({"configs": configs}, sort_keys=True, default=str).encode()} \
+            if configs else None
         module = flow_module_of(flow_class)
-        code_id = store.add_code_package(code_package(flow_file, name, module), script)
+        code_id = store.add_code_package(code_package(flow_file, name, module, extra), script)
         module = code_root(flow_file, module)[1]
         command = f"python -m {module}" if module else f"python {script}"
-        result = deploy_flow(store, name, user=user, code_id=code_id, script_name=script,
+        result = deploy_flow(store, key, user=user, code_id=code_id, script_name=script,
                              authorize=authorize, generate_new_token=generate_new_token)
         dep = result.deployment
         db = f" --db {ctx.obj['db']}" if ctx.obj["db"] else ""
+        branch = "".join(f" {a}" for a in _branch_args(launch))
+        if prepared.project is not None:
+            click.echo(f"Project {prepared.project.project_name}, branch {printable(prepared.project.branch_name)}: "
+                       f"this branch has its own deployment ({printable(key)}).")
         if result.first_time:
             click.echo(f"This is the first deployment of {name} to production in {store.where}.")
         elif result.new_namespace:
@@ -114,10 +152,11 @@ def deploy_command(flow_class: type) -> click.Command:
         click.echo(f"    namespace(\"{dep.namespace}\")")
         click.echo("To let someone else deploy new versions of this flow, share this command with them"
                    " (the token is a secret; it is saved for you in your runstore config):")
-        click.echo(f"    {command}{db} deploy --authorize {result.token}")
+        click.echo(f"    {command}{db} deploy{branch} --authorize {result.token}")
         click.echo("To run the deployed code in production:")
-        click.echo(f"    {command}{db} trigger")
+        click.echo(f"    {command}{db} trigger{branch}")
 
+    deploy.params.extend(config_options(flow_class))
     return deploy
 
 
@@ -130,7 +169,7 @@ def trigger_command(flow_class: type) -> click.Command:
     @click.option("--authorize", default=None, metavar="TOKEN",
                   help="The production token (needed once on a machine where it is not saved).")
     @click.pass_context
-    def trigger(ctx: click.Context, authorize: str | None) -> None:
+    def trigger(ctx: click.Context, authorize: str | None, **options: Any) -> None:
         """Run the deployed code in the production namespace.
 
         Needs the production token: the one saved when you deployed or
@@ -139,30 +178,47 @@ def trigger_command(flow_class: type) -> click.Command:
         command. The run carries the production namespace tag and no user tag;
         inside it current.is_production is True.
 
+        For a @project flow, --branch NAME / --production pick the branch's
+        deployment (the run is on that branch and uses the configs read at
+        deploy time; current.is_production follows --production, as in
+        Metaflow).
+
         \b
         Example:
             python flow.py trigger --alpha 0.5
         """
         from ..errors import ProductionTokenError
         from ..runtime.production import NAMESPACE_ENV, TOKEN_ENV, extract_code, load_token, production_identity
-        from ..util import printable
+        from ..project import PROJECT_ATTR
+        from ..runtime.configs import LaunchOptions, prepare
+        from ..runtime.environment import flow_file_of
+        from ..util import printable, resolve_username
         from ..version import INFO_ENV
 
+        launch = launch_from(ctx, options)
+        key, where, again = name, "", "".join(f" {a}" for a in _branch_args(launch))
+        if getattr(flow_class, PROJECT_ATTR, None) is not None:
+            # the branch's deployment (configs matter only for a @project(name=config_expr(...)))
+            flow_file = flow_file_of(flow_class)
+            prepared = prepare(flow_class, LaunchOptions(branch=launch.branch, production=launch.production),
+                               username=resolve_username(), base_dir=os.path.dirname(flow_file) if flow_file else None)
+            key = _deployment_key(flow_class, prepared)
+            where = f" on branch {printable(prepared.project.branch_name)}"
         store = ctx.obj["store"]()
         if store.in_memory or store.path is None:
             raise RunstoreError("an in-memory store cannot hold a deployment; use a store file (--db PATH)")
-        dep = store.get_deployment(name)
+        dep = store.get_deployment(key)
         if dep is None:
-            raise NotFound(f"{name} is not deployed to production in {store.where}; run 'deploy' first")
-        token = authorize.strip() if authorize else load_token(store.uuid, name)
+            raise NotFound(f"{name} is not deployed to production{where} in {store.where}; run 'deploy{again}' first")
+        token = authorize.strip() if authorize else load_token(store.uuid, key)
         if not token:
             raise ProductionTokenError(
-                f"triggering {name} needs its production token, which is not saved on this machine: "
+                f"triggering {name}{where} needs its production token, which is not saved on this machine: "
                 f"ask {printable(dep.owner)} for it, then run: python {dep.script_name or 'flow.py'} "
-                "trigger --authorize TOKEN"
+                f"trigger{again} --authorize TOKEN"
             )
         try:  # refuse here, before unpacking anything
-            production_identity(store, name, token)
+            production_identity(store, key, token)
         except ProductionTokenError:
             if not authorize:
                 raise
@@ -203,10 +259,17 @@ def trigger_command(flow_class: type) -> click.Command:
                 argv = [sys.executable, str(script), "--db", str(store.path)]
             if ctx.obj["quiet"]:
                 argv.append("--quiet")
+            argv += _branch_args(launch)
+            deployed = root / DEPLOYED_CONFIG
+            if deployed.is_file():  # the configs read at deploy time
+                for config, value in json.loads(deployed.read_text())["configs"].items():
+                    if value is not None:
+                        argv += ["--config-value", config, json.dumps(value)]
             store.close()
             code = subprocess.call([*argv, "run", *ctx.args], env=env, cwd=os.getcwd())
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         ctx.exit(code)
 
+    trigger.params.extend(config_options(flow_class, {"--config", "--config-value"}))
     return trigger

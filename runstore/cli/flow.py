@@ -28,7 +28,7 @@ from ..util import parse_pathspec
 from .common import find_object, tasks_of
 from .deploy import deploy_command, trigger_command
 from .errors import OneLineErrors, echo_error
-from .launch import exit_with, launch_options, run_id_writer
+from .launch import config_options, exit_with, launch_from, launch_options, run_id_writer
 from .logs import logs_command
 from .resume import resume_command
 from .tag import make_tag_command
@@ -78,7 +78,10 @@ def _open_store(db: str | None) -> Any:
 
 def make_cli(flow_class: Any) -> click.Group:
     """Build the click group for ``flow_class`` (checks the graph first)."""
+    from ..project import check_flow_project
+
     graph = flow_class._graph()
+    check_flow_project(flow_class)
     params = flow_class._parameters()
     name = flow_class.__name__
 
@@ -88,7 +91,7 @@ def make_cli(flow_class: Any) -> click.Group:
                   help="Store file (default: RUNSTORE_DB, else the nearest runstore.db, else ./runstore.db).")
     @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
     @click.pass_context
-    def cli(ctx: click.Context, db: str | None, quiet: bool) -> None:
+    def cli(ctx: click.Context, db: str | None, quiet: bool, **launch: Any) -> None:
         opened: list[Any] = []
 
         def store() -> Any:  # opened on first use; the `tag` commands find it here too
@@ -96,12 +99,15 @@ def make_cli(flow_class: Any) -> click.Group:
                 opened.append(_open_store(db))
             return opened[0]
 
-        ctx.obj = {"db": db, "quiet": quiet, "store": store}
+        # --config/--config-value/--branch/--production before the command, as in Metaflow
+        ctx.obj = {"db": db, "quiet": quiet, "store": store, "launch": launch}
+
+    cli.params.extend(config_options(flow_class))
 
     @cli.command(context_settings={"show_default": True})
     @launch_options
     @click.option("--clone", default=None, metavar="RUN",
-                  help="Take the parameter values of run RUN (those given here win).")
+                  help="Take the parameter and config values of run RUN (those given here win).")
     @click.pass_context
     def run(ctx: click.Context, tags: tuple[str, ...], max_workers: int | None, max_num_splits: int,
             user_namespace: str | None, run_id_file: str | None, executor: str | None, dask_address: str | None,
@@ -119,14 +125,16 @@ def make_cli(flow_class: Any) -> click.Group:
         from ..tags import validate_user_tags
 
         validate_user_tags(list(tags))
+        launch = launch_from(ctx, kwargs)
         given = {k[3:]: v for k, v in kwargs.items() if k.startswith("p__") and v is not None}
         try:
             if clone is None:
                 values = resolve_parameters(flow_class, given)
             else:
-                from ..runtime.resume import clone_parameters
+                from ..runtime.resume import clone_launch, clone_parameters
 
                 values = clone_parameters(flow_class, ctx.obj["store"](), clone, given)
+                launch = clone_launch(launch, ctx.obj["store"](), flow_class, clone)
         except ParameterError as exc:
             raise click.UsageError(str(exc), ctx) from None
         store = ctx.obj["store"]()
@@ -134,11 +142,12 @@ def make_cli(flow_class: Any) -> click.Group:
                           max_num_splits=max_num_splits, namespace=user_namespace,
                           namespace_given=user_namespace is not None, quiet=ctx.obj["quiet"],
                           on_run_created=run_id_writer(run_id_file), executor=executor,
-                          dask_address=dask_address, with_decorators=with_decorators)
+                          dask_address=dask_address, with_decorators=with_decorators, launch=launch)
         exit_with(ctx, store, outcome)
 
     for param in params:
         run.params.append(_param_option(param))
+    run.params.extend(config_options(flow_class, {p.option for p in params}))
 
     @cli.command()
     def show() -> None:
@@ -155,16 +164,29 @@ def make_cli(flow_class: Any) -> click.Group:
             click.echo("\nParameters:")
             for p in params:
                 click.echo(f"    {p.option} ({p.type_name}, default {p.default!r}){': ' + p.help if p.help else ''}")
+        _show_configs_and_project(flow_class)
 
     @cli.command()
     @click.pass_context
     def check(ctx: click.Context) -> None:
-        """Check the flow's graph (done before every command anyway).
+        """Check the flow's graph (done before every command anyway), and its configs.
+
+        The configs (defaults, or --config/--config-value given before 'check') are
+        read and the decorators and @project name written with them are evaluated, as
+        'run' would.
 
         \b
         Example:
             python flow.py check
+            python flow.py --config cfg prod.json check
         """
+        from ..runtime.configs import prepare
+        from ..runtime.environment import flow_file_of
+        from ..util import resolve_username
+
+        flow_file = flow_file_of(flow_class)
+        prepare(flow_class, launch_from(ctx, {}), username=resolve_username(),
+                base_dir=os.path.dirname(flow_file) if flow_file else None)
         if not ctx.obj["quiet"]:
             click.echo(f"Validating {name}... the graph looks good ({len(graph.nodes)} steps).")
 
@@ -256,6 +278,23 @@ def make_cli(flow_class: Any) -> click.Group:
 
     cli.add_command(make_tag_command(name), "tag")
     return cli
+
+
+def _show_configs_and_project(flow_class: Any) -> None:
+    """``show``'s lines about the flow's configs and ``@project`` (nothing when it has neither)."""
+    from ..config import flow_configs
+    from ..project import PROJECT_ATTR
+
+    configs = flow_configs(flow_class)
+    if configs:
+        click.echo("\nConfigs:")
+        for c in configs:
+            origin = f"file {c.default!r}" if c.default is not None else (
+                "a default value" if c.default_value is not None else "no default")
+            click.echo(f"    {c.name} ({origin}){': ' + c.help if c.help else ''}")
+    project = getattr(flow_class, PROJECT_ATTR, None)
+    if project is not None:
+        click.echo(f"\nProject: {project['name']!r} (branches: --branch NAME, --production)")
 
 
 def _tasks_of(store: Any, flow_name: str, pathspec: str) -> list[Any]:

@@ -20,7 +20,8 @@ from typing import Any
 
 import click
 
-__all__ = ["launch_options", "run_id_writer", "exit_with", "MAX_WORKERS", "MAX_NUM_SPLITS"]
+__all__ = ["launch_options", "run_id_writer", "exit_with", "MAX_WORKERS", "MAX_NUM_SPLITS", "config_options",
+           "launch_from", "LAUNCH_KEYS"]
 
 MAX_WORKERS = 1024  # more processes than any laptop wants; a typo like 10**20 is a usage error
 MAX_NUM_SPLITS = 10**9
@@ -51,6 +52,55 @@ def launch_options(func: Any) -> Any:
     ]):
         func = option(func)
     return func
+
+
+#: The keyword names of the options :func:`config_options` adds.
+LAUNCH_KEYS = ("launch_config", "launch_config_value", "launch_branch", "launch_production")
+
+
+def config_options(flow_class: Any, taken: Any = ()) -> list[click.Option]:
+    """``--config NAME FILE``, ``--config-value NAME JSON`` and, for a ``@project`` flow,
+    ``--branch NAME``/``--production``: on the flow's command line itself (as in Metaflow,
+    ``python flow.py --branch b run``) and on ``run``/``resume``/``deploy``/``trigger``.
+
+    An option a flow parameter already uses on that command (``Parameter("config")``)
+    is left out there; the same option before the command still works.
+    """
+    from ..project import PROJECT_ATTR
+
+    options = []
+    if "--config" not in taken:
+        options.append(click.Option(["--config", "launch_config"], nargs=2, multiple=True, metavar="NAME FILE",
+                                    help="Read config NAME from FILE (JSON unless the Config has a parser; repeatable)."))
+    if "--config-value" not in taken:
+        options.append(click.Option(["--config-value", "launch_config_value"], nargs=2, multiple=True,
+                                    metavar="NAME JSON", help="Give config NAME as JSON text (repeatable)."))
+    if getattr(flow_class, PROJECT_ATTR, None) is not None:
+        if "--branch" not in taken:
+            options.append(click.Option(["--branch", "launch_branch"], default=None, metavar="NAME",
+                                        help="Run on the @project branch test.NAME (prod.NAME with --production)."))
+        if "--production" not in taken:
+            options.append(click.Option(["--production", "launch_production"], is_flag=True, default=None,
+                                        help="Run on the @project production branch (prod)."))
+    return options
+
+
+def launch_from(ctx: click.Context, options: dict[str, Any]) -> Any:
+    """The ``LaunchOptions`` of a command: its own config/branch options over the flow command's.
+
+    Pops the :data:`LAUNCH_KEYS` from ``options`` (a command's keyword arguments).
+    """
+    from ..runtime.configs import LaunchOptions
+
+    outer = (ctx.obj or {}).get("launch", {})
+    own = {key: options.pop(key, None) for key in LAUNCH_KEYS}
+    files = dict(outer.get("launch_config") or ())
+    files.update(dict(own["launch_config"] or ()))
+    values = dict(outer.get("launch_config_value") or ())
+    values.update(dict(own["launch_config_value"] or ()))
+    branch = own["launch_branch"] if own["launch_branch"] is not None else outer.get("launch_branch")
+    production = bool(own["launch_production"] or outer.get("launch_production"))
+    return LaunchOptions(files, values, branch, production)
 
 
 def _check_with(ctx: click.Context, param: Any, value: tuple[str, ...]) -> tuple[str, ...]:

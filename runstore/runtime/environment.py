@@ -358,7 +358,8 @@ def _ustar_header(name: str, size: int) -> bytes | None:
     return bytes(header)
 
 
-def code_package(flow_file: str | os.PathLike[str], flow_name: str, module: str | None = None) -> bytes:
+def code_package(flow_file: str | os.PathLike[str], flow_name: str, module: str | None = None,
+                 extra: dict[str, bytes] | None = None) -> bytes:
     """The deterministic ``tar.gz`` snapshot of the flow's tree (see :func:`snapshot_files`).
 
     ``module`` is the name the flow was imported as (:func:`flow_module_of`): for
@@ -366,7 +367,8 @@ def code_package(flow_file: str | os.PathLike[str], flow_name: str, module: str 
     and its ``.runstore/INFO`` names the module, so ``trigger`` runs ``python -m pkg.flow``.
     Over the cap (``RUNSTORE_CODE_MAX_MB``, default 10 MiB of ``.py``):
     :class:`~runstore.errors.CodeSnapshotError`, naming the largest files; never a
-    truncated snapshot.
+    truncated snapshot. ``extra``: members runstore adds itself (a deployment's configs,
+    ``.runstore/CONFIG``).
 
     Written by hand (ustar headers + zlib's gzip framing, mtime 0) rather than with
     ``tarfile``/``gzip``, whose imports cost more than the rest of a small run.
@@ -387,7 +389,8 @@ def code_package(flow_file: str | os.PathLike[str], flow_name: str, module: str 
     files = snapshot_files(root)
     _check_cap(files, root)
     rel = script.relative_to(root).as_posix()
-    return _pack([(name, path.read_bytes()) for name, path, _ in files], rel, flow_name, module)
+    members = [(name, path.read_bytes()) for name, path, _ in files]
+    return _pack(members + sorted((extra or {}).items()), rel, flow_name, module)
 
 
 #: The script name of a flow defined in a notebook cell (or by ``exec`` with a source).

@@ -75,8 +75,19 @@ def token_path(store_uuid: str, flow: str) -> Path:
     -------
     >>> token_path("0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a", "TrainFlow").name
     '0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a-TrainFlow.json'
+
+    A ``@project`` deployment is named by its project flow name
+    (``<project>.<branch>.<Flow>``, whose branch may hold any user name): its file is
+    named by the flow and a hash of the whole name.
+
+    >>> token_path("0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a", "p.user.anne.TrainFlow").name
+    '0b6c8a4e-2f1d-4c3b-9a8e-7d6f5e4c3b2a-TrainFlow-c72c946627a0b6ce.json'
     """
-    return config_dir() / "production" / f"{check_uuid(store_uuid)}-{check_flow_name(flow)}.json"
+    if isinstance(flow, str) and "." in flow:
+        short = f"{check_flow_name(flow.rpartition('.')[2])}-{hashlib.sha256(flow.encode()).hexdigest()[:16]}"
+    else:
+        short = check_flow_name(flow)
+    return config_dir() / "production" / f"{check_uuid(store_uuid)}-{short}.json"
 
 
 def save_token(store_uuid: str, flow: str, token: str) -> Path:

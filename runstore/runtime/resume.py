@@ -48,7 +48,7 @@ from .parameters import resolve_parameters
 from .scheduler import RunOutcome, Scheduler
 from .task import TaskResult, TaskSpec
 
-__all__ = ["ResumePlan", "plan_resume", "resume", "ResumeScheduler", "downstream", "clone_parameters",
+__all__ = ["ResumePlan", "plan_resume", "resume", "ResumeScheduler", "downstream", "clone_parameters", "clone_launch",
            "parse_run_number"]
 
 #: Origin task statuses that are reused by a resume.
@@ -179,21 +179,28 @@ class ResumeScheduler(Scheduler):
         plan, store = self.plan, self.store
         self.metadata = dict(self.metadata, **{"origin-run-id": str(plan.origin_number)})
         origin = plan.parameters_task
+        configs = self.prepared.configs
         if origin is None:  # the origin died before storing its parameters: use the defaults
-            self.params = resolve_parameters(self.flow_class, {})
+            self.params = {**resolve_parameters(self.flow_class, {}), **configs}
             super()._store_parameters()
             return
         params = self.flow_class._parameters()
-        self.graph_info = self.graph.info([{"name": p.attr_name, "type": p.type_name} for p in params])
+        self.graph_info = self.graph_info_of(params)
         task_id = store.create_task(self.record.run_id, "_parameters")
-        meta = dict(self.metadata, attempt="0", **{"origin-task-id": str(origin["task_id"])})
+        meta = dict(self.metadata, attempt="0", **{"origin-task-id": str(origin["task_id"])},
+                    **self._launch_metadata())
+        # Configs are the origin's unless given again (equal values are the same blobs).
+        config_refs = dict(zip(configs, store.put_values(configs.values()))) if configs else {}
         store.clone_task(task_id, origin["task_id"], plan.task_pathspec(origin), meta,
-                         artifacts={"_graph_info": store.put_value(self.graph_info)})
+                         artifacts={"_graph_info": store.put_value(self.graph_info), **config_refs})
         refs = store.list_artifact_refs(task_id)
         self.param_refs = {p.attr_name: refs[p.attr_name] for p in params if p.attr_name in refs}
+        self.param_refs.update({name: refs[name] for name in config_refs})
         missing = [p for p in params if p.attr_name not in refs]
         if missing:  # parameters added to the flow since the origin ran: their defaults
-            values = {p.attr_name: p.default_value() for p in missing}
+            from .configs import evaluate_parameters
+
+            values = evaluate_parameters(self.flow_class, {p.attr_name: p.default_value() for p in missing}, configs)
             self.param_refs.update(zip(values, store.put_values(values.values())))
 
     def _spec(self, task_id: int, step: str, inputs: list[Any], frames: list[Any]) -> TaskSpec:
@@ -292,7 +299,7 @@ def resume(flow_class: type[FlowSpec], store: Any, *, step: str | None = None, o
            tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None, max_num_splits: int = 100,
            namespace: str | None = None, namespace_given: bool = False, quiet: bool = False,
            on_run_created: Callable[[Any], None] | None = None, executor: str | None = None,
-           dask_address: str | None = None, with_decorators: Sequence[str] = ()) -> RunOutcome:
+           dask_address: str | None = None, with_decorators: Sequence[str] = (), launch: Any = None) -> RunOutcome:
     """Resume a run of ``flow_class`` (see the module docstring); returns the new run's outcome.
 
     Raises ``ResumeError`` / ``NotFound`` before anything is written when the step or
@@ -303,13 +310,40 @@ def resume(flow_class: type[FlowSpec], store: Any, *, step: str | None = None, o
 
     validate_user_tags(list(tags))
     plan = plan_resume(store, flow_class, step, origin_run_id)
+    launch = _with_origin_configs(launch, store, flow_class, plan)
     scheduler = ResumeScheduler(
         flow_class, store, plan, tags=list(tags), max_workers=max_workers, max_num_splits=max_num_splits,
         client_namespace=namespace or None, set_namespace=namespace_given, quiet=quiet,
         flow_file=flow_file_of(flow_class), on_run_created=on_run_created, executor=executor,
-        dask_address=dask_address, with_decorators=with_decorators,
+        dask_address=dask_address, with_decorators=with_decorators, launch=launch,
     )
     return scheduler.run()
+
+
+def _with_origin_configs(launch: Any, store: Any, flow_class: type[FlowSpec], plan: ResumePlan) -> Any:
+    """The launch options of a resume: the origin run's configs for those not given again."""
+    from .configs import LaunchOptions, stored_configs
+
+    launch = launch or LaunchOptions()
+    if launch.base is not None:
+        return launch
+    return dataclasses.replace(launch, base=stored_configs(store, flow_class, plan.origin["run_id"]))
+
+
+def clone_launch(launch: Any, store: Any, flow_class: type[FlowSpec], clone: Any) -> Any:
+    """The launch options of ``run --clone RUN``: RUN's configs for those not given again.
+
+    Raises ``NotFound`` when RUN does not exist.
+    """
+    from .configs import LaunchOptions, stored_configs
+
+    name = flow_class.__name__
+    number = parse_run_number(name, clone)
+    origin = store.find_run(name, number)
+    if origin is None:
+        raise NotFound(f"cannot clone {name}/{number}: no such run in {store.where}")
+    launch = launch or LaunchOptions()
+    return dataclasses.replace(launch, base=stored_configs(store, flow_class, origin["run_id"]))
 
 
 def clone_parameters(flow_class: type[FlowSpec], store: Any, clone: Any, given: dict[str, Any]) -> dict[str, Any]:

@@ -38,11 +38,13 @@ def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, t
             max_workers: int | None = None, max_num_splits: int = 100, namespace: str | None = None,
             namespace_given: bool = False, quiet: bool = False,
             on_run_created: Callable[[Any], None] | None = None, executor: str | None = None,
-            dask_address: str | None = None, with_decorators: Sequence[str] = ()) -> RunOutcome:
+            dask_address: str | None = None, with_decorators: Sequence[str] = (), launch: Any = None) -> RunOutcome:
     """Run ``flow_class`` with checked parameter values; returns the outcome.
 
     ``with_decorators``: ``--with`` specs (``"retry"``, ``"timeout:seconds=5"``) added to every
     step that does not have that decorator.
+
+    ``launch``: the configs and ``@project`` branch asked for (``runtime.configs.LaunchOptions``).
 
     ``executor``: ``"local"`` or ``"dask"`` (default ``RUNSTORE_EXECUTOR``, else local);
     ``dask_address``: a Dask scheduler (default ``RUNSTORE_DASK_ADDRESS``, else a
@@ -54,7 +56,7 @@ def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, t
         flow_class, store, params, tags=list(tags), max_workers=max_workers, max_num_splits=max_num_splits,
         client_namespace=namespace or None, set_namespace=namespace_given, quiet=quiet,
         flow_file=flow_file_of(flow_class), on_run_created=on_run_created, executor=executor,
-        dask_address=dask_address, with_decorators=with_decorators,
+        dask_address=dask_address, with_decorators=with_decorators, launch=launch,
     )
     return scheduler.run()
 
@@ -104,6 +106,11 @@ class Runner:
         The client namespace the steps read (``--namespace``); ``None`` for every
         namespace. Default: the identity namespace of whoever runs it, never the
         caller's interactive ``namespace()`` choice.
+    branch, production : optional
+        The ``@project`` branch (``--branch NAME``, ``--production``).
+    config, config_value : dict or (name, value) pairs, optional
+        Config files (``--config NAME FILE``) and values (``--config-value NAME JSON``;
+        a dict is taken as it is).
 
     Example
     -------
@@ -113,7 +120,9 @@ class Runner:
 
     def __init__(self, flow: type[FlowSpec] | str | os.PathLike[str], store: Any = None, *,
                  quiet: bool = True, flow_name: str | None = None, executor: str | None = None,
-                 dask_address: str | None = None, namespace: Any = ...) -> None:
+                 dask_address: str | None = None, namespace: Any = ..., branch: str | None = None,
+                 production: bool = False, config: Any = None, config_value: Any = None) -> None:
+        from .configs import LaunchOptions, config_pairs
         from .executors import resolve_executor
 
         resolve_executor(executor, dask_address)  # an unknown name fails here, not at run()
@@ -130,6 +139,8 @@ class Runner:
         self.store = store
         self.quiet = quiet
         self.namespace = namespace
+        self.launch = LaunchOptions(config_pairs(config, "config"), config_pairs(config_value, "config_value"),
+                                    branch, production)
         self.outcome: RunOutcome | None = None
 
     def _store(self) -> Any:
@@ -167,16 +178,18 @@ class Runner:
                 raise ParameterError(f"{self.flow_class.__name__} has no parameter {key!r}; "
                                      f"parameters are: {', '.join(known) or 'none'}")
             given[attr] = value
+        launch = self.launch
         if clone is None:
             values = resolve_parameters(self.flow_class, given)
         else:
-            from .resume import clone_parameters
+            from .resume import clone_launch, clone_parameters
 
             values = clone_parameters(self.flow_class, self._store(), clone, given)
+            launch = clone_launch(launch, self._store(), self.flow_class, clone)
         outcome = execute(self.flow_class, self._store(), values, tags=list(tags), max_workers=max_workers,
                           max_num_splits=max_num_splits, namespace=None if namespace is ... else namespace,
                           namespace_given=namespace is not ..., quiet=self.quiet, executor=self.executor,
-                          dask_address=self.dask_address)
+                          dask_address=self.dask_address, launch=launch)
         self.outcome = outcome
         run = self._client_run(outcome)
         if raise_on_failure and not outcome.successful:
@@ -212,7 +225,8 @@ class Runner:
         outcome = resume(self.flow_class, self._store(), step=step, origin_run_id=origin_run_id, tags=list(tags),
                          max_workers=max_workers, max_num_splits=max_num_splits,
                          namespace=None if namespace is ... else namespace, namespace_given=namespace is not ...,
-                         quiet=self.quiet, executor=self.executor, dask_address=self.dask_address)
+                         quiet=self.quiet, executor=self.executor, dask_address=self.dask_address,
+                         launch=self.launch)
         self.outcome = outcome
         run = self._client_run(outcome)
         if raise_on_failure and not outcome.successful:

@@ -134,12 +134,14 @@ class Scheduler:
                  on_run_created: Callable[[Any], None] | None = None,
                  console: TextIO | None = None, executor: str | None = None,
                  dask_address: str | None = None, max_loops: int = MAX_LOOPS,
-                 with_decorators: Sequence[str] = ()) -> None:
+                 with_decorators: Sequence[str] = (), launch: Any = None) -> None:
         from .executors import InlineExecutor, make_executors, resolve_executor
 
         self.flow_class = flow_class
         self.graph = flow_class._graph()
         self.with_decorators = parse_with(with_decorators)  # before anything starts: a bad spec is a usage error
+        #: Configs and project branch asked for (runtime.configs.LaunchOptions); read by _run.
+        self.launch = launch
         self.store = store
         self.params = params
         self.tags = list(tags)
@@ -190,12 +192,22 @@ class Scheduler:
         from .environment import CELL_SCRIPT, cell_code_package, cell_source, code_package, environment_metadata, \
             flow_module_of, system_tags
 
+        from .configs import evaluate_parameters, prepare
+
         store = self.store
         self.username = resolve_username()
+        # Configs read, decorators written with them resolved, project branch known:
+        # a bad value is one line before anything is stored (tests/test_project_config.py).
+        self.prepared = prepare(self.flow_class, self.launch, username=self.username,
+                                base_dir=os.path.dirname(self.flow_file) if self.flow_file else None)
+        self.params = {**evaluate_parameters(self.flow_class, self.params, self.prepared.configs),
+                       **self.prepared.configs}
+        project = self.prepared.project
         # Production only with the deployment's token, checked here against its hash
         # (tests/test_security_namespaces.py); then out of the environment, so the
-        # flow's own code and any flow it starts never see the secret.
-        production = production_identity(store, name)
+        # flow's own code and any flow it starts never see the secret. A @project
+        # flow has one deployment per branch, named by its project flow name.
+        production = production_identity(store, project.project_flow_name if project else name)
         os.environ.pop(TOKEN_ENV, None)
         self.identity = production or f"user:{self.username}"
         code_id = None
@@ -207,7 +219,8 @@ class Scheduler:
         cell = None if self.flow_file else cell_source(self.flow_class)
         if cell is not None:  # defined in a notebook cell: the cell is the snapshot (not shipped to executors)
             code_id = store.add_code_package(cell_code_package(cell, name), CELL_SCRIPT)
-        tags = system_tags() + ([f"executor:{self.executor_name}"] if self.executor_name != "local" else [])
+        tags = system_tags() + ([f"executor:{self.executor_name}"] if self.executor_name != "local" else []) \
+            + (project.tags if project else [])
         record = self._create_run(name, tags, code_id)
         self.record = record
         if self.on_run_created:
@@ -252,16 +265,40 @@ class Scheduler:
     def _store_parameters(self) -> None:
         store, record = self.store, self.record
         params = self.flow_class._parameters()
-        info = self.graph.info([{"name": p.attr_name, "type": p.type_name} for p in params])
+        info = self.graph_info_of(params)
         self.graph_info = info
         task_id = store.create_task(record.run_id, "_parameters")
         store.start_attempt(task_id, 0, os.getpid())
         prepared = {name: store.prepare_value(value) for name, value in self.params.items()}
         graph_blob = store.prepare_value(info)
-        meta = dict(self.metadata, attempt="0")
+        meta = dict(self.metadata, attempt="0", **self._launch_metadata())
         store.finish_attempt(task_id, 0, "succeeded", artifacts={**prepared, "_graph_info": graph_blob},
                              metadata=meta)
         self.param_refs = {name: p.stored for name, p in prepared.items()}
+
+    def graph_info_of(self, params: list[Any]) -> dict[str, Any]:
+        """The run's ``_graph_info``: the graph with this launch's decorator values."""
+        info = self.graph.info([{"name": p.attr_name, "type": p.type_name} for p in params])
+        for name, records in self.prepared.decorators.items():
+            info["steps"][name] = dict(info["steps"][name], decorators=records)
+        return info
+
+    def _launch_metadata(self) -> dict[str, str]:
+        """Metadata of the ``_parameters`` task: the run's configs (JSON) and project branch."""
+        from ..config import flow_configs
+
+        meta = {}
+        configs = {c.name: self.prepared.configs.get(c.attr_name) for c in flow_configs(self.flow_class)}
+        if configs:
+            try:
+                meta["configs"] = json.dumps(configs, sort_keys=True)
+            except (TypeError, ValueError):  # a parser gave non-JSON values: they are in the artifacts
+                meta["configs"] = json.dumps(configs, sort_keys=True, default=repr)
+        project = self.prepared.project
+        if project is not None:
+            meta.update({"project-name": project.project_name, "project-branch": project.branch_name,
+                         "project-flow-name": project.project_flow_name})
+        return meta
 
     # ------------------------------------------------------------ graph walk
 
@@ -297,8 +334,9 @@ class Scheduler:
         catch_enabled, catch_print = False, True
         env: dict[str, str] = {}
         metadata = self.metadata
-        decorators = node.decorators + [
-            d for d in self.with_decorators if not any(own["name"] == d["name"] for own in node.decorators)
+        own_decorators = self.prepared.decorators.get(step, node.decorators)  # config expressions filled in
+        decorators = own_decorators + [
+            d for d in self.with_decorators if not any(own["name"] == d["name"] for own in own_decorators)
             and not (d["name"] == "catch" and node.type == "split-foreach")]  # refused there (graph.py)
         for deco in decorators:
             if deco["name"] == "timeout":
@@ -325,7 +363,8 @@ class Scheduler:
             identity=self.identity, username=self.username, client_namespace=self.client_namespace,
             set_client_namespace=self.set_namespace, max_num_splits=self.max_num_splits, quiet=self.quiet,
             metadata=metadata, graph_info=self.graph_info, executor=pinned, timeout=seconds, env=env,
-            cards=tuple(d["attributes"] for d in node.decorators if d["name"] == "card"),
+            cards=tuple(d["attributes"] for d in own_decorators if d["name"] == "card"),
+            project=self.prepared.project.as_current() if self.prepared.project else None,
         )
 
     def _on_result(self, spec: TaskSpec, result: TaskResult) -> None:

@@ -86,6 +86,7 @@ class TaskSpec:
     timeout: float | None = None  # seconds, from @timeout
     env: dict[str, str] = field(default_factory=dict)  # @environment(vars=...)
     fallback: tuple[str, str, str] | None = None  # the attempt only records this failure (see below)
+    project: dict[str, Any] | None = None  # @project: the current.project_* fields of the run
 
     @property
     def prefix(self) -> str:
@@ -279,8 +280,11 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
         flow_name=spec.flow_name, run_id=str(spec.run_number), step_name=spec.step,
         task_id=str(spec.task_id), retry_count=spec.attempt, origin_run_id=spec.origin_run_id,
         namespace=spec.identity, username=spec.username, parameter_names=tuple(sorted(spec.params)),
-        tags=frozenset(spec.tags), is_production=bool(spec.identity and spec.identity.startswith("production:")),
-        graph=spec.graph_info, store=client_store,
+        tags=frozenset(spec.tags), graph=spec.graph_info, store=client_store,
+        # @project: the --production branch, as in Metaflow; else a triggered production run
+        is_production=bool(spec.project["is_production"]) if spec.project
+        else bool(spec.identity and spec.identity.startswith("production:")),
+        extra=dict(spec.project) if spec.project else None,
     )
     collector = None
     if spec.cards:  # only steps with @card load the cards package
