@@ -44,7 +44,7 @@ from typing import Any, Callable, Sequence
 from ..errors import NotFound, ResumeError
 from ..flowspec import FlowSpec
 from ..util import parse_id
-from .parameters import resolve_parameters
+from .parameters import environment_values, resolve_parameters
 from .scheduler import RunOutcome, Scheduler
 from .task import TaskResult, TaskSpec
 
@@ -331,6 +331,8 @@ def clone_parameters(flow_class: type[FlowSpec], store: Any, clone: Any, given: 
         raise NotFound(f"cannot clone {name}/{number}: no such run in {store.where}")
     task = next((t for t in store.list_run_tasks(origin["run_id"]) if t["step"] == "_parameters"), None)
     refs = store.list_artifact_refs(task["task_id"]) if task is not None else {}
+    # A value from RUNSTORE_RUN_<NAME> counts as given (it wins over the cloned one).
+    given = {**{attr: text for attr, (_, text) in environment_values(flow_class).items()}, **given}
     inherited = {}
     for param in flow_class._parameters():
         if param.attr_name not in given and param.attr_name in refs:
@@ -349,6 +351,7 @@ class _WithoutInherited:
     def __init__(self, flow_class: type[FlowSpec], skip: set[str]) -> None:
         self._flow_class = flow_class
         self._skip = skip
+        self.__name__ = flow_class.__name__
 
     def _parameters(self) -> list[Any]:
         return [p for p in self._flow_class._parameters() if p.attr_name not in self._skip]
