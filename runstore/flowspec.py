@@ -76,7 +76,7 @@ def _add_decorator(func: Callable[..., Any], name: str, attributes: dict[str, An
     if decorators is None:
         decorators = func._runstore_decorators = []  # type: ignore[attr-defined]
     if any(d["name"] == name for d in decorators):
-        raise FlowDefinitionError(f"step {func.__name__!r} has @{name} twice")
+        raise _definition_error(f"step {func.__name__!r} has @{name} twice")
     decorators.append({"name": name, "attributes": attributes, "statically_defined": True})
     return func
 
@@ -98,9 +98,9 @@ def retry(func: Callable[..., Any] | None = None, *, times: int = 3,
     2
     """
     if not isinstance(times, int) or times < 0:
-        raise FlowDefinitionError(f"@retry(times=...) takes a non-negative integer, not {times!r}")
+        raise _definition_error(f"@retry(times=...) takes a non-negative integer, not {times!r}")
     if times + 1 > MAX_ATTEMPTS - 1:
-        raise FlowDefinitionError(f"The maximum number of retries is @retry(times={MAX_ATTEMPTS - 2}).")
+        raise _definition_error(f"The maximum number of retries is @retry(times={MAX_ATTEMPTS - 2}).")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "retry", {"times": times, "minutes_between_retries": minutes_between_retries})
@@ -129,7 +129,7 @@ def executor(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     'local'
     """
     if name not in PINNABLE_EXECUTORS:
-        raise FlowDefinitionError(f"@executor(...) takes one of {', '.join(map(repr, PINNABLE_EXECUTORS))},"
+        raise _definition_error(f"@executor(...) takes one of {', '.join(map(repr, PINNABLE_EXECUTORS))},"
                                   f" not {name!r}")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -155,7 +155,7 @@ def catch(func: Callable[..., Any] | None = None, *, var: str | None = None,
     'error'
     """
     if var is not None and (not isinstance(var, str) or not var.isidentifier() or var.startswith("_")):
-        raise FlowDefinitionError(f"@catch(var=...) must be a public attribute name, not {var!r}")
+        raise _definition_error(f"@catch(var=...) must be a public attribute name, not {var!r}")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "catch", {"var": var, "print_exception": print_exception})
@@ -183,9 +183,9 @@ def timeout(func: Callable[..., Any] | None = None, *, seconds: float = 0, minut
     """
     for unit, value in (("seconds", seconds), ("minutes", minutes), ("hours", hours)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-            raise FlowDefinitionError(f"@timeout({unit}=...) takes a non-negative number, not {value!r}")
+            raise _definition_error(f"@timeout({unit}=...) takes a non-negative number, not {value!r}")
     if seconds + 60 * minutes + 3600 * hours <= 0:
-        raise FlowDefinitionError("@timeout needs a positive duration, e.g. @timeout(seconds=30)")
+        raise _definition_error("@timeout needs a positive duration, e.g. @timeout(seconds=30)")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "timeout", {"seconds": seconds, "minutes": minutes, "hours": hours})
@@ -225,7 +225,7 @@ def resources(func: Callable[..., Any] | None = None, *, cpu: int | float = 1, m
         if value is None and name in ("disk", "shared_memory"):
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-            raise FlowDefinitionError(f"@resources({name}=...) takes a non-negative number, not {value!r}")
+            raise _definition_error(f"@resources({name}=...) takes a non-negative number, not {value!r}")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "resources", {k: v for k, v in attributes.items() if v is not None})
@@ -248,10 +248,10 @@ def environment(func: Callable[..., Any] | None = None, *, vars: dict[str, str] 
     vars = {} if vars is None else vars
     if not isinstance(vars, dict) or not all(
             isinstance(k, str) and k and "=" not in k and "\0" not in k for k in vars):
-        raise FlowDefinitionError(f"@environment(vars=...) takes a dict of variable names to strings, not {vars!r}")
+        raise _definition_error(f"@environment(vars=...) takes a dict of variable names to strings, not {vars!r}")
     for key, value in vars.items():
         if not isinstance(value, (str, int, float)) or isinstance(value, bool) or "\0" in str(value):
-            raise FlowDefinitionError(f"@environment(vars=...): the value of {key!r} must be a string, not {value!r}")
+            raise _definition_error(f"@environment(vars=...): the value of {key!r} must be a string, not {value!r}")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "environment", {"vars": {k: str(v) for k, v in vars.items()}})
@@ -384,7 +384,7 @@ class Parameter:
                  required: bool | None = None, show_default: bool | None = None,
                  separator: str | None = None, **kwargs: Any) -> None:
         if not isinstance(name, str) or not name or name.startswith("-"):
-            raise FlowDefinitionError(f"Parameter name must be a non-empty string, not {name!r}")
+            raise _definition_error(f"Parameter name must be a non-empty string, not {name!r}")
         if name.lower() in RESERVED_PARAMETER_NAMES or name.replace("_", "-").lower() in RESERVED_PARAMETER_NAMES:
             raise _one_line_if_main(_caller_module(), FlowDefinitionError(
                 f"Parameter name {name!r} is a reserved word (an option of 'run'); choose another name"))
@@ -394,7 +394,7 @@ class Parameter:
         if type is None:
             type = _infer_type(default)
         if type not in _TYPES:
-            raise FlowDefinitionError(
+            raise _definition_error(
                 f"Parameter {name!r}: type must be str, int, float, bool or JSONType, not {type!r}")
         self.type = type
         #: A callable default without ``type=``: the type of the value it returns is the type.
@@ -404,7 +404,7 @@ class Parameter:
         self.show_default = True if show_default is None else show_default
         self.separator = separator
         if separator is not None and type is not str:
-            raise FlowDefinitionError(f"Parameter {name!r}: separator= only works with str parameters")
+            raise _definition_error(f"Parameter {name!r}: separator= only works with str parameters")
         self.attr_name: str = name.replace("-", "_")
         self.kwargs = kwargs
 
@@ -732,6 +732,11 @@ def _check_reserved_attributes(cls: type) -> None:
             raise _one_line_if_main(cls, FlowDefinitionError(
                 f"{cls.__name__}: {kind} {attr!r} has a name reserved by FlowSpec "
                 f"({_RESERVED_WHY[attr]}); choose another name"))
+
+
+def _definition_error(message: str) -> FlowDefinitionError:
+    """A ``FlowDefinitionError`` of a decorator or ``Parameter`` written in the flow file (see below)."""
+    return _one_line_if_main(_caller_module(), FlowDefinitionError(message))  # type: ignore[return-value]
 
 
 def _caller_module() -> str:

@@ -513,3 +513,33 @@ def test_catch_var_holds_the_wrapper_and_task_exception_is_none(tmp_path: Path) 
     # the caught attempt's exception is in its attempt row
     assert store.sql("SELECT attempt, status, exception_message FROM attempts WHERE task_id = ? ORDER BY attempt",
                      [int(risky.id)]).rows == [(0, "failed", "bad input 42"), (1, "caught", "bad input 42")]
+
+
+@pytest.mark.parametrize("decorator", ["@retry(times=-1)", "@timeout(seconds=-5)", "@catch(var='_x')"])
+def test_a_bad_decorator_in_a_flow_file_is_one_line(tmp_path: Path, decorator: str) -> None:
+    script = write_flow(tmp_path, "deco_flow.py", f"""
+        from runstore import FlowSpec, catch, retry, step, timeout
+
+        class DecoFlow(FlowSpec):
+            {decorator}
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+        if __name__ == "__main__":
+            DecoFlow()
+    """)
+    one_line_error(run_flow(script, tmp_path / "runstore.db", "run"), decorator.split("(")[0])
+
+
+def test_show_and_help_say_when_a_callable_default_is_computed(tmp_path: Path) -> None:
+    script = write_flow(tmp_path, "callable_flow.py", CALLABLE_FLOW)
+    shown = run_flow(script, tmp_path / "runstore.db", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert "--count (str, default computed when the run starts)" in shown.stdout
+    helped = run_flow(script, tmp_path / "runstore.db", "run", "--help")
+    assert "computed when the run starts" in helped.stdout and "<lambda>" not in helped.stdout

@@ -228,3 +228,36 @@ def test_nbrunner_runs_a_class_defined_in_a_cell(tmp_path: Path) -> None:
     assert running.data.value == 40 and "value 40" in running.stdout
     with pytest.raises(RunstoreError, match="flow class"):
         NBRunner(str(tmp_path / "x.py"))
+
+
+def test_async_run_of_a_class_imported_from_a_package(tmp_path: Path, monkeypatch) -> None:
+    """A class (not a file) from an importable module: the child imports it from its package."""
+    package = tmp_path / "src" / "mypkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "flows.py").write_text(textwrap.dedent('''
+        from runstore import FlowSpec, Parameter, step
+
+        class PackagedFlow(FlowSpec):
+            n = Parameter("n", default=1)
+
+            @step
+            def start(self):
+                self.square = self.n * self.n
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    from mypkg.flows import PackagedFlow
+
+    async def main() -> ExecutingRun:
+        running = await Runner(PackagedFlow, store=tmp_path / "runs.db").async_run(n=6)
+        return await running.wait(timeout=100)
+
+    running = asyncio.run(asyncio.wait_for(main(), 120))
+    assert running.status == "successful", running.stderr
+    assert running.data.square == 36
+    assert running.run.code is not None and "PackagedFlow" in running.run.code.flowspec  # flows.py itself

@@ -128,6 +128,7 @@ class ExecutingRun:
         if stream:
             self._echo(stream, position)
         self._connect_run()
+        self.cleanup()  # the output is kept in memory; the temporary files go
         return self
 
     async def stream_log(self, stream: str = "stdout", position: int | None = None) -> AsyncIterator[tuple[int, str]]:
@@ -138,7 +139,7 @@ class ExecutingRun:
         >>> # async for position, line in running.stream_log("stdout"):
         >>> #     print(line)
         """
-        if self._process is None:
+        if self._process is None or self._out_dir is None:  # ended and cleaned up: what it printed
             for number, line in enumerate(self._output(stream).splitlines()):
                 if position is None or number >= position:
                     yield number, line
@@ -320,7 +321,10 @@ def flow_script(flow_class: Any, flow_file: str | None, directory: str) -> str:
     if flow_class.__module__.startswith("_runstore_flow_") and module_file:
         return str(module_file)  # loaded by load_flow from a flow file
     if module_file and flow_class.__module__ != "__main__" and "<locals>" not in flow_class.__qualname__:
-        source = (f"import sys\nsys.path[:0] = {[str(Path(module_file).resolve().parent)]!r}\n"
+        root = Path(module_file).resolve().parent  # the directory the module's top package is in
+        for _ in range(flow_class.__module__.count(".") + (Path(module_file).name == "__init__.py")):
+            root = root.parent
+        source = (f"import sys\nsys.path[:0] = {[str(root)]!r}\n"
                   f"from {flow_class.__module__} import {name}\n\nif __name__ == '__main__':\n    {name}()\n")
     else:
         from .environment import cell_source

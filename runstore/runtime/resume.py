@@ -193,7 +193,10 @@ class ResumeScheduler(Scheduler):
         self.param_refs = {p.attr_name: refs[p.attr_name] for p in params if p.attr_name in refs}
         missing = [p for p in params if p.attr_name not in refs]
         if missing:  # parameters added to the flow since the origin ran: their defaults
-            values = {p.attr_name: p.default_value() for p in missing}
+            from ..flowspec import ParameterContext
+
+            context = ParameterContext.for_flow(self.flow_class.__name__)
+            values = {p.attr_name: p.default_value(context) for p in missing}
             self.param_refs.update(zip(values, store.put_values(values.values())))
 
     def _spec(self, task_id: int, step: str, inputs: list[Any], frames: list[Any]) -> TaskSpec:
