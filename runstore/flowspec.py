@@ -265,13 +265,16 @@ DECORATORS: dict[str, Callable[..., Any]] = {
 }
 
 
-class CaughtException(Exception):
-    """An exception recorded by ``@catch``, as Metaflow's ``MetaflowExceptionWrapper``.
+class CaughtException:
+    """An exception recorded by ``@catch``, with the fields of Metaflow's ``MetaflowExceptionWrapper``.
 
     ``type`` is ``module.Class``, ``exception`` the message (``str()`` of the original
     exception; also ``message``), ``stacktrace`` the formatted traceback (also
     ``traceback``); ``str()`` gives the traceback. It holds text only, never the live
-    exception object (which may not pickle, or need its module to load).
+    exception object (which may not pickle, or need its module to load), and it is not
+    an ``Exception`` itself: libraries such as ``tblib`` (installed by Dask) change how
+    every exception pickles, and a stored value must not depend on what the writer had
+    imported (tests/test_executor_dask.py::test_same_rows_as_a_local_run).
 
     Example
     -------
@@ -283,16 +286,9 @@ class CaughtException(Exception):
     """
 
     def __init__(self, type: str, message: str, traceback: str = "") -> None:
-        super().__init__(type, message, traceback)
         self.type = type
         self.message = message
         self.traceback = traceback
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (CaughtException, (self.type, self.message, self.traceback))
-
-    def __setstate__(self, state: dict[str, Any]) -> None:  # values stored before it was an Exception
-        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return f"CaughtException({self.type!r}, {self.message!r})"
@@ -300,8 +296,6 @@ class CaughtException(Exception):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CaughtException) and (self.type, self.message, self.traceback) == (
             other.type, other.message, other.traceback)
-
-    __hash__ = Exception.__hash__
 
     @property
     def exception(self) -> str:

@@ -491,7 +491,7 @@ def test_catch_var_holds_the_wrapper_and_task_exception_is_none(tmp_path: Path) 
             @step
             def end(self):
                 p = self.problem
-                self.facts = (isinstance(p, Exception), p.type, p.exception, str(p) == p.stacktrace)
+                self.facts = (p.type, p.exception, str(p) == p.stacktrace, p.message, p.stacktrace == p.traceback)
 
         if __name__ == "__main__":
             CatchFlow()
@@ -505,7 +505,7 @@ def test_catch_var_holds_the_wrapper_and_task_exception_is_none(tmp_path: Path) 
     assert risky.status == "caught" and risky.exception is None  # as Metaflow
     problem = risky.data.problem
     assert problem.stacktrace.startswith("Traceback") and "ValueError: bad input 42" in problem.stacktrace
-    assert run.data.facts == (True, "builtins.ValueError", "bad input 42", True)
+    assert run.data.facts == ("builtins.ValueError", "bad input 42", True, "bad input 42", True)
     from runstore import Task
 
     first = Task(risky.pathspec, attempt=0, store=store)
