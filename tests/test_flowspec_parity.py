@@ -543,3 +543,34 @@ def test_show_and_help_say_when_a_callable_default_is_computed(tmp_path: Path) -
     assert "--count (str, default computed when the run starts)" in shown.stdout
     helped = run_flow(script, tmp_path / "runstore.db", "run", "--help")
     assert "computed when the run starts" in helped.stdout and "<lambda>" not in helped.stdout
+
+
+def test_graph_records_the_first_line_each_self_attribute_is_assigned() -> None:
+    from runstore.graph import FlowGraph
+
+    class Assigns(FlowSpec):
+        @step
+        def start(self):
+            other = type("O", (), {})()
+            other.x = 0
+            self.a = 1
+            self.b = 0
+            self.b += 1
+            self.c, self.d = 1, 2
+            self.e: int = 5
+            del self.e
+            self.g = {}
+            self.g["k"] = self.a
+            self.a = 2
+            del self.gone
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    node = FlowGraph(Assigns)["start"]
+    first = node.line + 1  # the line of `other = ...`
+    assert node.assigned == {"a": first + 2, "b": first + 3, "c": first + 5, "d": first + 5, "e": first + 6,
+                             "g": first + 8, "gone": first + 10}
+    assert FlowGraph(Assigns)["end"].assigned == {}
