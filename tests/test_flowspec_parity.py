@@ -572,5 +572,5 @@ def test_graph_records_the_first_line_each_self_attribute_is_assigned() -> None:
     node = FlowGraph(Assigns)["start"]
     first = node.line + 1  # the line of `other = ...`
     assert node.assigned == {"a": first + 2, "b": first + 3, "c": first + 5, "d": first + 5, "e": first + 6,
-                             "g": first + 8, "gone": first + 10}
+                             "g": first + 8, "gone": first + 11}
     assert FlowGraph(Assigns)["end"].assigned == {}
