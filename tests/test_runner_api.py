@@ -82,6 +82,8 @@ def test_run_is_an_executing_run_context_manager(flow_file: Path, tmp_path: Path
         assert running.wait(timeout=1) is running  # already ended
         assert "start alpha=21" in running.stdout and "end double=42 origin=None" in running.stdout
         assert running.stdout.splitlines()[0].startswith("[1/start/")
+        assert running._repr_html_() == running.run._repr_html_()  # a notebook shows the Run
+        assert running._ipython_key_completions_() == [s.id for s in running.run]
     assert run_rows(db) == [(1, "succeeded")]
 
 

@@ -214,6 +214,14 @@ class ExecutingRun:
     def __repr__(self) -> str:
         return f"ExecutingRun({self.run!r}, status={self.status!r})"
 
+    def _repr_html_(self) -> str | None:
+        """A notebook shows the run as it shows a ``Run``."""
+        html = getattr(self.run, "_repr_html_", None)
+        return html() if html is not None else None
+
+    def _ipython_key_completions_(self) -> list[str]:
+        return [step.id for step in self.run] if self.run is not None else []
+
     # ------------------------------------------------------------ internals
 
     def _path(self, stream: str) -> str:
