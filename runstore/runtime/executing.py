@@ -323,8 +323,6 @@ def flow_script(flow_class: Any, flow_file: str | None, directory: str) -> str:
     name = flow_class.__name__
     module = sys.modules.get(flow_class.__module__)
     module_file = getattr(module, "__file__", None)
-    code = getattr(getattr(flow_class, "start", None), "__code__", None)
-    filename = getattr(code, "co_filename", "") or ""
     path = os.path.join(directory, f"{name.lower()}_flow.py")
     if flow_class.__module__.startswith("_runstore_flow_") and module_file:
         return str(module_file)  # loaded by load_flow from a flow file
@@ -335,9 +333,11 @@ def flow_script(flow_class: Any, flow_file: str | None, directory: str) -> str:
         source = (f"import sys\nsys.path[:0] = {[str(root)]!r}\n"
                   f"from {flow_class.__module__} import {name}\n\nif __name__ == '__main__':\n    {name}()\n")
     else:
-        from .environment import cell_source
+        from .environment import cell_source, flow_file_of
 
-        cell = cell_source(flow_class) if filename.startswith("<") else None
+        # A notebook cell's "file" (ipykernel: /tmp/ipykernel_N/M.py, IPython: <ipython-input-...>)
+        # is not on disk; its text is in linecache, as the run's code snapshot takes it.
+        cell = cell_source(flow_class) if flow_file_of(flow_class) is None else None
         if cell is not None:
             body = cell.decode()
         else:
