@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from .cards import card
     from .client import DataArtifact, Flow, Run, Runstore, Step, Task
     from .dataframe import to_dataframe
-    from .runtime import Runner
+    from .runtime import NBRunner, Runner
     from .store import Store
     from .version import get_version, read_info_file
 
@@ -63,6 +63,7 @@ _LAZY = {
     "Task": ".client",
     "DataArtifact": ".client",
     "Runner": ".runtime",
+    "NBRunner": ".runtime",
     "to_dataframe": ".dataframe",
     "get_version": ".version",
     "read_info_file": ".version",
@@ -120,6 +121,7 @@ __all__ = [
     "config_expr",
     "current",
     "Runner",
+    "NBRunner",
     "get_version",
     "read_info_file",
     "to_dataframe",

@@ -24,17 +24,21 @@ True
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
-from typing import Any, Callable, Iterator, Sequence
+import sys
+import types
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from .config import is_lazy
-from .errors import FlowDefinitionError, MergeArtifactsError, ParameterError
+from .errors import FlowDefinitionError, MergeArtifactsError, ParameterError, RunstoreError
 from .graph import STEP_MARK
 
 __all__ = [
     "FlowSpec", "step", "Parameter", "JSONType", "IncludeFile", "retry", "catch",
     "timeout", "resources", "environment", "executor", "DECORATORS", "CaughtException", "RESERVED_PARAMETER_NAMES",
+    "ParameterContext", "RESERVED_ATTRIBUTE_NAMES",
 ]
 
 #: Parameter names that would collide with the flow command's own options.
@@ -73,7 +77,7 @@ def _add_decorator(func: Callable[..., Any], name: str, attributes: dict[str, An
     if decorators is None:
         decorators = func._runstore_decorators = []  # type: ignore[attr-defined]
     if any(d["name"] == name for d in decorators):
-        raise FlowDefinitionError(f"step {func.__name__!r} has @{name} twice")
+        raise _definition_error(f"step {func.__name__!r} has @{name} twice")
     decorators.append({"name": name, "attributes": attributes, "statically_defined": True})
     return func
 
@@ -124,9 +128,9 @@ def retry(func: Callable[..., Any] | None = None, *, times: int = 3,
     2
     """
     if not isinstance(times, int) or times < 0:
-        raise FlowDefinitionError(f"@retry(times=...) takes a non-negative integer, not {times!r}")
+        raise _definition_error(f"@retry(times=...) takes a non-negative integer, not {times!r}")
     if times + 1 > MAX_ATTEMPTS - 1:
-        raise FlowDefinitionError(f"The maximum number of retries is @retry(times={MAX_ATTEMPTS - 2}).")
+        raise _definition_error(f"The maximum number of retries is @retry(times={MAX_ATTEMPTS - 2}).")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "retry", {"times": times, "minutes_between_retries": minutes_between_retries})
@@ -155,7 +159,7 @@ def executor(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     'local'
     """
     if name not in PINNABLE_EXECUTORS:
-        raise FlowDefinitionError(f"@executor(...) takes one of {', '.join(map(repr, PINNABLE_EXECUTORS))},"
+        raise _definition_error(f"@executor(...) takes one of {', '.join(map(repr, PINNABLE_EXECUTORS))},"
                                   f" not {name!r}")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -182,7 +186,7 @@ def catch(func: Callable[..., Any] | None = None, *, var: str | None = None,
     'error'
     """
     if var is not None and (not isinstance(var, str) or not var.isidentifier() or var.startswith("_")):
-        raise FlowDefinitionError(f"@catch(var=...) must be a public attribute name, not {var!r}")
+        raise _definition_error(f"@catch(var=...) must be a public attribute name, not {var!r}")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "catch", {"var": var, "print_exception": print_exception})
@@ -211,9 +215,9 @@ def timeout(func: Callable[..., Any] | None = None, *, seconds: float = 0, minut
     """
     for unit, value in (("seconds", seconds), ("minutes", minutes), ("hours", hours)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-            raise FlowDefinitionError(f"@timeout({unit}=...) takes a non-negative number, not {value!r}")
+            raise _definition_error(f"@timeout({unit}=...) takes a non-negative number, not {value!r}")
     if seconds + 60 * minutes + 3600 * hours <= 0:
-        raise FlowDefinitionError("@timeout needs a positive duration, e.g. @timeout(seconds=30)")
+        raise _definition_error("@timeout needs a positive duration, e.g. @timeout(seconds=30)")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "timeout", {"seconds": seconds, "minutes": minutes, "hours": hours})
@@ -254,7 +258,7 @@ def resources(func: Callable[..., Any] | None = None, *, cpu: int | float = 1, m
         if value is None and name in ("disk", "shared_memory"):
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-            raise FlowDefinitionError(f"@resources({name}=...) takes a non-negative number, not {value!r}")
+            raise _definition_error(f"@resources({name}=...) takes a non-negative number, not {value!r}")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "resources", {k: v for k, v in attributes.items() if v is not None})
@@ -278,10 +282,10 @@ def environment(func: Callable[..., Any] | None = None, *, vars: dict[str, str] 
     vars = {} if vars is None else vars
     if not isinstance(vars, dict) or not all(
             isinstance(k, str) and k and "=" not in k and "\0" not in k for k in vars):
-        raise FlowDefinitionError(f"@environment(vars=...) takes a dict of variable names to strings, not {vars!r}")
+        raise _definition_error(f"@environment(vars=...) takes a dict of variable names to strings, not {vars!r}")
     for key, value in vars.items():
         if not isinstance(value, (str, int, float)) or isinstance(value, bool) or "\0" in str(value):
-            raise FlowDefinitionError(f"@environment(vars=...): the value of {key!r} must be a string, not {value!r}")
+            raise _definition_error(f"@environment(vars=...): the value of {key!r} must be a string, not {value!r}")
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         return _add_decorator(f, "environment", {"vars": {k: str(v) for k, v in vars.items()}})
@@ -296,13 +300,23 @@ DECORATORS: dict[str, Callable[..., Any]] = {
 
 
 class CaughtException:
-    """An exception recorded by ``@catch``: its type, message and traceback text.
+    """An exception recorded by ``@catch``, with the fields of Metaflow's ``MetaflowExceptionWrapper``.
+
+    ``type`` is ``module.Class``, ``exception`` the message (``str()`` of the original
+    exception; also ``message``), ``stacktrace`` the formatted traceback (also
+    ``traceback``); ``str()`` gives the traceback. It holds text only, never the live
+    exception object (which may not pickle, or need its module to load), and it is not
+    an ``Exception`` itself: libraries such as ``tblib`` (installed by Dask) change how
+    every exception pickles, and a stored value must not depend on what the writer had
+    imported (tests/test_executor_dask.py::test_same_rows_as_a_local_run).
 
     Example
     -------
     >>> err = CaughtException("builtins.ValueError", "bad", "Traceback ...")
-    >>> str(err)
-    'builtins.ValueError: bad'
+    >>> err.type, err.exception, str(err)
+    ('builtins.ValueError', 'bad', 'Traceback ...')
+    >>> str(CaughtException("builtins.ValueError", "bad")).splitlines()
+    ['[no stacktrace]', 'builtins.ValueError: bad']
     """
 
     def __init__(self, type: str, message: str, traceback: str = "") -> None:
@@ -319,10 +333,18 @@ class CaughtException:
 
     @property
     def exception(self) -> str:
-        return str(self)
+        """The message of the caught exception (Metaflow: ``MetaflowExceptionWrapper.exception``)."""
+        return self.message
+
+    @property
+    def stacktrace(self) -> str | None:
+        """The formatted traceback, or None when there is none (Metaflow's ``stacktrace``)."""
+        return self.traceback or None
 
     def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
+        if self.traceback:
+            return self.traceback
+        return f"[no stacktrace]\n{self.type}: {self.message}"
 
 
 # ---------------------------------------------------------------- parameters
@@ -390,23 +412,27 @@ class Parameter:
                  required: bool | None = None, show_default: bool | None = None,
                  separator: str | None = None, **kwargs: Any) -> None:
         if not isinstance(name, str) or not name or name.startswith("-"):
-            raise FlowDefinitionError(f"Parameter name must be a non-empty string, not {name!r}")
+            raise _definition_error(f"Parameter name must be a non-empty string, not {name!r}")
         if name.lower() in RESERVED_PARAMETER_NAMES or name.replace("_", "-").lower() in RESERVED_PARAMETER_NAMES:
-            raise FlowDefinitionError(f"Parameter name {name!r} is a reserved word; choose another name")
+            raise _one_line_if_main(_caller_module(), FlowDefinitionError(
+                f"Parameter name {name!r} is a reserved word (an option of 'run'); choose another name"))
         self.name = name
         self.default = default
+        type_given = type
         if type is None:
             type = _infer_type(default)
         if type not in _TYPES:
-            raise FlowDefinitionError(
+            raise _definition_error(
                 f"Parameter {name!r}: type must be str, int, float, bool or JSONType, not {type!r}")
         self.type = type
+        #: A callable default without ``type=``: the type of the value it returns is the type.
+        self.type_from_default = callable(default) and type_given is None
         self.help = help
         self.required = bool(required)
         self.show_default = True if show_default is None else show_default
         self.separator = separator
         if separator is not None and type is not str:
-            raise FlowDefinitionError(f"Parameter {name!r}: separator= only works with str parameters")
+            raise _definition_error(f"Parameter {name!r}: separator= only works with str parameters")
         self.attr_name: str = name.replace("-", "_")
         self.kwargs = kwargs
 
@@ -473,17 +499,112 @@ class Parameter:
             value = value.split(self.separator)
         return value
 
-    def default_value(self) -> Any:
-        """The value used when no option is given (converted like a command-line value)."""
-        default = self.default() if callable(self.default) and self.type is not JSONType else self.default
+    def default_value(self, context: "ParameterContext | None" = None) -> Any:
+        """The value used when no option is given (converted like a command-line value).
+
+        A callable default is called here, with ``context`` (a :class:`ParameterContext`)
+        when it takes an argument, as Metaflow's deploy-time defaults; a function of no
+        argument is called with none.
+
+        Raises
+        ------
+        ParameterError
+            The default function raised, or returned a value that does not fit the type.
+
+        Example
+        -------
+        >>> Parameter("when", default=lambda ctx: ctx.parameter_name.upper()).default_value()
+        'WHEN'
+        """
+        default = self.default
+        if callable(default):
+            default = self._call_default(context)
+            if self.type_from_default:
+                if self.separator is not None and isinstance(default, str):
+                    return default.split(self.separator)
+                return default
+            try:
+                return self.convert(default)
+            except ParameterError as exc:
+                raise ParameterError(f"Parameter {self.name!r}: its default function returned {default!r}: "
+                                     f"{exc}") from None
         if isinstance(default, str) and self.type is not str:
             return self.convert(default)
         if self.separator is not None and isinstance(default, str):
             return default.split(self.separator)
         return default
 
+    def _call_default(self, context: "ParameterContext | None") -> Any:
+        ctx = (context or ParameterContext.for_flow(None))._replace(parameter_name=self.name)
+        func = self.default
+        try:
+            wants = _positional_arity(func)
+        except (TypeError, ValueError):  # a builtin without a signature: Metaflow's way, ctx first
+            wants = 1
+        try:
+            return func() if wants == 0 else func(ctx) if wants == 1 else func(ctx, False)
+        except Exception as exc:  # noqa: BLE001 - any error of the user's function
+            raise ParameterError(f"Parameter {self.name!r}: its default function raised "
+                                 f"{type(exc).__name__}: {exc}") from None
+
+    def typed_for(self, value: Any) -> "Parameter":
+        """This parameter, or a copy typed like ``value`` when its type comes from a callable default."""
+        if not self.type_from_default or value is None:
+            return self
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.type = _infer_type(value)
+        copy.type_from_default = False
+        if copy.type is not str:
+            copy.separator = None
+        return copy
+
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, default={self.default!r}, type={self.type_name})"
+
+
+class ParameterContext(NamedTuple):
+    """What a callable ``Parameter`` default receives, as Metaflow's ``ParameterContext``.
+
+    Example
+    -------
+    >>> ctx = ParameterContext("TrainFlow", "anne", "alpha", print, "runstore", None)
+    >>> ctx.flow_name, ctx.parameter_name
+    ('TrainFlow', 'alpha')
+    """
+
+    flow_name: str | None
+    user_name: str | None
+    parameter_name: str | None
+    logger: Callable[..., Any]
+    ds_type: str
+    configs: Any
+
+    @classmethod
+    def for_flow(cls, flow_name: str | None) -> "ParameterContext":
+        """The context of a run of ``flow_name`` started by whoever runs this process."""
+        from .util import resolve_username
+
+        try:
+            user: str | None = resolve_username()
+        except RunstoreError:
+            user = None
+        return cls(flow_name, user, None, _log_to_stderr, "runstore", None)
+
+
+def _log_to_stderr(*args: Any, **kwargs: Any) -> None:
+    print(*args, file=sys.stderr)
+
+
+def _positional_arity(func: Callable[..., Any]) -> int:
+    """How many positional arguments ``func`` accepts (2 for ``*args``)."""
+    count = 0
+    for param in inspect.signature(func).parameters.values():
+        if param.kind == param.VAR_POSITIONAL:
+            return 2
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
 
 
 def _infer_type(default: Any) -> Any:
@@ -612,6 +733,72 @@ class TaskState:
 
 _INTERNAL = "_runstore"
 
+#: Why each public member of ``FlowSpec`` cannot be an artifact, parameter or constant name.
+_RESERVED_WHY = {
+    "next": "self.next() says which step runs next",
+    "input": "self.input is the element of a foreach",
+    "index": "self.index is the position in a foreach",
+    "foreach_stack": "self.foreach_stack() lists the enclosing foreaches",
+    "merge_artifacts": "self.merge_artifacts() merges the inputs of a join",
+    "name": "self.name is the flow's name",
+    "script_name": "self.script_name is the flow file's name",
+}
+#: Attribute names a flow cannot use for a parameter, constant, step or artifact.
+RESERVED_ATTRIBUTE_NAMES = frozenset(_RESERVED_WHY)
+
+
+def _check_reserved_attributes(cls: type) -> None:
+    """One clear error when a subclass defines a member of ``FlowSpec``'s own (at class creation)."""
+    for klass in cls.__mro__:
+        if klass is FlowSpec or klass is object:
+            continue
+        for attr, value in vars(klass).items():
+            if attr not in RESERVED_ATTRIBUTE_NAMES:
+                continue
+            kind = ("the parameter" if isinstance(value, Parameter) else
+                    "the step" if getattr(value, STEP_MARK, False) else "the class attribute")
+            raise _one_line_if_main(cls, FlowDefinitionError(
+                f"{cls.__name__}: {kind} {attr!r} has a name reserved by FlowSpec "
+                f"({_RESERVED_WHY[attr]}); choose another name"))
+
+
+def _definition_error(message: str) -> FlowDefinitionError:
+    """A ``FlowDefinitionError`` of a decorator or ``Parameter`` written in the flow file (see below)."""
+    return _one_line_if_main(_caller_module(), FlowDefinitionError(message))  # type: ignore[return-value]
+
+
+def _caller_module() -> str:
+    """The module of the first frame outside this one (where a ``Parameter`` is written)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back  # type: ignore[assignment]
+    return frame.f_globals.get("__name__", "") if frame is not None else ""
+
+
+def _one_line_if_main(cls_or_module: Any, exc: BaseException) -> BaseException:
+    """Return ``exc``; when it is about to stop a flow script (``python flow.py``), it prints as one line.
+
+    A definition error raised while the flow file's module body runs cannot be caught
+    by the flow's command line (it does not exist yet): a one-shot ``sys.excepthook``
+    prints it as ``Error: ...`` instead of a traceback. Imports, notebooks and
+    ``Runner`` see the exception as usual.
+    """
+    module = cls_or_module if isinstance(cls_or_module, str) else getattr(cls_or_module, "__module__", None)
+    if module != "__main__" or hasattr(sys, "ps1") or "IPython" in sys.modules:
+        return exc
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if value is exc and not os.environ.get("RUNSTORE_DEBUG"):
+            from .util import printable
+
+            sys.stderr.write(f"Error: {printable(str(value))}\n")
+            return
+        previous(kind, value, tb)
+
+    sys.excepthook = hook
+    return exc
+
 
 class FlowSpec:
     """Base class of every flow.
@@ -641,6 +828,50 @@ class FlowSpec:
 
             main(type(self))
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_reserved_attributes(cls)
+
+    # ------------------------------------------------------------ names
+
+    @property
+    def name(self) -> str:
+        """The flow's name (its class name), as Metaflow's ``self.name``; read-only.
+
+        Example
+        -------
+        >>> class NamedFlow(FlowSpec):
+        ...     pass
+        >>> NamedFlow(use_cli=False).name
+        'NamedFlow'
+        """
+        return type(self).__name__
+
+    @property
+    def script_name(self) -> str:
+        """The base name of the file the flow is defined in, as Metaflow's ``self.script_name``.
+
+        A flow defined in a notebook cell gives ``notebook_cell.py``, the name its code
+        snapshot is stored under.
+
+        Example
+        -------
+        >>> class ScriptFlow(FlowSpec):
+        ...     @step
+        ...     def start(self):
+        ...         self.next(self.end)
+        ...     @step
+        ...     def end(self):
+        ...         pass
+        >>> ScriptFlow(use_cli=False).script_name.endswith(".py")
+        True
+        """
+        code = getattr(getattr(type(self), "start", None), "__code__", None)
+        path = code.co_filename if code is not None else ""
+        if not path or path.startswith("<"):
+            return "notebook_cell.py"  # runtime/environment.py CELL_SCRIPT (a layer above this one)
+        return os.path.basename(path[:-1] if path.endswith(".pyc") else path)
+
     # ------------------------------------------------------------ class helpers
 
     @classmethod
@@ -650,8 +881,48 @@ class FlowSpec:
             from .graph import FlowGraph
 
             graph = FlowGraph(cls)
+            for node in graph:  # an artifact named like a FlowSpec member (static check, with the line)
+                for attr, line in sorted(node.assigned.items(), key=lambda kv: kv[1]):
+                    if attr in RESERVED_ATTRIBUTE_NAMES:
+                        raise FlowDefinitionError(
+                            f"{node.file}, step {node.name!r} (line {line}): self.{attr} is reserved by "
+                            f"FlowSpec ({_RESERVED_WHY[attr]}) and cannot be an artifact; choose another name")
             cls._runstore_graph = graph  # type: ignore[attr-defined]
         return graph
+
+    @classmethod
+    def _constants(cls) -> dict[str, Any]:
+        """Class-level constants by name: read-only in steps and stored as artifacts of every task.
+
+        As Metaflow: every public class attribute that is not a parameter, a method,
+        a property or a class. Modules are left out too (they cannot be stored).
+
+        Example
+        -------
+        >>> class ConstFlow(FlowSpec):
+        ...     LIMIT = 3
+        ...     alpha = Parameter("alpha", default=1)
+        >>> ConstFlow._constants()
+        {'LIMIT': 3}
+        """
+        cached = cls.__dict__.get("_runstore_constants")
+        if cached is not None:
+            return cached
+        found = {}
+        for attr in dir(cls):
+            if attr.startswith("_") or attr in RESERVED_ATTRIBUTE_NAMES:
+                continue
+            value = inspect.getattr_static(cls, attr)
+            if isinstance(value, (staticmethod, classmethod)):
+                continue
+            value = getattr(cls, attr)
+            if isinstance(value, (Parameter, property, type, types.FunctionType, types.MethodType,
+                                  types.BuiltinFunctionType, types.ModuleType)) \
+                    or getattr(value, STEP_MARK, False) or getattr(value, "IS_CONFIG_PARAMETER", False):
+                continue
+            found[attr] = value
+        cls._runstore_constants = found  # type: ignore[attr-defined]
+        return found
 
     @classmethod
     def _parameters(cls) -> list[Parameter]:
@@ -694,8 +965,12 @@ class FlowSpec:
         state = self.__dict__.get(_INTERNAL)
         if state is not None and state.readonly:
             raise AttributeError(f"inputs of a join are read-only (setting {name!r})")
-        if name.startswith(_INTERNAL) or name in ("input", "index"):
-            raise AttributeError(f"{name!r} is reserved by runstore and cannot be set")
+        if name.startswith(_INTERNAL) or name in RESERVED_ATTRIBUTE_NAMES:
+            why = f" ({_RESERVED_WHY[name]})" if name in _RESERVED_WHY else ""
+            raise AttributeError(f"{name!r} is reserved by FlowSpec{why} and cannot be set")
+        if state is not None and name in type(self)._constants():
+            raise AttributeError(f"Flow level attributes and Parameters are not modifiable: {name} "
+                                 "is a class-level constant of the flow")
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
@@ -822,18 +1097,20 @@ class FlowSpec:
                 raise MergeArtifactsError(
                     f"Step {step_name}: include= names artifacts no input has: {', '.join(missing)}")
         conflicts = []
+        merged = {}  # set on self only when nothing is in conflict (all or nothing)
         for name, refs in sorted(candidates.items()):
             if (include and name not in include) or name in exclude or name in self.__dict__:
                 continue
             if len({r.blob_key for r in refs}) > 1:
                 conflicts.append(name)
                 continue
-            state.inherited[name] = refs[0]
+            merged[name] = refs[0]
         if conflicts:
             raise MergeArtifactsError(
                 f"Step {step_name} cannot merge the following artifacts due to them having conflicting "
                 f"values: [{', '.join(conflicts)}]. Set them explicitly (self.<name> = ...) before "
                 "calling merge_artifacts, or exclude them.")
+        state.inherited.update(merged)
 
 
 class Inputs:

@@ -62,6 +62,8 @@ class StepNode:
         self.next_line = 0
         #: On the join of a static split: which branch (index of the split's next) each input step is on.
         self.branch_of: dict[str, int] = {}
+        #: ``{name: line}`` of the first ``self.<name> = ...`` (or ``+=``, ``del``) of each name in the step.
+        self.assigned: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"StepNode({self.name!r}, type={self.type!r}, next={self.out_funcs})"
@@ -166,6 +168,7 @@ def _parse_next(node: StepNode) -> None:
     assert isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
     node.num_args = len(func.args.args)
     first = node.line
+    node.assigned = _self_assignments(func, first)
     node.line = first + func.lineno - 1  # the `def` line, not the decorator's
     body = [stmt for stmt in func.body if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))]
     tail = body[-1] if body else None
@@ -196,6 +199,18 @@ def _parse_next(node: StepNode) -> None:
         return
     for arg in call.args:
         node.out_funcs.append(_step_name(node, arg, line))
+
+
+def _self_assignments(func: ast.AST, first: int) -> dict[str, int]:
+    """``{name: line}`` of the attributes of ``self`` the function assigns or deletes."""
+    found: dict[str, int] = {}
+    for sub in ast.walk(func):
+        if (isinstance(sub, ast.Attribute) and isinstance(sub.ctx, (ast.Store, ast.Del))
+                and isinstance(sub.value, ast.Name) and sub.value.id == "self"):
+            line = first + sub.lineno - 1
+            if sub.attr not in found or line < found[sub.attr]:
+                found[sub.attr] = line
+    return found
 
 
 def _step_name(node: StepNode, arg: ast.expr, line: int) -> str:

@@ -85,6 +85,6 @@ def run_flow(runstore_store: "Store") -> Callable[..., Any]:
     from .runtime import Runner
 
     def run(flow: "type | str | os.PathLike[str]", /, *, tags: Iterable[str] = (), **params: Any) -> Any:
-        return Runner(flow, store=runstore_store).run(tags=list(tags), **params)
+        return Runner(flow, store=runstore_store).run(tags=list(tags), **params).run
 
     return run

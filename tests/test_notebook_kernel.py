@@ -81,3 +81,47 @@ def test_notebook_namespace_cell_flow_and_rich_display(tmp_path: Path) -> None:
     assert "&lt;b&gt;sweep&lt;/b&gt;" in html and "<b>sweep" not in html
     assert f"store {db.resolve()}" in html or f"store {db}" in html
     assert "TrainFlow runs" in html and "<runs of Flow('TrainFlow')" in shown[0]["data"]["text/plain"]
+
+
+NB_RUNNER_CELLS = [
+    "import json\nfrom runstore import NBRunner\nDB = {db!r}",
+    # the flow in a cell of its own, with the imports it needs (as Metaflow asks of NBRunner)
+    """from runstore import FlowSpec, Parameter, step
+
+class NBFlow(FlowSpec):
+    scale = Parameter("scale", default=2)
+
+    @step
+    def start(self):
+        self.value = self.scale * 10
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("value", self.value)""",
+    """run = NBRunner(NBFlow, store=DB).nbrun(scale=3)
+print("NBRUN", json.dumps([run.data.value, run.code.script_name]))""",
+    # top-level await in a cell: async_run runs the cell's source in a child process
+    """running = await NBRunner(NBFlow, store=DB).async_run(scale=4)
+await running.wait(timeout=100)
+print("ASYNC", json.dumps([running.status, running.data.value, "value 40" in running.stdout]))""",
+    "running",
+]
+
+
+def test_nbrunner_in_a_kernel(tmp_path: Path) -> None:
+    db = tmp_path / "runstore.db"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cell.format(db=str(db)) if "{db!r}" in cell else cell)
+                for cell in NB_RUNNER_CELLS]
+    NotebookClient(nb, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbformat.write(nb, tmp_path / "executed.ipynb")
+
+    def text(i: int) -> str:
+        return "".join(o.get("text", "") for o in nb.cells[i].outputs if o.output_type == "stream")
+
+    assert json.loads(text(2).split("NBRUN", 1)[1]) == [30, "notebook_cell.py"]
+    assert json.loads(text(3).split("ASYNC", 1)[1]) == ["successful", 40, True]
+    shown = [o for o in nb.cells[4].outputs if o.output_type == "execute_result"][0]["data"]
+    assert "NBFlow/2" in shown["text/html"] and "ExecutingRun(" in shown["text/plain"]

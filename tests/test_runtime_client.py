@@ -105,6 +105,6 @@ def test_current_run_and_task_and_namespace_inside_steps(memory_store: Store) ->
 def test_runner_from_path_with_file_store(tmp_path: Path) -> None:
     store = Store(tmp_path / "r.db")
     run = Runner(str(EXAMPLES / "branch_flow.py"), store=store).run(max_workers=2, tags=["x"])
-    assert isinstance(run, Run) and run.successful and run.data.total == 120
+    assert isinstance(run.run, Run) and run.successful and run.data.total == 120  # an ExecutingRun standing for it
     namespace(None)
     assert [r.pathspec for r in Flow("BranchFlow", store=store).runs("x")] == [run.pathspec]

@@ -61,6 +61,8 @@ def _param_option(param: Any) -> click.Option:
     default = param.default
     if param.show_default and default is not None and not callable(default):
         help_text = f"{help_text} [default: {default}]".strip()
+    elif callable(default):
+        help_text = f"{help_text} [default: computed when the run starts]".strip()
     if param.required:
         help_text = f"{help_text} [required]".strip()
     ptype: click.ParamType = click.Path(dir_okay=False) if param.IS_INCLUDE_FILE else _ParamType(param)
@@ -163,7 +165,8 @@ def make_cli(flow_class: Any) -> click.Group:
         if params:
             click.echo("\nParameters:")
             for p in params:
-                click.echo(f"    {p.option} ({p.type_name}, default {p.default!r}){': ' + p.help if p.help else ''}")
+                default = "computed when the run starts" if callable(p.default) else repr(p.default)
+                click.echo(f"    {p.option} ({p.type_name}, default {default}){': ' + p.help if p.help else ''}")
         _show_configs_and_project(flow_class)
 
     @cli.command()

@@ -242,9 +242,13 @@ class Task(ClientObject):
 
     @property
     def exception(self) -> TaskException | None:
-        """The exception the attempt raised (``type``, ``message``, ``traceback``), or None."""
+        """The exception the attempt raised (``type``, ``message``, ``traceback``), or None.
+
+        None too for an attempt ``@catch`` caught, as in Metaflow: the exception is then
+        in the step's ``@catch(var=...)`` artifact (and in the store's attempt row).
+        """
         outcome = self._outcome()
-        if outcome is None or not outcome["exception_type"]:
+        if outcome is None or not outcome["exception_type"] or outcome["status"] == "caught":
             return None
         return TaskException(outcome["exception_type"], outcome["exception_message"] or "",
                              outcome["traceback"] or "")

@@ -9,6 +9,6 @@ Example
 
 from __future__ import annotations
 
-from .runner import Runner, execute, load_flow
+from .runner import ExecutingRun, NBRunner, Runner, execute, load_flow
 
-__all__ = ["Runner", "execute", "load_flow"]
+__all__ = ["Runner", "NBRunner", "ExecutingRun", "execute", "load_flow"]

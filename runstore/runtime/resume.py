@@ -44,7 +44,7 @@ from typing import Any, Callable, Sequence
 from ..errors import NotFound, ResumeError
 from ..flowspec import FlowSpec
 from ..util import parse_id
-from .parameters import resolve_parameters
+from .parameters import environment_values, resolve_parameters
 from .scheduler import RunOutcome, Scheduler
 from .task import TaskResult, TaskSpec
 
@@ -198,9 +198,12 @@ class ResumeScheduler(Scheduler):
         self.param_refs.update({name: refs[name] for name in config_refs})
         missing = [p for p in params if p.attr_name not in refs]
         if missing:  # parameters added to the flow since the origin ran: their defaults
+            from ..flowspec import ParameterContext
             from .configs import evaluate_parameters
 
-            values = evaluate_parameters(self.flow_class, {p.attr_name: p.default_value() for p in missing}, configs)
+            context = ParameterContext.for_flow(self.flow_class.__name__)
+            values = evaluate_parameters(self.flow_class, {p.attr_name: p.default_value(context) for p in missing},
+                                         configs)
             self.param_refs.update(zip(values, store.put_values(values.values())))
 
     def _spec(self, task_id: int, step: str, inputs: list[Any], frames: list[Any]) -> TaskSpec:
@@ -365,6 +368,8 @@ def clone_parameters(flow_class: type[FlowSpec], store: Any, clone: Any, given: 
         raise NotFound(f"cannot clone {name}/{number}: no such run in {store.where}")
     task = next((t for t in store.list_run_tasks(origin["run_id"]) if t["step"] == "_parameters"), None)
     refs = store.list_artifact_refs(task["task_id"]) if task is not None else {}
+    # A value from RUNSTORE_RUN_<NAME> counts as given (it wins over the cloned one).
+    given = {**{attr: text for attr, (_, text) in environment_values(flow_class).items()}, **given}
     inherited = {}
     for param in flow_class._parameters():
         if param.attr_name not in given and param.attr_name in refs:
@@ -383,6 +388,7 @@ class _WithoutInherited:
     def __init__(self, flow_class: type[FlowSpec], skip: set[str]) -> None:
         self._flow_class = flow_class
         self._skip = skip
+        self.__name__ = flow_class.__name__
 
     def _parameters(self) -> list[Any]:
         return [p for p in self._flow_class._parameters() if p.attr_name not in self._skip]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import os
 import sys
 from pathlib import Path
@@ -28,10 +29,11 @@ from typing import Any, Callable, Sequence
 
 from ..errors import FlowDefinitionError, ParameterError, RunFailed
 from ..flowspec import FlowSpec
+from .executing import ExecutingRun
 from .parameters import resolve_parameters
 from .scheduler import RunOutcome, Scheduler
 
-__all__ = ["Runner", "execute", "load_flow", "resolve_parameters"]
+__all__ = ["Runner", "NBRunner", "ExecutingRun", "execute", "load_flow", "resolve_parameters"]
 
 
 def execute(flow_class: type[FlowSpec], store: Any, params: dict[str, Any], *, tags: Sequence[str] = (),
@@ -121,13 +123,19 @@ class Runner:
     def __init__(self, flow: type[FlowSpec] | str | os.PathLike[str], store: Any = None, *,
                  quiet: bool = True, flow_name: str | None = None, executor: str | None = None,
                  dask_address: str | None = None, namespace: Any = ..., branch: str | None = None,
-                 production: bool = False, config: Any = None, config_value: Any = None) -> None:
+                 production: bool = False, config: Any = None, config_value: Any = None,
+                 decospecs: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
         from .configs import LaunchOptions, config_pairs
         from .executors import resolve_executor
+        from .scheduler import parse_with
 
         resolve_executor(executor, dask_address)  # an unknown name fails here, not at run()
+        parse_with(decospecs)  # a bad --with spec too
         self.executor = executor
         self.dask_address = dask_address
+        self.decospecs = tuple(decospecs)
+        self.env = dict(env or {})
+        self.flow_file = None if isinstance(flow, type) else str(Path(flow).resolve())
         self.flow_class = flow if isinstance(flow, type) else load_flow(flow, flow_name)
         if not issubclass(self.flow_class, FlowSpec):
             raise FlowDefinitionError(f"{flow!r} is not a FlowSpec subclass")
@@ -143,6 +151,12 @@ class Runner:
                                     branch, production)
         self.outcome: RunOutcome | None = None
 
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass  # nothing held between runs (Metaflow's Runner removes its temporary files here)
+
     def _store(self) -> Any:
         if self.store is None:
             from ..namespace import get_store
@@ -152,18 +166,26 @@ class Runner:
 
     def run(self, *, tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None,
             max_num_splits: int = 100, namespace: Any = ..., raise_on_failure: bool = True,
-            clone: Any = None, **params: Any) -> Any:
-        """Run the flow with ``params`` (by attribute or parameter name) and return the ``Run``.
+            clone: Any = None, decospecs: Sequence[str] = (), **params: Any) -> ExecutingRun:
+        """Run the flow with ``params`` (by attribute or parameter name); returns when it ended.
+
+        The result is an :class:`ExecutingRun` (``.run`` the client ``Run``, ``.status``,
+        ``.returncode``, ``.stdout``; a context manager) that also stands for the ``Run``
+        itself (``.data``, ``["start"]``, ``.successful``).
 
         Raises
         ------
         ParameterError
             For an unknown or bad parameter (nothing is stored).
         RunFailed
-            When a step failed (its ``run`` attribute is the failed ``Run``); pass
-            ``raise_on_failure=False`` to get the failed ``Run`` returned instead.
+            When a step failed (its ``run`` attribute is the failed ``Run``). Unlike
+            Metaflow's Runner, this is the default; ``raise_on_failure=False`` returns the
+            ``ExecutingRun`` of the failed run instead (``status == "failed"``).
 
-        ``clone=N`` takes the parameter values of run N for those not given.
+        ``clone=N`` takes the parameter values of run N for those not given;
+        ``decospecs=["retry", "timeout:seconds=60"]`` adds decorators as ``run --with``.
+        Parameters left out come from ``RUNSTORE_RUN_<NAME>`` / ``METAFLOW_RUN_<NAME>``
+        or their defaults, as on the command line.
         """
         from ..tags import validate_user_tags
 
@@ -189,17 +211,15 @@ class Runner:
         outcome = execute(self.flow_class, self._store(), values, tags=list(tags), max_workers=max_workers,
                           max_num_splits=max_num_splits, namespace=None if namespace is ... else namespace,
                           namespace_given=namespace is not ..., quiet=self.quiet, executor=self.executor,
-                          dask_address=self.dask_address, launch=launch)
-        self.outcome = outcome
-        run = self._client_run(outcome)
-        if raise_on_failure and not outcome.successful:
-            raise RunFailed(f"{outcome.pathspec} failed: " + "; ".join(outcome.failed_steps), run=run)
-        return run
+                          dask_address=self.dask_address, launch=launch,
+                          with_decorators=self.decospecs + tuple(decospecs))
+        return self._finish(outcome, raise_on_failure)
 
     def resume(self, step: str | None = None, *, origin_run_id: Any = None,
                tags: list[str] | tuple[str, ...] = (), max_workers: int | None = None,
-               max_num_splits: int = 100, namespace: Any = ..., raise_on_failure: bool = True) -> Any:
-        """Resume a run (default: your latest ``run`` of this flow) and return the new ``Run``.
+               max_num_splits: int = 100, namespace: Any = ..., raise_on_failure: bool = True,
+               decospecs: Sequence[str] = ()) -> ExecutingRun:
+        """Resume a run (default: your latest ``run`` of this flow); returns the new run's :class:`ExecutingRun`.
 
         Successful tasks before the first failure (or before ``step``) are cloned,
         the rest runs again; parameters are the origin's. See ``docs/resume.md``.
@@ -226,12 +246,96 @@ class Runner:
                          max_workers=max_workers, max_num_splits=max_num_splits,
                          namespace=None if namespace is ... else namespace, namespace_given=namespace is not ...,
                          quiet=self.quiet, executor=self.executor, dask_address=self.dask_address,
-                         launch=self.launch)
+                         launch=self.launch, with_decorators=self.decospecs + tuple(decospecs))
+        return self._finish(outcome, raise_on_failure)
+
+    # ------------------------------------------------------------ in a child process (asyncio)
+
+    async def async_run(self, *, tags: Sequence[str] = (), max_workers: int | None = None,
+                        max_num_splits: int = 100, namespace: Any = ..., clone: Any = None,
+                        decospecs: Sequence[str] = (), **params: Any) -> ExecutingRun:
+        """Start the flow as ``python flow.py run`` in a child process; returns once the run exists.
+
+        ``await running.wait()`` waits for it to end (``wait(timeout=)`` stops it past the
+        timeout), ``running.stream_log("stdout")`` yields its output lines as they come.
+        Needs a store file (the child writes into it). A failed run does not raise:
+        check ``running.status``, as in Metaflow.
+
+        Raises
+        ------
+        ParameterError
+            The child refused a parameter (exit 2; nothing stored).
+
+        Example
+        -------
+        >>> # running = await Runner("train.py", store="runs.db").async_run(alpha=0.1)
+        >>> # await running.wait(timeout=600); running.status
+        """
+        from ..tags import validate_user_tags
+        from .executing import launch, option_args, started
+
+        validate_user_tags(list(tags))
+        command = ["run", *option_args(self.flow_class, params), *self._launch_args(
+            tags, max_workers, max_num_splits, namespace, decospecs)]
+        if clone is not None:
+            command += ["--clone", str(clone)]
+        return await started(launch(self, command, self.env))
+
+    async def async_resume(self, step: str | None = None, *, origin_run_id: Any = None,
+                           tags: Sequence[str] = (), max_workers: int | None = None, max_num_splits: int = 100,
+                           namespace: Any = ..., decospecs: Sequence[str] = ()) -> ExecutingRun:
+        """Resume a run as ``python flow.py resume`` in a child process (see :meth:`async_run`).
+
+        Example
+        -------
+        >>> # running = await Runner("train.py", store="runs.db").async_resume(origin_run_id=3)
+        """
+        from ..tags import validate_user_tags
+        from .executing import launch, started
+
+        validate_user_tags(list(tags))
+        command = ["resume", *([step] if step else [])]
+        if origin_run_id is not None:
+            command += ["--origin-run-id", str(origin_run_id)]
+        command += self._launch_args(tags, max_workers, max_num_splits, namespace, decospecs)
+        return await started(launch(self, command, self.env))
+
+    def _launch_args(self, tags: Sequence[str], max_workers: int | None, max_num_splits: int, namespace: Any,
+                     decospecs: Sequence[str]) -> list[str]:
+        args = [arg for tag in tags for arg in ("--tag", tag)]
+        if max_workers is not None:
+            args += ["--max-workers", str(max_workers)]
+        args += ["--max-num-splits", str(max_num_splits)]
+        namespace = self.namespace if namespace is ... else namespace
+        if namespace is not ...:
+            args += ["--namespace", namespace or ""]
+        if self.executor:
+            args += ["--executor", self.executor]
+        if self.dask_address:
+            args += ["--dask-address", self.dask_address]
+        for name, path in self.launch.config_files.items():
+            args += ["--config", name, str(path)]
+        for name, value in self.launch.config_values.items():
+            args += ["--config-value", name, value if isinstance(value, str) else json.dumps(value)]
+        if self.launch.branch is not None:
+            args += ["--branch", self.launch.branch]
+        if self.launch.production:
+            args.append("--production")
+        return args + [arg for spec in (*self.decospecs, *decospecs) for arg in ("--with", spec)]
+
+    def _run_from_file(self, path: str) -> Any:
+        from ..client import Run
+
+        with open(path) as fh:
+            number = fh.read().strip()
+        return Run(f"{self.flow_class.__name__}/{number}", store=self._store(), _namespace_check=False)
+
+    def _finish(self, outcome: RunOutcome, raise_on_failure: bool) -> ExecutingRun:
         self.outcome = outcome
         run = self._client_run(outcome)
         if raise_on_failure and not outcome.successful:
             raise RunFailed(f"{outcome.pathspec} failed: " + "; ".join(outcome.failed_steps), run=run)
-        return run
+        return ExecutingRun(self, run, returncode=0 if outcome.successful else 1)
 
     def _client_run(self, outcome: RunOutcome) -> Any:
         try:
@@ -239,3 +343,32 @@ class Runner:
         except ImportError:
             return outcome
         return Run(outcome.pathspec, store=self.store, _namespace_check=False)
+
+
+class NBRunner(Runner):
+    """Run a flow defined in a notebook cell, as Metaflow's ``NBRunner``.
+
+    ``nbrun(**params)`` runs it (in this process, its workers forked) and returns the
+    client ``Run``; ``nbresume()`` resumes. ``run()``/``resume()`` give the
+    :class:`ExecutingRun`, and ``async_run()`` runs it in a child process from the
+    cell's source written to a temporary file (define the flow and its imports in a
+    cell of their own, as Metaflow asks).
+
+    Example
+    -------
+    >>> # run = NBRunner(TrainFlow, store="runs.db").nbrun(alpha=0.1)
+    >>> # run.data.model
+    """
+
+    def __init__(self, flow: type[FlowSpec], store: Any = None, **kwargs: Any) -> None:
+        if not isinstance(flow, type):
+            raise FlowDefinitionError(f"NBRunner takes a flow class (Runner takes a file), not {flow!r}")
+        super().__init__(flow, store, **kwargs)
+
+    def nbrun(self, **kwargs: Any) -> Any:
+        """Run the flow and return the client ``Run`` (raises ``RunFailed`` unless ``raise_on_failure=False``)."""
+        return self.run(**kwargs).run
+
+    def nbresume(self, **kwargs: Any) -> Any:
+        """Resume the flow's latest run (or ``origin_run_id=``) and return the new client ``Run``."""
+        return self.resume(**kwargs).run

@@ -231,6 +231,7 @@ class Scheduler:
         self.say(f"Workflow starting (run {record.pathspec}, {store.describe()}):")
         self._store_parameters()
         try:
+            self._store_constants()
             self._schedule(self.graph.start.name, [], [])
             self._loop()
         except BaseException:
@@ -300,6 +301,21 @@ class Scheduler:
                          "project-flow-name": project.project_flow_name})
         return meta
 
+    def _store_constants(self) -> None:
+        """The flow's class-level constants, stored once: artifacts of every task, as in Metaflow."""
+        from ..errors import CodecError
+
+        self.constant_refs: dict[str, Any] = {}
+        for name, value in self.flow_class._constants().items():
+            try:
+                self.constant_refs[name] = self.store.put_value(value)
+            except CodecError as exc:
+                raise CodecError(f"the class-level constant {name!r} of {self.flow_class.__name__} cannot be "
+                                 f"stored: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - pickling user objects can fail any way
+                raise CodecError(f"the class-level constant {name!r} of {self.flow_class.__name__} cannot be "
+                                 f"stored: {type(exc).__name__}: {exc}") from None
+
     # ------------------------------------------------------------ graph walk
 
     def _schedule(self, step: str, inputs: list[_Done], frames: list[ForeachFrame]) -> None:
@@ -364,6 +380,7 @@ class Scheduler:
             set_client_namespace=self.set_namespace, max_num_splits=self.max_num_splits, quiet=self.quiet,
             metadata=metadata, graph_info=self.graph_info, executor=pinned, timeout=seconds, env=env,
             cards=tuple(d["attributes"] for d in own_decorators if d["name"] == "card"),
+            constants=self.constant_refs,
             project=self.prepared.project.as_current() if self.prepared.project else None,
         )
 

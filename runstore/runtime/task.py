@@ -87,6 +87,7 @@ class TaskSpec:
     env: dict[str, str] = field(default_factory=dict)  # @environment(vars=...)
     fallback: tuple[str, str, str] | None = None  # the attempt only records this failure (see below)
     project: dict[str, Any] | None = None  # @project: the current.project_* fields of the run
+    constants: dict[str, Any] = field(default_factory=dict)  # class-level constant name -> StoredValue
 
     @property
     def prefix(self) -> str:
@@ -265,13 +266,13 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
     if node.is_join:
         flows, steps = [], []
         for task_id, step_name in spec.inputs:
-            refs = _inheritable(store.list_artifact_refs(task_id), spec.params)
+            refs = _inheritable(store.list_artifact_refs(task_id), {**spec.params, **spec.constants})
             flows.append(flow_class._new_task(TaskState(step_name=step_name, load=load, inherited=refs,
                                                         params=dict(spec.params), readonly=True)))
             steps.append(step_name)
         inputs = Inputs(flows, steps)
     elif spec.inputs:
-        state.inherited = _inheritable(store.list_artifact_refs(spec.inputs[0][0]), spec.params)
+        state.inherited = _inheritable(store.list_artifact_refs(spec.inputs[0][0]), {**spec.params, **spec.constants})
     flow = flow_class._new_task(state)
     # A task on a remote executor gets a stand-in (executors/remote.py) that serves
     # its inputs and collects its outputs: the client inside such a step has no store.
@@ -541,6 +542,7 @@ def _collect(store: Any, flow: FlowSpec, state: TaskState, spec: TaskSpec) -> tu
     for name, ref in state.inherited.items():
         if name not in flow.__dict__:
             artifacts[name] = ref
+    artifacts.update(spec.constants)  # read-only: never in flow.__dict__
     for name, value in list(flow.__dict__.items()):
         if name.startswith("_runstore"):
             continue

@@ -11,7 +11,7 @@ class SwitchNestedForeachFlow(FlowSpec):
 
     @step
     def row(self):
-        self.name = self.input
+        self.row_name = self.input
         self.cols = [0, 1, 2]
         self.next(self.cell, foreach="cols")
 
@@ -22,12 +22,12 @@ class SwitchNestedForeachFlow(FlowSpec):
 
     @step
     def zero(self):
-        self.cellv = f"{self.name}:Z"
+        self.cellv = f"{self.row_name}:Z"
         self.next(self.row_join)
 
     @step
     def other(self):
-        self.cellv = f"{self.name}:{self.input}"
+        self.cellv = f"{self.row_name}:{self.input}"
         self.next(self.row_join)
 
     @step
