@@ -142,6 +142,7 @@ class Scheduler:
         self.with_decorators = parse_with(with_decorators)  # before anything starts: a bad spec is a usage error
         self.store = store
         self.params = params
+        self.param_task: int | None = None  # the run's _parameters task, once stored
         self.tags = list(tags)
         self.max_workers = max_workers if max_workers is not None else (os.cpu_count() or 1)
         self.max_num_splits = max_num_splits
@@ -260,7 +261,10 @@ class Scheduler:
         meta = dict(self.metadata, attempt="0")
         store.finish_attempt(task_id, 0, "succeeded", artifacts={**prepared, "_graph_info": graph_blob},
                              metadata=meta)
-        self.param_refs = {name: p.stored for name, p in prepared.items()}
+        # Read back with their rows' ids: every task binds the parameters by reference.
+        refs = store.list_artifact_refs(task_id)
+        self.param_task = task_id
+        self.param_refs = {name: refs[name] for name in prepared}
 
     # ------------------------------------------------------------ graph walk
 

@@ -358,11 +358,14 @@ class Store(Database):
             _writes.abandon_attempt(conn, task_id, attempt, exception)
 
     def clone_task(self, task_id: int, origin_task_id: int, origin_pathspec: str,
-                   metadata: Mapping[str, Any] = {}, *, artifacts: Mapping[str, StoredValue] | None = None) -> str:
+                   metadata: Mapping[str, Any] = {}, *, artifacts: Mapping[str, StoredValue] | None = None,
+                   inputs: Sequence[int] = ()) -> str:
         """Make pending task ``task_id`` a clone of ``origin_task_id``; returns the clone's status.
 
         The origin's latest attempt becomes attempt 0 of the clone: same status,
-        exception and logs; its artifact rows are copied pointing to the same blobs
+        exception and logs; its artifacts point to the same blobs, bound by reference
+        to the rows of ``inputs`` (the clone's input tasks in its own run) that hold the
+        same value under the same name, else copied as the clone's own rows
         (``artifacts`` replaces some of them by other references, e.g. a new
         ``_graph_info``). ``metadata`` is recorded on the clone's attempt.
 
@@ -373,7 +376,7 @@ class Store(Database):
         """
         with self.write() as conn:
             return _writes.clone_task(conn, task_id, origin_task_id, origin_pathspec, metadata, artifacts=artifacts,
-                                      where=self.where)
+                                      inputs=inputs, where=self.where)
 
     def update_run_tags(
         self, run_id: int, add: Iterable[str] = (), remove: Iterable[str] = ()
@@ -819,6 +822,9 @@ class Store(Database):
     def list_artifact_refs(self, task_id: int, attempt: int | None = None) -> dict[str, StoredValue]:
         """The artifacts of a task's latest (or given) attempt, as references by name (nothing loaded).
 
+        Each carries the ``artifact_id`` of the row it was read from, so a task that
+        passes it on stores a binding, not a copy; no JSON preview (``find_artifact`` has it).
+
         Raises
         ------
         NotFound
@@ -831,8 +837,9 @@ class Store(Database):
         >>> task = store.create_task(store.create_run("F", user="anne").run_id, "start")
         >>> store.start_attempt(task, 0)
         >>> store.finish_attempt(task, 0, "succeeded", artifacts={"x": store.put_value(1)})
-        >>> store.list_artifact_refs(task)["x"].json_value
-        '1'
+        >>> ref = store.list_artifact_refs(task)["x"]
+        >>> ref.encoding, ref.type, ref.json_value, ref.artifact_id is not None
+        ('json', 'int', None, True)
         """
         return self._read(_reads.list_artifact_refs, task_id, attempt, self.where)
 
