@@ -546,7 +546,8 @@ def _collect(store: Any, flow: FlowSpec, state: TaskState, spec: TaskSpec) -> tu
         try:
             prepared = store.prepare_value(value)
             had = state.inherited.get(name)
-            if had is not None and had.artifact_id is not None and _same_value(had, prepared.stored):
+            # (a remote executor's stand-in store prepares a StoredValue directly)
+            if had is not None and had.artifact_id is not None and _same_value(had, getattr(prepared, "stored", prepared)):
                 artifacts[name] = had
             else:
                 artifacts[name] = prepared
