@@ -562,3 +562,88 @@ def test_migration_8_keeps_what_every_task_attempt_shows_and_drops_the_copies(tm
     with Store(old) as store:
         check_run(store, old, "ForeachShape/1", SHAPES["foreach"][1])
         check_run(store, old, "LinearShape/3", LINEAR_WANT)  # the resumed run
+
+
+# ------------------------------------------------------------ hostile files (SPEC §13)
+
+def test_a_binding_into_another_run_or_name_is_never_followed(tmp_path: Path) -> None:
+    """A sender edits ``task_values``: run 2's tasks bound to run 1's rows, to a row of another
+    name, to a row that does not exist, and two tasks bound to each other's rows. Reading never
+    crosses runs (those names are simply not there), never loops (one join, no pointer chain,
+    checked under a timeout in a child), doctor names each stray binding, and merge copies none."""
+    flow = tmp_path / "flow.py"
+    flow.write_text(textwrap.dedent(LINEAR))
+    db = tmp_path / "attacker.db"
+    assert run_flow(flow, db, "run", "--alpha", "0.1", quiet=True).returncode == 0
+    assert run_flow(flow, db, "run", quiet=True).returncode == 0
+    conn = sqlite3.connect(db)
+
+    def task(run: int, step: str) -> int:
+        return conn.execute("SELECT t.task_id FROM tasks t JOIN steps s ON s.step_id = t.step_id JOIN runs r"
+                            " ON r.run_id = t.run_id WHERE r.run_number = ? AND s.name = ?", (run, step)).fetchone()[0]
+
+    def row(run: int, name: str) -> int:
+        return conn.execute("SELECT a.artifact_id FROM artifacts a JOIN tasks t ON t.task_id = a.task_id"
+                            " JOIN runs r ON r.run_id = t.run_id WHERE r.run_number = ? AND a.name = ?",
+                            (run, name)).fetchone()[0]
+
+    end2, mid2, start2 = task(2, "end"), task(2, "mid"), task(2, "start")
+    with conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("UPDATE task_values SET artifact_id = ? WHERE task_id = ? AND name = 'alpha'", (row(1, "alpha"), end2))
+        conn.execute("UPDATE task_values SET artifact_id = ? WHERE task_id = ? AND name = 'c'", (row(2, "big"), end2))
+        conn.execute("INSERT INTO task_values VALUES (?, 0, 'stolen', ?)", (end2, row(1, "big")))
+        conn.execute("INSERT INTO task_values VALUES (?, 0, 'ghost', 999999)", (end2,))
+        # "a cycle": start's a bound to mid's row and mid's a bound to start's row (same run)
+        conn.execute("UPDATE artifacts SET name = 'a2' WHERE artifact_id = ?", (row(2, "c"),))
+        conn.execute("UPDATE task_values SET artifact_id = ? WHERE task_id = ? AND name = 'a'", (row(2, "a"), mid2))
+        conn.execute("INSERT INTO task_values VALUES (?, 0, 'a2', ?)", (start2, row(2, "a2")))
+        conn.execute("INSERT INTO task_values VALUES (?, 0, 'a2', ?)", (mid2, row(2, "a2")))
+    conn.close()
+
+    reader = tmp_path / "read.py"
+    reader.write_text(textwrap.dedent(f"""
+        import json, sqlite3
+        from runstore import Run, Store, namespace
+        namespace(None)
+        store = Store({str(db)!r}, readonly=True)
+        out = {{}}
+        for step in Run("LinearShape/2", store=store):
+            for task in step:
+                out[step.id] = sorted(a.id for a in task)
+        out["view"] = sorted(r[0] for r in sqlite3.connect({str(db)!r}).execute(
+            "SELECT name FROM artifacts_view WHERE step = 'end' AND run_number = 2"))
+        out["refs"] = sorted(store.list_artifact_refs({end2}))
+        print(json.dumps(out))
+    """))
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(reader)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    # end showed alpha, a, big, c, d: alpha (run 1's row), c (a row named big), stolen, ghost are not followed
+    assert seen["end"] == ["a", "big", "d"]
+    assert seen["view"] == ["a", "big", "d"]
+    assert seen["refs"] == ["a", "big", "d"]
+    # the same-run bindings are shown as bound, once each: no pointer is followed further
+    assert seen["mid"] == ["a", "a2", "alpha", "big"] and seen["start"] == ["a", "a2", "alpha", "big", "gone"]
+
+    with Store(db, readonly=True) as store:
+        problems = store.doctor().problems
+    stray = sorted(p.split()[1] for p in problems if p.startswith("artifact "))
+    assert stray == [f"LinearShape/2/end/{end2}.{n}" for n in ("alpha", "c", "ghost", "stolen")] + [
+        f"LinearShape/2/mid/{mid2}.c"], problems  # mid's c: its row was renamed a2
+    assert any("missing artifacts row" in p for p in problems)  # the dangling one, by the foreign key check
+
+    victim = Store(tmp_path / "victim.db")
+    victim.merge_from(db)
+    with victim.read() as conn2:
+        names = sorted(r[0] for r in conn2.execute(
+            "SELECT name FROM artifacts_view WHERE step = 'end' AND run_number = 2"))
+        strays = conn2.execute("SELECT count(*) FROM task_values v WHERE NOT EXISTS (SELECT 1 FROM artifacts a"
+                               " JOIN tasks o ON o.task_id = a.task_id JOIN tasks t ON t.task_id = v.task_id"
+                               " WHERE a.artifact_id = v.artifact_id AND o.run_id = t.run_id)").fetchone()[0]
+    assert names == ["a", "big", "d"] and strays == 0
+    assert victim.doctor().problems == []
+    victim.close()

@@ -396,16 +396,18 @@ class _Transfer:
         tasks = "task_id IN (SELECT task_id FROM tasks WHERE run_id = ?)"
         for row in self._rows(src, "attempts", tasks, run_id):
             self._insert(dst, "attempts", dict(row, task_id=self.task_map[row["task_id"]]))
-        artifact_map: dict[int, int] = {}
+        artifact_map: dict[tuple[int, str], int] = {}
         for row in self._rows(src, "artifacts", tasks, run_id):
             self._copy_blob(src, dst, row["blob_key"])
             old_id = row.pop("artifact_id")
-            artifact_map[old_id] = self._insert(dst, "artifacts", dict(row, task_id=self.task_map[row["task_id"]]))
-        # Bindings to rows of this run only: one pointing elsewhere is not copied.
+            artifact_map[old_id, row["name"]] = self._insert(
+                dst, "artifacts", dict(row, task_id=self.task_map[row["task_id"]]))
+        # Bindings to a row of this run under the same name only (what readers show):
+        # one pointing into another run, to another name or to nothing is not copied.
         dst.executemany(
             "INSERT INTO task_values(task_id, attempt, name, artifact_id) VALUES (?, ?, ?, ?)",
-            [(self.task_map[row["task_id"]], row["attempt"], row["name"], artifact_map[row["artifact_id"]])
-             for row in self._rows(src, "task_values", tasks, run_id) if row["artifact_id"] in artifact_map])
+            [(self.task_map[row["task_id"]], row["attempt"], row["name"], artifact_map[row["artifact_id"], row["name"]])
+             for row in self._rows(src, "task_values", tasks, run_id) if (row["artifact_id"], row["name"]) in artifact_map])
         for row in self._rows(src, "metadata", tasks, run_id):
             if not self.keep_ids and row["name"] == "origin-task-id" and parse_id(row["value"]) is not None:
                 row["value"] = str(self.task_map.get(parse_id(row["value"]) or 0, row["value"]))
