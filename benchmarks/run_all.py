@@ -26,7 +26,10 @@ Sections (see ``benchmarks/README.md`` for how each is measured):
   adds, runstore vs Metaflow;
 * ``queries``: client queries at 1k, 10k and 100k runs (``bench_client.py``);
 * ``search``: listing and filtering 10k runs by a parameter value, runstore vs MLflow
-  ``search_runs`` on ``sqlite:///`` (``bench_search.py``, ``peers/mlflow_search.py``).
+  ``search_runs`` on ``sqlite:///`` (``bench_search.py``, ``peers/mlflow_search.py``);
+* ``width``: a foreach over n = 1,000 / 4,000 / 8,000 items where ``start`` sets
+  ``items = list(range(n))`` (``--max-workers 2``): store bytes, scheduler peak RSS and wall
+  time, and 8,000 over 1,000 for each (target ≤ 9×, issue #18; ``bench_width.py``).
 
 Every measured command runs in a fresh process; peak memory is that process's VmHWM
 (or, for whole commands, GNU time's maxrss of the largest process of the tree). A peer
@@ -59,7 +62,7 @@ from _machine import cpu_model, ram_gib  # noqa: E402
 from bench_runtime import DEDUP, FOREACH, LINEAR, run_measured  # noqa: E402
 
 MiB = 1024 * 1024
-SECTIONS = ("startup", "flows", "artifacts", "dedup", "queries", "search")
+SECTIONS = ("startup", "flows", "artifacts", "dedup", "queries", "search", "width")
 
 # Repeat counts: (full, --quick).
 REPEATS = {
@@ -446,6 +449,12 @@ def bench_search(peers: Peers, quick: bool, env: dict[str, str]) -> dict[str, An
     return out
 
 
+def bench_width(env: dict[str, str]) -> dict[str, Any]:
+    result = json_child([sys.executable, str(HERE / "bench_width.py"), "--json", "--max-workers", "2"], env)
+    log("width done")
+    return result
+
+
 # ----------------------------------------------------------------------------- report
 
 class Report:
@@ -680,6 +689,29 @@ def write_report(data: dict[str, Any], args: argparse.Namespace) -> str:
               "pointing at the blob already stored) can fit in free space of pages the first run left, "
               "so 0 bytes is a genuine result, not a missed measurement.", "")
 
+    # ---- width
+    if "width" in data:
+        w = data["width"]
+        first, last = w["widths"][0], w["widths"][-1]
+        r.add(f"## Foreach width: store bytes, peak RSS and time grow linearly (`--max-workers {w['max_workers']}`)",
+              "", "`start` sets `items = list(range(n))` and foreaches over it; one run per width, each "
+              "in a fresh folder (`bench_width.py`). Before #18 every child stored its own copy of "
+              "`items`' JSON text: 11 MiB at 1,000, 339 MiB at 8,000.", "")
+        r.table(["n", "store", "peak RSS", "wall", "artifacts rows", "task_values rows"],
+                [[f"{x['n']:,}", mib(x["store_bytes"]), mib(x["peak_rss"]) if x["peak_rss"] else "?",
+                  fmt_s(x["seconds"]), f"{x['rows']['artifacts']:,}", f"{x['rows']['task_values']:,}"]
+                 for x in w["widths"]])
+        rows = []
+        for key, what in (("store_bytes", "store bytes"), ("peak_rss", "scheduler peak RSS"), ("seconds", "wall time")):
+            ratio = w["ratios"].get(key)
+            v = r.verdict(f"width:{key}", None if ratio is None else ratio <= 9.0,
+                          f"foreach width {what}: {last['n']:,} over {first['n']:,} is "
+                          f"{'?' if ratio is None else f'{ratio:.1f}'}× (≤ 9× asked).")
+            rows.append([what, "?" if ratio is None else f"{ratio:.2f}×", f"≤ 9×: {v}"])
+            summary.append([f"foreach width {what}, {last['n']:,} over {first['n']:,}",
+                            "?" if ratio is None else f"{ratio:.2f}×", "", "", f"≤ 9×: {v}"])
+        r.table(["measure", f"{last['n']:,} over {first['n']:,}", "target"], rows)
+
     # ---- queries
     if "queries" in data:
         q = data["queries"]
@@ -841,6 +873,8 @@ def main() -> int:
             data["queries"] = bench_queries(args.quick, env)
         if "search" in only:
             data["search"] = bench_search(peers, args.quick, env)
+        if "width" in only:
+            data["width"] = bench_width(env)
     data["took_s"] = time.time() - started
     data["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.busy_note:

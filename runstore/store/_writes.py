@@ -232,24 +232,21 @@ def _insert_artifacts(conn: sqlite3.Connection, task_id: int, attempt: int,
             "SELECT a.artifact_id, a.name FROM artifacts a JOIN tasks o ON o.task_id = a.task_id"
             " JOIN tasks t ON t.run_id = o.run_id AND t.task_id = ?"
             f" WHERE a.artifact_id IN ({placeholders(len(batch))})", (task_id, *batch)).fetchall())
-    bindings = []
-    for name, ref in refs.items():
-        artifact_id = ref.artifact_id if (ref.artifact_id, name) in same_run else None
-        if artifact_id is None:
-            row = (ref.blob_key, ref.encoding, ref.type, ref.size, stamp, task_id, attempt, name)
-            found = conn.execute("SELECT artifact_id FROM artifacts WHERE task_id = ? AND attempt = ? AND name = ?",
-                                 row[-3:]).fetchone()
-            if found is not None:  # written again in the same attempt (a clone's replaced value)
-                conn.execute("UPDATE artifacts SET blob_key = ?, encoding = ?, type = ?, size = ?, created_at = ?"
-                             " WHERE task_id = ? AND attempt = ? AND name = ?", row)
-                artifact_id = found[0]
-            else:
-                artifact_id = conn.execute(
-                    "INSERT INTO artifacts(blob_key, encoding, type, size, created_at, task_id, attempt, name)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row).lastrowid
-        bindings.append((task_id, attempt, name, artifact_id))
+    bound = {name: ref.artifact_id for name, ref in refs.items() if (ref.artifact_id, name) in same_run}
+    own = [(ref.blob_key, ref.encoding, ref.type, ref.size, stamp, task_id, attempt, name)
+           for name, ref in refs.items() if name not in bound]
+    if own:
+        mine = "SELECT name, artifact_id FROM artifacts WHERE task_id = ? AND attempt = ?"
+        existing = {name for name, _ in conn.execute(mine, (task_id, attempt))}
+        # written again in the same attempt (a clone's replaced value): the row is updated
+        conn.executemany("UPDATE artifacts SET blob_key = ?, encoding = ?, type = ?, size = ?, created_at = ?"
+                         " WHERE task_id = ? AND attempt = ? AND name = ?", [r for r in own if r[-1] in existing])
+        conn.executemany("INSERT INTO artifacts(blob_key, encoding, type, size, created_at, task_id, attempt, name)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [r for r in own if r[-1] not in existing])
+        ids = dict(conn.execute(mine, (task_id, attempt)).fetchall())
+        bound.update((r[-1], ids[r[-1]]) for r in own)
     conn.executemany("INSERT OR REPLACE INTO task_values(task_id, attempt, name, artifact_id) VALUES (?, ?, ?, ?)",
-                     bindings)
+                     [(task_id, attempt, name, artifact_id) for name, artifact_id in bound.items()])
 
 
 def finish_attempt(conn: sqlite3.Connection, task_id: int, attempt: int, status: str, *,
