@@ -547,10 +547,8 @@ def _collect(store: Any, flow: FlowSpec, state: TaskState, spec: TaskSpec) -> tu
             prepared = store.prepare_value(value)
             had = state.inherited.get(name)
             # (a remote executor's stand-in store prepares a StoredValue directly)
-            if had is not None and had.artifact_id is not None and _same_value(had, getattr(prepared, "stored", prepared)):
-                artifacts[name] = had
-            else:
-                artifacts[name] = prepared
+            same = had is not None and _same_value(had, getattr(prepared, "stored", prepared))
+            artifacts[name] = had if same and had.artifact_id is not None else prepared
         except (CodecError, StoreError) as exc:  # StoreError: e.g. disk full, kept as is (not a CodecError)
             error = error or exc
         except Exception as exc:  # noqa: BLE001 - pickling user objects can fail any way

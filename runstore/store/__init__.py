@@ -330,7 +330,20 @@ class Store(Database):
 
         ``status`` is ``succeeded``, ``failed`` or ``caught`` (failed, handled by
         ``@catch``). ``exception`` is ``(type, message, traceback)``. Nothing of the
-        attempt is visible to readers until this commits.
+        attempt is visible to readers until this commits. An artifact given as a
+        reference read from a task of the same run (``list_artifact_refs``) is bound to
+        that task's row, not stored again (docs/storage.md); anything else gets a row.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("F", user="anne").run_id
+        >>> a, b = store.create_task(run, "start"), store.create_task(run, "end")
+        >>> store.start_attempt(a, 0); store.finish_attempt(a, 0, "succeeded", artifacts={"x": store.put_value(1)})
+        >>> store.start_attempt(b, 0); store.finish_attempt(b, 0, "succeeded", artifacts=store.list_artifact_refs(a))
+        >>> store.find_artifact(b, 0, "x")["artifact_id"] == store.find_artifact(a, 0, "x")["artifact_id"]
+        True
         """
         with self.write() as conn:
             _writes.finish_attempt(conn, task_id, attempt, status, artifacts=artifacts, stdout=stdout, stderr=stderr,
