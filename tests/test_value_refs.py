@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from helpers import run_flow
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runstore import Run, Store, namespace
 
@@ -647,3 +649,70 @@ def test_a_binding_into_another_run_or_name_is_never_followed(tmp_path: Path) ->
     assert names == ["a", "big", "d"] and strays == 0
     assert victim.doctor().problems == []
     victim.close()
+
+
+# ------------------------------------------------------------ the store's rule, on random task graphs
+
+_names = st.sampled_from(["a", "b", "c", "d", "_private"])
+_values = st.one_of(st.integers(-3, 3), st.text(max_size=3), st.lists(st.integers(0, 2), max_size=3),
+                    st.tuples(st.integers(0, 2)))
+_task = st.fixed_dictionaries({
+    "parent": st.integers(0, 30),          # an earlier task of the run (modulo), or none
+    "delete": st.sets(_names, max_size=2),
+    "set": st.dictionaries(_names, _values, max_size=3),
+    "foreign": st.sets(_names, max_size=1),  # names taken by reference from another run's task
+})
+
+
+@settings(max_examples=40, deadline=None)
+@given(tasks=st.lists(_task, min_size=1, max_size=12))
+def test_bindings_reproduce_copy_everything_on_random_task_graphs(tasks: list[dict[str, Any]]) -> None:
+    """Each task commits its input's references minus what it deleted plus what it set (and
+    references read from another run): what every task shows equals the copy-everything oracle,
+    and rows are stored only for set values and foreign references."""
+    store = Store(":memory:")
+    other = store.create_run("Other", user="anne").run_id
+    donor = store.create_task(other, "start")
+    store.start_attempt(donor, 0)
+    store.finish_attempt(donor, 0, "succeeded", artifacts={n: store.put_value(f"other {n}")
+                                                           for n in ("a", "b", "c", "d", "_private")})
+    foreign_refs = store.list_artifact_refs(donor)
+    run = store.create_run("F", user="anne").run_id
+    ids: list[int] = []
+    expected: list[dict[str, Any]] = []
+    stored = 0
+    for spec in tasks:
+        task_id = store.create_task(run, "step")
+        parent = spec["parent"] % (len(ids) + 1) - 1  # -1: no input
+        refs = dict(store.list_artifact_refs(ids[parent])) if parent >= 0 else {}
+        want = dict(expected[parent]) if parent >= 0 else {}
+        for name in spec["delete"]:
+            refs.pop(name, None)
+            want.pop(name, None)
+        for name in spec["foreign"]:
+            refs[name] = foreign_refs[name]
+            want[name] = f"other {name}"
+        for name, value in spec["set"].items():
+            refs[name] = store.put_value(value)
+            want[name] = value
+        stored += len(spec["set"]) + len(spec["foreign"] - set(spec["set"]))
+        store.start_attempt(task_id, 0)
+        store.finish_attempt(task_id, 0, "succeeded", artifacts=refs)
+        ids.append(task_id)
+        expected.append(want)
+    for task_id, want in zip(ids, expected):
+        shown = {r["name"]: store.load_value(r["blob_key"], r["encoding"])
+                 for r in store.list_artifacts(task_id, 0, private=True)}
+        assert shown == want
+        with store.read() as conn:
+            viewed = {name: value for name, value in conn.execute(
+                "SELECT name, value_json FROM artifacts_view WHERE task_id = ?", (task_id,))}
+        assert set(viewed) == set(want)
+    with store.read() as conn:
+        rows = conn.execute("SELECT count(*) FROM artifacts a JOIN tasks t ON t.task_id = a.task_id"
+                            " WHERE t.run_id = ?", (run,)).fetchone()[0]
+        strays = conn.execute("SELECT count(*) FROM task_values v JOIN tasks t ON t.task_id = v.task_id"
+                              " JOIN artifacts a ON a.artifact_id = v.artifact_id JOIN tasks o"
+                              " ON o.task_id = a.task_id WHERE o.run_id <> t.run_id").fetchone()[0]
+    assert rows == stored and strays == 0
+    store.close()
