@@ -72,8 +72,8 @@ def populate(store: Store, n: int) -> None:
             artifacts.append((task_id, "alpha", alpha, at))
             artifacts.append((task_id, "epochs", epochs, at))
         artifacts.append((e_step, "accuracy", acc, created + 1.5))
-    rows = [(task_id, 0, name, ref.blob_key, ref.encoding, ref.type, ref.size, at,
-             ref.json_value) for task_id, name, ref, at in artifacts]
+    rows = [(task_id, 0, name, ref.blob_key, ref.encoding, ref.type, ref.size, at)
+            for task_id, name, ref, at in artifacts]
     with store.write() as conn:
         conn.execute("INSERT INTO flows(flow_id, name, created_at, last_run_number) VALUES (1, ?, ?, ?)",
                      (FLOW, start, n))
@@ -89,7 +89,10 @@ def populate(store: Store, n: int) -> None:
         conn.executemany("INSERT INTO attempts(task_id, attempt, started_at, finished_at, status)"
                          " VALUES (?, ?, ?, ?, ?)", attempts)
         conn.executemany("INSERT INTO artifacts(task_id, attempt, name, blob_key, encoding, type, size,"
-                         " created_at, json_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        # each task has its own rows (the JSON previews are the blobs', written by put_value)
+        conn.execute("INSERT INTO task_values(task_id, attempt, name, artifact_id)"
+                     " SELECT task_id, attempt, name, artifact_id FROM artifacts")
 
 
 def build(directory: Path, n: int) -> tuple[Store, float]:
