@@ -15,6 +15,8 @@ of the tree, the scheduler), and the store's bytes after the run (``runstore.db`
 any ``-wal``), with the row counts of ``artifacts`` and ``task_values``. The last line
 gives each measure at the widest width over the narrowest (target ≤ 9× for 8× the width).
 ``--json`` prints the figures as JSON instead (used by ``run_all.py``, section ``width``).
+``--before DIR`` also runs the same widths with ``PYTHONPATH=DIR``, an older runstore source
+tree (e.g. ``git archive`` of the commit before #18), for a before/after table.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def measure(n: int, workers: int, env: dict[str, str]) -> dict[str, Any]:
         size = sum(p.stat().st_size for p in folder.glob("runstore.db*"))
         conn = sqlite3.connect(folder / "runstore.db")
         try:
-            rows = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            rows = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] if table in tables else 0
                     for table in ("tasks", "artifacts", "task_values")}
             check = conn.execute("SELECT value FROM artifacts_view WHERE step = 'join' AND name = 'total'").fetchone()
         finally:
@@ -82,11 +85,21 @@ def measure(n: int, workers: int, env: dict[str, str]) -> dict[str, Any]:
         return {"n": n, "seconds": seconds, "peak_rss": peak, "store_bytes": size, "rows": rows}
 
 
+def table(results: list[dict[str, Any]]) -> None:
+    print(f"{'n':>6} {'wall s':>8} {'peak RSS MiB':>13} {'store MiB':>10} {'tasks':>6} {'artifacts':>10} "
+          f"{'task_values':>12}")
+    for r in results:
+        peak = f"{r['peak_rss'] / 2**20:.1f}" if r["peak_rss"] else "?"
+        print(f"{r['n']:>6} {r['seconds']:>8.2f} {peak:>13} {r['store_bytes'] / 2**20:>10.2f} "
+              f"{r['rows']['tasks']:>6} {r['rows']['artifacts']:>10} {r['rows']['task_values']:>12}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", default="1000,4000,8000")
     parser.add_argument("--max-workers", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--before", help="an older runstore source tree to run the same widths with")
     args = parser.parse_args()
     env = dict(os.environ)
     env.setdefault("RUNSTORE_HOME", tempfile.mkdtemp(prefix="bench-width-home-"))
@@ -98,14 +111,17 @@ def main() -> int:
         print(json.dumps({"widths": results, "ratios": ratios, "max_workers": args.max_workers}))
         return 0
     print(f"foreach width, --max-workers {args.max_workers}")
-    print(f"{'n':>6} {'wall s':>8} {'peak RSS MiB':>13} {'store MiB':>10} {'tasks':>6} {'artifacts':>10} "
-          f"{'task_values':>12}")
-    for r in results:
-        peak = f"{r['peak_rss'] / 2**20:.1f}" if r["peak_rss"] else "?"
-        print(f"{r['n']:>6} {r['seconds']:>8.2f} {peak:>13} {r['store_bytes'] / 2**20:>10.2f} "
-              f"{r['rows']['tasks']:>6} {r['rows']['artifacts']:>10} {r['rows']['task_values']:>12}")
+    if args.before:
+        before = [measure(int(n), args.max_workers, dict(env, PYTHONPATH=os.path.abspath(args.before)))
+                  for n in args.widths.split(",")]
+        print(f"before (PYTHONPATH={args.before}):")
+        table(before)
+        print("after (this tree):")
+    table(results)
     text = ", ".join(f"{key} {value:.2f}×" if value else f"{key} ?" for key, value in ratios.items())
     print(f"{last['n']:,} over {first['n']:,} (target ≤ 9× each): {text}")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end: {load} (1/5/15 min) on {os.cpu_count()} CPUs: wall times move with it")
     return 0
 
 

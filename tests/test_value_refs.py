@@ -350,6 +350,12 @@ def test_resume_clones_show_the_same_artifacts_and_bind_inherited_values(tmp_pat
     # resumed run's _parameters row.
     assert stored_rows(db, run_id, "big") == 1
     assert stored_rows(db, run_id, "alpha") == 1
+    # nothing points into the origin run: deleting it and collecting garbage keeps the resumed run whole
+    with Store(db) as store:
+        assert store.delete_runs(["LinearShape/1"]) == ["LinearShape/1"]
+        store.gc()
+        check_run(store, db, "LinearShape/2", LINEAR_WANT)
+        assert store.doctor().problems == []
 
 
 def _table_bytes(path: Path) -> int | None:
