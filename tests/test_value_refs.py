@@ -607,6 +607,9 @@ def test_a_binding_into_another_run_or_name_is_never_followed(tmp_path: Path) ->
         conn.execute("UPDATE task_values SET artifact_id = ? WHERE task_id = ? AND name = 'a'", (row(2, "a"), mid2))
         conn.execute("INSERT INTO task_values VALUES (?, 0, 'a2', ?)", (start2, row(2, "a2")))
         conn.execute("INSERT INTO task_values VALUES (?, 0, 'a2', ?)", (mid2, row(2, "a2")))
+        # and a JSON preview that is not the value: what SQL would show after a merge
+        conn.execute("UPDATE blobs SET json_value = '\"forged\"' WHERE blob_key ="
+                     " (SELECT blob_key FROM artifacts WHERE artifact_id = ?)", (row(2, "big"),))
     conn.close()
 
     reader = tmp_path / "read.py"
@@ -653,6 +656,9 @@ def test_a_binding_into_another_run_or_name_is_never_followed(tmp_path: Path) ->
                                " JOIN tasks o ON o.task_id = a.task_id JOIN tasks t ON t.task_id = v.task_id"
                                " WHERE a.artifact_id = v.artifact_id AND o.run_id = t.run_id)").fetchone()[0]
     assert names == ["a", "big", "d"] and strays == 0
+    with victim.read() as conn2:
+        previews = {r[0] for r in conn2.execute("SELECT value_json FROM artifacts_view WHERE name = 'big'")}
+    assert previews == {json.dumps(list(range(50)), separators=(",", ":"))}  # merge rebuilt it from the bytes
     assert victim.doctor().problems == []
     victim.close()
 

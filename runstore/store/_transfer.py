@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..codecs import JSON_SQL_LIMIT
 from ..errors import CodecError, InvalidPathspec, NotAStoreError, RunstoreError, StoreError
 from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
 from ..tags import check_merged_tags
@@ -468,6 +469,8 @@ class _Transfer:
         if [seq for seq, _ in parts] != list(range(len(parts))) or len(parts) != blob["n_chunks"]:
             raise _Tampered(f"{len(parts)} parts listed for {blob['n_chunks']!r} chunks")
         digest, total, stamp = hashlib.sha256(), 0, now()
+        small = blob["size"] <= JSON_SQL_LIMIT and len(parts) == 1
+        text = b""
         for _, chunk_key in parts:
             chunk = src.execute("SELECT compression, raw_size, data FROM blob_chunks WHERE chunk_key = ?",
                                 (chunk_key,)).fetchone()
@@ -481,6 +484,8 @@ class _Transfer:
                 raise _Tampered(f"chunk {str(chunk_key)[:16]}…: {exc}") from None
             digest.update(raw)
             total += raw_size
+            if small:
+                text = bytes(raw)
             del raw
             if dst.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (chunk_key,)).fetchone() is None:
                 dst.execute("INSERT INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data)"
@@ -489,10 +494,20 @@ class _Transfer:
                 self.report.bytes += len(data)
         if total != blob["size"] or digest.hexdigest() != key:
             raise _Tampered(f"its {len(parts)} chunks ({total} bytes) do not hash to it")
+        # The JSON preview SQL shows is the verified bytes themselves, never the sender's text.
+        blob["json_value"] = _preview(text) if small and blob.get("json_value") is not None else None
         self._insert(dst, "blobs", blob)
         dst.executemany("INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, ?, ?)",
                         [(key, seq, chunk_key) for seq, chunk_key in parts])
         self.report.blobs += 1
+
+
+def _preview(data: bytes) -> str | None:
+    """The JSON text of a verified small value's bytes (None when they are not UTF-8)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _as_time(*candidates: object) -> float:
