@@ -728,3 +728,24 @@ def test_bindings_reproduce_copy_everything_on_random_task_graphs(tasks: list[di
                               " ON o.task_id = a.task_id WHERE o.run_id <> t.run_id").fetchone()[0]
     assert rows == stored and strays == 0
     store.close()
+
+
+def test_gc_gives_back_the_space_migration_8_freed(tmp_path: Path) -> None:
+    """A schema-7 file of a 300-wide foreach holds 300 copies of ``items``; after the upgrade
+    those pages are free, and ``gc`` compacts the file though it collects no value."""
+    flow = tmp_path / "flow.py"
+    flow.write_text(textwrap.dedent(WIDE))
+    db = tmp_path / "new.db"
+    done = run_flow(flow, db, "run", "--max-num-splits", "300", quiet=True, env={"WIDTH": "300"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    Store(db).close()
+    old = tmp_path / "runstore.db"
+    write_version_7(db, old)
+    before = every_attempt(old)
+    with Store(old) as store:
+        size = old.stat().st_size
+        report = store.gc()
+        assert (report.blobs, report.chunks) == (0, 0)
+        assert old.stat().st_size < size * 3 / 4, (size, old.stat().st_size)  # without the compaction: equal
+        assert store.doctor().problems == []
+    assert every_attempt(old) == before

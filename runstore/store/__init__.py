@@ -1094,7 +1094,8 @@ class Store(Database):
         """Drop blobs, chunks and code packages nothing references; reclaim the space.
 
         Everything is decided and deleted in one write transaction; then the file is
-        compacted (``VACUUM``) and the WAL folded in, so the file shrinks. Values
+        compacted (``VACUUM``) and the WAL folded in, so the file shrinks (also when
+        nothing was collected but a quarter of the file is free pages). Values
         written moments ago by a live run survive (see ``store/_gc.py`` for the
         exact rule). With ``dry_run`` nothing changes and the report says what would go.
 
