@@ -749,3 +749,24 @@ def test_gc_gives_back_the_space_migration_8_freed(tmp_path: Path) -> None:
         assert old.stat().st_size < size * 3 / 4, (size, old.stat().st_size)  # without the compaction: equal
         assert store.doctor().problems == []
     assert every_attempt(old) == before
+
+
+def test_reads_of_a_task_and_of_a_name_are_index_lookups(tmp_path: Path) -> None:
+    """The query contract: a task's artifacts come from task_values' primary key, a name's from
+    artifacts_by_name then task_values_by_artifact; nothing scans a table, however many runs."""
+    from runstore.store._reads import _ARTIFACT_QUERY, _REF_QUERY
+
+    store = Store(tmp_path / "runstore.db")
+    with store.read() as conn:
+        def plan(sql: str, *args: Any) -> str:
+            return " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+
+        for query in (_ARTIFACT_QUERY, _REF_QUERY):
+            task = plan(f"{query} WHERE v.task_id = ? AND v.attempt = ?", 1, 0)
+            assert "v USING PRIMARY KEY (task_id=? AND attempt=?)" in task and "SCAN" not in task, task
+        named = plan("SELECT pathspec, value FROM artifacts_view WHERE name = ?", "accuracy")
+        assert "artifacts_by_name (name=?)" in named and "task_values_by_artifact (artifact_id=?)" in named, named
+        assert "SCAN" not in named, named
+        run = plan("SELECT value FROM artifacts_view WHERE run_id = ? AND step = '_parameters' AND name = ?", 1, "a")
+        assert "tasks_by_run (run_id=?)" in run and "SCAN" not in run, run
+    store.close()
