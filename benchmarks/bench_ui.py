@@ -73,8 +73,8 @@ def populate(store: Store, n: int) -> None:
             artifacts.append((task_id, "alpha", alpha, at))
             artifacts.append((task_id, "epochs", epochs, at))
         artifacts.append((e_step, "accuracy", acc, created + 1.5))
-    rows = [(task_id, 0, name, ref.blob_key, ref.encoding, ref.type, ref.size, at,
-             ref.json_value) for task_id, name, ref, at in artifacts]
+    rows = [(task_id, 0, name, ref.blob_key, ref.encoding, ref.type, ref.size, at)
+            for task_id, name, ref, at in artifacts]
     # run_params as the store fills it when a _parameters task commits (sync_run_params)
     params = [(run_id, name, ref.json_value) for run_id in range(1, n + 1)
               for name, ref in (("alpha", alphas[(run_id - 1) % len(alphas)]), ("epochs", epochs))]
@@ -93,7 +93,10 @@ def populate(store: Store, n: int) -> None:
         conn.executemany("INSERT INTO attempts(task_id, attempt, started_at, finished_at, status)"
                          " VALUES (?, ?, ?, ?, ?)", attempts)
         conn.executemany("INSERT INTO artifacts(task_id, attempt, name, blob_key, encoding, type, size,"
-                         " created_at, json_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        # each task has its own rows (the JSON previews are the blobs', written by put_value)
+        conn.execute("INSERT INTO task_values(task_id, attempt, name, artifact_id)"
+                     " SELECT task_id, attempt, name, artifact_id FROM artifacts")
         conn.executemany("INSERT INTO run_params(run_id, name, value) VALUES (?, ?, ?)", params)
 
 

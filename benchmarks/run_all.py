@@ -33,6 +33,9 @@ Sections (see ``benchmarks/README.md`` for how each is measured):
 * ``sql_stream``: ``runstore sql`` of 200,000 and 2,000,000 rows in every format under a
   180 MiB address-space limit (peak RSS flat, time to the first row) and ``| head -2``
   (``bench_sql_stream.py``).
+* ``width``: a foreach over n = 1,000 / 4,000 / 8,000 items where ``start`` sets
+  ``items = list(range(n))`` (``--max-workers 2``): store bytes, scheduler peak RSS and wall
+  time, and 8,000 over 1,000 for each (target ≤ 9×, issue #18; ``bench_width.py``).
 
 Every measured command runs in a fresh process; peak memory is that process's VmHWM
 (or, for whole commands, GNU time's maxrss of the largest process of the tree). A peer
@@ -65,7 +68,7 @@ from _machine import cpu_model, ram_gib  # noqa: E402
 from bench_runtime import DEDUP, FOREACH, LINEAR, run_measured  # noqa: E402
 
 MiB = 1024 * 1024
-SECTIONS = ("startup", "flows", "artifacts", "dedup", "queries", "search", "sql_stream")
+SECTIONS = ("startup", "flows", "artifacts", "dedup", "queries", "search", "sql_stream", "width")
 
 #: RESULTS.md's figures before logs streamed into the store (main at 1aae353, issue #13): per-task
 #: overhead in warm workers and the 100-task foreach at --max-workers 2. Streaming may cost at most
@@ -475,6 +478,12 @@ def bench_sql_stream(quick: bool, env: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def bench_width(env: dict[str, str]) -> dict[str, Any]:
+    result = json_child([sys.executable, str(HERE / "bench_width.py"), "--json", "--max-workers", "2"], env)
+    log("width done")
+    return result
+
+
 # ----------------------------------------------------------------------------- report
 
 class Report:
@@ -733,6 +742,29 @@ def write_report(data: dict[str, Any], args: argparse.Namespace) -> str:
               "pointing at the blob already stored) can fit in free space of pages the first run left, "
               "so 0 bytes is a genuine result, not a missed measurement.", "")
 
+    # ---- width
+    if "width" in data:
+        w = data["width"]
+        first, last = w["widths"][0], w["widths"][-1]
+        r.add(f"## Foreach width: store bytes, peak RSS and time grow linearly (`--max-workers {w['max_workers']}`)",
+              "", "`start` sets `items = list(range(n))` and foreaches over it; one run per width, each "
+              "in a fresh folder (`bench_width.py`). Before #18 every child stored its own copy of "
+              "`items`' JSON text: 11 MiB at 1,000, 339 MiB at 8,000.", "")
+        r.table(["n", "store", "peak RSS", "wall", "artifacts rows", "task_values rows"],
+                [[f"{x['n']:,}", mib(x["store_bytes"]), mib(x["peak_rss"]) if x["peak_rss"] else "?",
+                  fmt_s(x["seconds"]), f"{x['rows']['artifacts']:,}", f"{x['rows']['task_values']:,}"]
+                 for x in w["widths"]])
+        rows = []
+        for key, what in (("store_bytes", "store bytes"), ("peak_rss", "scheduler peak RSS"), ("seconds", "wall time")):
+            ratio = w["ratios"].get(key)
+            v = r.verdict(f"width:{key}", None if ratio is None else ratio <= 9.0,
+                          f"foreach width {what}: {last['n']:,} over {first['n']:,} is "
+                          f"{'?' if ratio is None else f'{ratio:.1f}'}× (≤ 9× asked).")
+            rows.append([what, "?" if ratio is None else f"{ratio:.2f}×", f"≤ 9×: {v}"])
+            summary.append([f"foreach width {what}, {last['n']:,} over {first['n']:,}",
+                            "?" if ratio is None else f"{ratio:.2f}×", "", "", f"≤ 9×: {v}"])
+        r.table(["measure", f"{last['n']:,} over {first['n']:,}", "target"], rows)
+
     # ---- queries
     if "queries" in data:
         q = data["queries"]
@@ -948,6 +980,8 @@ def main() -> int:
             data["search"] = bench_search(peers, args.quick, env)
         if "sql_stream" in only:
             data["sql_stream"] = bench_sql_stream(args.quick, env)
+        if "width" in only:
+            data["width"] = bench_width(env)
     data["took_s"] = time.time() - started
     data["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.busy_note:

@@ -439,6 +439,99 @@ CREATE TABLE log_stamps (
 ) WITHOUT ROWID;
 """
 
+# Inherited artifacts by reference (#18). ``artifacts`` holds one row per value a task
+# stored (its own writes; a resume clone's snapshot); ``task_values`` binds each name a
+# task attempt *has* to such a row of the same run: a value a task inherits or a join
+# merges is one small binding row, not a copy. The JSON preview moves to ``blobs``
+# (one text per value, not per task). Existing files: the first row of each
+# (run, name, value) is kept, the duplicates become bindings to it, so every task shows
+# exactly what it showed before. docs/storage.md "Inherited artifacts by reference".
+_V8_VALUE_REFS = f"""
+ALTER TABLE blobs ADD COLUMN json_value TEXT;
+
+CREATE TABLE task_values (
+    task_id     INTEGER NOT NULL REFERENCES tasks(task_id) ON DELETE CASCADE,
+    attempt     INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    artifact_id INTEGER NOT NULL REFERENCES artifacts(artifact_id) ON DELETE CASCADE,
+    PRIMARY KEY (task_id, attempt, name)
+) WITHOUT ROWID;
+CREATE INDEX task_values_by_artifact ON task_values(artifact_id);
+
+UPDATE blobs SET json_value = (
+    SELECT a.json_value FROM artifacts a
+     WHERE a.blob_key = blobs.blob_key AND a.encoding = 'json' AND a.json_value IS NOT NULL LIMIT 1);
+
+INSERT INTO task_values(task_id, attempt, name, artifact_id)
+SELECT a.task_id, a.attempt, a.name,
+       min(a.artifact_id) OVER (PARTITION BY t.run_id, a.name, a.blob_key, a.encoding, a.type, a.size)
+  FROM artifacts a JOIN tasks t ON t.task_id = a.task_id;
+
+DELETE FROM artifacts WHERE NOT EXISTS (SELECT 1 FROM task_values v WHERE v.artifact_id = artifacts.artifact_id);
+
+UPDATE artifacts SET json_value = NULL WHERE json_value IS NOT NULL;
+
+DROP VIEW artifacts_view;
+
+-- One row per artifact a task has (set or inherited), of the attempt the client shows
+-- by default: the task's latest finished attempt (else its current one). A binding
+-- whose row belongs to another run or carries another name is not shown.
+CREATE VIEW artifacts_view AS
+SELECT
+    a.artifact_id                                AS artifact_id,
+    v.task_id                                    AS task_id,
+    t.run_id                                     AS run_id,
+    f.name                                       AS flow,
+    r.run_number                                 AS run_number,
+    s.name                                       AS step,
+    {_TASK_PATH}                                 AS task_pathspec,
+    {_TASK_PATH} || '/' || v.name                AS pathspec,
+    v.name                                       AS name,
+    v.attempt                                    AS attempt,
+    json_extract(CASE WHEN a.encoding = 'json' THEN b.json_value END, '$') AS value,
+    CASE WHEN a.encoding = 'json' THEN b.json_value END AS value_json,
+    a.encoding                                   AS encoding,
+    a.type                                       AS type,
+    a.size                                       AS size,
+    a.blob_key                                   AS blob_key,
+    r.user_name                                  AS user,
+    {_iso('coalesce(x.finished_at, a.created_at)')} AS created_at,
+    coalesce(x.finished_at, a.created_at)        AS created_ts
+FROM task_values v
+JOIN artifacts a ON a.artifact_id = v.artifact_id AND a.name = v.name
+JOIN tasks t ON t.task_id = v.task_id
+JOIN tasks o ON o.task_id = a.task_id AND o.run_id = t.run_id
+LEFT JOIN blobs b ON b.blob_key = a.blob_key
+LEFT JOIN attempts x ON x.task_id = v.task_id AND x.attempt = v.attempt
+{_TASK_JOINS}
+WHERE v.attempt = coalesce(
+    (SELECT max(y.attempt) FROM attempts y WHERE y.task_id = v.task_id AND y.finished_at IS NOT NULL),
+    t.attempt);
+
+DROP VIEW parameters_view;
+
+CREATE VIEW parameters_view AS
+SELECT
+    r.run_id                                     AS run_id,
+    f.name                                       AS flow,
+    r.run_number                                 AS run_number,
+    f.name || '/' || r.run_number                AS pathspec,
+    r.user_name                                  AS user,
+    (SELECT json_group_object(name, json(json_value)) FROM
+        (SELECT v.name AS name, CASE WHEN a.encoding = 'json' THEN b.json_value END AS json_value
+           FROM steps s
+           JOIN tasks t ON t.step_id = s.step_id
+           JOIN task_values v ON v.task_id = t.task_id AND v.attempt = t.attempt
+           JOIN artifacts a ON a.artifact_id = v.artifact_id AND a.name = v.name
+           JOIN tasks o ON o.task_id = a.task_id AND o.run_id = r.run_id
+           LEFT JOIN blobs b ON b.blob_key = a.blob_key
+          WHERE s.run_id = r.run_id AND s.name = '_parameters' AND substr(v.name, 1, 1) <> '_'
+          ORDER BY v.name))                      AS parameters,
+    {_iso('r.created_at')}                       AS created_at,
+    r.created_at                                 AS created_ts
+FROM runs r JOIN flows f ON f.flow_id = r.flow_id;
+"""
+
 # Parameters by value (#18): one row per run and parameter, the JSON text of the value
 # of the run's ``_parameters`` task (NULL when it is not JSON or larger than 64 KiB), so
 # ``params_view WHERE name = ? AND value = ?`` and ``Flow.runs(where=...)`` are one
@@ -494,7 +587,7 @@ JOIN flows f ON f.flow_id = r.flow_id;
 
 #: Ordered migrations; entry i takes a file from user_version i to i + 1.
 MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES, _V5_CARDS,
-                         _V6_DELETED_RUNS, _V7_LOG_STAMPS, _V9_RUN_PARAMS]
+                         _V6_DELETED_RUNS, _V7_LOG_STAMPS, _V8_VALUE_REFS, _V9_RUN_PARAMS]
 
 #: The schema version this runstore writes.
 SCHEMA_VERSION = len(MIGRATIONS)

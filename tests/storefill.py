@@ -205,9 +205,11 @@ def snapshot(store: Store) -> dict[str, Any]:
         "runs": rows("SELECT uuid, flow, status, user, namespace, user_tags, system_tags FROM runs_view"),
         "tasks": rows("SELECT r.uuid, s.name, t.status, t.attempt, t.foreach_path FROM tasks t"
                       " JOIN runs r ON r.run_id = t.run_id JOIN steps s ON s.step_id = t.step_id"),
-        "artifacts": rows("SELECT r.uuid, s.name, a.name, a.blob_key, a.encoding, a.type, a.size, a.json_value"
-                          " FROM artifacts a JOIN tasks t ON t.task_id = a.task_id JOIN runs r"
-                          " ON r.run_id = t.run_id JOIN steps s ON s.step_id = t.step_id"),
+        # what each task attempt has (its bindings), whether stored by it or inherited
+        "artifacts": rows("SELECT r.uuid, s.name, v.attempt, v.name, a.blob_key, a.encoding, a.type, a.size,"
+                          " b.json_value FROM task_values v JOIN artifacts a ON a.artifact_id = v.artifact_id"
+                          " JOIN blobs b ON b.blob_key = a.blob_key JOIN tasks t ON t.task_id = v.task_id"
+                          " JOIN runs r ON r.run_id = t.run_id JOIN steps s ON s.step_id = t.step_id"),
         "attempts": rows("SELECT r.uuid, s.name, at.attempt, at.status, at.stdout, at.stderr FROM attempts at"
                          " JOIN tasks t ON t.task_id = at.task_id JOIN runs r ON r.run_id = t.run_id"
                          " JOIN steps s ON s.step_id = t.step_id"),

@@ -78,8 +78,9 @@ def snapshot(store: Store, pathspec: str) -> list[tuple[Any, ...]]:
                 "SELECT attempt, status, exception_type, exception_message, traceback, stdout, stderr"
                 " FROM attempts WHERE task_id = ? ORDER BY attempt", (task_id,)).fetchall()
             artifacts = conn.execute(
-                "SELECT attempt, name, blob_key, encoding, type, size, json_value FROM artifacts"
-                " WHERE task_id = ? ORDER BY attempt, name", (task_id,)).fetchall()
+                "SELECT v.attempt, v.name, a.blob_key, a.encoding, a.type, a.size, b.json_value FROM task_values v"
+                " JOIN artifacts a ON a.artifact_id = v.artifact_id JOIN blobs b ON b.blob_key = a.blob_key"
+                " WHERE v.task_id = ? ORDER BY v.attempt, v.name", (task_id,)).fetchall()
             metadata = conn.execute(
                 "SELECT attempt, name, value FROM metadata WHERE task_id = ? ORDER BY attempt, name",
                 (task_id,)).fetchall()

@@ -145,8 +145,10 @@ def rows_of_runs(db: Path, numbers: list[int]) -> dict[str, Any]:
                 f"SELECT * FROM tasks WHERE run_id IN ({marks}) ORDER BY task_id", ids
             ).fetchall(),
             "artifacts": conn.execute(
-                f"SELECT a.task_id, a.attempt, a.name, a.blob_key, a.encoding, a.type, a.size, a.json_value"
-                f" FROM artifacts a JOIN tasks t USING (task_id) WHERE t.run_id IN ({marks})"
+                f"SELECT v.task_id, v.attempt, v.name, a.blob_key, a.encoding, a.type, a.size, b.json_value"
+                f" FROM task_values v JOIN artifacts a ON a.artifact_id = v.artifact_id"
+                f" JOIN blobs b ON b.blob_key = a.blob_key JOIN tasks t ON t.task_id = v.task_id"
+                f" WHERE t.run_id IN ({marks})"
                 " ORDER BY 1, 2, 3",
                 ids,
             ).fetchall(),

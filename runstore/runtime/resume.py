@@ -186,7 +186,7 @@ class ResumeScheduler(Scheduler):
             return
         params = self.flow_class._parameters()
         self.graph_info = self.graph_info_of(params)
-        task_id = store.create_task(self.record.run_id, "_parameters")
+        task_id = self.param_task = store.create_task(self.record.run_id, "_parameters")
         meta = dict(self.metadata, attempt="0", **{"origin-task-id": str(origin["task_id"])},
                     **self._launch_metadata())
         # Configs are the origin's unless given again (equal values are the same blobs).
@@ -245,7 +245,8 @@ class ResumeScheduler(Scheduler):
             meta["switch-case"] = str(origin_meta.get("switch-case", ""))
             meta["switch-next-step"] = next_step
         source = plan.task_pathspec(origin)
-        status = self.store.clone_task(spec.task_id, origin["task_id"], source, meta)
+        status = self.store.clone_task(spec.task_id, origin["task_id"], source, meta,
+                                       inputs=[self.param_task, *(task_id for task_id, _ in spec.inputs)])
         self.cloned.add(spec.task_id)
         self.say(f"{spec.prefix} Cloning previously run task {source}")
         self._on_result(spec, TaskResult(spec.task_id, 0, status, refs, next_step=next_step))

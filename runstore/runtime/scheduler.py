@@ -144,6 +144,7 @@ class Scheduler:
         self.launch = launch
         self.store = store
         self.params = params
+        self.param_task: int | None = None  # the run's _parameters task, once stored
         self.tags = list(tags)
         self.max_workers = max_workers if max_workers is not None else (os.cpu_count() or 1)
         self.max_num_splits = max_num_splits
@@ -275,7 +276,10 @@ class Scheduler:
         meta = dict(self.metadata, attempt="0", **self._launch_metadata())
         store.finish_attempt(task_id, 0, "succeeded", artifacts={**prepared, "_graph_info": graph_blob},
                              metadata=meta)
-        self.param_refs = {name: p.stored for name, p in prepared.items()}
+        # Read back with their rows' ids: every task binds the parameters by reference.
+        refs = store.list_artifact_refs(task_id)
+        self.param_task = task_id
+        self.param_refs = {name: refs[name] for name in prepared}
 
     def graph_info_of(self, params: list[Any]) -> dict[str, Any]:
         """The run's ``_graph_info``: the graph with this launch's decorator values."""

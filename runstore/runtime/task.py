@@ -481,6 +481,10 @@ def _inheritable(refs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     return {n: r for n, r in refs.items() if n not in params and n not in RUNTIME_ARTIFACTS}
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    return bool(a.blob_key == b.blob_key and a.encoding == b.encoding and a.type == b.type)
+
+
 def _check_transition(flow: FlowSpec, state: TaskState, node: Any) -> None:
     if node.type == "end":
         if state.transition is not None:
@@ -536,7 +540,12 @@ def _split(store: Any, flow: FlowSpec, node: Any, max_num_splits: int) -> list[A
 
 
 def _collect(store: Any, flow: FlowSpec, state: TaskState, spec: TaskSpec) -> tuple[dict[str, Any], BaseException | None]:
-    """Encode what the step set; pass everything else down by reference."""
+    """Encode what the step set; pass everything else down by reference.
+
+    A value the step only read (``self.x`` caches it) or set to what it already had
+    encodes to the same blob: the inherited reference is kept, so the commit binds
+    the existing row instead of storing a new one (docs/storage.md).
+    """
     artifacts: dict[str, Any] = dict(spec.params)
     error: BaseException | None = None
     for name, ref in state.inherited.items():
@@ -547,7 +556,11 @@ def _collect(store: Any, flow: FlowSpec, state: TaskState, spec: TaskSpec) -> tu
         if name.startswith("_runstore"):
             continue
         try:
-            artifacts[name] = store.prepare_value(value)
+            prepared = store.prepare_value(value)
+            had = state.inherited.get(name)
+            # (a remote executor's stand-in store prepares a StoredValue directly)
+            same = had is not None and _same_value(had, getattr(prepared, "stored", prepared))
+            artifacts[name] = had if same and had.artifact_id is not None else prepared
         except (CodecError, StoreError) as exc:  # StoreError: e.g. disk full, kept as is (not a CodecError)
             error = error or exc
         except Exception as exc:  # noqa: BLE001 - pickling user objects can fail any way

@@ -330,7 +330,20 @@ class Store(Database):
 
         ``status`` is ``succeeded``, ``failed`` or ``caught`` (failed, handled by
         ``@catch``). ``exception`` is ``(type, message, traceback)``. Nothing of the
-        attempt is visible to readers until this commits.
+        attempt is visible to readers until this commits. An artifact given as a
+        reference read from a task of the same run (``list_artifact_refs``) is bound to
+        that task's row, not stored again (docs/storage.md); anything else gets a row.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("F", user="anne").run_id
+        >>> a, b = store.create_task(run, "start"), store.create_task(run, "end")
+        >>> store.start_attempt(a, 0); store.finish_attempt(a, 0, "succeeded", artifacts={"x": store.put_value(1)})
+        >>> store.start_attempt(b, 0); store.finish_attempt(b, 0, "succeeded", artifacts=store.list_artifact_refs(a))
+        >>> store.find_artifact(b, 0, "x")["artifact_id"] == store.find_artifact(a, 0, "x")["artifact_id"]
+        True
         """
         with self.write() as conn:
             _writes.finish_attempt(conn, task_id, attempt, status, artifacts=artifacts, stdout=stdout, stderr=stderr,
@@ -358,11 +371,14 @@ class Store(Database):
             _writes.abandon_attempt(conn, task_id, attempt, exception)
 
     def clone_task(self, task_id: int, origin_task_id: int, origin_pathspec: str,
-                   metadata: Mapping[str, Any] = {}, *, artifacts: Mapping[str, StoredValue] | None = None) -> str:
+                   metadata: Mapping[str, Any] = {}, *, artifacts: Mapping[str, StoredValue] | None = None,
+                   inputs: Sequence[int] = ()) -> str:
         """Make pending task ``task_id`` a clone of ``origin_task_id``; returns the clone's status.
 
         The origin's latest attempt becomes attempt 0 of the clone: same status,
-        exception and logs; its artifact rows are copied pointing to the same blobs
+        exception and logs; its artifacts point to the same blobs, bound by reference
+        to the rows of ``inputs`` (the clone's input tasks in its own run) that hold the
+        same value under the same name, else copied as the clone's own rows
         (``artifacts`` replaces some of them by other references, e.g. a new
         ``_graph_info``). ``metadata`` is recorded on the clone's attempt.
 
@@ -373,7 +389,7 @@ class Store(Database):
         """
         with self.write() as conn:
             return _writes.clone_task(conn, task_id, origin_task_id, origin_pathspec, metadata, artifacts=artifacts,
-                                      where=self.where)
+                                      inputs=inputs, where=self.where)
 
     def update_run_tags(
         self, run_id: int, add: Iterable[str] = (), remove: Iterable[str] = ()
@@ -823,6 +839,9 @@ class Store(Database):
     def list_artifact_refs(self, task_id: int, attempt: int | None = None) -> dict[str, StoredValue]:
         """The artifacts of a task's latest (or given) attempt, as references by name (nothing loaded).
 
+        Each carries the ``artifact_id`` of the row it was read from, so a task that
+        passes it on stores a binding, not a copy; no JSON preview (``find_artifact`` has it).
+
         Raises
         ------
         NotFound
@@ -835,8 +854,9 @@ class Store(Database):
         >>> task = store.create_task(store.create_run("F", user="anne").run_id, "start")
         >>> store.start_attempt(task, 0)
         >>> store.finish_attempt(task, 0, "succeeded", artifacts={"x": store.put_value(1)})
-        >>> store.list_artifact_refs(task)["x"].json_value
-        '1'
+        >>> ref = store.list_artifact_refs(task)["x"]
+        >>> ref.encoding, ref.type, ref.json_value, ref.artifact_id is not None
+        ('json', 'int', None, True)
         """
         return self._read(_reads.list_artifact_refs, task_id, attempt, self.where)
 
@@ -1078,7 +1098,8 @@ class Store(Database):
         """Drop blobs, chunks and code packages nothing references; reclaim the space.
 
         Everything is decided and deleted in one write transaction; then the file is
-        compacted (``VACUUM``) and the WAL folded in, so the file shrinks. Values
+        compacted (``VACUUM``) and the WAL folded in, so the file shrinks (also when
+        nothing was collected but a quarter of the file is free pages). Values
         written moments ago by a live run survive (see ``store/_gc.py`` for the
         exact rule). With ``dry_run`` nothing changes and the report says what would go.
 

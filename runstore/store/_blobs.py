@@ -71,6 +71,9 @@ class StoredValue:
     size: int
     type: str
     json_value: str | None = None
+    #: The ``artifacts`` row this reference was read from (None for a value not yet
+    #: bound to a task): a task that keeps it stores a binding to that row, not a copy.
+    artifact_id: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -391,8 +394,8 @@ def commit_values(conn: sqlite3.Connection, prepared: Iterable[PreparedValue], w
         _insert_chunks(conn, item.pending, item.touched, where)
         key = item.stored.blob_key
         inserted = conn.execute(
-            "INSERT OR IGNORE INTO blobs(blob_key, size, n_chunks, created_at) VALUES (?, ?, ?, ?)",
-            (key, item.stored.size, len(item.chunk_keys), stamp),
+            "INSERT OR IGNORE INTO blobs(blob_key, size, n_chunks, created_at, json_value) VALUES (?, ?, ?, ?, ?)",
+            (key, item.stored.size, len(item.chunk_keys), stamp, item.stored.json_value),
         ).rowcount
         if inserted:
             conn.executemany(
@@ -405,6 +408,9 @@ def commit_values(conn: sqlite3.Connection, prepared: Iterable[PreparedValue], w
             # Pinned by tests/test_reliability_concurrency.py::test_gc_keeps_a_reused_value_...
             conn.execute("UPDATE blobs SET created_at = ? WHERE blob_key = ? AND created_at < ?",
                          (stamp, key, stamp))
+            if item.stored.json_value is not None:  # the same bytes stored before under another encoding
+                conn.execute("UPDATE blobs SET json_value = ? WHERE blob_key = ? AND json_value IS NULL",
+                             (item.stored.json_value, key))
         if not get_codec(item.stored.encoding).safe:
             conn.execute(
                 "INSERT OR IGNORE INTO blob_trust(blob_key, mac) VALUES (?, ?)", (key, trust_mac(key))

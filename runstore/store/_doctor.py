@@ -3,7 +3,8 @@
 Problems: an altered schema (objects runstore did not make, SPEC §13.2, found by
 ``_schemacheck.py``), damaged indexes (with the fix, :func:`reindex`), SQLite
 integrity or foreign-key errors, blobs whose chunks are missing, artifacts or code
-packages pointing at missing blobs, and with ``deep`` every chunk and blob re-hashed
+packages pointing at missing blobs, artifact bindings (``task_values``) to no value of
+their own run, and with ``deep`` every chunk and blob re-hashed
 (:func:`~runstore.store._blobs.rehash_problems`). Warnings: runs left ``running`` by a
 dead owner, a large WAL, space ``gc`` could reclaim.
 
@@ -139,6 +140,19 @@ def doctor(db: Database, *, deep: bool = False) -> DoctorReport:
                 f"run {pathspec}: its parameters in run_params (params_view, Flow.runs(where=...)) and the JSON"
                 " values of its _parameters task differ (an edited file); `runstore export` rebuilds run_params"
                 " from the stored values")
+        if q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'task_values'"):  # since v8
+            stray = q(
+                "SELECT f.name || '/' || r.run_number || '/' || s.name || '/' || t.task_id, v.name"
+                " FROM task_values v JOIN tasks t ON t.task_id = v.task_id JOIN steps s ON s.step_id = t.step_id"
+                " JOIN runs r ON r.run_id = t.run_id JOIN flows f ON f.flow_id = r.flow_id"
+                " WHERE NOT EXISTS (SELECT 1 FROM artifacts a JOIN tasks o ON o.task_id = a.task_id"
+                "   WHERE a.artifact_id = v.artifact_id AND a.name = v.name AND o.run_id = t.run_id)"
+                " ORDER BY 1, 2 LIMIT 11")
+            for pathspec, name in stray[:10]:
+                report.problems.append(f"artifact {pathspec}.{name} is bound to no value of its run"
+                                       " (another run's, another name's or a missing one): it is not shown")
+            if len(stray) > 10:
+                report.problems.append("… and more artifacts bound outside their run")
         for code_id, key in q("SELECT code_id, blob_key FROM code_packages c"
                               " WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.blob_key = c.blob_key)"):
             report.problems.append(f"code package {code_id} points at missing blob {key[:16]}…")

@@ -169,10 +169,18 @@ def gc(db: Database, *, dry_run: bool = False, progress: Progress | None = None)
                 raise _Rollback
     except _Rollback:
         pass
-    if not dry_run and (report.blobs or report.chunks or report.code_packages):
+    if not dry_run and (report.blobs or report.chunks or report.code_packages or _mostly_free(db)):
         vacuum(db)
     report.file_after = _file_size(db)
     return report
+
+
+def _mostly_free(db: Database) -> bool:
+    """Whether a quarter of the file is free pages (e.g. the copies migration 8 dropped)."""
+    with db.read() as conn:
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    return bool(pages) and free * 4 >= pages
 
 
 def vacuum(db: Database) -> None:

@@ -99,7 +99,24 @@ _ATTEMPT_COLUMNS = (
     " length(CAST(stdout AS BLOB)) AS stdout_size, length(CAST(stderr AS BLOB)) AS stderr_size"
 )
 
-_ARTIFACT_COLUMNS = "artifact_id, task_id, attempt, name, blob_key, encoding, type, size, created_at, json_value"
+#: A task attempt's artifacts: its bindings (``task_values``) to rows of its own run
+#: (a binding to another run's row, or under another name, is never followed: a
+#: hostile file cannot make one task show another run's values). ``created_at`` is
+#: when the attempt committed them; ``json_value`` the blob's preview (JSON values only).
+_BOUND_ARTIFACTS = (
+    "SELECT a.artifact_id, v.task_id, v.attempt, v.name, a.blob_key, a.encoding, a.type, a.size,"
+    " coalesce(x.finished_at, a.created_at) AS created_at{preview}"
+    " FROM task_values v"
+    " JOIN artifacts a ON a.artifact_id = v.artifact_id AND a.name = v.name"
+    " JOIN tasks t ON t.task_id = v.task_id"
+    " JOIN tasks o ON o.task_id = a.task_id AND o.run_id = t.run_id"
+    " LEFT JOIN attempts x ON x.task_id = v.task_id AND x.attempt = v.attempt{join}"
+)
+_ARTIFACT_QUERY = _BOUND_ARTIFACTS.format(
+    preview=", CASE WHEN a.encoding = 'json' THEN b.json_value END AS json_value",
+    join=" LEFT JOIN blobs b ON b.blob_key = a.blob_key")
+#: The same without the JSON preview (references handed to the runtime stay small).
+_REF_QUERY = _BOUND_ARTIFACTS.format(preview="", join="")
 
 
 def _tag_is(alias: str, tag: str) -> str:
@@ -499,10 +516,10 @@ def list_metadata(conn: sqlite3.Connection, task_id: int, attempt: int | None = 
 
 def list_artifacts(conn: sqlite3.Connection, task_id: int, attempt: int, *, private: bool = False) -> list[Row]:
     """Artifact rows (no payload) of one attempt, newest first then by name."""
-    extra = "" if private else " AND substr(name, 1, 1) <> '_'"
+    extra = "" if private else " AND substr(v.name, 1, 1) <> '_'"
     return dict_rows(conn.execute(
-        f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE task_id = ? AND attempt = ?{extra}"
-        " ORDER BY created_at DESC, name", (task_id, attempt)))
+        f"{_ARTIFACT_QUERY} WHERE v.task_id = ? AND v.attempt = ?{extra}"
+        " ORDER BY created_at DESC, v.name", (task_id, attempt)))
 
 
 def list_artifact_refs(conn: sqlite3.Connection, task_id: int, attempt: int | None = None,
@@ -514,16 +531,16 @@ def list_artifact_refs(conn: sqlite3.Connection, task_id: int, attempt: int | No
     attempt = _attempt_or_latest(conn, task_id, attempt)
     if attempt is None:
         raise NotFound(f"task {task_id} does not exist in {where}")
-    rows = sorted(list_artifacts(conn, task_id, attempt, private=True), key=lambda r: r["name"])
-    return {r["name"]: StoredValue(r["blob_key"], r["encoding"], r["size"], r["type"], r["json_value"])
-            for r in rows}
+    rows = conn.execute(f"{_REF_QUERY} WHERE v.task_id = ? AND v.attempt = ? ORDER BY v.name",
+                        (task_id, attempt)).fetchall()
+    return {name: StoredValue(blob_key, encoding, size, kind, artifact_id=artifact_id)
+            for artifact_id, _, _, name, blob_key, encoding, kind, size, _ in rows}
 
 
 def find_artifact(conn: sqlite3.Connection, task_id: int, attempt: int, name: str) -> Row | None:
     """One artifact row (no payload), or None."""
     return dict_row(conn.execute(
-        f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE task_id = ? AND attempt = ? AND name = ?",
-        (task_id, attempt, name)))
+        f"{_ARTIFACT_QUERY} WHERE v.task_id = ? AND v.attempt = ? AND v.name = ?", (task_id, attempt, name)))
 
 
 def find_code_package(conn: sqlite3.Connection, code_id: int) -> Row | None:
@@ -539,9 +556,12 @@ def list_foreach_stacks(conn: sqlite3.Connection, run_id: int, step: str) -> dic
     never by decoding a pickle.
     """
     rows = conn.execute(
-        "SELECT t.task_id, a.json_value FROM tasks t JOIN steps s ON s.step_id = t.step_id"
-        " JOIN artifacts a ON a.task_id = t.task_id AND a.attempt = t.attempt"
-        " WHERE t.run_id = ? AND s.name = ? AND a.name = '_foreach_stack' AND a.encoding = 'json'",
+        "SELECT t.task_id, b.json_value FROM tasks t JOIN steps s ON s.step_id = t.step_id"
+        " JOIN task_values v ON v.task_id = t.task_id AND v.attempt = t.attempt AND v.name = '_foreach_stack'"
+        " JOIN artifacts a ON a.artifact_id = v.artifact_id AND a.name = v.name"
+        " JOIN tasks o ON o.task_id = a.task_id AND o.run_id = t.run_id"
+        " JOIN blobs b ON b.blob_key = a.blob_key"
+        " WHERE t.run_id = ? AND s.name = ? AND a.encoding = 'json'",
         (run_id, step)).fetchall()
     stacks = {}
     for task_id, text in rows:

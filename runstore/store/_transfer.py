@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..codecs import JSON_SQL_LIMIT
 from ..errors import CodecError, InvalidPathspec, NotAStoreError, RunstoreError, StoreError
 from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
 from ..tags import check_merged_tags
@@ -409,10 +410,18 @@ class _Transfer:
         for row in self._rows(src, "attempts", tasks, run_id):
             self._insert(dst, "attempts", dict(row, task_id=self.task_map[row["task_id"]]))
         self._copy_log_stamps(src, dst, run_id)
+        artifact_map: dict[tuple[int, str], int] = {}
         for row in self._rows(src, "artifacts", tasks, run_id):
             self._copy_blob(src, dst, row["blob_key"])
-            del row["artifact_id"]
-            self._insert(dst, "artifacts", dict(row, task_id=self.task_map[row["task_id"]]))
+            old_id = row.pop("artifact_id")
+            artifact_map[old_id, row["name"]] = self._insert(
+                dst, "artifacts", dict(row, task_id=self.task_map[row["task_id"]]))
+        # Bindings to a row of this run under the same name only (what readers show):
+        # one pointing into another run, to another name or to nothing is not copied.
+        dst.executemany(
+            "INSERT INTO task_values(task_id, attempt, name, artifact_id) VALUES (?, ?, ?, ?)",
+            [(self.task_map[row["task_id"]], row["attempt"], row["name"], artifact_map[row["artifact_id"], row["name"]])
+             for row in self._rows(src, "task_values", tasks, run_id) if (row["artifact_id"], row["name"]) in artifact_map])
         for row in self._rows(src, "metadata", tasks, run_id):
             if not self.keep_ids and row["name"] == "origin-task-id" and parse_id(row["value"]) is not None:
                 row["value"] = str(self.task_map.get(parse_id(row["value"]) or 0, row["value"]))
@@ -501,6 +510,8 @@ class _Transfer:
         if [seq for seq, _ in parts] != list(range(len(parts))) or len(parts) != blob["n_chunks"]:
             raise _Tampered(f"{len(parts)} parts listed for {blob['n_chunks']!r} chunks")
         digest, total, stamp = hashlib.sha256(), 0, now()
+        small = blob["size"] <= JSON_SQL_LIMIT and len(parts) == 1
+        text = b""
         for _, chunk_key in parts:
             chunk = src.execute("SELECT compression, raw_size, data FROM blob_chunks WHERE chunk_key = ?",
                                 (chunk_key,)).fetchone()
@@ -514,6 +525,8 @@ class _Transfer:
                 raise _Tampered(f"chunk {str(chunk_key)[:16]}…: {exc}") from None
             digest.update(raw)
             total += raw_size
+            if small:
+                text = bytes(raw)
             del raw
             if dst.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (chunk_key,)).fetchone() is None:
                 dst.execute("INSERT INTO blob_chunks(chunk_key, compression, raw_size, touched_at, data)"
@@ -522,10 +535,20 @@ class _Transfer:
                 self.report.bytes += len(data)
         if total != blob["size"] or digest.hexdigest() != key:
             raise _Tampered(f"its {len(parts)} chunks ({total} bytes) do not hash to it")
+        # The JSON preview SQL shows is the verified bytes themselves, never the sender's text.
+        blob["json_value"] = _preview(text) if small and blob.get("json_value") is not None else None
         self._insert(dst, "blobs", blob)
         dst.executemany("INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, ?, ?)",
                         [(key, seq, chunk_key) for seq, chunk_key in parts])
         self.report.blobs += 1
+
+
+def _preview(data: bytes) -> str | None:
+    """The JSON text of a verified small value's bytes (None when they are not UTF-8)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _as_time(*candidates: object) -> float:

@@ -25,8 +25,8 @@ import json
 import os
 import sqlite3
 import uuid as uuidlib
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..codecs import JSON_SQL_LIMIT, JsonCodec
 from ..errors import CodecError, NotFound, TaggingError
@@ -34,7 +34,8 @@ from ..tags import MAX_USER_TAGS, validate_tag, validate_user_tag
 from ..util import hostname, now
 from ._blobs import PreparedValue, StoredValue, chunk_bytes, commit_values
 from ._cards import clone_cards
-from ._reads import list_run_tags
+from ._db import batches, placeholders
+from ._reads import list_artifact_refs, list_run_tags
 
 __all__ = ["RunRecord", "flow_id", "next_run_number", "create_run", "heartbeat", "finish_run", "set_run_code",
            "add_code_package", "code_package_id", "create_tasks", "start_attempt", "finish_attempt", "abandon_attempt",
@@ -221,13 +222,36 @@ def insert_metadata(conn: sqlite3.Connection, task_id: int, attempt: int, metada
 
 def _insert_artifacts(conn: sqlite3.Connection, task_id: int, attempt: int,
                       artifacts: Mapping[str, PreparedValue | StoredValue], stamp: float) -> None:
-    rows = []
-    for name, value in artifacts.items():
-        ref = value.stored if isinstance(value, PreparedValue) else value
-        rows.append((task_id, attempt, name, ref.blob_key, ref.encoding, ref.type, ref.size, stamp, ref.json_value))
-    conn.executemany(
-        "INSERT OR REPLACE INTO artifacts(task_id, attempt, name, blob_key, encoding, type, size,"
-        " created_at, json_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    """Bind every name of ``artifacts`` to a row of ``artifacts`` for this task attempt.
+
+    A reference read from a task of the same run (``StoredValue.artifact_id``, same
+    name) is bound as it is: inheriting or merging a value costs one ``task_values``
+    row. Anything else (a new value, a parameter or split element not yet bound, a
+    reference into another run) gets a row of its own, owned by this attempt.
+    """
+    refs = {name: (value.stored if isinstance(value, PreparedValue) else value) for name, value in artifacts.items()}
+    wanted = sorted({ref.artifact_id for ref in refs.values() if ref.artifact_id is not None})
+    same_run: set[tuple[int, str]] = set()
+    for batch in batches(wanted):
+        same_run.update(conn.execute(
+            "SELECT a.artifact_id, a.name FROM artifacts a JOIN tasks o ON o.task_id = a.task_id"
+            " JOIN tasks t ON t.run_id = o.run_id AND t.task_id = ?"
+            f" WHERE a.artifact_id IN ({placeholders(len(batch))})", (task_id, *batch)).fetchall())
+    bound = {name: ref.artifact_id for name, ref in refs.items() if (ref.artifact_id, name) in same_run}
+    own = [(ref.blob_key, ref.encoding, ref.type, ref.size, stamp, task_id, attempt, name)
+           for name, ref in refs.items() if name not in bound]
+    if own:
+        mine = "SELECT name, artifact_id FROM artifacts WHERE task_id = ? AND attempt = ?"
+        existing = {name for name, _ in conn.execute(mine, (task_id, attempt))}
+        # written again in the same attempt (a clone's replaced value): the row is updated
+        conn.executemany("UPDATE artifacts SET blob_key = ?, encoding = ?, type = ?, size = ?, created_at = ?"
+                         " WHERE task_id = ? AND attempt = ? AND name = ?", [r for r in own if r[-1] in existing])
+        conn.executemany("INSERT INTO artifacts(blob_key, encoding, type, size, created_at, task_id, attempt, name)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [r for r in own if r[-1] not in existing])
+        ids = dict(conn.execute(mine, (task_id, attempt)).fetchall())
+        bound.update((r[-1], ids[r[-1]]) for r in own)
+    conn.executemany("INSERT OR REPLACE INTO task_values(task_id, attempt, name, artifact_id) VALUES (?, ?, ?, ?)",
+                     [(task_id, attempt, name, artifact_id) for name, artifact_id in bound.items()])
 
 
 def finish_attempt(conn: sqlite3.Connection, task_id: int, attempt: int, status: str, *,
@@ -290,12 +314,14 @@ def sync_run_params(conn: sqlite3.Connection, task_id: int) -> None:
         return
     run_id, attempt = found
     rows = conn.execute(
-        "SELECT a.name, a.blob_key, a.encoding, b.size, c.compression, c.raw_size, c.data, c.chunk_key"
-        " FROM artifacts a LEFT JOIN blobs b ON b.blob_key = a.blob_key"
+        "SELECT v.name, a.blob_key, a.encoding, b.size, c.compression, c.raw_size, c.data, c.chunk_key"
+        " FROM task_values v JOIN artifacts a ON a.artifact_id = v.artifact_id AND a.name = v.name"
+        " JOIN tasks o ON o.task_id = a.task_id AND o.run_id = ?"  # a binding stays inside its run
+        " LEFT JOIN blobs b ON b.blob_key = a.blob_key"
         " LEFT JOIN blob_parts p ON p.blob_key = b.blob_key AND p.seq = 0 AND b.n_chunks = 1 AND b.size <= ?"
         " LEFT JOIN blob_chunks c ON c.chunk_key = p.chunk_key"
-        " WHERE a.task_id = ? AND a.attempt = ? AND substr(a.name, 1, 1) <> '_'",
-        (JSON_SQL_LIMIT, task_id, attempt)).fetchall()
+        " WHERE v.task_id = ? AND v.attempt = ? AND substr(v.name, 1, 1) <> '_'",
+        (run_id, JSON_SQL_LIMIT, task_id, attempt)).fetchall()
     values: dict[str, str | None] = {}
     for name, blob_key, encoding, size, compression, raw_size, data, chunk_key in rows:
         text = None
@@ -384,11 +410,13 @@ def clone_log_stamps(conn: sqlite3.Connection, task_id: int, origin_task_id: int
 
 def clone_task(conn: sqlite3.Connection, task_id: int, origin_task_id: int, origin_pathspec: str,
                metadata: Mapping[str, Any] = {}, *, artifacts: Mapping[str, StoredValue] | None = None,
-               where: str = "the store") -> str:
+               inputs: Sequence[int] = (), where: str = "the store") -> str:
     """Make pending task ``task_id`` a clone of ``origin_task_id``; the clone's status (see ``Store.clone_task``).
 
     Its one attempt copies the origin's latest (status, exception, logs); its
-    artifact rows point at the same blobs (nothing is read or written).
+    artifacts point at the same blobs (no value is read or written): bound to the
+    rows of its ``inputs`` (tasks of the clone's run) where they hold the same value
+    under the same name, else copied rows owned by the clone.
     """
     stamp = now()
     found = conn.execute("SELECT attempt, status FROM tasks WHERE task_id = ?", (origin_task_id,)).fetchone()
@@ -402,13 +430,17 @@ def clone_task(conn: sqlite3.Connection, task_id: int, origin_task_id: int, orig
         " FROM attempts WHERE task_id = ? AND attempt = ?",
         (task_id, stamp, stamp, origin_task_id, attempt))
     clone_log_stamps(conn, task_id, origin_task_id, attempt)
-    conn.execute(
-        "INSERT INTO artifacts(task_id, attempt, name, blob_key, encoding, type, size, created_at,"
-        " json_value) SELECT ?, 0, name, blob_key, encoding, type, size, ?, json_value"
-        " FROM artifacts WHERE task_id = ? AND attempt = ?",
-        (task_id, stamp, origin_task_id, attempt))
-    if artifacts:
-        _insert_artifacts(conn, task_id, 0, artifacts, stamp)
+    # The origin's artifacts as the clone's own: each value the clone's inputs (tasks of
+    # the new run) already have under that name is bound by reference, the rest copied.
+    values: dict[str, PreparedValue | StoredValue] = {}
+    available: dict[tuple[str, str, str, str], StoredValue] = {}
+    for input_id in inputs:
+        for name, ref in list_artifact_refs(conn, input_id, where=where).items():
+            available.setdefault((name, ref.blob_key, ref.encoding, ref.type), ref)
+    for name, ref in list_artifact_refs(conn, origin_task_id, attempt, where=where).items():
+        values[name] = available.get((name, ref.blob_key, ref.encoding, ref.type), replace(ref, artifact_id=None))
+    values.update(artifacts or {})
+    _insert_artifacts(conn, task_id, 0, values, stamp)
     insert_metadata(conn, task_id, 0, metadata, stamp)
     clone_cards(conn, task_id, origin_task_id, stamp)  # a clone keeps its cards
     conn.execute(
