@@ -315,16 +315,23 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C or SIGTERM: the run stops (never retried, never caught)
+        _record_interrupt(spec, store, cap, error)
+        raise error
     next_step = case = None
     if error is None and node.switch_cases is not None:
         try:
             case, next_step = _switch_case(flow, node)
+        except KeyboardInterrupt:
+            raise  # the scheduler records the attempt as interrupted
         except BaseException as exc:  # noqa: BLE001
             error = exc
     foreach_refs = None
     if error is None and node.foreach_var:
         try:
             foreach_refs = _split(store, flow, node, spec.max_num_splits)
+        except KeyboardInterrupt:
+            raise
         except BaseException as exc:  # noqa: BLE001
             error = exc
     status = "succeeded"
@@ -366,6 +373,28 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
     return TaskResult(spec.task_id, spec.attempt, status, foreach_refs,
                       None if exception is None else f"{exception[0]}: {exception[1]}",
                       next_step if status == "succeeded" else None)
+
+
+def _record_interrupt(spec: TaskSpec, store: Any, cap: "_Capture | _TapCapture", error: KeyboardInterrupt) -> None:
+    """Commit the interrupted attempt with what it printed (no artifacts: the step did not finish).
+
+    Further Ctrl-C are held until it is written; should the write fail, the scheduler
+    still marks the attempt interrupted.
+    """
+    from ..util import signals_held
+
+    with signals_held():
+        exception = _exception_info(error)
+        if not exception[1]:
+            exception = (exception[0], "the run was interrupted", exception[2])
+        cap.say("Task interrupted.")
+        stdout, stderr = cap.close()
+        metadata = dict(spec.metadata, attempt=str(spec.attempt))
+        try:
+            store.finish_attempt(spec.task_id, spec.attempt, "interrupted", stdout=stdout, stderr=stderr,
+                                 exception=exception, metadata=metadata)
+        except RunstoreError:
+            pass
 
 
 class _Recorded(Exception):

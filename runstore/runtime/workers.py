@@ -74,8 +74,13 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _ignore(signum: int, frame: Any) -> None:
+    """A worker's SIGTERM handler: the scheduler decides (a handler, not SIG_IGN, which a step's subprocesses would inherit)."""
+
+
 def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides what Ctrl-C means
+    signal.signal(signal.SIGTERM, _ignore)  # and SIGTERM (`kill -TERM -PGID`); it kills the workers
     from ..errors import RunstoreError
     from ..store import Store
     from .logtap import LogTap
@@ -95,6 +100,8 @@ def _worker_main(sock: socket.socket, db_path: str, flow_class: type) -> None:
             result: Any = run_task(spec, store, flow_class, tap)
         except RunstoreError as exc:  # the store failed (disk full, read-only): sent as is, so the
             result = exc              # user sees e.g. "Store is full: ..." (test_reliability_input.py)
+        except KeyboardInterrupt:     # raised by the step itself (recorded as interrupted): the run stops
+            result = KeyboardInterrupt()
         except BaseException as exc:  # noqa: BLE001 - report, then let the scheduler decide
             result = RuntimeError(f"{type(exc).__name__}: {exc}")
         try:
