@@ -36,6 +36,7 @@ from .errors import (
     TimeoutException,
     UnknownUser,
     UntrustedArtifact,
+    ValueVanished,
 )
 from .current import current
 from .flowspec import (FlowSpec, IncludeFile, JSONType, Parameter, catch, environment, executor, resources, retry,
@@ -125,6 +126,7 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreBusyError",
     "StoreFullError",
+    "ValueVanished",
     "NotFound",
     "InvalidPathspec",
     "NamespaceMismatch",

@@ -447,8 +447,12 @@ class Scheduler:
                         elif isinstance(result, KeyboardInterrupt):
                             raise result  # the step raised it itself (a worker ignores the signals)
                         elif isinstance(result, RunstoreError):
-                            raise result  # the worker's store failed (e.g. StoreFullError): the run cannot go on
+                            # the worker's store failed (e.g. StoreFullError): the run cannot go on,
+                            # but its attempt is not left running (when the store still takes a write)
+                            self._abandon([spec], result)
+                            raise result
                         elif isinstance(result, BaseException):
+                            self._abandon([spec], result)
                             raise RunstoreError(f"the runtime failed while running {spec.prefix}: {result!r}")
                         self._on_result(spec, result)
                 if beat:
@@ -464,6 +468,19 @@ class Scheduler:
                 for spec in running:  # a task that recorded its own interrupt (inline) is left as it is
                     self.store.abandon_attempt(spec.task_id, spec.attempt, info, "interrupted")
             raise
+        except Exception as exc:  # an inline attempt whose store write failed: not left running
+            self._abandon([spec for executor in self.executors.values() for spec in executor.busy], exc)
+            raise
         finally:
             for executor in self.executors.values():
                 executor.close(kill=interrupted)
+
+    def _abandon(self, specs: list[TaskSpec], exc: BaseException) -> None:
+        """Record ``exc`` as the failure of attempts the run stops on (best effort: the store may be what failed)."""
+        kind = type(exc)
+        for spec in specs:
+            try:
+                self.store.abandon_attempt(spec.task_id, spec.attempt,
+                                           (f"{kind.__module__}.{kind.__qualname__}", str(exc), ""))
+            except RunstoreError:
+                pass

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..current import TaskContext, task_context
-from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError, TimeoutException
+from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError, TimeoutException, ValueVanished
 from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
 from ..util import pause_point
 from .logtap import MAX_LOG_BYTES, LogTap
@@ -357,8 +357,16 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
         metadata["switch-case"] = str(case)
         metadata["switch-next-step"] = next_step
     pause_point("task_persist", spec.step)
-    store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
-                         stderr=stderr, exception=exception, metadata=metadata)
+    try:
+        store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
+                             stderr=stderr, exception=exception, metadata=metadata)
+    except ValueVanished as exc:
+        # A concurrent gc took a chunk an artifact re-used (it did not see this run as live):
+        # the attempt fails cleanly, its output and this exception kept; @retry saves again.
+        status, exception = "failed", _exception_info(exc)
+        stderr += exception[2]
+        store.finish_attempt(spec.task_id, spec.attempt, status, stdout=stdout, stderr=stderr,
+                             exception=exception, metadata=metadata)
     if collector is not None:
         from ..cards._runtime import finish_cards
 
