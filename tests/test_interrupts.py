@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from helpers import invoke_cli, run_flow
 
-from runstore import Run, Store
-from runstore.util import resolve_username
+from runstore import FlowSpec, Run, Runner, Store, catch, namespace_scope, retry, step
+from runstore.util import Terminated, resolve_username
 
 FLOW = '''
 import os
@@ -160,3 +160,73 @@ def test_stale_heartbeat_never_turns_interrupted_into_crashed(tmp_path: Path) ->
     assert Run("OldFlow/1", store=store).status == "interrupted"
     with store.read() as conn:
         assert conn.execute("SELECT status FROM runs_view").fetchall() == [("interrupted",)]
+
+
+CALLS: list[str] = []
+
+
+class CtrlCFlow(FlowSpec):
+    """Ctrl-C in inline mode is a KeyboardInterrupt raised inside the step's own code."""
+
+    @catch(var="err")
+    @retry(times=2)
+    @step
+    def start(self):
+        CALLS.append("start")
+        print("working", flush=True)
+        raise (Terminated() if os.environ.get("AS_SIGTERM") else KeyboardInterrupt())
+        self.next(self.end)
+
+    @step
+    def end(self):
+        CALLS.append("end")
+
+
+@pytest.mark.parametrize("as_sigterm", [False, True])
+def test_an_interrupt_in_an_inline_step_escapes_retry_and_catch(run_flow: Any, runstore_store: Store,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 as_sigterm: bool) -> None:
+    """The pytest plugin's in-memory store (Runner, inline): the interrupt reaches the caller."""
+    if as_sigterm:
+        monkeypatch.setenv("AS_SIGTERM", "1")
+    CALLS.clear()
+    with pytest.raises(Terminated if as_sigterm else KeyboardInterrupt):
+        run_flow(CtrlCFlow)
+    assert CALLS == ["start"]  # not retried, not caught, nothing after it
+    with namespace_scope(None):
+        run = Run("CtrlCFlow/1", store=runstore_store)
+        assert run.status == "interrupted"
+        task = run["start"].task
+        assert task.status == "interrupted" and "working" in task.stdout
+        assert task.exception.type.endswith("Terminated" if as_sigterm else "KeyboardInterrupt")
+        with pytest.raises(AttributeError):
+            task.data.err
+
+
+def test_an_interrupt_outside_the_step_still_records_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the runtime itself works (here: storing the step's artifacts) — the
+    attempt is not left running: the scheduler marks it interrupted, the run too."""
+    from runstore.runtime import task as task_module
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(task_module, "_collect", interrupted)
+    store = Store(tmp_path / "runstore.db")
+    CALLS.clear()
+    with pytest.raises(KeyboardInterrupt):
+        Runner(HelloAgain, store=store).run(max_workers=1)
+    with namespace_scope(None):
+        run = Run("HelloAgain/1", store=store)
+        assert run.status == "interrupted"
+        assert run["start"].task.status == "interrupted"
+
+
+class HelloAgain(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
