@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -28,6 +29,7 @@ from runstore.util import Terminated, resolve_username
 
 FLOW = '''
 import os
+import re
 import time
 
 from runstore import FlowSpec, catch, retry, step
@@ -230,3 +232,21 @@ class HelloAgain(FlowSpec):
     @step
     def end(self):
         pass
+
+
+def test_the_web_app_filters_and_colours_interrupted_runs(tmp_path: Path) -> None:
+    pytest.importorskip("starlette", reason="the ui extra is part of the test extra")
+    from starlette.testclient import TestClient
+
+    from runstore.ui import create_app
+
+    store = Store(tmp_path / "runstore.db")
+    with pytest.raises(KeyboardInterrupt):
+        Runner(CtrlCFlow, store=store).run(max_workers=1)
+    Runner(HelloAgain, store=store).run()
+    client = TestClient(create_app(store))
+    page = client.get("/?ns=_all&status=interrupted").text
+    assert re.findall(r'class="runlink" href="/run/([^"]+)"', page) == ["CtrlCFlow/1"]
+    assert '<option value="interrupted" selected>' in page
+    run_page = client.get("/run/CtrlCFlow/1").text
+    assert 'class="status st-interrupted"' in run_page and "KeyboardInterrupt" in run_page  # under the failures
