@@ -87,7 +87,7 @@ def start_and_signal(script: Path, db: Path, marker: Path, sig: int, *args: str)
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        time.sleep(1.0)  # inside time.sleep; a worker streams its output every 0.2 s (logtap.py)
+        time.sleep(0.05)  # the step is in time.sleep (a worker's last output is flushed before it is killed)
         os.killpg(proc.pid, sig)  # the whole group, as a terminal's Ctrl-C (workers included)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -239,7 +239,16 @@ class WorkerPool:
         return os.waitstatus_to_exitcode(status)
 
     def close(self, kill: bool = False) -> None:
-        """Stop every worker (``kill``: busy ones at once, for the failure/Ctrl-C path)."""
+        """Stop every worker (``kill``: busy ones, for the failure/Ctrl-C path).
+
+        Before the SIGKILL, busy workers get one log batch interval (their output streams
+        into the store every :data:`~.logtap.BATCH_SECONDS`), so what an interrupted
+        attempt printed is stored whole.
+        """
+        if kill and self.busy:
+            from .logtap import BATCH_SECONDS
+
+            time.sleep(BATCH_SECONDS * 1.5)
         for worker in self.workers:
             try:
                 if kill and worker.spec is not None:
