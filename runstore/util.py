@@ -441,7 +441,9 @@ def interrupt_exit_code(exc: BaseException | None = None) -> int:
     >>> interrupt_exit_code(KeyboardInterrupt()), interrupt_exit_code(Terminated())
     (130, 143)
     """
-    if isinstance(exc, Terminated) or (exc is None or isinstance(exc, KeyboardInterrupt)) and "SIGTERM" in _received:
+    if isinstance(exc, Terminated):
+        return INTERRUPT_EXIT_CODES["SIGTERM"]
+    if (exc is None or isinstance(exc, KeyboardInterrupt)) and "SIGTERM" in _received:
         return INTERRUPT_EXIT_CODES["SIGTERM"]
     return INTERRUPT_EXIT_CODES["SIGINT"]
 
