@@ -36,6 +36,7 @@ from .errors import (
     TimeoutException,
     UnknownUser,
     UntrustedArtifact,
+    ValueVanished,
 )
 from .current import current
 from .config import Config, ConfigValue, config_expr
@@ -133,6 +134,7 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreBusyError",
     "StoreFullError",
+    "ValueVanished",
     "NotFound",
     "InvalidPathspec",
     "NamespaceMismatch",

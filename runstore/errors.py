@@ -13,7 +13,8 @@ runtime errors, 2 for usage errors) and renders as one line.
     │   ├── SchemaVersionError            written by a newer runstore
     │   ├── StoreReadOnlyError (PermissionError)   read-only file or directory
     │   ├── StoreBusyError (TimeoutError) another process held the lock too long
-    │   └── StoreFullError (OSError)      disk or file-size limit reached
+    │   ├── StoreFullError (OSError)      disk or file-size limit reached
+    │   └── ValueVanished                 a concurrent gc took a chunk a value being saved re-used
     ├── NotFound (KeyError)               no such flow / run / step / task / artifact
     ├── InvalidPathspec (ValueError)      "HelloFlow/5/start" has the wrong shape
     ├── NamespaceMismatch (LookupError)   object exists but is outside the namespace
@@ -51,6 +52,7 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreBusyError",
     "StoreFullError",
+    "ValueVanished",
     "NotFound",
     "InvalidPathspec",
     "NamespaceMismatch",
@@ -166,6 +168,20 @@ class StoreFullError(StoreError, OSError):
     """
 
     headline = "Store is full"
+
+
+class ValueVanished(StoreError):
+    """A stored chunk that a value being saved re-uses was collected by a concurrent ``gc``.
+
+    A live run's re-used chunks are reserved (gc keeps them, store/_gc.py), so this
+    only happens when gc did not see the run as live; the task's attempt then fails
+    with this exception recorded and ``@retry`` writes the value again.
+
+    Example
+    -------
+    >>> issubclass(ValueVanished, StoreError)
+    True
+    """
 
 
 class NotFound(RunstoreError, KeyError):

@@ -15,12 +15,20 @@ True
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "HEARTBEAT_INTERVAL", "STALE_AFTER", "RUN_STATUS_SQL"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "HEARTBEAT_INTERVAL", "STALE_AFTER", "RUN_STATUS_SQL", "RUN_STATUSES",
+           "FINAL_RUN_STATUSES", "TASK_STATUSES"]
 
 #: Seconds between two heartbeats of a running scheduler.
 HEARTBEAT_INTERVAL = 5.0
 #: A run whose heartbeat is older than this (seconds) is reported as crashed.
 STALE_AFTER = 30.0
+
+#: What a run's status can be as users see it (``crashed``: ``running`` with its owner gone).
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted", "crashed")
+#: The statuses a scheduler finishes a run with (``interrupted``: Ctrl-C or SIGTERM stopped it).
+FINAL_RUN_STATUSES = ("succeeded", "failed", "interrupted")
+#: What a task's (and, but for ``pending``, an attempt's) status can be.
+TASK_STATUSES = ("pending", "running", "succeeded", "failed", "caught", "interrupted")
 
 _V1_TABLES = """
 CREATE TABLE store_info (
@@ -202,7 +210,8 @@ def _timings(alias: str) -> str:
             f"{alias}.finished_at - {alias}.created_at AS duration_s")
 
 
-#: A run's status as users see it: a running run whose heartbeat is stale is crashed.
+#: A run's status as users see it: a running run whose heartbeat is stale is crashed
+#: (only ``running``: a finished run, ``interrupted`` included, keeps its status).
 #: (The client also reports a run as crashed at once when its local owner process is
 #: gone, which SQL cannot see, and when its heartbeat lies in the future — an edited
 #: row; changing this view would need a migration.) julianday, not unixepoch: SQLite < 3.38 lacks unixepoch.
@@ -585,9 +594,123 @@ JOIN runs r ON r.run_id = p.run_id
 JOIN flows f ON f.flow_id = r.flow_id;
 """
 
+# Interrupts (#13): Ctrl-C or SIGTERM ends a run, its running task and attempt as
+# ``interrupted`` (neither ``failed`` nor ``crashed``). The status CHECKs are part of the
+# tables, so runs, tasks and attempts are rebuilt (SQLite's 12-step procedure,
+# sqlite.org/lang_altertable.html#otheralter): a copy with the new CHECK, rows copied
+# verbatim, the old table dropped, the copy renamed, its indexes and triggers made
+# again. The store runs migrations with foreign keys off (store/_db.py), so dropping a
+# table cascades nothing; ``legacy_alter_table`` keeps the rename from re-parsing the
+# views and triggers that name the table while it is briefly missing (they keep naming
+# it, and find the new one). AUTOINCREMENT counters carry over, so a deleted run's or
+# task's id is never handed out again. Why not sqlite-utils' Table.transform():
+# docs/architecture.md.
+_V10_INTERRUPTED = """
+PRAGMA legacy_alter_table = ON;
+
+CREATE TABLE runs_v10 (
+    run_id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow_id           INTEGER NOT NULL REFERENCES flows(flow_id),
+    run_number        INTEGER NOT NULL,
+    uuid              TEXT NOT NULL UNIQUE,
+    user_name         TEXT,
+    namespace         TEXT NOT NULL,
+    status            TEXT NOT NULL DEFAULT 'running'
+                      CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted')),
+    created_at        REAL NOT NULL,
+    finished_at       REAL,
+    heartbeat_at      REAL,
+    owner_host        TEXT,
+    owner_pid         INTEGER,
+    invocation        TEXT NOT NULL DEFAULT 'run',
+    origin_run_id     INTEGER REFERENCES runs(run_id) ON DELETE SET NULL,
+    origin_pathspec   TEXT,
+    code_id           INTEGER REFERENCES code_packages(code_id),
+    end_step          TEXT NOT NULL DEFAULT 'end',
+    source_store      TEXT,
+    source_run_number INTEGER,
+    UNIQUE (flow_id, run_number)
+);
+INSERT INTO runs_v10(run_id, flow_id, run_number, uuid, user_name, namespace, status, created_at,
+                     finished_at, heartbeat_at, owner_host, owner_pid, invocation, origin_run_id,
+                     origin_pathspec, code_id, end_step, source_store, source_run_number)
+SELECT run_id, flow_id, run_number, uuid, user_name, namespace, status, created_at,
+       finished_at, heartbeat_at, owner_host, owner_pid, invocation, origin_run_id,
+       origin_pathspec, code_id, end_step, source_store, source_run_number
+  FROM runs ORDER BY run_id;
+
+CREATE TABLE tasks_v10 (
+    task_id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id          INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    step_id         INTEGER NOT NULL REFERENCES steps(step_id) ON DELETE CASCADE,
+    created_at      REAL NOT NULL,
+    finished_at     REAL,
+    status          TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'caught', 'interrupted')),
+    attempt         INTEGER NOT NULL DEFAULT 0,
+    foreach_path    TEXT,
+    foreach_index   INTEGER,
+    origin_task_id  INTEGER,
+    origin_pathspec TEXT
+);
+INSERT INTO tasks_v10(task_id, run_id, step_id, created_at, finished_at, status, attempt, foreach_path,
+                      foreach_index, origin_task_id, origin_pathspec)
+SELECT task_id, run_id, step_id, created_at, finished_at, status, attempt, foreach_path,
+       foreach_index, origin_task_id, origin_pathspec
+  FROM tasks ORDER BY task_id;
+
+CREATE TABLE attempts_v10 (
+    task_id           INTEGER NOT NULL REFERENCES tasks(task_id) ON DELETE CASCADE,
+    attempt           INTEGER NOT NULL,
+    started_at        REAL NOT NULL,
+    finished_at       REAL,
+    status            TEXT NOT NULL DEFAULT 'running'
+                      CHECK (status IN ('running', 'succeeded', 'failed', 'caught', 'interrupted')),
+    pid               INTEGER,
+    exception_type    TEXT,
+    exception_message TEXT,
+    traceback         TEXT,
+    stdout            TEXT NOT NULL DEFAULT '',
+    stderr            TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (task_id, attempt)
+);
+INSERT INTO attempts_v10(task_id, attempt, started_at, finished_at, status, pid, exception_type,
+                         exception_message, traceback, stdout, stderr)
+SELECT task_id, attempt, started_at, finished_at, status, pid, exception_type,
+       exception_message, traceback, stdout, stderr
+  FROM attempts;
+
+-- The AUTOINCREMENT high-water marks, not just the largest id still present.
+DELETE FROM sqlite_sequence WHERE name IN ('runs_v10', 'tasks_v10');
+INSERT INTO sqlite_sequence(name, seq)
+SELECT name || '_v10', seq FROM sqlite_sequence WHERE name IN ('runs', 'tasks');
+
+DROP TABLE attempts;
+DROP TABLE tasks;
+DROP TABLE runs;
+ALTER TABLE runs_v10 RENAME TO runs;
+ALTER TABLE tasks_v10 RENAME TO tasks;
+ALTER TABLE attempts_v10 RENAME TO attempts;
+
+CREATE INDEX runs_by_flow_created ON runs(flow_id, created_at);
+CREATE INDEX runs_by_flow_status ON runs(flow_id, status, created_at);
+CREATE INDEX runs_by_origin ON runs(origin_run_id);
+CREATE INDEX tasks_by_step ON tasks(step_id, created_at);
+CREATE INDEX tasks_by_run ON tasks(run_id);
+
+CREATE TRIGGER run_tags_follow_run_status AFTER UPDATE OF status ON runs
+WHEN NEW.status IS NOT OLD.status
+BEGIN
+    UPDATE run_tags SET run_status = NEW.status WHERE run_id = NEW.run_id;
+END;
+
+PRAGMA legacy_alter_table = OFF;
+"""
+
 #: Ordered migrations; entry i takes a file from user_version i to i + 1.
 MIGRATIONS: list[str] = [_V1_TABLES, _V2_VIEWS, _V3_DEPLOYMENTS, _V4_CLIENT_INDEXES, _V5_CARDS,
-                         _V6_DELETED_RUNS, _V7_LOG_STAMPS, _V8_VALUE_REFS, _V9_RUN_PARAMS]
+                         _V6_DELETED_RUNS, _V7_LOG_STAMPS, _V8_VALUE_REFS, _V9_RUN_PARAMS,
+                         _V10_INTERRUPTED]
 
 #: The schema version this runstore writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,7 +22,8 @@ from pathlib import Path
 from .errors import InvalidPathspec, NotAStoreError, UnknownUser
 
 __all__ = ["resolve_username", "now", "config_dir", "hostname", "pid_alive", "pause_point",
-           "printable", "display_width", "fit_width", "check_uuid", "check_flow_name"]
+           "printable", "display_width", "fit_width", "check_uuid", "check_flow_name", "Terminated",
+           "INTERRUPT_EXIT_CODES", "interrupt_exit_code", "terminate_on_sigterm", "signals_held"]
 
 
 def resolve_username() -> str:
@@ -402,3 +403,127 @@ def parse_pathspec(text: str, *, flow: str | None = None, depths: tuple[int, ...
         shown = " or ".join(filter(None, [", ".join(shapes[:-1]), shapes[-1]]))
         raise InvalidPathspec(f"{printable(repr(text))} is not a pathspec like {shown}")
     return tuple(parts)
+
+
+# ---------------------------------------------------------------- interrupts
+
+#: The exit code of a command stopped by Ctrl-C (SIGINT) and by SIGTERM (128 + the signal).
+INTERRUPT_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+_received: list[str] = []  # the interrupt signals this process received, in order
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM while a run executes (:func:`terminate_on_sigterm`).
+
+    A ``KeyboardInterrupt``, so everything that stops a run for Ctrl-C stops it for
+    SIGTERM too (never retried, never caught by ``@catch``); the command line exits 143.
+
+    Example
+    -------
+    >>> isinstance(Terminated(), KeyboardInterrupt), Terminated().exit_code
+    (True, 143)
+    """
+
+    exit_code = INTERRUPT_EXIT_CODES["SIGTERM"]
+
+    def __init__(self, message: str = "the run was stopped by SIGTERM") -> None:
+        super().__init__(message)
+
+
+def interrupt_exit_code(exc: BaseException | None = None) -> int:
+    """143 when a SIGTERM stopped this process (``exc`` a :class:`Terminated`, or one was received), else 130.
+
+    A SIGTERM that lands inside a long SQL statement comes back from SQLite as a plain
+    ``KeyboardInterrupt``; the record of the signal keeps its exit code right.
+
+    Example
+    -------
+    >>> interrupt_exit_code(KeyboardInterrupt()), interrupt_exit_code(Terminated())
+    (130, 143)
+    """
+    if isinstance(exc, Terminated):
+        return INTERRUPT_EXIT_CODES["SIGTERM"]
+    if (exc is None or isinstance(exc, KeyboardInterrupt)) and "SIGTERM" in _received:
+        return INTERRUPT_EXIT_CODES["SIGTERM"]
+    return INTERRUPT_EXIT_CODES["SIGINT"]
+
+
+class terminate_on_sigterm:
+    """While inside, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: a no-op).
+
+    Python's default SIGTERM kills the process on the spot, leaving the run ``running``
+    until its heartbeat goes stale (``crashed``); raised as an exception instead, the
+    run is recorded as ``interrupted`` like a Ctrl-C.
+
+    Example
+    -------
+    >>> with terminate_on_sigterm():
+    ...     pass
+    """
+
+    def __init__(self) -> None:
+        self.previous: object = None
+        self.installed = False
+
+    def __enter__(self) -> "terminate_on_sigterm":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            def stop(signum: int, frame: object) -> None:
+                _received.append("SIGTERM")
+                raise Terminated()
+
+            self.previous = signal.signal(signal.SIGTERM, stop)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous)  # type: ignore[arg-type]
+            self.installed = False
+
+
+class signals_held:
+    """While inside (main thread only), SIGINT and SIGTERM are noted, not raised: the interrupt's record gets written.
+
+    A second Ctrl-C while a run's end is being recorded would leave it ``running``.
+    Only signals Python handles are held (an ignored or default one is left alone); one
+    noted here is not raised again on the way out — this is used on a path that is
+    already stopping for an interrupt — but a SIGTERM still makes the exit code 143.
+
+    Example
+    -------
+    >>> with signals_held():
+    ...     pass
+    """
+
+    def __init__(self) -> None:
+        self.saved: dict[int, object] = {}
+
+    def _note(self, signum: int, frame: object) -> None:
+        import signal
+
+        if signum == signal.SIGTERM:
+            _received.append("SIGTERM")
+
+    def __enter__(self) -> "signals_held":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                current = signal.getsignal(sig)
+                if callable(current):
+                    self.saved[sig] = current
+                    signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        saved, self.saved = self.saved, {}
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]

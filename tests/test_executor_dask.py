@@ -347,10 +347,12 @@ def test_ctrl_c_cancels_the_remote_tasks(tmp_path: Path, cluster: Any, address: 
     proc.wait(30)
     assert proc.returncode != 0
     run = Run("KillableFlow/1", store=Store(db))
-    assert run.status == "failed"
+    assert proc.returncode == 130
+    assert run.status == "interrupted"  # issue #13: was "failed"
     with Store(db).read() as conn:
         assert conn.execute("SELECT status, exception_type FROM attempts WHERE attempt = 0 AND task_id ="
-                            " (SELECT max(task_id) FROM tasks)").fetchone() == ("failed", "builtins.KeyboardInterrupt")
+                            " (SELECT max(task_id) FROM tasks)").fetchone() == ("interrupted",
+                                                                                "builtins.KeyboardInterrupt")
     deadline = time.monotonic() + 30
     while _dask_keys(cluster):
         assert time.monotonic() < deadline, _dask_keys(cluster)

@@ -312,3 +312,160 @@ def test_gc_and_backup_loop_while_runs_write(tmp_path: Path) -> None:
         store.load_value(key, encoding)
     assert store.doctor().problems == []
     store.close()
+
+
+REUSE_FLOW = '''
+import random
+
+from runstore import FlowSpec, Parameter, retry, step
+
+
+class ReuseFlow(FlowSpec):
+    seed = Parameter("seed", default=0)
+
+    @retry(times=2)
+    @step
+    def start(self):
+        self.blob = random.Random(self.seed).randbytes(%d)  # equal to an old, deleted run's value
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    ReuseFlow()
+'''
+#: Bigger than one chunk kept in memory by a task (store/_blobs.py: _BLOB_IO_MIN): re-used by reference.
+REUSED_SIZE = (1 << 20) + 4096
+
+GC_FOREVER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from runstore import Store
+
+    store, stop = Store(sys.argv[1]), sys.argv[2]
+    rounds = freed = 0
+    while not os.path.exists(stop):
+        report = store.gc()
+        rounds, freed = rounds + 1, freed + report.blobs
+        time.sleep(0.02)
+    print(json.dumps({"rounds": rounds, "freed": freed}))
+    """
+)
+
+
+def test_gc_loop_racing_runs_that_reuse_a_collected_value(tmp_path: Path) -> None:
+    """Issue #13: `gc` in a loop while 20 runs each store a value equal to an old run's.
+
+    Each run's task finds the value's chunk already stored (dedup) and pauses between
+    encoding and commit (``task_persist``); right then the old run holding that value is
+    deleted, so the gc loop's next round sees it unreferenced and old. The chunk is
+    reserved for the live task: every run succeeds (or, had gc still taken it, fails
+    the attempt cleanly and @retry saves it again) — never a run aborted, never a task
+    left ``running``, and every stored value loads afterwards.
+    """
+    import random
+    import time
+
+    db, stop = tmp_path / "runstore.db", tmp_path / "stop"
+    script = tmp_path / "reuse_flow.py"
+    script.write_text(REUSE_FLOW % REUSED_SIZE)
+    store = Store(db)
+    for seed in range(20):  # the old runs, each holding the value run `seed` will store again
+        old = store.create_run("OldFlow", user="tester")
+        task = store.create_task(old.run_id, "start")
+        store.start_attempt(task, 0)
+        store.finish_attempt(task, 0, "succeeded",
+                             artifacts={"blob": store.prepare_value(random.Random(seed).randbytes(REUSED_SIZE))})
+        store.finish_run(old.run_id, "succeeded")
+    looper = python(GC_FOREVER, str(db), str(stop))
+    env = {**__import__("os").environ, "RUNSTORE_TEST_PAUSE_AT": "task_persist@start:0.6"}
+    started = time.monotonic()
+    try:
+        for batch in range(4):
+            procs = {}
+            for seed in range(batch * 5, batch * 5 + 5):
+                err = open(tmp_path / f"err-{seed}", "w+")
+                mode = ["--max-workers", "1" if seed % 2 else "2"]  # inline and forked workers
+                procs[seed] = (subprocess.Popen(
+                    [sys.executable, str(script), "--db", str(db), "--quiet", "run", "--seed", str(seed), *mode],
+                    stdout=subprocess.DEVNULL, stderr=err, env=env, text=True), err)
+            paused: set[int] = set()
+            while len(paused) < len(procs):  # delete each old run once its twin has encoded the value
+                for seed, (proc, err) in procs.items():
+                    if seed not in paused and "runstore-test-pause" in (tmp_path / f"err-{seed}").read_text():
+                        store.delete_runs([f"OldFlow/{seed + 1}"])
+                        paused.add(seed)
+                    assert proc.poll() is None or seed in paused, (tmp_path / f"err-{seed}").read_text()
+                time.sleep(0.01)
+            for seed, (proc, err) in procs.items():
+                assert proc.wait(60) == 0, (tmp_path / f"err-{seed}").read_text()
+                err.close()
+                text = (tmp_path / f"err-{seed}").read_text()
+                assert "Traceback" not in text and "locked" not in text.lower(), text
+    finally:
+        stop.touch()
+        out, err_text = looper.communicate(timeout=60)
+    assert looper.returncode == 0, err_text
+    assert json.loads(out)["rounds"] >= 4
+    assert time.monotonic() - started < 60
+    with store.read() as conn:
+        runs = conn.execute("SELECT r.run_number, r.status FROM runs r JOIN flows f USING (flow_id)"
+                            " WHERE f.name = 'ReuseFlow' ORDER BY 1").fetchall()
+        stuck = conn.execute("SELECT count(*) FROM tasks WHERE status IN ('running', 'pending')").fetchone()[0]
+        attempts = conn.execute("SELECT status, exception_type FROM attempts WHERE status <> 'succeeded'").fetchall()
+        keys = conn.execute("SELECT DISTINCT blob_key, encoding FROM artifacts").fetchall()
+    assert runs == [(n, "succeeded") for n in range(1, 21)]
+    assert stuck == 0
+    assert all(kind == "runstore.errors.ValueVanished" for _, kind in attempts), attempts  # retried, never stuck
+    for key, encoding in keys:
+        store.load_value(key, encoding)
+    assert store.doctor().problems == []
+    store.close()
+
+
+def test_a_reused_value_gc_took_anyway_fails_the_attempt_cleanly_and_retry_saves_it(tmp_path: Path) -> None:
+    """When gc does not see the run as live (here: its row edited to look crashed), nothing
+    keeps the reserved chunk. The commit then fails the attempt — exception recorded,
+    output kept — @retry saves the value again, and the scheduler goes on."""
+    import os
+    import random
+    import time
+
+    db, script = tmp_path / "runstore.db", tmp_path / "reuse_flow.py"
+    script.write_text(REUSE_FLOW % REUSED_SIZE)
+    store = Store(db)
+    old = store.create_run("OldFlow", user="tester")
+    task = store.create_task(old.run_id, "start")
+    store.start_attempt(task, 0)
+    store.finish_attempt(task, 0, "succeeded",
+                         artifacts={"blob": store.prepare_value(random.Random(7).randbytes(REUSED_SIZE))})
+    store.finish_run(old.run_id, "succeeded")
+    err = tmp_path / "err"
+    with open(err, "w") as fh:
+        proc = subprocess.Popen([sys.executable, str(script), "--db", str(db), "run", "--seed", "7", "--max-workers",
+                                 "1"], stdout=subprocess.DEVNULL, stderr=fh, text=True,
+                                env={**os.environ, "RUNSTORE_TEST_PAUSE_AT": "task_persist@start:1.5"})
+        deadline = time.monotonic() + 60
+        while "runstore-test-pause" not in err.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.01)
+        store.delete_runs(["OldFlow/1"])
+        with store.write() as conn:  # the run looks crashed to gc: no live run protects anything
+            conn.execute("UPDATE runs SET heartbeat_at = 0, owner_host = 'elsewhere'")
+        assert store.gc().chunks == 1  # the chunk the paused task re-uses
+        assert proc.wait(60) == 0, err.read_text()
+    run = Run("ReuseFlow/1", store=store)
+    assert run.successful
+    with store.read() as conn:
+        attempts = conn.execute(
+            "SELECT a.attempt, a.status, a.exception_type, a.stderr FROM attempts a JOIN tasks t USING (task_id)"
+            " JOIN steps s USING (step_id) WHERE s.name = 'start' AND t.run_id ="
+            " (SELECT run_id FROM runs JOIN flows USING (flow_id) WHERE name = 'ReuseFlow') ORDER BY 1").fetchall()
+    assert [row[:3] for row in attempts] == [(0, "failed", "runstore.errors.ValueVanished"), (1, "succeeded", None)]
+    assert "ValueVanished" in attempts[0][3]  # its traceback is in the attempt's stderr, as any failure's
+    assert len(run["start"].task.data.blob) == REUSED_SIZE
+    assert store.doctor().problems == []
+    store.close()

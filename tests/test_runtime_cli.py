@@ -254,7 +254,7 @@ def test_tag_commands_are_mounted_and_use_db(tmp_path: Path) -> None:
 
 
 @pytest.mark.stress
-def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
+def test_ctrl_c_interrupts_the_run_and_stops_workers(tmp_path: Path) -> None:
     db = tmp_path / "runstore.db"
     marker = tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, str(FLOWS / "slow_flow.py"), "--db", str(db), "run"],
@@ -273,10 +273,11 @@ def test_ctrl_c_fails_the_run_and_stops_workers(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert run_row(db, "SlowFlow")["status"] == "failed"
+    assert run_row(db, "SlowFlow")["status"] == "interrupted"  # issue #13: was "failed"
     wait = tasks(db, "SlowFlow", "wait")[0]
-    assert wait["status"] == "failed"
-    assert Store(db).attempt_record(wait["task_id"])["exception_type"] == "builtins.KeyboardInterrupt"
+    assert wait["status"] == "interrupted"
+    attempt = Store(db).attempt_record(wait["task_id"])
+    assert (attempt["status"], attempt["exception_type"]) == ("interrupted", "builtins.KeyboardInterrupt")
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # no worker left behind
 

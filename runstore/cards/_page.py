@@ -59,7 +59,7 @@ svg.rs-dag text { font-size: 12px; text-anchor: middle; fill: var(--fg); }
 svg.rs-dag line { stroke: var(--wait); stroke-width: 1.5; }
 .rs-status { display: inline-block; padding: 0 .5em; border-radius: 8px; color: #fff; background: var(--wait); }
 .rs-status-done, .rs-status-succeeded { background: var(--ok); } .rs-status-running { background: var(--run); }
-.rs-status-failed, .rs-status-error { background: var(--bad); }
+.rs-status-failed, .rs-status-error { background: var(--bad); } .rs-status-interrupted { background: #7a4fb5; }
 """
 
 # Draws every chart of the page with vega-embed. ``ast`` + the interpreter: no eval,

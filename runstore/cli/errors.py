@@ -4,7 +4,8 @@ One wording everywhere: a :class:`~runstore.errors.RunstoreError` is one line
 ``Error: <message>`` on stderr and the exit code it carries (2 for usage errors, else
 1), its control characters escaped (a message can quote a tag or user name read
 from a shared file; SPEC §13). Click's own usage errors keep click's format. A closed pipe (``... | head``) ends
-the command quietly; Ctrl-C is ``Error: interrupted`` (exit 130); any other exception
+the command quietly; Ctrl-C is ``Error: interrupted`` (exit 130), SIGTERM during a run
+``Error: terminated (SIGTERM)`` (exit 143); any other exception
 is one line too, unless ``RUNSTORE_DEBUG=1`` asks for the traceback.
 
 Example
@@ -32,7 +33,7 @@ from typing import Any
 import click
 
 from ..errors import RunstoreError
-from ..util import printable
+from ..util import interrupt_exit_code, printable
 
 __all__ = ["OneLineErrors", "echo_error"]
 
@@ -73,9 +74,10 @@ class OneLineErrors(click.Group):
         except BrokenPipeError:  # `runstore runs | head`: the reader left; stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(141)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:  # Ctrl-C: 130; SIGTERM during a run (util.Terminated): 143
+            code = interrupt_exit_code(exc)
+            click.echo("Error: interrupted" if code == 130 else "Error: terminated (SIGTERM)", err=True)
+            ctx.exit(code)
         except Exception as exc:  # never a traceback: one line, unless RUNSTORE_DEBUG asks for it
             if os.environ.get("RUNSTORE_DEBUG"):
                 raise

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import click
 
+from ..schema import RUN_STATUSES
 from ..util import display_width, fit_width, printable
 from .common import jsonable, client_object, echo_json, global_namespace, open_store
 from .errors import OneLineErrors
@@ -425,19 +426,22 @@ def _parameters(run: Any) -> dict[str, str]:
 @click.option("--all", "all_namespaces", is_flag=True, help="Runs of every namespace.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=10**9),
               help="At most N runs.")
+@click.option("--status", type=click.Choice(RUN_STATUSES), default=None,
+              help="Only runs with this status.")
 @click.option("--json", "as_json", is_flag=True, help="Runs as a JSON list.")
 @click.pass_context
 def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | None, all_namespaces: bool,
-         limit: int, as_json: bool) -> None:
+         limit: int, status: str | None, as_json: bool) -> None:
     """List runs, newest first: pathspec, status, start, duration, user, tags.
 
     Without FLOW, the runs of every flow. Status 'crashed' means the run's
-    process is gone. Nothing is unpickled.
+    process is gone; 'interrupted' that Ctrl-C or SIGTERM stopped it. Nothing
+    is unpickled.
 
     \b
     Example:
         runstore runs TrainFlow --tag baseline --limit 5
-        runstore runs --all --json
+        runstore runs --all --json --status interrupted
     """
     from .. import client
     from ..namespace import default_namespace, get_namespace, namespace
@@ -447,7 +451,8 @@ def runs(ctx: click.Context, flow: str | None, tags: tuple[str, ...], ns: str | 
     store = open_store(ctx, readonly=True)
     namespace(None) if all_namespaces else namespace(ns) if ns is not None else default_namespace()
     flows = [client.Flow(flow, store=store)] if flow else client.Runstore(store=store).flows
-    found = [run for f in flows for run in itertools.islice(f.runs(*tags), limit)]
+    found = [run for f in flows for run in itertools.islice(
+        (r for r in f.runs(*tags) if status is None or r.status == status), limit)]
     found = sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
     rows = [{"pathspec": r.pathspec, "flow": r.parent.id, "run_number": r.run_number, "uuid": r.uuid,
              "status": r.status, "created_at": _when(r.created_at), "finished_at": _when(r.finished_at),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from ..errors import NotFound, ParameterError, RunstoreError, TaggingError
 from ..namespace import get_namespace, resolve_store
+from ..schema import FINAL_RUN_STATUSES
 from ..store import effective_status, param_texts
 from ..tags import is_reserved, validate_tag
 from ..util import parse_id
@@ -376,7 +377,8 @@ class Run(ClientObject):
 
     @property
     def status(self) -> str:
-        """``running``, ``succeeded``, ``failed`` or ``crashed`` (owner gone while running).
+        """``running``, ``succeeded``, ``failed``, ``interrupted`` (Ctrl-C or SIGTERM stopped it) or
+        ``crashed`` (owner gone while running).
 
         Example
         -------
@@ -421,16 +423,16 @@ class Run(ClientObject):
         >>> run.finished, run.end_task.finished
         (True, True)
         """
-        if self._fresh["status"] not in ("succeeded", "failed"):  # running, or crashed: not (yet) finished
+        if self._fresh["status"] not in FINAL_RUN_STATUSES:  # running, or crashed: not (yet) finished
             return False
         end = self.end_task
         return end is not None and end.finished
 
     @property
     def finished_at(self) -> datetime | None:
-        """When the run ended (UTC); None while running or when it crashed."""
+        """When the run ended (UTC), interrupted runs included; None while running or when it crashed."""
         row = self._fresh
-        return _utc(row["finished_at"]) if row["status"] in ("succeeded", "failed") else None
+        return _utc(row["finished_at"]) if row["status"] in FINAL_RUN_STATUSES else None
 
     @property
     def origin_pathspec(self) -> str | None:

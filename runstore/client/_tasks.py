@@ -209,8 +209,8 @@ class Task(ClientObject):
 
     @property
     def status(self) -> str:
-        """``pending``, ``running``, ``succeeded``, ``failed`` or ``caught`` (of this attempt);
-        ``never-started`` for a task its run created but ended (failed) without starting.
+        """``pending``, ``running``, ``succeeded``, ``failed``, ``caught`` or ``interrupted`` (of this
+        attempt); ``never-started`` for a task its run created but ended (failed) without starting.
 
         Example
         -------

@@ -7,7 +7,11 @@ input of a join has arrived. Ready tasks go to an executor (:mod:`.executors`):
 reusable forked worker processes (:mod:`.workers`), inline in this process when the
 store is in memory or ``max_workers == 1``, or a Dask cluster (``executor="dask"``);
 a step pinned with ``@executor("local")`` stays on this machine. The scheduler heartbeats while it waits and finishes the run
-as ``succeeded`` (the end task succeeded) or ``failed``.
+as ``succeeded`` (the end task succeeded) or ``failed``, or ``interrupted`` when Ctrl-C
+(``KeyboardInterrupt``) or SIGTERM (:class:`~runstore.util.Terminated`, raised while a
+run executes in the main thread) stops it: the attempts still running are recorded as
+interrupted, workers are killed, and the interrupt goes on to the caller (the command
+line exits 130 or 143). An interrupt is never retried and never caught by ``@catch``.
 
 Resume slots in at :meth:`Scheduler._launch`: a resumed run gives the scheduler a
 clone plan, and a task whose step and foreach path match a successful origin task
@@ -26,7 +30,7 @@ from typing import Any, Callable, Sequence, TextIO
 from ..errors import RunstoreError
 from ..flowspec import FlowSpec, ForeachFrame
 from ..schema import HEARTBEAT_INTERVAL
-from ..util import pause_point
+from ..util import pause_point, signals_held, terminate_on_sigterm
 from .task import TaskResult, TaskSpec
 
 __all__ = ["Scheduler", "RunOutcome", "MAX_LOOPS"]
@@ -182,7 +186,8 @@ class Scheduler:
         for executor in self.executors.values():
             executor.connect()
         try:
-            return self._run(name)
+            with terminate_on_sigterm():
+                return self._run(name)
         finally:
             for executor in self.executors.values():
                 executor.close()
@@ -230,11 +235,17 @@ class Scheduler:
         if cell is not None:
             self.metadata["script-name"] = CELL_SCRIPT
         self.say(f"Workflow starting (run {record.pathspec}, {store.describe()}):")
-        self._store_parameters()
         try:
+            self._store_parameters()
             self._store_constants()
             self._schedule(self.graph.start.name, [], [])
             self._loop()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a Terminated): recorded, then passed on
+            with signals_held():
+                store.finish_run(record.run_id, "interrupted")
+                self.say(f"Workflow interrupted: {record.pathspec} is recorded as interrupted (resume re-runs it "
+                         "from the interrupted step).")
+            raise
         except BaseException:
             store.finish_run(record.run_id, "failed")
             raise
@@ -494,20 +505,43 @@ class Scheduler:
                                     spec, attempt=spec.attempt + 1, retries=spec.attempt + 1,
                                     fallback=(kind, message, ""), timeout=None, executor="local"))
                                 continue
+                        elif isinstance(result, KeyboardInterrupt):
+                            raise result  # the step raised it itself (a worker ignores the signals)
                         elif isinstance(result, RunstoreError):
-                            raise result  # the worker's store failed (e.g. StoreFullError): the run cannot go on
+                            # the worker's store failed (e.g. StoreFullError): the run cannot go on,
+                            # but its attempt is not left running (when the store still takes a write)
+                            self._abandon([spec], result)
+                            raise result
                         elif isinstance(result, BaseException):
+                            self._abandon([spec], result)
                             raise RunstoreError(f"the runtime failed while running {spec.prefix}: {result!r}")
                         self._on_result(spec, result)
                 if beat:
                     self._beat()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             interrupted = True
-            for executor in self.executors.values():
-                for spec in executor.busy:
-                    self.store.abandon_attempt(spec.task_id, spec.attempt,
-                                               ("builtins.KeyboardInterrupt", "the run was interrupted", ""))
+            with signals_held():
+                running = [spec for executor in self.executors.values() for spec in executor.busy]
+                for executor in self.executors.values():
+                    executor.close(kill=True)  # first: a worker still running must not commit after us
+                kind = type(exc)
+                info = (f"{kind.__module__}.{kind.__qualname__}", str(exc) or "the run was interrupted", "")
+                for spec in running:  # a task that recorded its own interrupt (inline) is left as it is
+                    self.store.abandon_attempt(spec.task_id, spec.attempt, info, "interrupted")
+            raise
+        except Exception as exc:  # an inline attempt whose store write failed: not left running
+            self._abandon([spec for executor in self.executors.values() for spec in executor.busy], exc)
             raise
         finally:
             for executor in self.executors.values():
                 executor.close(kill=interrupted)
+
+    def _abandon(self, specs: list[TaskSpec], exc: BaseException) -> None:
+        """Record ``exc`` as the failure of attempts the run stops on (best effort: the store may be what failed)."""
+        kind = type(exc)
+        for spec in specs:
+            try:
+                self.store.abandon_attempt(spec.task_id, spec.attempt,
+                                           (f"{kind.__module__}.{kind.__qualname__}", str(exc), ""))
+            except RunstoreError:
+                pass

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..current import TaskContext, task_context
-from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError, TimeoutException
+from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError, TimeoutException, ValueVanished
 from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
 from ..util import pause_point
 from .logtap import MAX_LOG_BYTES, InlineLog, LogTap
@@ -326,16 +326,23 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C or SIGTERM: the run stops (never retried, never caught)
+        _record_interrupt(spec, store, cap, error)
+        raise error
     next_step = case = None
     if error is None and node.switch_cases is not None:
         try:
             case, next_step = _switch_case(flow, node)
+        except KeyboardInterrupt:
+            raise  # the scheduler records the attempt as interrupted
         except BaseException as exc:  # noqa: BLE001
             error = exc
     foreach_refs = None
     if error is None and node.foreach_var:
         try:
             foreach_refs = _split(store, flow, node, spec.max_num_splits)
+        except KeyboardInterrupt:
+            raise
         except BaseException as exc:  # noqa: BLE001
             error = exc
     status = "succeeded"
@@ -361,8 +368,16 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
         metadata["switch-case"] = str(case)
         metadata["switch-next-step"] = next_step
     pause_point("task_persist", spec.step)
-    store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
-                         stderr=stderr, exception=exception, metadata=metadata)
+    try:
+        store.finish_attempt(spec.task_id, spec.attempt, status, artifacts=artifacts, stdout=stdout,
+                             stderr=stderr, exception=exception, metadata=metadata)
+    except ValueVanished as exc:
+        # A concurrent gc took a chunk an artifact re-used (it did not see this run as live):
+        # the attempt fails cleanly, its output and this exception kept; @retry saves again.
+        status, exception = "failed", _exception_info(exc)
+        stderr += exception[2]
+        store.finish_attempt(spec.task_id, spec.attempt, status, stdout=stdout, stderr=stderr,
+                             exception=exception, metadata=metadata)
     if collector is not None:
         from ..cards._runtime import finish_cards
 
@@ -377,6 +392,28 @@ def run_task(spec: TaskSpec, store: Any, flow_class: type[FlowSpec], tap: LogTap
     return TaskResult(spec.task_id, spec.attempt, status, foreach_refs,
                       None if exception is None else f"{exception[0]}: {exception[1]}",
                       next_step if status == "succeeded" else None)
+
+
+def _record_interrupt(spec: TaskSpec, store: Any, cap: "_Capture | _TapCapture", error: KeyboardInterrupt) -> None:
+    """Commit the interrupted attempt with what it printed (no artifacts: the step did not finish).
+
+    Further Ctrl-C are held until it is written; should the write fail, the scheduler
+    still marks the attempt interrupted.
+    """
+    from ..util import signals_held
+
+    with signals_held():
+        exception = _exception_info(error)
+        if not exception[1]:
+            exception = (exception[0], "the run was interrupted", exception[2])
+        cap.say("Task interrupted.")
+        stdout, stderr = cap.close()
+        metadata = dict(spec.metadata, attempt=str(spec.attempt))
+        try:
+            store.finish_attempt(spec.task_id, spec.attempt, "interrupted", stdout=stdout, stderr=stderr,
+                                 exception=exception, metadata=metadata)
+        except RunstoreError:
+            pass
 
 
 class _Recorded(Exception):

@@ -76,9 +76,14 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _ignore(signum: int, frame: Any) -> None:
+    """A worker's SIGTERM handler: the scheduler decides (a handler, not SIG_IGN, which a step's subprocesses would inherit)."""
+
+
 def _worker_main(sock: socket.socket, db_path: str, flow_class: type,
                  pipes: dict[str, tuple[int, int]] | None = None, shadow: Shadow | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides what Ctrl-C means
+    signal.signal(signal.SIGTERM, _ignore)  # and SIGTERM (`kill -TERM -PGID`); it kills the workers
     from ..errors import RunstoreError
     from ..store import Store
     from .logtap import LogTap
@@ -98,6 +103,8 @@ def _worker_main(sock: socket.socket, db_path: str, flow_class: type,
             result: Any = run_task(spec, store, flow_class, tap)
         except RunstoreError as exc:  # the store failed (disk full, read-only): sent as is, so the
             result = exc              # user sees e.g. "Store is full: ..." (test_reliability_input.py)
+        except KeyboardInterrupt:     # raised by the step itself (recorded as interrupted): the run stops
+            result = KeyboardInterrupt()
         except BaseException as exc:  # noqa: BLE001 - report, then let the scheduler decide
             result = RuntimeError(f"{type(exc).__name__}: {exc}")
         try:
@@ -251,7 +258,16 @@ class WorkerPool:
         return os.waitstatus_to_exitcode(status)
 
     def close(self, kill: bool = False) -> None:
-        """Stop every worker (``kill``: busy ones at once, for the failure/Ctrl-C path)."""
+        """Stop every worker (``kill``: busy ones, for the failure/Ctrl-C path).
+
+        Before the SIGKILL, busy workers get one log batch interval (their output streams
+        into the store every :data:`~.logtap.BATCH_SECONDS`), so what an interrupted
+        attempt printed is stored whole.
+        """
+        if kill and self.busy:
+            from .logtap import BATCH_SECONDS
+
+            time.sleep(BATCH_SECONDS * 1.5)
         for worker in self.workers:
             try:
                 if kill and worker.spec is not None:

@@ -328,8 +328,8 @@ class Store(Database):
     ) -> None:
         """Commit an attempt's outcome, artifacts, logs and metadata in one transaction.
 
-        ``status`` is ``succeeded``, ``failed`` or ``caught`` (failed, handled by
-        ``@catch``). ``exception`` is ``(type, message, traceback)``. Nothing of the
+        ``status`` is ``succeeded``, ``failed``, ``caught`` (failed, handled by
+        ``@catch``) or ``interrupted`` (Ctrl-C or SIGTERM stopped it). ``exception`` is ``(type, message, traceback)``. Nothing of the
         attempt is visible to readers until this commits. An artifact given as a
         reference read from a task of the same run (``list_artifact_refs``) is bound to
         that task's row, not stored again (docs/storage.md); anything else gets a row.
@@ -362,13 +362,26 @@ class Store(Database):
         with self.write() as conn:
             _writes.insert_metadata(conn, task_id, attempt, metadata)
 
-    def abandon_attempt(self, task_id: int, attempt: int, exception: tuple[str, str, str]) -> None:
+    def abandon_attempt(self, task_id: int, attempt: int, exception: tuple[str, str, str],
+                        status: str = "failed") -> None:
         """Mark an attempt failed whose process died before it could say so itself.
 
-        Safe whether or not the attempt had started (its row is created if missing).
+        ``status="interrupted"``: the run was stopped (Ctrl-C, SIGTERM) while it ran.
+        Safe whether or not the attempt had started (its row is created if missing);
+        an attempt already finished is left as it is.
+
+        Example
+        -------
+        >>> from runstore import Store
+        >>> store = Store(":memory:")
+        >>> run = store.create_run("F", user="anne")
+        >>> task = store.create_task(run.run_id, "start")
+        >>> store.abandon_attempt(task, 0, ("builtins.KeyboardInterrupt", "interrupted", ""), "interrupted")
+        >>> store.find_attempt(task)["status"]
+        'interrupted'
         """
         with self.write() as conn:
-            _writes.abandon_attempt(conn, task_id, attempt, exception)
+            _writes.abandon_attempt(conn, task_id, attempt, exception, status)
 
     def clone_task(self, task_id: int, origin_task_id: int, origin_pathspec: str,
                    metadata: Mapping[str, Any] = {}, *, artifacts: Mapping[str, StoredValue] | None = None,

@@ -24,7 +24,7 @@ from ..codecs import (
     encode_value,
     get_codec,
 )
-from ..errors import CodecError, NotFound, StoreError, UntrustedArtifact
+from ..errors import CodecError, NotFound, StoreError, UntrustedArtifact, ValueVanished
 from ..trust import trust_mac
 from ..util import now
 from ._db import Database
@@ -100,16 +100,21 @@ class _ChunkCollector:
         if key in self.seen:
             return
         self.seen.add(key)
-        if _chunk_exists(self.db, key):
-            if len(data) >= _BLOB_IO_MIN:
-                self.touched.append(key)  # checked again at commit
-                return
+        exists = _chunk_exists(self.db, key)
+        if exists and len(data) >= _BLOB_IO_MIN and _reserve_chunk(self.db, key):
+            # Not kept in memory (a value may be many of them): reserved instead. Touched now,
+            # it is younger than the live run saving it, so gc keeps it (and its old blob) until
+            # the commit, which touches it again (store/_gc.py). Pinned by
+            # tests/test_reliability_concurrency.py::test_gc_loop_racing_runs_that_reuse_a_collected_value
+            self.touched.append(key)
+            return
+        if exists and len(data) < _BLOB_IO_MIN:
             # A small chunk already stored is kept (uncompressed) all the same: if a concurrent
             # gc takes it before the commit (its blob was unreferenced), the commit's INSERT OR
             # IGNORE puts it back instead of failing the task. Pinned by
             # tests/test_reliability_concurrency.py::test_gc_between_encoding_and_commit_...
             compression, payload = "none", bytes(data)
-        else:
+        else:  # new, or collected between the two looks above: written again
             compression, payload = compress_chunk(data)
         self.pending.append((key, compression, len(data), payload))
         self.pending_bytes += len(payload)
@@ -335,6 +340,12 @@ def _chunk_exists(db: Database, key: str) -> bool:
         return conn.execute("SELECT 1 FROM blob_chunks WHERE chunk_key = ?", (key,)).fetchone() is not None
 
 
+def _reserve_chunk(db: Database, key: str) -> bool:
+    """Touch a stored chunk a value being saved re-uses; False when it is gone (gc took it)."""
+    with db.write() as conn:
+        return conn.execute("UPDATE blob_chunks SET touched_at = ? WHERE chunk_key = ?", (now(), key)).rowcount > 0
+
+
 def _insert_chunks(
     conn: sqlite3.Connection, pending: Iterable[tuple[str, str, int, Any]], touched: Iterable[str], where: str
 ) -> None:
@@ -364,10 +375,11 @@ def _insert_chunks(
     )
     # Chunks found already stored are not rewritten, only touched: gc keeps chunks
     # re-used since the oldest live run started (see store/_gc.py). If one was
-    # collected meanwhile, say so rather than fail on a foreign key.
+    # collected meanwhile (gc did not see a live run), say so rather than fail on a
+    # foreign key: the task's attempt fails with it recorded, and @retry saves again.
     for key in touched:
         if not conn.execute("UPDATE blob_chunks SET touched_at = ? WHERE chunk_key = ?", (stamp, key)).rowcount:
-            raise StoreError(
+            raise ValueVanished(
                 f"{where}: a stored chunk disappeared while a value was being saved "
                 "(a concurrent gc?); save the value again"
             )

@@ -629,7 +629,24 @@ class Database:
         return target
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Apply the missing migrations in one exclusive transaction."""
+        """Apply the missing migrations in one exclusive transaction.
+
+        Foreign keys are off while they run (``PRAGMA foreign_keys`` cannot change inside
+        a transaction): a migration that rebuilds a table (schema ``_V10_INTERRUPTED``)
+        drops the old copy, and with them on that drop would cascade into every table
+        pointing at it. Rows are copied verbatim, so no reference changes.
+        """
+        try:
+            conn.execute("PRAGMA foreign_keys = OFF")
+            try:
+                self._migrate_locked(conn)
+            finally:
+                conn.execute("PRAGMA legacy_alter_table = OFF")  # should a rebuild stop half way
+                conn.execute(f"PRAGMA foreign_keys = {dict(PRAGMAS)['foreign_keys']}")
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.where, self.busy_timeout) from exc
+
+    def _migrate_locked(self, conn: sqlite3.Connection) -> None:
         try:
             conn.execute("BEGIN EXCLUSIVE")
             try:

@@ -14,6 +14,15 @@ code package or chunk whose last write or re-use (``created_at`` / ``touched_at`
 is older than the start of the oldest live run; when no run is live everything
 unreferenced goes. Blobs that another run still uses are never touched.
 
+Re-use is a reservation: a task that finds a large chunk of its value already stored
+(dedup; it does not keep those bytes) touches it at once (``_blobs._reserve_chunk``),
+so the chunk, and the old blob made of it, are younger than its live run and stay until
+the task's commit references them. Small chunks are kept in the task's memory and
+written again at the commit if gc took them. Should a chunk go anyway (gc did not see
+the run as live), the commit raises :class:`~runstore.errors.ValueVanished` and the
+runtime fails that attempt cleanly; ``@retry`` saves the value again
+(docs/reliability.md, tests/test_reliability_concurrency.py).
+
 Example
 -------
 >>> from runstore import Store

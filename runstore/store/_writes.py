@@ -123,9 +123,9 @@ def heartbeat(conn: sqlite3.Connection, run_id: int) -> None:
 
 
 def finish_run(conn: sqlite3.Connection, run_id: int, status: str) -> None:
-    """Record the run's final status (``succeeded`` or ``failed``)."""
-    if status not in ("succeeded", "failed"):
-        raise ValueError(f"a run finishes as 'succeeded' or 'failed', not {status!r}")
+    """Record the run's final status (``succeeded``, ``failed`` or ``interrupted``)."""
+    if status not in ("succeeded", "failed", "interrupted"):
+        raise ValueError(f"a run finishes as 'succeeded', 'failed' or 'interrupted', not {status!r}")
     stamp = now()
     conn.execute("UPDATE runs SET status = ?, finished_at = ?, heartbeat_at = ? WHERE run_id = ?",
                  (status, stamp, stamp, run_id))
@@ -259,8 +259,8 @@ def finish_attempt(conn: sqlite3.Connection, task_id: int, attempt: int, status:
                    exception: tuple[str, str, str] | None = None, metadata: Mapping[str, Any] = {},
                    where: str = "the store") -> None:
     """Commit an attempt's outcome, artifacts (their blobs too), logs and metadata (see ``Store.finish_attempt``)."""
-    if status not in ("succeeded", "failed", "caught"):
-        raise ValueError(f"an attempt finishes as succeeded, failed or caught, not {status!r}")
+    if status not in ("succeeded", "failed", "caught", "interrupted"):
+        raise ValueError(f"an attempt finishes as succeeded, failed, caught or interrupted, not {status!r}")
     stamp = now()
     exc_type, exc_message, exc_tb = exception if exception else (None, None, None)
     commit_values(conn, [v for v in artifacts.values() if isinstance(v, PreparedValue)], where)
@@ -338,18 +338,21 @@ def sync_run_params(conn: sqlite3.Connection, task_id: int) -> None:
                      [(run_id, name, text) for name, text in values.items()])
 
 
-def abandon_attempt(conn: sqlite3.Connection, task_id: int, attempt: int, exception: tuple[str, str, str]) -> None:
-    """Mark an attempt failed whose process died before it could say so (its row is created if missing)."""
+def abandon_attempt(conn: sqlite3.Connection, task_id: int, attempt: int, exception: tuple[str, str, str],
+                    status: str = "failed") -> None:
+    """Mark an attempt ``failed`` (or ``interrupted``) whose process could not say so (its row is created if missing)."""
+    if status not in ("failed", "interrupted"):
+        raise ValueError(f"an attempt is abandoned as failed or interrupted, not {status!r}")
     stamp = now()
     conn.execute("INSERT OR IGNORE INTO attempts(task_id, attempt, started_at) VALUES (?, ?, ?)",
                  (task_id, attempt, stamp))
     conn.execute(
-        "UPDATE attempts SET finished_at = ?, status = 'failed', exception_type = ?,"
+        "UPDATE attempts SET finished_at = ?, status = ?, exception_type = ?,"
         " exception_message = ?, traceback = ? WHERE task_id = ? AND attempt = ? AND status = 'running'",
-        (stamp, *exception, task_id, attempt))
+        (stamp, status, *exception, task_id, attempt))
     conn.execute(
-        "UPDATE tasks SET status = 'failed', finished_at = ?, attempt = ? WHERE task_id = ?"
-        " AND status IN ('pending', 'running')", (stamp, attempt, task_id))
+        "UPDATE tasks SET status = ?, finished_at = ?, attempt = ? WHERE task_id = ?"
+        " AND status IN ('pending', 'running')", (status, stamp, attempt, task_id))
 
 
 # ------------------------------------------------------------ tags

@@ -39,6 +39,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidPathspec, NotFound, RunstoreError
+from ..schema import RUN_STATUSES
 from ..util import parse_id
 from . import data
 from ..dag import dag_layout, timeline_layout
@@ -80,7 +81,7 @@ _CARD_HEADERS = [
     (b"x-frame-options", b"SAMEORIGIN"),
 ]
 
-_STATUSES = ("running", "succeeded", "failed", "crashed")
+_STATUSES = RUN_STATUSES
 _TASKS_PER_STEP = 200
 _CODE_MAX = 32 << 20
 _SQL_ROWS = 1000
@@ -247,7 +248,7 @@ def create_app(store: "Store", *, allow_tag_edits: bool = False,
         for t in tasks:
             by_step.setdefault(t["step"], []).append(t)
         show_all = request.query_params.get("all") == "1"
-        failures = [t for t in tasks if t["status"] in ("failed", "caught")]
+        failures = [t for t in tasks if t["status"] in ("failed", "caught", "interrupted")]
         env_meta = _environment_of(tasks)
         return render(request, "run.html", run=row, status=run.status, by_step=by_step, summary=summary,
                       dag=dag, timeline=timeline, failures=failures[:20], show_all=show_all,

@@ -423,7 +423,7 @@ def run_tasks(store: "Store", run_id: int) -> list[Row]:
         " WHERE run_id = ? ORDER BY created_ts, task_id", [run_id]).as_dicts()
 
 
-_STATUS_RANK = {"failed": 0, "running": 1, "pending": 2, "caught": 3, "succeeded": 4}
+_STATUS_RANK = {"failed": 0, "interrupted": 1, "running": 2, "pending": 3, "caught": 4, "succeeded": 5}
 
 
 def step_summary(tasks: Iterable[Row]) -> dict[str, dict[str, Any]]:

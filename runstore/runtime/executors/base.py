@@ -78,6 +78,8 @@ class InlineExecutor(Executor):
 
     Used for in-memory stores (which cannot be shared with another process) and
     ``--max-workers 1``. A thread heartbeats for file stores while user code runs.
+    The attempt in progress stays ``busy`` until it returns, so when Ctrl-C escapes
+    it the scheduler still knows which attempt was interrupted.
     """
 
     def __init__(self, store: Any, flow_class: type) -> None:
@@ -101,10 +103,12 @@ class InlineExecutor(Executor):
         return [] if self._queued is None else [self._queued]
 
     def wait(self, timeout: float | None) -> list[tuple[TaskSpec, Any]]:
-        spec, self._queued = self._queued, None
+        spec = self._queued
         if spec is None:
             return []
-        return [(spec, run_task(spec, self.store, self.flow_class))]
+        result = run_task(spec, self.store, self.flow_class)  # a KeyboardInterrupt leaves it busy
+        self._queued = None
+        return [(spec, result)]
 
     def close(self, kill: bool = False) -> None:
         self._queued = None
