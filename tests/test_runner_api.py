@@ -169,7 +169,8 @@ def test_async_wait_timeout_stops_the_run(flow_file: Path, tmp_path: Path) -> No
     running = asyncio.run(asyncio.wait_for(main(), 120))
     assert time.monotonic() - start < 60  # the step asked for 120 s
     assert running.status == "failed" and running.returncode not in (0, None)
-    assert run_rows(db) == [(1, "failed")]  # ended as failed, not left running
+    assert running.returncode == 130  # stopped as by Ctrl-C
+    assert run_rows(db) == [(1, "interrupted")]  # recorded as interrupted, not left running
 
 
 def test_async_run_refuses_a_bad_parameter_and_an_in_memory_store(flow_file: Path, tmp_path: Path) -> None:

@@ -260,7 +260,7 @@ class ExecutingRun:
     def _stop(self) -> None:
         assert self._process is not None
         try:
-            self._process.send_signal(signal.SIGINT)  # the run ends as failed, its workers stopped
+            self._process.send_signal(signal.SIGINT)  # the run ends interrupted (exit 130), its workers stopped
             self._process.wait(STOP_GRACE)
         except subprocess.TimeoutExpired:
             self._process.kill()
