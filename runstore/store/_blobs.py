@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import sqlite3
-import tempfile
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, NamedTuple
 
@@ -499,6 +498,8 @@ def _verified_copy(reader: _VerifiedReader, size: int) -> IO[bytes]:
             _fill(reader, view, "stored value is shorter than recorded")
         reader.verify_rest()
         return io.BytesIO(buffer)
+    import tempfile  # only for pickles over 16 MiB: not on the start-up path
+
     spool = tempfile.TemporaryFile(prefix="runstore-verified-")
     try:
         piece = bytearray(_IO_PIECE)
