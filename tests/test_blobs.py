@@ -56,6 +56,44 @@ def test_blob_key_is_sha256_of_the_encoded_bytes(memory_store: Store) -> None:
         assert ref.size == len(encoded)
 
 
+def test_a_value_of_several_chunks_is_hashed_once(file_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash once (#18): saving and loading a 40 MiB value hashes each of its bytes once,
+    for a pickle too (checked chunk by chunk, with no whole-value hash besides)."""
+    import runstore.codecs
+    from runstore.codecs import chunk_list_key
+    from runstore.store import _blobs
+
+    hashed = [0]
+    real = hashlib.sha256
+
+    class Counting:
+        def __init__(self, data: bytes = b"") -> None:
+            self._h = real()
+            self.update(data)
+
+        def update(self, data: bytes) -> None:
+            hashed[0] += memoryview(data).nbytes
+            self._h.update(data)
+
+        def hexdigest(self) -> str:
+            return self._h.hexdigest()
+
+    counting = type("hashlib", (), {"sha256": Counting})
+    for module in (runstore.codecs, _blobs):
+        monkeypatch.setattr(module, "hashlib", counting)
+    for value in (os.urandom(40 * MiB), {"weights": os.urandom(40 * MiB)}):
+        hashed[0] = 0
+        ref = file_store.put_value(value)
+        # saved: each byte hashed once (its chunk's key), plus the short chunk list (was 2x the size)
+        assert ref.size <= hashed[0] < ref.size + 1024
+        keys = [row[0] for row in file_store.sql("SELECT chunk_key FROM blob_parts WHERE blob_key = ? ORDER BY seq",
+                                                 [ref.blob_key]).rows]
+        assert len(keys) == 3 and ref.blob_key == chunk_list_key(ref.size, keys)
+        hashed[0] = 0
+        assert file_store.load_value(ref.blob_key, ref.encoding) == value
+        assert ref.size <= hashed[0] < ref.size + 1024  # loaded: verified in one pass (a pickle was 2x)
+
+
 def test_identical_values_are_stored_once_across_tasks_runs_and_flows(memory_store: Store) -> None:
     big = np.random.default_rng(1).random(300_000)  # 2.3 MiB, one chunk
     value = {"weights": list(range(1000))}

@@ -18,6 +18,8 @@ from typing import IO, Any, Callable, Iterable, NamedTuple
 from ..codecs import (
     CHUNK_SIZE,
     _fill,
+    chunk_list_key,
+    is_chunk_list_key,
     compress_chunk,
     decompress_chunk,
     encode_value,
@@ -236,9 +238,18 @@ class _VerifiedReader(io.RawIOBase):
         self._offset = 0  # position inside the current part
         self._chunk: memoryview | None = None  # the current part, when read whole
         self._inline = inline
-        self._digest = hashlib.sha256()
-        # A one-chunk blob's chunk key is its blob key: the blob hash checks both.
-        self._check_chunks = check_chunks and len(parts) > 1
+        if is_chunk_list_key(blob_key):
+            # Keyed by its chunk list (values of several chunks since #18): the key must be
+            # that list's, and each chunk is hashed against its own key; no whole-value hash.
+            if chunk_list_key(sum(p.raw_size for p in parts), [p.chunk_key for p in parts]) != blob_key:
+                raise _altered(db.where, blob_key)
+            self._digest: Any = None
+            self._check_chunks = True
+        else:
+            # Keyed by the sha256 of all its bytes (one chunk; or several, written before #18).
+            # A one-chunk blob's chunk key is its blob key: the blob hash checks both.
+            self._digest = hashlib.sha256()
+            self._check_chunks = check_chunks and len(parts) > 1
         self._chunk_digest = hashlib.sha256()
         self._verified = False
 
@@ -265,7 +276,7 @@ class _VerifiedReader(io.RawIOBase):
             self._end_of_part()
         if self._index >= len(self._parts):
             if not self._verified:
-                if self._digest.hexdigest() != self._blob_key:
+                if self._digest is not None and self._digest.hexdigest() != self._blob_key:
                     raise _altered(self._db.where, self._blob_key)
                 self._verified = True
             return 0
@@ -287,7 +298,8 @@ class _VerifiedReader(io.RawIOBase):
                     if len(piece) != n:
                         raise self._damaged(ValueError(f"a chunk holds fewer than its {part.raw_size} bytes"))
                     view[:n] = piece
-                    self._digest.update(piece)
+                    if self._digest is not None:
+                        self._digest.update(piece)
                     if self._check_chunks:
                         self._chunk_digest.update(piece)
                     self._offset += n
@@ -311,7 +323,8 @@ class _VerifiedReader(io.RawIOBase):
             data = decompress_chunk(part.compression, stored, part.raw_size)
         except CodecError as exc:
             raise self._damaged(exc) from exc
-        self._digest.update(data)
+        if self._digest is not None:
+            self._digest.update(data)
         if self._check_chunks and hashlib.sha256(data).hexdigest() != part.chunk_key:
             raise _altered(self._db.where, self._blob_key)
         return data
@@ -608,8 +621,10 @@ def rehash_problems(db: Database, progress: Callable[[int, int], None] | None = 
     for done, (blob_key,) in enumerate(multi, len(chunks) + 1):
         why: str | None = None
         try:
-            _, reader = _reader(db, blob_key)
-            if not any(part.chunk_key in bad_chunks for part in reader._parts):
+            _, reader = _reader(db, blob_key)  # a chunk-list key is checked against its list here
+            # Every chunk was re-hashed above: a value keyed by its chunk list is checked by
+            # that; one keyed by the sha256 of all its bytes is streamed and hashed whole.
+            if not is_chunk_list_key(blob_key) and not any(part.chunk_key in bad_chunks for part in reader._parts):
                 reader.verify_rest()
         except UntrustedArtifact:
             why = _ALTERED
