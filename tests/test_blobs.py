@@ -94,6 +94,27 @@ def test_a_value_of_several_chunks_is_hashed_once(file_store: Store, monkeypatch
         assert ref.size <= hashed[0] < ref.size + 1024  # loaded: verified in one pass (a pickle was 2x)
 
 
+def test_a_large_array_is_read_through_one_blob_handle_per_chunk(file_store: Store,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """#18: a handle per 4 MiB piece re-walked the chunk's overflow pages for each piece;
+    an array is filled with one handle per chunk (docs/storage.md, the read measurements)."""
+    from runstore.store import _blobs
+
+    value = np.random.default_rng(3).random(40 * MiB // 8)  # 3 chunks of raw float bytes
+    ref = file_store.put_value(value)
+    opened: list[tuple[int, int]] = []
+    real = _blobs._fetch_pieces
+
+    def counting(conn, chunk_id, offset, n):  # type: ignore[no-untyped-def]
+        opened.append((chunk_id, n))
+        return real(conn, chunk_id, offset, n)
+
+    monkeypatch.setattr(_blobs, "_fetch_pieces", counting)
+    assert np.array_equal(file_store.load_value(ref.blob_key, ref.encoding), value)
+    assert len({chunk for chunk, _ in opened}) == 3 and len(opened) <= 4, opened  # npy header: a short first read
+    assert sum(n for _, n in opened) == ref.size
+
+
 def test_identical_values_are_stored_once_across_tasks_runs_and_flows(memory_store: Store) -> None:
     big = np.random.default_rng(1).random(300_000)  # 2.3 MiB, one chunk
     value = {"weights": list(range(1000))}

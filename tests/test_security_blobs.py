@@ -19,7 +19,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import zstandard
@@ -117,13 +117,15 @@ def test_chunk_read_twice_returns_other_bytes_but_only_one_read_is_decoded(
     evil = evil_pickle(marker, raw_size)
     reads: dict[int, int] = {}
 
-    def two_faced(conn: sqlite3.Connection, cid: int, offset: int, n: int) -> bytes:
-        reads[offset] = reads.get(offset, 0) + 1
-        first = reads[offset] == 1
-        source = genuine if first == (order == "genuine-first") else evil
-        return source[offset:offset + n]
+    def two_faced(conn: sqlite3.Connection, cid: int, offset: int, n: int) -> Iterator[bytes]:
+        # the pieces of one read, each answered genuine or hostile by how often it was read
+        for start in range(offset, offset + n, _blobs._IO_PIECE):
+            reads[start] = reads.get(start, 0) + 1
+            first = reads[start] == 1
+            source = genuine if first == (order == "genuine-first") else evil
+            yield source[start:min(start + _blobs._IO_PIECE, offset + n)]
 
-    monkeypatch.setattr(_blobs, "_fetch_piece", two_faced)
+    monkeypatch.setattr(_blobs, "_fetch_pieces", two_faced)
     store = Store(db)
     for _ in range(3):
         reads.clear()
@@ -516,17 +518,20 @@ def test_a_chunk_list_keyed_pickle_read_twice_is_checked_chunk_by_chunk(
     marker = tmp_path / "PWNED"
     evil = evil_pickle(marker, len(genuine))
     reads: dict[tuple[int, int], int] = {}
-    real_fetch = _blobs._fetch_piece
+    real_fetch = _blobs._fetch_pieces
 
-    def two_faced(conn: sqlite3.Connection, cid: int, offset: int, n: int) -> bytes:
-        reads[cid, offset] = reads.get((cid, offset), 0) + 1
-        if cid != chunk_id:
-            return real_fetch(conn, cid, offset, n)
-        first = reads[cid, offset] == 1
-        source = genuine if first == (order == "genuine-first") else evil
-        return source[offset:offset + n]
+    def two_faced(conn: sqlite3.Connection, cid: int, offset: int, n: int) -> Iterator[bytes]:
+        pos = offset
+        for piece in real_fetch(conn, cid, offset, n):
+            reads[cid, pos] = reads.get((cid, pos), 0) + 1
+            if cid == chunk_id:
+                first = reads[cid, pos] == 1
+                source = genuine if first == (order == "genuine-first") else evil
+                piece = source[pos:pos + len(piece)]
+            yield piece
+            pos += len(piece)
 
-    monkeypatch.setattr(_blobs, "_fetch_piece", two_faced)
+    monkeypatch.setattr(_blobs, "_fetch_pieces", two_faced)
     store = Store(db)
     for _ in range(2):
         reads.clear()
