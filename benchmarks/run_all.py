@@ -73,20 +73,21 @@ REPEATS = {
 # What a profile showed for a target that was missed (printed only when it is missed
 # in the run being written). Keys are the target ids used in `verdict()` calls.
 _FLOW_CAUSE = (
-    "start-up, not the run. cProfile of a 3-step `python flow.py run` (this machine, after main's "
-    "lazy public names and sync-free store creation): about 70 % of the in-process time is imports "
-    "(`click` ~17 ms, which the floor pays too; `runstore.store` ~19 ms, most of it `store/_blobs.py` "
-    "and the codecs a run needs (since #17 the admin modules `_sql`, `_gc`, `_transfer`, `_doctor` "
-    "add ~2.6 ms together, `-X importtime`); `runtime/flowcli.py` ~18 ms; ~8 ms "
-    "compiling regular expressions at import), store creation is down to ~8 ms and the three "
-    "tasks ~11 ms. Metaflow's 1.2-1.8 s here divided by 15 leaves 80-120 ms a run, only a few "
-    "tens of ms above the `import sqlite3, click` floor (Start-up), so the verdict also moves "
-    "with machine noise (see the spreads). #18 took what a run never calls off its import path "
-    "(the admin store modules, tempfile/shutil/bz2/lzma, string, uuid/platform, inspect for "
-    "`import runstore`; 201 -> 188 modules, `tests/test_layering.py::"
-    "test_a_flow_run_loads_only_what_it_uses`); what is left is used by a run: click (which "
-    "itself imports inspect and uuid), dataclasses, sqlite3, hashlib, json, pickle/socket for "
-    "the workers, zstandard for a small artifact's compression, ctypes in each worker (prctl)."
+    "start-up and process contention, not the work. `python -X importtime flow.py run` of the "
+    "3-step flow (bytecode cached, #18): ~80 ms of imports, ~190 modules. #18 took off the run "
+    "path what a run never calls (the store's admin modules `_sql`/`_gc`/`_transfer`/`_doctor`, "
+    "tempfile/shutil/bz2/lzma, string; uuid/platform, socket and inspect for `import runstore`): "
+    "201 -> 188 modules, pinned by `tests/test_layering.py::test_a_flow_run_loads_only_what_it_uses`. "
+    "What is left is used: click (~10 ms, paid by the `import sqlite3, click` floor too, and "
+    "importing inspect and uuid itself), the store and codecs (~25 ms, dataclasses included), the "
+    "runtime (~20 ms), zstandard (~5 ms, to compress the run's ~450-byte graph-info artifact) and, "
+    "in the forked worker before its first task, ctypes (~4-8 ms, for prctl(PR_SET_PDEATHSIG)). "
+    "cProfile: store creation ~8 ms, three tasks ~11 ms, the scheduler then waits on its worker. "
+    "Metaflow's 1.2-1.8 s (quiet machine) divided by 15 leaves 80-120 ms a run, only a few tens of "
+    "ms above the floor, and a run of two processes (scheduler + worker) loses more than the "
+    "one-process floor when the 2 CPUs are shared (this verdict moves with machine load; the same "
+    "run was 11.7x on a quieter machine). Next steps: no zstd for artifacts under ~1 KiB, and fork "
+    "the first worker while the run record is written so its imports overlap the scheduler's."
 )
 CAUSES: dict[str, str] = {
     "flow:3-step flow": _FLOW_CAUSE,
@@ -362,13 +363,16 @@ def run_flow(python: str, source: str, pkg: str, args: list[str], env: dict[str,
     return {"samples": times, "peak_rss": statistics.median([p for p in peaks if p]) if any(peaks) else None}
 
 
-def bench_flows(peers: Peers, quick: bool, env: dict[str, str], tmp: Path) -> dict[str, Any]:
+def bench_flows(peers: Peers, quick: bool, env: dict[str, str], tmp: Path,
+                foreach: bool = True) -> dict[str, Any]:
     cases = [
         ("3-step flow", LINEAR, [], "linear"),
         ("3-step flow, store exists", LINEAR, [], "linear"),
         ("100-task foreach, --max-workers 2", FOREACH, ["--max-workers", "2"], "foreach"),
         ("100-task foreach, default workers", FOREACH, [], "foreach"),
     ]
+    if not foreach:
+        cases = [case for case in cases if case[3] != "foreach"]
     out: dict[str, Any] = {}
     for label, source, args, key in cases:
         same = label.endswith("store exists")
@@ -804,6 +808,8 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--json-out", default=str(HERE / "results" / "run_all.json"))
+    parser.add_argument("--no-foreach", action="store_true",
+                        help="flows: skip the 100-task foreach cases (Metaflow's take minutes a run on a loaded machine)")
     parser.add_argument("--busy-note", default="", help="a sentence on machine load printed in RESULTS.md")
     parser.add_argument("--from-json", help="only rewrite the report from a run_all.json written earlier")
     args = parser.parse_args()
@@ -841,7 +847,7 @@ def main() -> int:
         if "startup" in only:
             data["startup"] = bench_startup(peers, args.quick, env, tmp)
         if "flows" in only:
-            data["flows"] = bench_flows(peers, args.quick, env, tmp)
+            data["flows"] = bench_flows(peers, args.quick, env, tmp, foreach=not args.no_foreach)
         if "artifacts" in only:
             data["artifacts"] = bench_artifacts(peers, args.quick, env)
         if "dedup" in only:
