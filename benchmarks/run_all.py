@@ -86,8 +86,12 @@ _FLOW_CAUSE = (
     "Metaflow's 1.2-1.8 s (quiet machine) divided by 15 leaves 80-120 ms a run, only a few tens of "
     "ms above the floor, and a run of two processes (scheduler + worker) loses more than the "
     "one-process floor when the 2 CPUs are shared (this verdict moves with machine load; the same "
-    "run was 11.7x on a quieter machine). Next steps: no zstd for artifacts under ~1 KiB, and fork "
-    "the first worker while the run record is written so its imports overlap the scheduler's."
+    "run was 11.7x on a quieter machine). A quieter A/B at load ~3 (#18, 10 runs each): this branch "
+    "115 ms, main before #18 120 ms, the floor 48 ms, Metaflow 1.20 s (10.4x); `--max-workers 1` "
+    "(inline, no forked worker) ~106 ms against ~132 ms in the same batch: the worker (fork, "
+    "ctypes/prctl, socket hand-offs) costs ~20 ms of the ~35 ms still missing. Next steps: no zstd "
+    "for artifacts under ~1 KiB, and fork the first worker while the run record is written so its "
+    "start overlaps the scheduler's work."
 )
 CAUSES: dict[str, str] = {
     "flow:3-step flow": _FLOW_CAUSE,
