@@ -24,10 +24,12 @@ very same ones), measured in one run in one temporary directory:
   reference, one ``put_value`` each = one transaction each), and loaded one by one, vs
   writing / reading 1,000 files of the same encoded bytes.
 
-The raw baselines never fsync, to match the store's ``synchronous=NORMAL`` (in WAL
-mode a commit does not fsync either). Times are the median of ``--repeat`` runs;
-ratio = raw time / store time, so 1.0 means as fast as raw and the SPEC asks for
->= 0.5 for the array. Peak memory is measured in fresh child processes (VmHWM above a
+The raw baselines do not fsync (the store runs ``synchronous=NORMAL``: in WAL mode a
+commit does not fsync either), except the one SPEC §11 names for the 100 MiB save:
+"raw write+fsync" (``raw_write_fsync``, the array's bytes written to a new file and
+fsynced). Times are the median of ``--repeat`` runs; ratio = raw time / store time, so
+1.0 means as fast as raw and the SPEC asks for >= 0.5 for the array (save against
+write+fsync, load against read). Peak memory is measured in fresh child processes (VmHWM above a
 warmed-up interpreter, the value itself included), one for a save and one for a load;
 for the array as a multiple of its size (SPEC: <= 1.5x).
 """
@@ -172,8 +174,8 @@ def bench_one(folder: Path, value: object, repeat: int, dedup: bool) -> dict[str
     probe = Store(":memory:")
     encoded = probe.open_blob(probe.put_value(value).blob_key).read()
     probe.close()
-    out: dict[str, list[float]] = {k: [] for k in ("raw_write", "raw_read", "save", "save_ckpt", "load",
-                                                      "again", "growth")}
+    out: dict[str, list[float]] = {k: [] for k in ("raw_write", "raw_write_fsync", "raw_read", "save",
+                                                      "save_ckpt", "load", "again", "growth")}
     out["bytes"] = [len(encoded)]
     for _ in range(repeat):
         raw = fresh(folder, "raw.bin")
@@ -183,6 +185,15 @@ def bench_one(folder: Path, value: object, repeat: int, dedup: bool) -> dict[str
                 fh.write(encoded)
 
         out["raw_write"].append(timed(write_raw))
+
+        def write_raw_fsync() -> None:  # SPEC §11's baseline for the 100 MiB save: write + fsync
+            with open(raw, "wb") as fh:
+                fh.write(encoded)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        raw.unlink()
+        out["raw_write_fsync"].append(timed(write_raw_fsync))
         target = bytearray(len(encoded))
 
         def read_raw() -> None:
@@ -299,7 +310,7 @@ def main() -> None:
     for case in args.case or CASES:
         r = result[case]
         size = r["bytes"][0]
-        for op, raw in (("save", "raw_write"), ("load", "raw_read")):
+        for op, raw in (("save", "raw_write_fsync" if case == "array" else "raw_write"), ("load", "raw_read")):
             store_s, raw_s = med(r[op]), med(r[raw])
             lines.append(f"{case + ' ' + op:34} {store_s:9.3f} {raw_s:9.3f} {raw_s / store_s:7.2f}  "
                          f"{size / MiB / store_s:10.0f}  {r['mem'][op] / MiB:8.0f}")
@@ -314,12 +325,15 @@ def main() -> None:
         if case == "small":
             lines.append(f"  one transaction per artifact: save {med(r['save_each']):.3f} s; "
                          f"{size / 1024:.0f} KiB encoded in total")
-    if "array" in result and med(result["array"]["raw_write"]) / med(result["array"]["save"]) < 0.5:
+    if "array" in result:
+        lines.append(f"  (array save against write+fsync, as SPEC §11 says; plain write() without fsync: "
+                     f"{med(result['array']['raw_write']):.3f} s)")
+    if "array" in result and med(result["array"]["raw_write_fsync"]) / med(result["array"]["save"]) < 0.5:
         lines += [
             "",
             "Why targets are missed (see docs/storage.md):",
-            "- raw write/read of one 100 MiB file hits the page cache at several GB/s; the store",
-            "  must sha256 the value (blob key) and each 16 MiB chunk (chunk keys), and SQLite",
+            "- raw read of one 100 MiB file hits the page cache at several GB/s; the store",
+            "  must sha256 every byte once (the chunk keys; the blob key is derived from them), and SQLite",
             "  writes every 4 KiB page to the WAL with a frame header and checksum, then copies",
             "  it into the main file at checkpoint (and fsyncs it). With 64 KiB pages (runstore.store._db.PAGE_SIZE)",
             "  save and load run about 3x faster (load then meets the target) but each small",

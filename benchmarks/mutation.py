@@ -55,20 +55,22 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("runstore/codecs.py", 536, "'compress'"): "the cache key's spelling: any name other than sample/decompress is level 3",
     ("runstore/codecs.py", 533, "'sample'"): "the sample's level only changes an estimate whose answer is the same here",
     ("runstore/graph.py", 36, "'_runstore_step'"): "the mark's attribute name: @step sets it through the same constant",
-    ("runstore/graph.py", 84, "''"): "unreachable: every _fail call names a step",
-    ("runstore/graph.py", 102, "return value -> None"): "None and [] are both falsy: the caller tests `if lines`",
-    ("runstore/graph.py", 101, "GtE -> Gt"): "at start == len(lines) the loop has nothing to read: [] either way",
-    ("runstore/graph.py", 105, "value -> None"): "None and False are both falsy",
-    ("runstore/graph.py", 388, "raise deleted"): "unreachable: a split never joined stays on end's stack, "
+    # graph.py: line numbers of the file as of issue #18 (full run after #12's switch)
+    ("runstore/graph.py", 95, "''"): "unreachable: every _fail call names a step",
+    ("runstore/graph.py", 113, "return value -> None"): "None and [] are both falsy: the caller tests `if lines`",
+    ("runstore/graph.py", 112, "GtE -> Gt"): "at start == len(lines) the loop has nothing to read: [] either way",
+    ("runstore/graph.py", 116, "value -> None"): "None and False are both falsy",
+    ("runstore/graph.py", 463, "raise deleted"): "unreachable: a split never joined stays on end's stack, "
                                                   "refused just before",
-    ("runstore/graph.py", 388, "'is a split whose"): "unreachable: a split never joined stays on end's stack, "
+    ("runstore/graph.py", 463, "'is a split whose"): "unreachable: a split never joined stays on end's stack, "
                                                      "refused just before",
-    ("runstore/graph.py", 387, "'split-static'"): "the unreachable never-joined check (line 388)",
-    ("runstore/graph.py", 387, "'split-foreach'"): "the unreachable never-joined check (line 388)",
-    ("runstore/graph.py", 353, "#265"): "the trail's first name is never printed: no cycle runs through start",
-    ("runstore/graph.py", 351, "value -> None"): "a finished step's mark only has to differ from 1 (visiting)",
-    ("runstore/graph.py", 351, "2 -> 3"): "a finished step's mark only has to differ from 1 (visiting)",
-    ("runstore/graph.py", 399, "return value -> None"): "unreachable on POSIX: relpath raises ValueError only "
+    ("runstore/graph.py", 462, "'split-static'"): "the unreachable never-joined check (line 463)",
+    ("runstore/graph.py", 462, "'split-foreach'"): "the unreachable never-joined check (line 463)",
+    ("runstore/graph.py", 424, "#353"): "the trail's first name is never printed: no cycle runs through start "
+                                        "(`no step can go back to start` is checked first)",
+    ("runstore/graph.py", 422, "value -> None"): "a finished step's mark only has to differ from 1 (visiting)",
+    ("runstore/graph.py", 422, "2 -> 3"): "a finished step's mark only has to differ from 1 (visiting)",
+    ("runstore/graph.py", 503, "return value -> None"): "unreachable on POSIX: relpath raises ValueError only "
                                                          "across Windows drives",
     ("runstore/codecs.py", 216, "return value -> None"): "returns False -> None: only its truth is used",
     ("runstore/codecs.py", 220, "return value -> None"): "returns False -> None: only its truth is used",

@@ -16,7 +16,9 @@ pickle    everything else (cloudpickle, protocol 5)                   no
 
 The encoded bytes stream through a :class:`ChunkSink`, which cuts them into chunks
 of at most :data:`CHUNK_SIZE` bytes without ever holding the whole encoding, and
-computes the blob key (sha256 of the encoded bytes) on the way. Decoding reads a
+hashes each byte once on the way: a chunk's key is the sha256 of its bytes; the blob key
+of a one-chunk value is that same sha256 (of the whole encoding), the key of a value of
+several chunks is derived from its size and chunk keys (:func:`chunk_list_key`). Decoding reads a
 file-like object over the stored chunks, so a 100 MiB array is rebuilt in place.
 
 Example
@@ -42,12 +44,16 @@ import math
 import sys
 import threading
 from dataclasses import dataclass
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Sequence
 
 from .errors import CodecError
 
 __all__ = [
     "CHUNK_SIZE",
+    "chunk_list_key",
+    "is_chunk_list_key",
+    "blob_key_of",
+    "key_matches",
     "Codec",
     "ChunkSink",
     "EncodedBlob",
@@ -68,6 +74,76 @@ JSON_SQL_LIMIT = 64 * 1024
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+
+
+#: First character of a key derived from a chunk list (never a hex digit, so such a key can
+#: never equal the sha256 of some other value's bytes).
+_CHUNK_LIST_MARK = "t"
+
+
+def chunk_list_key(size: int, chunk_keys: Sequence[str]) -> str:
+    """The blob key of a value of several chunks: a hash of its size and chunk keys, in order.
+
+    The bytes of a large value are hashed once, chunk by chunk (each chunk's key is the
+    sha256 of its bytes); the blob key commits to those keys, so checking every chunk
+    against its key and this key against the chunk list checks every byte. Values
+    stored before this rule (keyed by the sha256 of all their bytes) keep their keys and
+    are checked that way (:func:`is_chunk_list_key` tells the two apart).
+
+    Example
+    -------
+    >>> key = chunk_list_key(20, ["a" * 64, "b" * 64])
+    >>> key[0], len(key), is_chunk_list_key(key), is_chunk_list_key("a" * 64)
+    ('t', 64, True, False)
+    """
+    text = f"runstore chunk list\n{size}\n" + "\n".join(chunk_keys)
+    return _CHUNK_LIST_MARK + hashlib.sha256(text.encode("utf-8")).hexdigest()[1:]
+
+
+def is_chunk_list_key(key: object) -> bool:
+    """True for a key made by :func:`chunk_list_key` (sha256 keys are lowercase hex).
+
+    Example
+    -------
+    >>> is_chunk_list_key(chunk_list_key(1, ["k", "k"])), is_chunk_list_key("0" * 64)
+    (True, False)
+    """
+    return isinstance(key, str) and key.startswith(_CHUNK_LIST_MARK)
+
+
+def blob_key_of(data: bytes | bytearray | memoryview, chunk_size: int | None = None) -> str:
+    """The key :class:`ChunkSink` gives these encoded bytes (one chunk: their sha256).
+
+    Example
+    -------
+    >>> import hashlib
+    >>> blob_key_of(b"abc") == hashlib.sha256(b"abc").hexdigest()
+    True
+    >>> blob_key_of(b"abcdef", chunk_size=4) == chunk_list_key(6, [
+    ...     hashlib.sha256(b"abcd").hexdigest(), hashlib.sha256(b"ef").hexdigest()])
+    True
+    """
+    sink = ChunkSink(lambda key, chunk: None, chunk_size or CHUNK_SIZE)
+    sink.write(data)
+    return sink.close().key
+
+
+def key_matches(key: str, data: bytes | bytearray | memoryview) -> bool:
+    """Do these encoded bytes hash to ``key``, in whichever form the key was made?
+
+    A chunk-list key (:func:`chunk_list_key`) is checked by re-chunking; any other key
+    is the sha256 of all the bytes (every one-chunk value, and values of several chunks
+    stored before chunk-list keys).
+
+    Example
+    -------
+    >>> import hashlib
+    >>> key_matches(hashlib.sha256(b"abc").hexdigest(), b"abc"), key_matches(blob_key_of(b"abc"), b"abd")
+    (True, False)
+    """
+    if is_chunk_list_key(key):
+        return blob_key_of(data) == key
+    return hashlib.sha256(data).hexdigest() == key
 
 
 @dataclass(frozen=True)
@@ -93,7 +169,8 @@ class ChunkSink(io.RawIOBase):
     ``on_chunk(key, data)`` is called with each full chunk (a bytes-like object that
     is only valid during the call) and its sha256; :meth:`close` flushes the last
     partial chunk and returns the :class:`EncodedBlob`. Large writes are sliced
-    without copying.
+    without copying. Each byte is hashed once: into its chunk's key; the blob key is
+    that key for a one-chunk value, else :func:`chunk_list_key` of the chunk keys.
 
     Example
     -------
@@ -111,7 +188,6 @@ class ChunkSink(io.RawIOBase):
         self._on_chunk = on_chunk
         self._chunk_size = chunk_size
         self._buffer = bytearray()
-        self._hash = hashlib.sha256()
         self._size = 0
         self._chunk_keys: list[str] = []
         self._result: EncodedBlob | None = None
@@ -129,7 +205,6 @@ class ChunkSink(io.RawIOBase):
         n = len(view)
         if not n:
             return 0
-        self._hash.update(view)
         self._size += n
         pos = 0
         if self._buffer:
@@ -149,15 +224,12 @@ class ChunkSink(io.RawIOBase):
 
     def close(self) -> EncodedBlob:  # type: ignore[override]
         if self._result is None:
-            if not self._chunk_keys:  # one chunk: its key is the blob key, no second hash
-                key = self._hash.hexdigest()
-                self._chunk_keys.append(key)
-                self._on_chunk(key, self._buffer)
-                self._buffer = bytearray()
-            elif self._buffer:
+            if self._buffer or not self._chunk_keys:  # the last part (an empty value: one empty chunk)
                 self._emit(self._buffer)
                 self._buffer = bytearray()
-            self._result = EncodedBlob(self._hash.hexdigest(), self._size, tuple(self._chunk_keys))
+            keys = tuple(self._chunk_keys)
+            key = keys[0] if len(keys) == 1 else chunk_list_key(self._size, keys)
+            self._result = EncodedBlob(key, self._size, keys)
             super().close()
         return self._result
 

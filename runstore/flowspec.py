@@ -24,7 +24,6 @@ True
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -598,6 +597,8 @@ def _log_to_stderr(*args: Any, **kwargs: Any) -> None:
 
 def _positional_arity(func: Callable[..., Any]) -> int:
     """How many positional arguments ``func`` accepts (2 for ``*args``)."""
+    import inspect  # only for a callable default, not on every run's path
+
     count = 0
     for param in inspect.signature(func).parameters.values():
         if param.kind == param.VAR_POSITIONAL:
@@ -912,7 +913,8 @@ class FlowSpec:
         for attr in dir(cls):
             if attr.startswith("_") or attr in RESERVED_ATTRIBUTE_NAMES:
                 continue
-            value = inspect.getattr_static(cls, attr)
+            # as inspect.getattr_static, for a class attribute (inspect stays off the run path)
+            value = next((vars(klass)[attr] for klass in cls.__mro__ if attr in vars(klass)), None)
             if isinstance(value, (staticmethod, classmethod)):
                 continue
             value = getattr(cls, attr)

@@ -24,11 +24,11 @@ Example
 from __future__ import annotations
 
 import ast
-import inspect
 import linecache
 from typing import Any, Callable, Iterator
 
 from .errors import FlowDefinitionError
+from .util import cleandoc as _cleandoc
 
 __all__ = ["FlowGraph", "StepNode", "STEP_MARK"]
 
@@ -157,6 +157,8 @@ def _parse_next(node: StepNode) -> None:
             tree = None
     if tree is None:  # unusual layout: let inspect find the block (slower, handles everything)
         try:
+            import inspect  # the rare fallback only: importing inspect costs a run's start-up ~3 ms
+
             lines, _ = inspect.getsourcelines(node.func)
             tree = _parse_lines(lines)
         except (OSError, TypeError, SyntaxError) as exc:
@@ -271,7 +273,7 @@ class FlowGraph:
                 node = StepNode(
                     name=attr, func=func, line=code.co_firstlineno, file=_short(code.co_filename),
                     decorators=list(getattr(func, "_runstore_decorators", [])),
-                    doc=inspect.cleandoc(func.__doc__) if func.__doc__ else "",
+                    doc=_cleandoc(func.__doc__) if func.__doc__ else "",
                 )
                 if attr != func.__name__:
                     raise _fail(node, f"is bound to the name {attr!r} but defined as {func.__name__!r}")

@@ -20,8 +20,7 @@ Example
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import FlowDefinitionError, ParameterError
 
@@ -111,8 +110,7 @@ def project(cls: type | None = None, *, name: Any = None) -> Any:
     return wrap(cls) if cls is not None else wrap
 
 
-@dataclass(frozen=True)
-class ProjectInfo:
+class ProjectInfo(NamedTuple):  # a NamedTuple, not a dataclass: `import runstore` stays light
     """Where a run of a project flow belongs: project, branch, and what ``current`` shows.
 
     Example

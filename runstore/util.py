@@ -13,15 +13,13 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import socket
 import time
 import unicodedata
-import uuid as uuidlib
 from pathlib import Path
 
 from .errors import InvalidPathspec, NotAStoreError, UnknownUser
 
-__all__ = ["resolve_username", "now", "config_dir", "hostname", "pid_alive", "pause_point",
+__all__ = ["resolve_username", "now", "config_dir", "hostname", "new_uuid", "cleandoc", "pid_alive", "pause_point",
            "printable", "display_width", "fit_width", "check_uuid", "check_flow_name", "Terminated",
            "INTERRUPT_EXIT_CODES", "interrupt_exit_code", "terminate_on_sigterm", "signals_held"]
 
@@ -88,6 +86,31 @@ def config_dir() -> Path:
     return path
 
 
+def cleandoc(doc: str) -> str:
+    r"""A docstring with its indentation removed, as ``inspect.cleandoc`` (without importing ``inspect``).
+
+    The graph cleans every step's docstring on each run's start-up; ``inspect`` would cost
+    that start-up a few milliseconds of imports for this one function.
+
+    Example
+    -------
+    >>> import inspect
+    >>> text = "  Load the data.\n\n      Then clean it.\n        indented\n    "
+    >>> cleandoc(text) == inspect.cleandoc(text)
+    True
+    >>> cleandoc(text)
+    'Load the data.\n\nThen clean it.\n  indented'
+    """
+    lines = doc.expandtabs().split("\n")
+    margin = min((len(line) - len(line.lstrip()) for line in lines[1:] if line.lstrip()), default=0)
+    lines = [lines[0].lstrip()] + [line[margin:] for line in lines[1:]]
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return "\n".join(lines)
+
+
 def hostname() -> str:
     """This machine's host name, recorded as a run's owner.
 
@@ -96,6 +119,10 @@ def hostname() -> str:
     >>> isinstance(hostname(), str)
     True
     """
+    if hasattr(os, "uname"):  # what socket.gethostname() returns on POSIX, without importing socket
+        return os.uname().nodename
+    import socket
+
     return socket.gethostname()
 
 
@@ -289,6 +316,30 @@ def running_ui_url(where: str) -> str | None:
     return None
 
 
+#: The canonical text of a UUID (what ``str(uuid.UUID(x))`` gives): lowercase hex, hyphenated.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` without importing ``uuid``.
+
+    ``uuid`` imports ``platform`` (and compiles its regular expressions): a cost every
+    run's start-up would pay for one call.
+
+    Example
+    -------
+    >>> import uuid
+    >>> value = new_uuid()
+    >>> str(uuid.UUID(value)) == value and uuid.UUID(value).version
+    4
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def check_uuid(value: object, what: str = "store uuid") -> str:
     """``value`` if it is a canonical UUID string, else :class:`NotAStoreError`.
 
@@ -305,10 +356,7 @@ def check_uuid(value: object, what: str = "store uuid") -> str:
     ...
     runstore.errors.NotAStoreError: the store uuid '../../x' is not a UUID; the file was altered
     """
-    try:
-        ok = isinstance(value, str) and str(uuidlib.UUID(value)) == value
-    except ValueError:
-        ok = False
+    ok = isinstance(value, str) and _UUID.match(value) is not None
     if not ok:
         raise NotAStoreError(f"the {what} {printable(repr(value))} is not a UUID; the file was altered")
     return value  # type: ignore[return-value]

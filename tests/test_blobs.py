@@ -56,6 +56,65 @@ def test_blob_key_is_sha256_of_the_encoded_bytes(memory_store: Store) -> None:
         assert ref.size == len(encoded)
 
 
+def test_a_value_of_several_chunks_is_hashed_once(file_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash once (#18): saving and loading a 40 MiB value hashes each of its bytes once,
+    for a pickle too (checked chunk by chunk, with no whole-value hash besides)."""
+    import runstore.codecs
+    from runstore.codecs import chunk_list_key
+    from runstore.store import _blobs
+
+    hashed = [0]
+    real = hashlib.sha256
+
+    class Counting:
+        def __init__(self, data: bytes = b"") -> None:
+            self._h = real()
+            self.update(data)
+
+        def update(self, data: bytes) -> None:
+            hashed[0] += memoryview(data).nbytes
+            self._h.update(data)
+
+        def hexdigest(self) -> str:
+            return self._h.hexdigest()
+
+    counting = type("hashlib", (), {"sha256": Counting})
+    for module in (runstore.codecs, _blobs):
+        monkeypatch.setattr(module, "hashlib", counting)
+    for value in (os.urandom(40 * MiB), {"weights": os.urandom(40 * MiB)}):
+        hashed[0] = 0
+        ref = file_store.put_value(value)
+        # saved: each byte hashed once (its chunk's key), plus the short chunk list (was 2x the size)
+        assert ref.size <= hashed[0] < ref.size + 1024
+        keys = [row[0] for row in file_store.sql("SELECT chunk_key FROM blob_parts WHERE blob_key = ? ORDER BY seq",
+                                                 [ref.blob_key]).rows]
+        assert len(keys) == 3 and ref.blob_key == chunk_list_key(ref.size, keys)
+        hashed[0] = 0
+        assert file_store.load_value(ref.blob_key, ref.encoding) == value
+        assert ref.size <= hashed[0] < ref.size + 1024  # loaded: verified in one pass (a pickle was 2x)
+
+
+def test_a_large_array_is_read_through_one_blob_handle_per_chunk(file_store: Store,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """#18: a handle per 4 MiB piece re-walked the chunk's overflow pages for each piece;
+    an array is filled with one handle per chunk (docs/storage.md, the read measurements)."""
+    from runstore.store import _blobs
+
+    value = np.random.default_rng(3).random(40 * MiB // 8)  # 3 chunks of raw float bytes
+    ref = file_store.put_value(value)
+    opened: list[tuple[int, int]] = []
+    real = _blobs._fetch_pieces
+
+    def counting(conn, chunk_id, offset, n):  # type: ignore[no-untyped-def]
+        opened.append((chunk_id, n))
+        return real(conn, chunk_id, offset, n)
+
+    monkeypatch.setattr(_blobs, "_fetch_pieces", counting)
+    assert np.array_equal(file_store.load_value(ref.blob_key, ref.encoding), value)
+    assert len({chunk for chunk, _ in opened}) == 3 and len(opened) <= 4, opened  # npy header: a short first read
+    assert sum(n for _, n in opened) == ref.size
+
+
 def test_identical_values_are_stored_once_across_tasks_runs_and_flows(memory_store: Store) -> None:
     big = np.random.default_rng(1).random(300_000)  # 2.3 MiB, one chunk
     value = {"weights": list(range(1000))}

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from runstore import CodecError, Store
-from runstore.codecs import CHUNK_SIZE, ChunkSink, choose_codec, get_codec
+from runstore.codecs import CHUNK_SIZE, ChunkSink, blob_key_of, choose_codec, chunk_list_key, get_codec
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -382,9 +382,14 @@ def test_chunk_sink_cuts_any_write_pattern_the_same_way(pieces: list[bytes], siz
     blob = sink.close()
     whole = b"".join(pieces)
     assert b"".join(chunks) == whole and blob.size == len(whole)
-    assert blob.key == hashlib.sha256(whole).hexdigest()
     assert all(len(c) == size for c in chunks[:-1]) and 0 < len(chunks[-1]) <= size or whole == b""
     assert list(blob.chunk_keys) == [hashlib.sha256(c).hexdigest() for c in chunks]
+    # One chunk: the sha256 of the bytes. Several: derived from the chunk keys (hash once, #18).
+    if len(chunks) == 1:
+        assert blob.key == hashlib.sha256(whole).hexdigest()
+    else:
+        assert blob.key == chunk_list_key(len(whole), blob.chunk_keys) and blob.key.startswith("t")
+    assert blob.key == blob_key_of(whole, chunk_size=size)
 
 
 def test_chunk_size_is_16_mib() -> None:

@@ -851,7 +851,9 @@ def test_the_graph_is_read_without_the_tokenizer(tmp_path: Path, monkeypatch: py
         def end(self):
             pass
     ''')
-    monkeypatch.setattr(runstore.graph.inspect, "getsourcelines", slow)
+    import inspect
+
+    monkeypatch.setattr(inspect, "getsourcelines", slow)  # graph imports inspect only for this fallback
     from runstore.runtime import load_flow
 
     graph = FlowGraph(load_flow(path))

@@ -205,6 +205,16 @@ def test_import_runstore_loads_no_heavy_module():
     assert _loaded("import runstore") == []
 
 
+def test_import_runstore_loads_no_stdlib_module_it_does_not_use():
+    """#18: `import runstore` stays at a few dozen modules (28 after #18, 38 before)."""
+    code = ("import sys; before = set(sys.modules); import runstore\n"
+            "print(','.join(sorted(set(sys.modules) - before)))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(",")
+    unused = ("sqlite3", "uuid", "platform", "socket", "inspect", "tempfile", "shutil", "string", "dataclasses",
+              "hashlib", "click")
+    assert [m for m in loaded if m.strip() in unused] == [] and len(loaded) < 40, loaded
+
+
 def test_the_flow_run_path_loads_neither_sqlite_utils_nor_tabulate():
     assert _loaded("import runstore, runstore.cli.flow") == ["click"]
 
@@ -246,3 +256,79 @@ def test_runstore_never_imports_numpy(tmp_path: Path) -> None:
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+#: Never loaded by `python flow.py run` of a plain flow, in the scheduler nor in a step:
+#: heavy third-party modules, optional extras, the admin store modules a run never calls, the
+#: client/UI/cards, and stdlib modules only rare paths need (each measured with
+#: `python -X importtime flow.py run`; docs/architecture.md, "Layers").
+NOT_ON_THE_RUN_PATH = (
+    "sqlite_utils", "tabulate", "numpy", "pandas", "cloudpickle", "dask", "starlette", "jinja2",
+    "runstore.store._sql", "runstore.store._gc", "runstore.store._transfer", "runstore.store._doctor",
+    "runstore.client", "runstore.ui", "runstore.cards", "runstore.dataframe", "runstore.preview",
+    "runstore.cli.root", "runstore.runtime.executors.dask",
+    "tempfile", "string", "shutil", "bz2", "lzma", "csv", "difflib", "concurrent.futures",
+    "multiprocessing", "asyncio", "sqlite3.dump", "email", "http", "xml",
+)
+
+
+def test_a_flow_run_loads_only_what_it_uses(tmp_path: Path) -> None:
+    """`python flow.py run` of a 3-step flow: what the scheduler process and a step's worker load.
+
+    The scheduler ends with os._exit (exit_with in cli/launch.py skips teardown), so its
+    modules are recorded by wrapping os._exit; the `end` step records its worker's.
+    """
+    flow = tmp_path / "flow.py"
+    flow.write_text(textwrap.dedent("""
+        import json, os, sys
+        from runstore import FlowSpec, step
+
+        class ThreeFlow(FlowSpec):
+            \"\"\"Three steps.\"\"\"
+
+            @step
+            def start(self):
+                \"\"\"Set a value.\"\"\"
+                self.x = {"a": list(range(50)), "text": "y" * 500}
+                self.next(self.middle)
+
+            @step
+            def middle(self):
+                self.y = self.x["a"][3] + 1
+                self.next(self.end)
+
+            @step
+            def end(self):
+                with open(os.environ["WORKER_MODULES"], "w") as fh:
+                    json.dump(sorted(sys.modules), fh)
+
+        if __name__ == "__main__":
+            ThreeFlow()
+    """))
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(textwrap.dedent("""
+        import json, os, runpy, sys
+        main_pid, real_exit = os.getpid(), os._exit
+
+        def record(code):
+            if os.getpid() == main_pid:
+                with open(os.environ["SCHEDULER_MODULES"], "w") as fh:
+                    json.dump(sorted(sys.modules), fh)
+            real_exit(code)
+
+        os._exit = record
+        sys.argv = [sys.argv[1], *sys.argv[2:]]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    """))
+    env = {**__import__("os").environ, "SCHEDULER_MODULES": str(tmp_path / "scheduler.json"),
+           "WORKER_MODULES": str(tmp_path / "worker.json")}
+    proc = subprocess.run([sys.executable, str(wrapper), str(flow), "--db", str(tmp_path / "r.db"), "run"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    for who in ("scheduler", "worker"):
+        loaded = set(json.loads((tmp_path / f"{who}.json").read_text()))
+        assert "runstore.runtime.scheduler" in loaded  # the recording itself works
+        crept = sorted(m for m in loaded if any(m == bad or m.startswith(bad + ".") for bad in NOT_ON_THE_RUN_PATH))
+        assert crept == [], f"the {who} of a plain run loads {crept}: import them where they are used"

@@ -137,6 +137,33 @@ def test_merge_refuses_content_that_does_not_match_its_key(tmp_path: Path, tampe
     assert store.doctor().ok
 
 
+@pytest.mark.parametrize("tampering", ["none", "parts swapped", "part replaced"])
+def test_merge_checks_a_value_keyed_by_its_chunk_list(tmp_path: Path, tampering: str):
+    # A value of several chunks is keyed by its chunk list (#18, hash once): merge checks every
+    # chunk against its key and the list against the blob key, without hashing the whole again.
+    value, spare = os.urandom(40 << 20), os.urandom(8 << 20)  # 16 + 16 + 8 MiB; one 8 MiB chunk
+    victim = _victim(tmp_path)
+    attacker = _attacker(tmp_path, model=spare, result=value)
+    key = _key(value)
+    conn = sqlite3.connect(attacker)
+    parts = [row[0] for row in conn.execute("SELECT chunk_key FROM blob_parts WHERE blob_key = ? ORDER BY seq",
+                                            (key,))]
+    conn.close()
+    assert key.startswith("t") and len(parts) == 3
+    if tampering == "none":
+        store = Store(victim)
+        assert store.merge_from(attacker).blobs >= 2
+        assert store.load_value(key, "bytes") == value and store.rehash_problems() == []
+        store.close()
+        return
+    if tampering == "parts swapped":
+        _edit(attacker, ("UPDATE blob_parts SET chunk_key = CASE seq WHEN 0 THEN ? ELSE ? END"
+                         " WHERE blob_key = ? AND seq < 2", (parts[1], parts[0], key)))
+    else:  # the last 8 MiB part is another value's genuine 8 MiB chunk
+        _edit(attacker, ("UPDATE blob_parts SET chunk_key = ? WHERE blob_key = ? AND seq = 2", (_key(spare), key)))
+    _assert_refused(victim, attacker, "F/1", key[:16])
+
+
 def test_merge_of_a_refused_file_is_one_line_on_the_command_line(tmp_path: Path):
     victim = _victim(tmp_path)
     attacker = _attacker(tmp_path, model=4.0)

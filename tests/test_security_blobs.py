@@ -19,7 +19,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import zstandard
@@ -117,13 +117,15 @@ def test_chunk_read_twice_returns_other_bytes_but_only_one_read_is_decoded(
     evil = evil_pickle(marker, raw_size)
     reads: dict[int, int] = {}
 
-    def two_faced(conn: sqlite3.Connection, cid: int, offset: int, n: int) -> bytes:
-        reads[offset] = reads.get(offset, 0) + 1
-        first = reads[offset] == 1
-        source = genuine if first == (order == "genuine-first") else evil
-        return source[offset:offset + n]
+    def two_faced(conn: sqlite3.Connection, cid: int, offset: int, n: int) -> Iterator[bytes]:
+        # the pieces of one read, each answered genuine or hostile by how often it was read
+        for start in range(offset, offset + n, _blobs._IO_PIECE):
+            reads[start] = reads.get(start, 0) + 1
+            first = reads[start] == 1
+            source = genuine if first == (order == "genuine-first") else evil
+            yield source[start:min(start + _blobs._IO_PIECE, offset + n)]
 
-    monkeypatch.setattr(_blobs, "_fetch_piece", two_faced)
+    monkeypatch.setattr(_blobs, "_fetch_pieces", two_faced)
     store = Store(db)
     for _ in range(3):
         reads.clear()
@@ -485,3 +487,131 @@ def test_check_chunks_refuses_a_chunk_under_another_key(tmp_path: Path) -> None:
         store.load_value(blob_key, "bytes", check_chunks=True)
     problems = store.rehash_problems()
     assert len(problems) == 1 and f"chunk {stolen[:16]}" in problems[0], problems
+
+
+# ------------------------------------------------------------------ hash once (#18): chunk-list keys
+# A value of several chunks is keyed by its size and chunk keys (codecs.chunk_list_key), so its
+# bytes are hashed once, chunk by chunk; values stored before keep their sha256-of-all-bytes key.
+
+def _parts(db: Path, blob_key: str) -> list[tuple[int, str]]:
+    with sqlite3.connect(db) as raw:
+        return raw.execute("SELECT seq, chunk_key FROM blob_parts WHERE blob_key = ? ORDER BY seq",
+                           (blob_key,)).fetchall()
+
+
+@pytest.mark.parametrize("order", ["genuine-first", "malicious-first"])
+def test_a_chunk_list_keyed_pickle_read_twice_is_checked_chunk_by_chunk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    # As test_chunk_read_twice_...: but a trusted pickle of two chunks (16 MiB + ~4 MiB), whose
+    # key is derived from its chunk keys: the second chunk answers an attacker's pickle on one read.
+    value = {"weights": os.urandom(20 << 20)}
+    db = tmp_path / "mine.db"
+    store = Store(db)
+    add_run(store, model=value)
+    store.close()
+    key, encoding = artifact_key(db, "model")
+    assert encoding == "pickle" and key.startswith("t") and len(_parts(db, key)) == 2
+    with sqlite3.connect(db) as raw:
+        chunk_id, genuine = raw.execute(
+            "SELECT c.chunk_id, c.data FROM blob_parts p JOIN blob_chunks c ON c.chunk_key = p.chunk_key"
+            " WHERE p.blob_key = ? AND p.seq = 0", (key,)).fetchone()
+    marker = tmp_path / "PWNED"
+    evil = evil_pickle(marker, len(genuine))
+    reads: dict[tuple[int, int], int] = {}
+    real_fetch = _blobs._fetch_pieces
+
+    def two_faced(conn: sqlite3.Connection, cid: int, offset: int, n: int) -> Iterator[bytes]:
+        pos = offset
+        for piece in real_fetch(conn, cid, offset, n):
+            reads[cid, pos] = reads.get((cid, pos), 0) + 1
+            if cid == chunk_id:
+                first = reads[cid, pos] == 1
+                source = genuine if first == (order == "genuine-first") else evil
+                piece = source[pos:pos + len(piece)]
+            yield piece
+            pos += len(piece)
+
+    monkeypatch.setattr(_blobs, "_fetch_pieces", two_faced)
+    store = Store(db)
+    for _ in range(2):
+        reads.clear()
+        if order == "genuine-first":
+            assert store.load_value(key, "pickle") == value
+        else:
+            with pytest.raises(UntrustedArtifact, match="altered"):
+                store.load_value(key, "pickle")
+        assert reads and set(reads.values()) == {1}  # every stored byte read exactly once
+    assert not marker.exists()
+    store.close()
+
+
+def test_a_chunk_list_key_refuses_its_chunks_swapped_or_replaced(tmp_path: Path) -> None:
+    db = tmp_path / "list.db"
+    store = Store(db)
+    value, other = os.urandom(40 << 20), os.urandom(8 << 20)  # 16 + 16 + 8 MiB; one 8 MiB chunk
+    ref, spare = store.put_value(value), store.put_value(other)
+    store.close()
+    parts = _parts(db, ref.blob_key)
+    assert ref.blob_key.startswith("t") and len(parts) == 3 and not spare.blob_key.startswith("t")
+    # the genuine chunks in another order: every chunk still hashes to its key, the list does not
+    edit(db, ("UPDATE blob_parts SET chunk_key = CASE seq WHEN 0 THEN ? ELSE ? END"
+              " WHERE blob_key = ? AND seq < 2", (parts[1][1], parts[0][1], ref.blob_key)))
+    store = Store(db)
+    for check_chunks in (False, True):
+        with pytest.raises(UntrustedArtifact, match="altered"):
+            store.load_value(ref.blob_key, "bytes", check_chunks=check_chunks)
+    assert [p for p in store.rehash_problems() if f"blob {ref.blob_key[:16]}" in p]
+    store.close()
+    # back in order, and the last 8 MiB part swapped for another value's genuine 8 MiB chunk
+    edit(db, ("UPDATE blob_parts SET chunk_key = CASE seq WHEN 0 THEN ? ELSE ? END"
+              " WHERE blob_key = ? AND seq < 2", (parts[0][1], parts[1][1], ref.blob_key)),
+         ("UPDATE blob_parts SET chunk_key = ? WHERE blob_key = ? AND seq = 2", (spare.blob_key, ref.blob_key)))
+    store = Store(db)
+    with pytest.raises(UntrustedArtifact, match="altered"):
+        store.load_value(ref.blob_key, "bytes")
+    problems = store.rehash_problems()
+    assert len(problems) == 1 and f"blob {ref.blob_key[:16]}" in problems[0], problems
+    assert store.load_value(spare.blob_key, "bytes") == other  # the victim's other value unchanged
+    store.close()
+    # and the original list back: loads, and doctor --deep is clean again
+    edit(db, ("UPDATE blob_parts SET chunk_key = ? WHERE blob_key = ? AND seq = 2", (parts[2][1], ref.blob_key)))
+    store = Store(db)
+    assert store.load_value(ref.blob_key, "bytes") == value and store.rehash_problems() == []
+    store.close()
+
+
+def test_values_stored_before_chunk_list_keys_still_load_and_are_checked(tmp_path: Path) -> None:
+    # A value of several chunks written before #18 is keyed by the sha256 of all its bytes.
+    # Built by hand: the same rows under that key (what an older runstore wrote).
+    db = tmp_path / "old.db"
+    store = Store(db)
+    value = os.urandom(40 << 20)
+    new = store.put_value(value)
+    store.close()
+    old_key = hashlib.sha256(value).hexdigest()
+    parts = _parts(db, new.blob_key)
+    edit(db, ("INSERT INTO blobs(blob_key, size, n_chunks, created_at) VALUES (?, ?, 3, 0)", (old_key, len(value))),
+         *(("INSERT INTO blob_parts(blob_key, seq, chunk_key) VALUES (?, ?, ?)", (old_key, seq, chunk))
+           for seq, chunk in parts))
+    store = Store(db)
+    assert store.load_value(old_key, "bytes") == value
+    assert store.load_value(old_key, "bytes", check_chunks=True) == value
+    assert store.rehash_problems() == []
+    target = Store(tmp_path / "copy.db")  # merge re-hashes an old key the old way
+    ids = add_run(store, result=value)
+    store.close()
+    with sqlite3.connect(db) as raw:  # the run's artifact now names the old key
+        raw.execute("UPDATE artifacts SET blob_key = ? WHERE blob_key = ?", (old_key, new.blob_key))
+    report = target.merge_from(db)
+    assert [source for source, _ in report.copied] == [ids["pathspec"]] and report.blobs >= 1
+    assert target.load_value(old_key, "bytes") == value
+    target.close()
+    # its first two parts swapped: each chunk genuine, the whole not
+    edit(db, ("UPDATE blob_parts SET chunk_key = CASE seq WHEN 0 THEN ? ELSE ? END"
+              " WHERE blob_key = ? AND seq < 2", (parts[1][1], parts[0][1], old_key)))
+    store = Store(db)
+    with pytest.raises(UntrustedArtifact, match="altered"):
+        store.load_value(old_key, "bytes")
+    problems = store.rehash_problems()
+    assert len(problems) == 1 and f"blob {old_key[:16]}" in problems[0], problems
+    store.close()

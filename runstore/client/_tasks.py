@@ -502,7 +502,8 @@ class DataArtifact(ClientObject):
 
     @property
     def sha(self) -> str:
-        """The blob key: sha256 of the encoded value."""
+        """The blob key: sha256 of the encoded value (up to 16 MiB; a larger one's key is
+        derived from its chunks' sha256s, ``t…``: docs/storage.md, "Blob layout")."""
         return self._row["blob_key"]
 
     @property

@@ -29,18 +29,16 @@ successful 1
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import os
 import signal
-import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
+
+if TYPE_CHECKING:  # asyncio, subprocess and tempfile are imported where used: not on a run's path
+    import subprocess
 
 from ..errors import ParameterError, RunFailed, RunstoreError
 
@@ -115,6 +113,7 @@ class ExecutingRun:
         return self
 
     async def _async_wait(self, timeout: float | None, stream: str | None) -> "ExecutingRun":
+        import asyncio
         assert self._process is not None
         deadline = None if timeout is None else time.monotonic() + timeout
         position = 0
@@ -139,6 +138,7 @@ class ExecutingRun:
         >>> # async for position, line in running.stream_log("stdout"):
         >>> #     print(line)
         """
+        import asyncio
         if self._process is None or self._out_dir is None:  # ended and cleaned up: what it printed
             for number, line in enumerate(self._output(stream).splitlines()):
                 if position is None or number >= position:
@@ -258,6 +258,7 @@ class ExecutingRun:
         return position + len(data)
 
     def _stop(self) -> None:
+        import subprocess
         assert self._process is not None
         try:
             self._process.send_signal(signal.SIGINT)  # the run ends interrupted (exit 130), its workers stopped
@@ -318,6 +319,8 @@ def flow_script(flow_class: Any, flow_file: str | None, directory: str) -> str:
     and its imports, not the ``NBRunner`` call), else the class's own source after
     ``from runstore import *``.
     """
+    import inspect
+    import textwrap
     if flow_file is not None:
         return flow_file
     name = flow_class.__name__
@@ -362,6 +365,8 @@ def launch(runner: Any, command: Sequence[str], env: dict[str, str] | None = Non
     RunFailed
         The child ended before it created a run, with its last error line.
     """
+    import subprocess
+    import tempfile
     out_dir = tempfile.mkdtemp(prefix="runstore-runner-")
     run_id_file = os.path.join(out_dir, "run-id")
     script = flow_script(runner.flow_class, runner.flow_file, out_dir)
@@ -381,6 +386,7 @@ def launch(runner: Any, command: Sequence[str], env: dict[str, str] | None = Non
 
 async def started(executing: ExecutingRun) -> ExecutingRun:
     """Wait until the child wrote its run id (or ended first: its error is raised)."""
+    import asyncio
     process = executing._process
     assert process is not None and executing._out_dir is not None
     run_id_file = os.path.join(executing._out_dir, "run-id")

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import secrets
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +49,7 @@ TOKEN_ENV = "RUNSTORE_PRODUCTION_TOKEN"
 #: default namespace inside the run (reading; it authorizes nothing).
 NAMESPACE_ENV = "RUNSTORE_PRODUCTION_NAMESPACE"
 
-_ALPHABET = string.ascii_lowercase + string.digits
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"  # string.ascii_lowercase + digits (no `string` import)
 
 
 def hash_token(token: str) -> str:

@@ -20,7 +20,6 @@ Example
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import os
 import sys
@@ -76,7 +75,7 @@ def load_flow(path: str | os.PathLike[str], name: str | None = None) -> type[Flo
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     flows = [obj for obj in vars(module).values()
-             if inspect.isclass(obj) and issubclass(obj, FlowSpec) and obj is not FlowSpec
+             if isinstance(obj, type) and issubclass(obj, FlowSpec) and obj is not FlowSpec
              and obj.__module__ == module_name]
     if name is not None:
         flows = [f for f in flows if f.__name__ == name]

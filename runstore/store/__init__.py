@@ -32,22 +32,39 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import IO, Any, Callable, Concatenate, ContextManager, Iterable, Mapping, ParamSpec, Sequence, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Callable, Concatenate, ContextManager, Iterable, Mapping, ParamSpec, Sequence, TypeVar
 
 from ..errors import StoreError
-from . import _blobs, _deploy, _executors, _doctor, _gc, _reads, _sql, _transfer, _trust, _writes
+from . import _blobs, _deploy, _executors, _reads, _trust, _writes
 from ._blobs import PreparedValue, StoredValue
 from ._cards import CardRow
 from ._cards import task_cards as _task_cards
 from ._cards import upsert_card as _upsert_card
 from ._db import BUSY_TIMEOUT, Database, Progress, Row
 from ._deploy import Deployment
-from ._doctor import DoctorReport
-from ._gc import GcReport
 from ._reads import effective_status, param_texts
-from ._sql import SqlResult, SqlStream
-from ._transfer import TransferReport
 from ._writes import RunRecord
+
+if TYPE_CHECKING:
+    from ._doctor import DoctorReport
+    from ._gc import GcReport
+    from ._sql import SqlResult, SqlStream
+    from ._transfer import TransferReport
+
+# The admin modules (read-only SQL, delete/gc, export/merge, doctor) are imported by the
+# methods that use them: a run never calls them, so `python flow.py run` does not load them
+# (tests/test_layering.py::test_a_flow_run_loads_only_what_it_uses).
+_LAZY = {"SqlResult": "_sql", "SqlStream": "_sql", "GcReport": "_gc", "TransferReport": "_transfer",
+         "DoctorReport": "_doctor"}
+
+
+def __getattr__(name: str) -> Any:
+    """The admin modules' public dataclasses, imported on first use (``from runstore.store import GcReport``)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["Store", "CardRow", "Deployment", "StoredValue", "PreparedValue", "RunRecord", "discover_path", "effective_status",
            "param_texts", "SqlResult", "SqlStream", "GcReport", "TransferReport", "DoctorReport"]
@@ -1065,6 +1082,8 @@ class Store(Database):
         >>> store.sql("SELECT pathspec, status FROM runs_view").rows
         [('HelloFlow/1', 'running')]
         """
+        from . import _sql
+
         return _sql.sql(self, query, params)
 
     def sql_stream(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> ContextManager[SqlStream]:
@@ -1082,6 +1101,8 @@ class Store(Database):
         ...     stream.columns, [row[0] for row in stream.rows]
         (['n'], [1, 2])
         """
+        from . import _sql
+
         return _sql.sql_stream(self, query, params)
 
     def delete_runs(self, pathspecs: Iterable[str], *, force: bool = False) -> list[str]:
@@ -1105,6 +1126,8 @@ class Store(Database):
         >>> [r[0] for r in store.sql("SELECT run_number FROM runs").rows]
         [1, 3]
         """
+        from . import _gc
+
         return _gc.delete_runs(self, pathspecs, force=force)
 
     def gc(self, *, dry_run: bool = False, progress: Progress | None = None) -> GcReport:
@@ -1124,6 +1147,8 @@ class Store(Database):
         >>> store.gc().blobs
         1
         """
+        from . import _gc
+
         return _gc.gc(self, dry_run=dry_run, progress=progress)
 
     def vacuum(self) -> None:
@@ -1134,6 +1159,8 @@ class Store(Database):
         >>> from runstore import Store
         >>> Store(":memory:").vacuum()
         """
+        from . import _gc
+
         _gc.vacuum(self)
 
     def export_runs(self, pathspecs: Iterable[str], out: str | os.PathLike[str], *,
@@ -1159,6 +1186,8 @@ class Store(Database):
         >>> len(store.export_runs(["F/1", "F/3"], out).copied)
         2
         """
+        from . import _transfer
+
         return _transfer.export_runs(self, pathspecs, out, progress=progress)
 
     def merge_from(self, other: "str | os.PathLike[str] | Database", *,
@@ -1189,6 +1218,8 @@ class Store(Database):
         >>> a.merge_from(b).deleted
         ['F/1']
         """
+        from . import _transfer
+
         return _transfer.merge_from(self, other, include_deleted=include_deleted, progress=progress)
 
     def doctor(self, *, deep: bool = False) -> DoctorReport:
@@ -1211,6 +1242,8 @@ class Store(Database):
         >>> report.ok, report.facts["runs"]
         (True, 0)
         """
+        from . import _doctor
+
         return _doctor.doctor(self, deep=deep)
 
     def reindex(self) -> None:
@@ -1221,6 +1254,8 @@ class Store(Database):
         >>> from runstore import Store
         >>> Store(":memory:").reindex()
         """
+        from . import _doctor
+
         _doctor.reindex(self)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import uuid as uuidlib
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
@@ -29,7 +28,7 @@ from ..errors import (
     StoreReadOnlyError,
 )
 from ..schema import MIGRATIONS, SCHEMA_VERSION
-from ..util import now
+from ..util import new_uuid, now
 from ._schemacheck import schema_problems, split_sql
 
 __all__ = ["Database", "PRAGMAS", "BUSY_TIMEOUT", "translate_error", "harden", "altered_error",
@@ -449,7 +448,7 @@ class Database:
     @contextmanager
     def _new_file(self, target: Path, verb: str) -> Iterator[Path]:
         """A private temporary name next to ``target``; errors translated, leftovers removed."""
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuidlib.uuid4().hex[:8]}.new")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{new_uuid()[:8]}.new")
         try:
             yield tmp
         except sqlite3.Error as exc:
@@ -663,7 +662,7 @@ class Database:
                 if version == 0:
                     conn.execute(
                         "INSERT INTO store_info(key, value) VALUES ('uuid', ?), ('created_at', ?)",
-                        (str(uuidlib.uuid4()), repr(now())),
+                        (new_uuid(), repr(now())),
                     )
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Iterable
 
-from ..codecs import CHUNK_SIZE
+from ..codecs import CHUNK_SIZE, chunk_list_key, is_chunk_list_key
 from ..errors import StoreError
 from ._blobs import PreparedValue, StoredValue, _ChunkCollector
 from ._db import Database
@@ -39,6 +39,7 @@ def prepare_encoded(store: Database, stored: StoredValue, chunks: Iterable[tuple
     >>> store.load_value(key, "json")
     [1]
     """
+    listed = is_chunk_list_key(stored.blob_key)  # keyed by its chunk list (#18): no whole-value hash
     whole = hashlib.sha256()
     size = 0
     keys: list[str] = []
@@ -46,10 +47,12 @@ def prepare_encoded(store: Database, stored: StoredValue, chunks: Iterable[tuple
     for chunk_key, data in chunks:
         if len(data) > CHUNK_SIZE or hashlib.sha256(data).hexdigest() != chunk_key:
             raise StoreError(f"a chunk of value {stored.blob_key[:16]}… sent by a worker does not match its key")
-        whole.update(data)
+        if not listed:
+            whole.update(data)
         size += len(data)
         keys.append(chunk_key)
         collector.add(chunk_key, data)
-    if whole.hexdigest() != stored.blob_key or size != stored.size:
+    expected = chunk_list_key(size, keys) if listed else whole.hexdigest()
+    if expected != stored.blob_key or size != stored.size:
         raise StoreError(f"value {stored.blob_key[:16]}… sent by a worker does not match its key")
     return PreparedValue(stored, tuple(keys), collector.pending, collector.touched)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..codecs import JSON_SQL_LIMIT
+from ..codecs import JSON_SQL_LIMIT, chunk_list_key, is_chunk_list_key
 from ..errors import CodecError, InvalidPathspec, NotAStoreError, RunstoreError, StoreError
 from ..schema import MIGRATIONS, SCHEMA_VERSION, STALE_AFTER
 from ..tags import check_merged_tags
@@ -497,8 +497,8 @@ class _Transfer:
 
         Each chunk row is read once; its raw bytes (decompressed, never beyond its
         claimed size, which may not exceed the chunk size) must hash to its key and
-        have its size, and the chunks in order must hash to the blob key and add up
-        to the blob's size. The target's transaction is open, so raising
+        have its size, and the chunks in order must add up to the blob's size and hash
+        to the blob key (a chunk-list key: the chunk keys in order derive it). The target's transaction is open, so raising
         :class:`_Tampered` part way rolls back every chunk already inserted.
         """
         blob = self._row(src, "blobs", "blob_key = ?", key)
@@ -509,6 +509,9 @@ class _Transfer:
                             (key,)).fetchall()
         if [seq for seq, _ in parts] != list(range(len(parts))) or len(parts) != blob["n_chunks"]:
             raise _Tampered(f"{len(parts)} parts listed for {blob['n_chunks']!r} chunks")
+        # A value keyed by its chunk list (#18) is checked by its chunks and that list; an
+        # older value of several chunks, keyed by the sha256 of all its bytes, is hashed whole.
+        listed = is_chunk_list_key(key)
         digest, total, stamp = hashlib.sha256(), 0, now()
         small = blob["size"] <= JSON_SQL_LIMIT and len(parts) == 1
         text = b""
@@ -523,7 +526,8 @@ class _Transfer:
                 raw = chunk_bytes(compression, data, raw_size, chunk_key)
             except CodecError as exc:
                 raise _Tampered(f"chunk {str(chunk_key)[:16]}…: {exc}") from None
-            digest.update(raw)
+            if not listed:
+                digest.update(raw)
             total += raw_size
             if small:
                 text = bytes(raw)
@@ -533,7 +537,8 @@ class _Transfer:
                             " VALUES (?, ?, ?, ?, ?)", (chunk_key, compression, raw_size, stamp, data))
                 self.report.chunks += 1
                 self.report.bytes += len(data)
-        if total != blob["size"] or digest.hexdigest() != key:
+        expected = chunk_list_key(total, [chunk_key for _, chunk_key in parts]) if listed else digest.hexdigest()
+        if total != blob["size"] or expected != key:
             raise _Tampered(f"its {len(parts)} chunks ({total} bytes) do not hash to it")
         # The JSON preview SQL shows is the verified bytes themselves, never the sender's text.
         blob["json_value"] = _preview(text) if small and blob.get("json_value") is not None else None

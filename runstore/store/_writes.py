@@ -24,14 +24,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import uuid as uuidlib
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..codecs import JSON_SQL_LIMIT, JsonCodec
 from ..errors import CodecError, NotFound, TaggingError
 from ..tags import MAX_USER_TAGS, validate_tag, validate_user_tag
-from ..util import hostname, now
+from ..util import hostname, new_uuid, now
 from ._blobs import PreparedValue, StoredValue, chunk_bytes, commit_values
 from ._cards import clone_cards
 from ._db import batches, placeholders
@@ -95,7 +94,7 @@ def create_run(conn: sqlite3.Connection, flow: str, *, user: str | None, namespa
                end_step: str = "end", owner_pid: int | None = None) -> RunRecord:
     """Record a running run with the flow's next number and its tags (see ``Store.create_run``)."""
     namespace = namespace or f"user:{user}"
-    run_uuid = str(uuidlib.uuid4())
+    run_uuid = new_uuid()
     stamp = now()
     system = list(dict.fromkeys([namespace, *system_tags]))
     users = [t for t in dict.fromkeys(map(validate_user_tag, user_tags)) if t not in system]

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ...codecs import encode_value, get_codec
+from ...codecs import encode_value, get_codec, key_matches
 from ...errors import ExecutorError, NotFound, UntrustedArtifact
 from ...store import StoredValue
 
@@ -95,7 +95,7 @@ class RemoteTaskStore:
         if data is None:
             raise NotFound(f"value {blob_key[:16]}… was not sent to this worker")
         # Hash what you decode (SPEC §13.1), here too: bytes that do not match are refused.
-        if hashlib.sha256(data).hexdigest() != blob_key:
+        if not key_matches(blob_key, data):
             raise UntrustedArtifact(f"value {blob_key[:16]}… was altered on its way to this worker")
         return get_codec(encoding).decode(io.BytesIO(data), len(data))
 
