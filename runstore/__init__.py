@@ -35,6 +35,7 @@ from .errors import (
     TaggingError,
     TimeoutException,
     UnknownUser,
+    UnsafeValue,
     UntrustedArtifact,
 )
 from .current import current
@@ -132,6 +133,7 @@ __all__ = [
     "UnknownUser",
     "CodecError",
     "UntrustedArtifact",
+    "UnsafeValue",
     "FlowDefinitionError",
     "ParameterError",
     "MergeArtifactsError",

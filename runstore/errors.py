@@ -21,6 +21,7 @@ runtime errors, 2 for usage errors) and renders as one line.
     ├── UnknownUser (RunstoreError)       no user name could be determined
     ├── CodecError (TypeError)            a value cannot be encoded / decoded
     ├── UntrustedArtifact (PermissionError)  untrusted pickle, or a value altered after writing
+    │   └── UnsafeValue                   a safepickle value asks for what the safe loader refuses
     ├── FlowDefinitionError (ValueError)  the flow graph or a decorator is invalid
     ├── ParameterError (ValueError)       a bad parameter value
     ├── MergeArtifactsError (ValueError)  merge_artifacts found a conflict
@@ -57,6 +58,7 @@ __all__ = [
     "UnknownUser",
     "CodecError",
     "UntrustedArtifact",
+    "UnsafeValue",
     "FlowDefinitionError",
     "ParameterError",
     "MergeArtifactsError",
@@ -257,6 +259,20 @@ class UntrustedArtifact(RunstoreError, PermissionError):
     """
 
     headline = "Untrusted artifact"
+
+
+class UnsafeValue(UntrustedArtifact):
+    """A stored ``safepickle`` value asks for something the safe loader refuses: a
+    global outside its allow-list, an opcode runstore never writes, or more memory
+    than its size allows. Nothing of it was run (see docs/security.md).
+
+    Example
+    -------
+    >>> issubclass(UnsafeValue, UntrustedArtifact) and issubclass(UnsafeValue, PermissionError)
+    True
+    """
+
+    headline = "Unsafe value"
 
 
 class FlowDefinitionError(RunstoreError, ValueError):

@@ -28,6 +28,7 @@ import json
 import os
 from typing import Any, Callable, Iterator, Sequence
 
+from .codecs import CaughtException
 from .errors import FlowDefinitionError, MergeArtifactsError, ParameterError
 from .graph import STEP_MARK
 
@@ -259,36 +260,6 @@ def environment(func: Callable[..., Any] | None = None, *, vars: dict[str, str] 
 DECORATORS: dict[str, Callable[..., Any]] = {
     "retry": retry, "catch": catch, "timeout": timeout, "resources": resources, "environment": environment,
 }
-
-
-class CaughtException:
-    """An exception recorded by ``@catch``: its type, message and traceback text.
-
-    Example
-    -------
-    >>> err = CaughtException("builtins.ValueError", "bad", "Traceback ...")
-    >>> str(err)
-    'builtins.ValueError: bad'
-    """
-
-    def __init__(self, type: str, message: str, traceback: str = "") -> None:
-        self.type = type
-        self.message = message
-        self.traceback = traceback
-
-    def __repr__(self) -> str:
-        return f"CaughtException({self.type!r}, {self.message!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CaughtException) and (self.type, self.message, self.traceback) == (
-            other.type, other.message, other.traceback)
-
-    @property
-    def exception(self) -> str:
-        return str(self)
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
 
 
 # ---------------------------------------------------------------- parameters
