@@ -575,15 +575,15 @@ def _safe_tables() -> tuple[dict[type, Callable[[Any], Any]], dict[tuple[str, st
     import pathlib
     import uuid
 
-    def fraction(text: Any) -> Any:
-        if type(text) is not str or len(text) > _FRACTION_TEXT_MAX:
-            raise UnsafeValue("a stored Fraction is not a short text")
-        return fractions.Fraction(text)
+    def fraction(*args: Any) -> Any:
+        if len(args) != 1 or type(args[0]) is not str or len(args[0]) > _FRACTION_TEXT_MAX:
+            raise UnsafeValue("a stored Fraction is not a short text")  # Fraction(a, b): gcd of huge ints
+        return fractions.Fraction(args[0])
 
-    def decimal_(text: Any) -> Any:
-        if type(text) is not str:  # Decimal(int) of a huge int is quadratic
+    def decimal_(*args: Any) -> Any:
+        if len(args) != 1 or type(args[0]) is not str:  # Decimal(int) of a huge int is quadratic
             raise UnsafeValue("a stored Decimal is not a text")
-        return decimal.Decimal(text)
+        return decimal.Decimal(args[0])
 
     def uuid_(*args: Any) -> Any:
         if len(args) != 5 or args[:4] != (None, None, None, None) or type(args[4]) is not int:

@@ -5,6 +5,9 @@
 * ``bytes``: the length and the first 256 bytes.
 * ``npy``: shape, dtype and a summary (min, max, mean) for arrays up to 64 MiB, decoded
   with the npy codec (no pickle); only the header for larger ones.
+* ``safepickle``: decoded (the restricted loader runs no code and checks a stranger's
+  bytes first) when at most 16 MiB, shown with :func:`short_repr` (bounded however
+  deep or shared the value is); no trust needed.
 * ``pickle``: *not trusted* with the ``runstore trust FILE`` hint, unless this user wrote
   or trusted it; a trusted DataFrame shows its head, anything else its ``repr``.
 
@@ -33,12 +36,93 @@ if TYPE_CHECKING:
     from .client import DataArtifact
     from .store import Store
 
-__all__ = ["Preview", "preview"]
+__all__ = ["Preview", "preview", "short_repr"]
 
 _JSON_MAX = 1 << 20
 _BYTES_MAX = 1 << 16
 _ARRAY_MAX = 64 << 20
 _PICKLE_MAX = 64 << 20
+_SAFEPICKLE_MAX = 16 << 20
+_REPR_DEPTH = 40
+
+
+class _Full(Exception):
+    """short_repr's budget is spent."""
+
+
+def short_repr(value: Any, limit: int = 5000) -> str:
+    """``repr(value)`` cut at about ``limit`` characters, in bounded time however the value is built.
+
+    Lists, tuples, sets, frozensets and dicts are written item by item while the
+    budget lasts, so a value sharing one list a billion times over ("billion
+    laughs") or nested a million deep costs at most ``limit`` characters of work;
+    deeper than 40 levels shows ``[…]``. Anything else is its own ``repr``, cut (a
+    repr that fails, such as an int beyond Python's digit limit, shows ``<int>``).
+    Equal to ``repr(value)`` when that is short.
+
+    Example
+    -------
+    >>> short_repr({"a": (1, 2), "b": {3}})
+    "{'a': (1, 2), 'b': {3}}"
+    >>> laughs = []
+    >>> for _ in range(200):
+    ...     laughs = [laughs, laughs]
+    >>> len(short_repr(laughs, 100)) <= 101
+    True
+    """
+    out: list[str] = []
+    room = [limit]
+
+    def emit(text: str) -> None:
+        if len(text) >= room[0]:
+            out.append(text[: room[0]] + "…")
+            raise _Full
+        room[0] -= len(text)
+        out.append(text)
+
+    def items(values: Any, depth: int, pairs: bool = False) -> None:
+        for i, item in enumerate(values):
+            if i:
+                emit(", ")
+            if pairs:
+                walk(item[0], depth)
+                emit(": ")
+                walk(item[1], depth)
+            else:
+                walk(item, depth)
+
+    def walk(item: Any, depth: int) -> None:
+        kind = type(item)
+        if kind in (list, tuple, dict, set, frozenset) and depth >= _REPR_DEPTH:
+            emit({list: "[…]", tuple: "(…)", dict: "{…}", set: "{…}", frozenset: "frozenset({…})"}[kind])
+        elif kind is list:
+            emit("[")
+            items(item, depth + 1)
+            emit("]")
+        elif kind is tuple:
+            emit("(")
+            items(item, depth + 1)
+            emit(",)" if len(item) == 1 else ")")
+        elif kind is dict:
+            emit("{")
+            items(item.items(), depth + 1, pairs=True)
+            emit("}")
+        elif (kind is set or kind is frozenset) and item:
+            emit("{" if kind is set else "frozenset({")
+            items(item, depth + 1)
+            emit("}" if kind is set else "})")
+        else:
+            try:
+                text = repr(item)
+            except Exception:  # e.g. an int beyond sys.get_int_max_str_digits()
+                text = f"<{type(item).__name__}>"
+            emit(text)
+
+    try:
+        walk(value, 0)
+    except _Full:
+        pass
+    return "".join(out)
 _TEXT_MAX = 20_000
 
 
@@ -92,6 +176,11 @@ def _preview(store: "Store", artifact: "DataArtifact") -> Preview:
         return Preview("bytes", text=repr(head) + (" …" if size > 256 else ""), facts={"length": f"{size:,} bytes"})
     if encoding == "npy":
         return _array(store, artifact)
+    if encoding == "safepickle":
+        if size > _SAFEPICKLE_MAX:
+            return Preview("large", note=f"value of {size:,} bytes: too large to preview")
+        value = store.load_value(artifact.sha, encoding, max_size=_SAFEPICKLE_MAX)
+        return Preview("object", text=short_repr(value))
     if encoding == "pickle":
         if not store.is_trusted(artifact.sha):
             return Preview("untrusted", note=(
