@@ -272,7 +272,13 @@ def _classify(value: Any, json_limit: int | None = None) -> tuple[bool, bool]:
         if id(item) in seen or depth >= _JSON_MAX_DEPTH:  # shared/cyclic: JSON loses identity
             return False, False
         seen.add(id(item))
-        if type(item) is dict:
+        is_dict = type(item) is dict
+        if json_ok and json_limit is not None:
+            # each item and its comma, the brackets; a key's quotes and colon
+            length += (5 if is_dict else 2) * len(item) + 1
+            if length > json_limit:  # too long for SQL: stop the JSON-only checks
+                json_ok = False
+        if is_dict:
             children = item.values()
             if item:
                 key_types = set(map(type, item))
@@ -281,7 +287,7 @@ def _classify(value: Any, json_limit: int | None = None) -> tuple[bool, bool]:
                 if json_ok and key_types != {str}:
                     json_ok = False
                 if json_ok and json_limit is not None:
-                    length += 3 * len(item) + sum(map(len, item))  # the quotes and colon of each key
+                    length += sum(map(len, item))
         else:
             children = item
         types = set(map(type, children))
@@ -295,7 +301,6 @@ def _classify(value: Any, json_limit: int | None = None) -> tuple[bool, bool]:
                 if min(ints) < _INT64_MIN or max(ints) > _INT64_MAX:
                     json_ok = False
             if json_ok and json_limit is not None:
-                length += 2 * len(item) + 1  # each item and its comma, the brackets
                 if str in types:
                     length += sum(map(len, filter(_is_str, children)))
                 if length > json_limit:
