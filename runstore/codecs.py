@@ -572,22 +572,30 @@ def _standard(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=None)
 def _safe_tables() -> tuple[dict[type, Callable[[Any], Any]], dict[tuple[str, str], Any]]:
-    """(reduction per allowed type for the writer, object per global name for the loader)."""
+    """(reduction per allowed type for the writer, object per global name for the loader).
+
+    ``decimal`` and ``fractions`` are not imported here (about 5 ms on the run path):
+    no Decimal or Fraction can exist before its module is, so the writer looks them
+    up in ``sys.modules`` when it meets one (:func:`_late_reducer`), and the loader's
+    checking constructors import them when a stored value asks for one.
+    """
     import collections
     import datetime
-    import decimal
-    import fractions
     import pathlib
     import uuid
 
     def fraction(*args: Any) -> Any:
         if len(args) != 1 or type(args[0]) is not str or len(args[0]) > _FRACTION_TEXT_MAX:
             raise UnsafeValue("a stored Fraction is not a short text")  # Fraction(a, b): gcd of huge ints
+        import fractions
+
         return fractions.Fraction(args[0])
 
     def decimal_(*args: Any) -> Any:
         if len(args) != 1 or type(args[0]) is not str:  # Decimal(int) of a huge int is quadratic
             raise UnsafeValue("a stored Decimal is not a text")
+        import decimal
+
         return decimal.Decimal(args[0])
 
     def uuid_(*args: Any) -> Any:
@@ -601,10 +609,10 @@ def _safe_tables() -> tuple[dict[type, Callable[[Any], Any]], dict[tuple[str, st
         return CaughtException(*args)
 
     plain = (complex, bytearray, range, slice, datetime.date, datetime.time, datetime.datetime,
-             datetime.timedelta, datetime.timezone, decimal.Decimal)
+             datetime.timedelta, datetime.timezone)
     reducers: dict[type, Callable[[Any], Any]] = {kind: _standard for kind in plain}
-    reducers.update({fractions.Fraction: _fraction_reduce, uuid.UUID: _uuid_reduce,
-                     collections.OrderedDict: _ordered_dict_reduce, CaughtException: _caught_reduce})
+    reducers.update({uuid.UUID: _uuid_reduce, collections.OrderedDict: _ordered_dict_reduce,
+                     CaughtException: _caught_reduce})
     paths = (pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath)
     for kind in paths:
         reducers[kind] = lambda value: (type(value), (str(value),))
@@ -618,6 +626,17 @@ def _safe_tables() -> tuple[dict[type, Callable[[Any], Any]], dict[tuple[str, st
     return reducers, names
 
 
+def _late_reducer(kind: Any) -> Callable[[Any], Any] | None:
+    """The reduction of ``decimal.Decimal`` or ``fractions.Fraction`` if ``kind`` is one (or the class itself)."""
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and kind is decimal.Decimal:
+        return _standard
+    fractions = sys.modules.get("fractions")
+    if fractions is not None and kind is fractions.Fraction:
+        return _fraction_reduce
+    return None
+
+
 def safe_types() -> tuple[type, ...]:
     """The types besides None, bool, int, float, str, bytes, tuple, list, dict, set and
     frozenset that the ``safepickle`` codec stores (exact types, not subclasses).
@@ -628,7 +647,10 @@ def safe_types() -> tuple[type, ...]:
     >>> decimal.Decimal in safe_types(), object in safe_types()
     (True, False)
     """
-    return tuple(_safe_tables()[0])
+    import decimal
+    import fractions
+
+    return (*_safe_tables()[0], decimal.Decimal, fractions.Fraction)
 
 
 @functools.lru_cache(maxsize=None)
@@ -647,11 +669,12 @@ def _pickler_class() -> type:
         """
 
         def reducer_override(self, obj: Any) -> Any:
-            reduce = reducers.get(type(obj))
+            kind = type(obj)
+            reduce = reducers.get(kind) or _late_reducer(kind)
             if reduce is not None:
                 return reduce(obj)
-            if isinstance(obj, type) and obj in classes:
-                return NotImplemented
+            if isinstance(obj, type) and (obj in classes or _late_reducer(obj) is not None):
+                return NotImplemented  # an allowed class itself: written as a global, by name
             raise _Refused(type_name(obj))
 
     return SafePickler
