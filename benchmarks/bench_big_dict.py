@@ -11,9 +11,10 @@ codec choice, encoding, hashing, compression, commit) and ``Store.load_value`` (
 verify, decode), and the same load as a colleague would (without the writer's MAC: the
 safepickle opcode check runs first). Metaflow: its local datastore as a task uses it (``peers/metaflow_artifacts.py
 --case dict``: ``save_artifacts`` + ``done()`` into a fresh root, ``load_artifacts``; pickle
-protocol 4 + gzip). The two are measured alternately, one sample of each per round, so a busy
-machine slows both alike; times are medians of ``--repeat`` rounds, ratio = Metaflow / runstore
-(issue #18 asks >= 1.5 each way). Also: which codec took the dict, the time of the C-speed
+protocol 4 + gzip), one fresh process per round. The two are measured alternately, one sample
+of each per round, so a busy machine slows both alike; wall and CPU time (``time.process_time``,
+steadier when the 2 cores are shared with other work) are medians of ``--repeat`` rounds, ratio =
+Metaflow / runstore (issue #18 asks >= 1.5 each way). Also: which codec took the dict, the time of the C-speed
 plainness walk alone (``codecs._classify``), of encoding it with the codec alone, and a cProfile
 of one load (where the time goes). A second value, ``mixed`` (values cycling through int, float,
 str, None, bool and a short list), is measured for runstore only.
@@ -54,33 +55,62 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def timed2(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process): on a shared machine CPU time is the steadier one."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+# One Metaflow save + load in the peers venv, timed like runstore's (wall and CPU), fresh root.
+METAFLOW_ROUND = """
+import json, os, sys, tempfile, time, shutil
+sys.path.insert(0, sys.argv[1])
+from metaflow_artifacts import save, load
+from values import big_dict
+import metaflow
+value = big_dict()
+folder = tempfile.mkdtemp(prefix="bench-mf-")
+save(os.path.join(folder, "warm"), [("w", b"warm up")])
+root = os.path.join(folder, ".metaflow")
+out = {"version": metaflow.__version__}
+for op, fn in (("save", lambda: save(root, [("x", value)])), ("load", lambda: load(root, ["x"]))):
+    wall, cpu = time.perf_counter(), time.process_time()
+    got = fn()
+    out[op] = [time.perf_counter() - wall, time.process_time() - cpu]
+    del got
+shutil.rmtree(folder, ignore_errors=True)
+print(json.dumps(out))
+"""
+
+
 def fresh_store(folder: Path, n: int) -> Store:
     return Store(folder / f"bench{n}.db")
 
 
-def runstore_round(value: object, folder: Path, n: int, stranger: bool = False) -> tuple[float, float, float, str]:
-    """(save, load, load as a stranger or 0.0, encoding)."""
+def runstore_round(value: object, folder: Path, n: int, stranger: bool = False) -> dict[str, object]:
+    """{save, load, stranger: (wall, cpu) seconds; encoding}."""
     store = fresh_store(folder, n)
-    refs = []
-    save = timed(lambda: refs.append(store.put_value(value)))
+    refs: list[object] = []
+    out: dict[str, object] = {"save": timed2(lambda: refs.append(store.put_value(value)))}
     ref = refs[0]
-    loaded = []
-    load = timed(lambda: loaded.append(store.load_value(ref.blob_key, ref.encoding)))
+    loaded: list[object] = []
+    out["load"] = timed2(lambda: loaded.append(store.load_value(ref.blob_key, ref.encoding)))
     assert loaded[0] == value
     del loaded[:]
-    other = 0.0
     if stranger:  # as a colleague loads it: no MAC of theirs, so the opcode check runs first
         with store.write() as conn:
             conn.execute("DELETE FROM blob_trust")
-        other = timed(lambda: loaded.append(store.load_value(ref.blob_key, ref.encoding)))
+        out["stranger"] = timed2(lambda: loaded.append(store.load_value(ref.blob_key, ref.encoding)))
         del loaded[:]
+    out["encoding"] = ref.encoding
     store.close()
-    return save, load, other, ref.encoding
+    return out
 
 
-def metaflow_round(python: str) -> dict[str, list[float]]:
-    proc = subprocess.run([python, str(HERE / "peers" / "metaflow_artifacts.py"), "--case", "dict", "--repeat", "1"],
-                          capture_output=True, text=True, timeout=600)
+def metaflow_round(python: str) -> dict[str, object]:
+    proc = subprocess.run([python, "-c", METAFLOW_ROUND, str(HERE / "peers")], capture_output=True, text=True,
+                          timeout=600)
     if proc.returncode:
         raise SystemExit(proc.stderr)
     return json.loads(proc.stdout)
@@ -123,33 +153,39 @@ def main() -> None:
     print(f"{n:,}-key dict {{'key0': 0, ...}}, median of {args.repeat} alternating rounds")
     walk = [timed(lambda: _classify(value, 64 * 1024)) for _ in range(args.repeat)]
     encode = [timed(lambda: SafePickleCodec.encode_tree(value, io.BytesIO())) for _ in range(args.repeat)]
-    rs: dict[str, list[float]] = {"save": [], "load": [], "stranger": []}
-    mf: dict[str, list[float]] = {"save": [], "load": []}
+    rs: dict[str, list[tuple[float, float]]] = {"save": [], "load": [], "stranger": []}
+    mf: dict[str, list[tuple[float, float]]] = {"save": [], "load": []}
     version = None
     with tempfile.TemporaryDirectory(prefix="bench-dict-") as tmp:
         folder = Path(tmp)
         for i in range(args.repeat):
-            save, load, stranger, encoding = runstore_round(value, folder, i, stranger=True)
-            rs["save"].append(save)
-            rs["load"].append(load)
-            rs["stranger"].append(stranger)
+            got = runstore_round(value, folder, i, stranger=True)
+            encoding = got["encoding"]
+            for op in rs:
+                rs[op].append(got[op])  # type: ignore[arg-type]
             if args.peers_python:
-                got = metaflow_round(args.peers_python)
-                mf["save"] += got["save"]
-                mf["load"] += got["load"]
-                version = got.get("version")
+                theirs = metaflow_round(args.peers_python)
+                for op in mf:
+                    mf[op].append(tuple(theirs[op]))  # type: ignore[arg-type]
+                version = theirs.get("version")
         profile = profile_load(value, folder)
     print(f"codec: {encoding}; plainness walk alone {spread(walk)}; safepickle encoding alone {spread(encode)}")
-    print()
-    print(f"{'':6s} {'runstore':24s} {'Metaflow ' + (version or ''):24s} Metaflow / runstore (target >= {TARGET})")
-    for op in ("save", "load"):
-        if mf[op]:
-            ratio = med(mf[op]) / med(rs[op])
-            verdict = "met" if ratio >= TARGET else "MISSED"
-            print(f"{op:6s} {spread(rs[op]):24s} {spread(mf[op]):24s} {ratio:.2f}x  {verdict}")
-        else:
-            print(f"{op:6s} {spread(rs[op]):24s} {'not measured':24s}")
-    print(f"load of the same value as a stranger (no MAC: opcode check first): {spread(rs['stranger'])}")
+    for k, label in ((0, "wall time"), (1, "CPU time of the process (steadier on a shared machine)")):
+        print()
+        print(f"{label}:")
+        print(f"{'':6s} {'runstore':24s} {'Metaflow ' + str(version or ''):24s} Metaflow / runstore "
+              f"(target >= {TARGET})")
+        for op in ("save", "load"):
+            ours = [x[k] for x in rs[op]]
+            if mf[op]:
+                theirs_ = [x[k] for x in mf[op]]
+                ratio = med(theirs_) / med(ours)
+                verdict = "met" if ratio >= TARGET else "MISSED"
+                print(f"{op:6s} {spread(ours):24s} {spread(theirs_):24s} {ratio:.2f}x  {verdict}")
+            else:
+                print(f"{op:6s} {spread(ours):24s} {'not measured':24s}")
+        print(f"load of the same value as a stranger (no MAC: opcode check first): "
+              f"{spread([x[k] for x in rs['stranger']])}")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
     print("cProfile of one runstore load (tottime):")
@@ -159,8 +195,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-dict-") as tmp:
         rounds = [runstore_round(mixed, Path(tmp), i) for i in range(args.repeat)]
     print()
-    print(f"mixed values (runstore only, {rounds[0][3]}): save {spread([r[0] for r in rounds])}, "
-          f"load {spread([r[1] for r in rounds])}")
+    print(f"mixed values (runstore only, {rounds[0]['encoding']}, wall): "
+          f"save {spread([r['save'][0] for r in rounds])}, load {spread([r['load'][0] for r in rounds])}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ json        None/bool/int (64-bit)/finite float/str, lists and dicts  yes
             whose JSON text is at most :data:`JSON_SQL_LIMIT` bytes
 bytes       exactly ``bytes``                                         yes
 npy         ``numpy.ndarray`` without object dtype (``.npy``)         yes
-safepickle  values made only of the types of :data:`SAFE_TYPES`     yes
+safepickle  values made only of the types of :func:`safe_types`      yes
             (tuples, sets, big ints, NaN, datetimes, Decimal, ...,
             and large plain lists/dicts): standard pickle protocol 5,
             read by a restricted unpickler
