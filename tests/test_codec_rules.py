@@ -385,3 +385,17 @@ def test_every_structured_array_taken_as_npy_loads_back() -> None:
         encodings.add(ref.encoding)
         assert store.load_value(ref.blob_key, ref.encoding).dtype == array.dtype, n
     assert encodings == {"npy", "pickle"}  # the range crosses the limit
+
+
+@pytest.mark.parametrize("make", [
+    lambda n: ["x" * (n - 4)],                      # ["xxx"]
+    lambda n: {"k": "é" * ((n - 8) // 2)},          # {"k":"ééé"}: 2 UTF-8 bytes a character
+    lambda n: [0] * ((n - 1) // 2),                 # [0,0,...,0]
+    lambda n: {str(i).zfill(6): 0 for i in range((n - 1) // 11)},  # {"000000":0,...}
+])
+def test_json_is_chosen_exactly_up_to_the_sql_limit(make) -> None:
+    # The walk's lower bound of the JSON text never sends a value that fits to safepickle.
+    for n in range(JSON_SQL_LIMIT - 12, JSON_SQL_LIMIT + 12):
+        value = make(n)
+        text = JsonCodec.dumps(value)
+        assert choose_codec(value).name == ("json" if len(text) <= JSON_SQL_LIMIT else "safepickle"), (n, len(text))
