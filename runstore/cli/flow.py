@@ -182,7 +182,7 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py dump 3/end
         """
-        from ..preview import short_repr
+        from ..util import short_repr
 
         store = ctx.obj["store"]()
         for task in _tasks_of(store, name, pathspec):

@@ -400,7 +400,7 @@ def _preview(artifact: Any, limit: int = 60, size: int | None = None) -> str:
         text = json.dumps(store.load_value(artifact.sha, "json", max_size=_PREVIEW_BYTES), ensure_ascii=False)
         return text if display_width(text) <= limit else fit_width(text, limit)
     if artifact.encoding == "safepickle" and size <= _PREVIEW_BYTES:  # safe to load: no trust needed
-        from ..preview import short_repr
+        from ..util import short_repr
 
         try:
             text = short_repr(store.load_value(artifact.sha, "safepickle", max_size=_PREVIEW_BYTES), 4 * limit)
