@@ -177,7 +177,7 @@ def test_hostile_safepickle_is_refused_and_runs_nothing(senders_file: Path, tmp_
     assert not marker.exists()
 
 
-def test_show_and_dump_of_a_hostile_value_are_one_line_and_run_nothing(senders_file: Path, tmp_path: Path) -> None:
+def test_show_of_a_hostile_value_is_one_line_and_runs_nothing(senders_file: Path, tmp_path: Path) -> None:
     marker = tmp_path / "PWNED"
     plant(senders_file, "model", hostile_pickles(marker)["stack-global-exec"])
     result = invoke_cli("show", start_task(senders_file), db=senders_file)
@@ -326,3 +326,25 @@ def test_the_loader_never_imports(tmp_path: Path) -> None:
             "    print(type(exc).__name__)\nprint('http.cookies' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.split() == ["UnsafeValue", "False"], proc.stderr
+
+
+def test_flow_dump_of_hostile_and_billion_laughs_values_is_bounded_and_runs_nothing(senders_file: Path,
+                                                                                   tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from runstore.cli.flow import make_cli
+    from runstore.runtime.runner import load_flow
+
+    flow = tmp_path / "f.py"
+    flow.write_text("from runstore import FlowSpec, step\n\nclass F(FlowSpec):\n    @step\n    def start(self):\n"
+                    "        self.next(self.end)\n\n    @step\n    def end(self):\n        pass\n")
+    cli = make_cli(load_flow(flow))
+    marker = tmp_path / "PWNED"
+    laughs = PROTO + b"]\x94" + b"".join(b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86\x94" for i in range(200)) + b"."
+    for data, expect in ((hostile_pickles(marker)["stack-global-exec"], "Unsafe value"), (laughs, "((((((…), (…))")):
+        plant(senders_file, "model", data)
+        result = CliRunner().invoke(cli, ["--db", str(senders_file), "dump", "--max-value-size", "5000", "1/start"])
+        assert result.exit_code == 0, result.output
+        line = next(line for line in result.output.splitlines() if line.strip().startswith("model "))
+        assert expect in line and len(line) < 21_000, line[:200]
+    assert not marker.exists()
