@@ -45,6 +45,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -620,21 +621,63 @@ def _safe_tables() -> tuple[dict[type, Callable[[Any], Any]], dict[tuple[str, st
     names.update({("datetime", k.__name__): k for k in plain[4:9]})
     names.update({("decimal", "Decimal"): decimal_, ("fractions", "Fraction"): fraction, ("uuid", "UUID"): uuid_,
                   ("collections", "OrderedDict"): collections.OrderedDict,
-                  (CaughtException.__module__, "CaughtException"): caught})
+                  (CaughtException.__module__, "CaughtException"): caught,
+                  (__name__, "_np_scalar"): _np_scalar})
     for kind in paths:  # pathlib became a package in 3.13 (pathlib._local)
         names[("pathlib", kind.__name__)] = names[(kind.__module__, kind.__name__)] = kind
     return reducers, names
 
 
-def _late_reducer(kind: Any) -> Callable[[Any], Any] | None:
-    """The reduction of ``decimal.Decimal`` or ``fractions.Fraction`` if ``kind`` is one (or the class itself)."""
+def _late_class(kind: Any) -> bool:
+    """True for ``decimal.Decimal`` and ``fractions.Fraction`` (when their module is loaded)."""
     decimal = sys.modules.get("decimal")
     if decimal is not None and kind is decimal.Decimal:
-        return _standard
+        return True
     fractions = sys.modules.get("fractions")
-    if fractions is not None and kind is fractions.Fraction:
-        return _fraction_reduce
+    return fractions is not None and kind is fractions.Fraction
+
+
+def _late_reducer(kind: Any) -> Callable[[Any], Any] | None:
+    """The reduction of a Decimal, Fraction or numpy scalar type (modules only looked up, never imported)."""
+    if _late_class(kind):
+        return _fraction_reduce if kind.__name__ == "Fraction" else _standard
+    numpy = sys.modules.get("numpy")
+    if (numpy is not None and isinstance(kind, type) and issubclass(kind, (numpy.number, numpy.bool_))
+            and kind.__module__ == "numpy"):
+        return _np_scalar_reduce
     return None
+
+
+#: numpy scalars: bool, signed and unsigned ints, floats and complex of a plain byte order and size.
+_NP_SCALAR_DTYPE = re.compile(r"[<>|=][biufc][0-9]{1,2}")
+
+
+def _np_scalar_reduce(value: Any) -> tuple[Any, tuple[Any, ...]]:
+    dtype = value.dtype.str
+    if not _NP_SCALAR_DTYPE.fullmatch(dtype):
+        raise _Refused(f"numpy scalar of dtype {dtype}")
+    return _np_scalar, (dtype, value.tobytes())
+
+
+def _np_scalar(*args: Any) -> Any:
+    """A numpy scalar from its dtype text and raw bytes (the safe loader's constructor for them).
+
+    Example
+    -------
+    >>> _np_scalar("<f8", b"\\x00\\x00\\x00\\x00\\x00\\x00\\xf8?")
+    np.float64(1.5)
+    """
+    if (len(args) != 2 or type(args[0]) is not str or type(args[1]) is not bytes
+            or not _NP_SCALAR_DTYPE.fullmatch(args[0])):
+        raise UnsafeValue("a stored numpy scalar is not a plain dtype and its bytes")
+    try:
+        import numpy as np
+    except ImportError:
+        raise CodecError("this stored value holds a numpy scalar: install numpy to load it") from None
+    dtype = np.dtype(args[0])
+    if dtype.itemsize != len(args[1]):
+        raise UnsafeValue(f"a stored numpy {args[0]} scalar has {len(args[1])} bytes")
+    return np.frombuffer(args[1], dtype=dtype)[0]
 
 
 def safe_types() -> tuple[type, ...]:
@@ -673,8 +716,8 @@ def _pickler_class() -> type:
             reduce = reducers.get(kind) or _late_reducer(kind)
             if reduce is not None:
                 return reduce(obj)
-            if isinstance(obj, type) and (obj in classes or _late_reducer(obj) is not None):
-                return NotImplemented  # an allowed class itself: written as a global, by name
+            if (isinstance(obj, type) and (obj in classes or _late_class(obj))) or obj is _np_scalar:
+                return NotImplemented  # an allowed class (or constructor) itself: a global, by name
             raise _Refused(type_name(obj))
 
     return SafePickler

@@ -79,7 +79,8 @@ def _nested(depth: int) -> list:
     (collections.OrderedDict(a=1), "safepickle"), (pathlib.PurePosixPath("/x"), "safepickle"), (range(3), "safepickle"),
     (CaughtException("builtins.ValueError", "bad", "tb"), "safepickle"), ([b"in", b"a list"], "safepickle"),
     ({"k": len}, "pickle"), ([1, (2, [_Sub()])], "pickle"), ((1, int), "pickle"), (_Sub(), "pickle"),
-    ({"k": _Color.RED}, "pickle"), (np.float64(1.5), "pickle"),
+    ({"k": _Color.RED}, "pickle"), (np.float64(1.5), "safepickle"), ({"acc": np.float32(0.5)}, "safepickle"),
+    (np.datetime64("2024-01-02"), "pickle"), (np.str_("x"), "pickle"), ([np.zeros(2)], "pickle"),
     (datetime.datetime(2024, 1, 2, tzinfo=zoneinfo.ZoneInfo("UTC")), "pickle"),
     (fractions.Fraction(10**5000, 3), "pickle"),  # its text: beyond int's 4,300-digit limit
     # JSON is kept for what SQL can read (≤ JSON_SQL_LIMIT): larger plain values are safepickle

@@ -318,10 +318,12 @@ def test_array_edge_cases(store: Store, array: np.ndarray) -> None:
 
 def test_arrays_numpy_cannot_store_without_pickle_go_to_pickle(store: Store) -> None:
     for value in (np.array([None, 1], dtype=object), np.zeros(2, dtype=[("ж", "f8")]),
-                  np.ma.masked_array([1, 2], mask=[0, 1]), np.float64(1.5)):
+                  np.ma.masked_array([1, 2], mask=[0, 1]), np.datetime64("2024-01-02")):
         encoding, back = roundtrip(store, value)
         assert encoding == "pickle", value
         assert type(back) is type(value)
+    encoding, back = roundtrip(store, np.float64(1.5))  # a numpy number scalar: the safe codec
+    assert encoding == "safepickle" and type(back) is np.float64 and back == 1.5
 
 
 def test_npy_payload_is_a_real_npy_file(store: Store) -> None:

@@ -99,6 +99,9 @@ def hostile_pickles(marker: Path) -> dict[str, bytes]:
         + b".",
         "uuid-of-a-text": PROTO + call("uuid", "UUID", s("12345678123456781234567812345678")) + b".",
         "caught-exception-of-a-list": PROTO + call("runstore.codecs", "CaughtException", b"]" + s("m")) + b".",
+        "numpy-object-dtype": PROTO + call("runstore.codecs", "_np_scalar", s("|O8") + b"C\x08" + b"\0" * 8) + b".",
+        "numpy-wrong-size": PROTO + call("runstore.codecs", "_np_scalar", s("<f8") + b"C\x03abc") + b".",
+        "numpy-dtype-not-text": PROTO + call("runstore.codecs", "_np_scalar", b"K\x01" + b"C\x08" + b"\0" * 8) + b".",
         # bytes after the end: a second pickle hidden behind STOP
         "trailing-pickle": PROTO + b"N." + b"cos\nsystem\n(V" + shell.encode() + b"\ntR.",
         # no STOP at all
@@ -316,6 +319,22 @@ def test_memory_budget_is_proportional_to_the_value() -> None:
         check_opcodes(PROTO + b"](" + b"\x8f" * (4 << 20) + b"e.")
     with pytest.raises(UnsafeValue, match="claims"):
         check_opcodes(PROTO + b"X" + struct.pack("<I", 10) + b"abc.")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "int64", "int8", "uint16", "bool_", "complex128"])
+def test_numpy_scalars_are_safe_and_exact(senders_file: Path, dtype: str) -> None:
+    # Results such as sklearn's accuracy are numpy scalars: a colleague reads them without trust.
+    import numpy as np
+
+    value = {"acc": getattr(np, dtype)(1), "nan": np.float64("nan"), "big_endian": np.dtype(">f8").type(2.5)}
+    store = Store(senders_file)
+    ref = store.put_value(value)
+    with store.write() as conn:
+        conn.execute("DELETE FROM blob_trust")
+    back = store.load_value(ref.blob_key, ref.encoding)
+    assert ref.encoding == "safepickle" and type(back["acc"]) is getattr(np, dtype) and back["acc"] == 1
+    assert type(back["nan"]) is np.float64 and np.isnan(back["nan"]) and back["big_endian"] == 2.5
+    store.close()
 
 
 def test_the_loader_never_imports(tmp_path: Path) -> None:
