@@ -823,7 +823,11 @@ def check_opcodes(data: bytes | bytearray | memoryview) -> None:
     ...
     runstore.errors.UnsafeValue: the stored value uses pickle opcode 0x63 at byte 2, which the safe loader does not allow
     """
-    view = memoryview(data).cast("B")
+    with memoryview(data) as base, base.cast("B") as view:  # released even when refusing
+        _check_view(view)
+
+
+def _check_view(view: memoryview) -> None:
     table, from_bytes, n, pos, memory = _OPCODE_TABLE, int.from_bytes, len(view), 0, 0
     budget = _MEMORY_BASE + _MEMORY_PER_BYTE * n
     while pos < n:
@@ -913,17 +917,21 @@ class SafePickleCodec(Codec):
         pickler.dump(value)
 
     def decode(self, stream: IO[bytes], size: int | None = None) -> Any:
+        if isinstance(stream, io.BytesIO):  # the verified copy in memory: checked in place, no copy
+            with stream.getbuffer() as view:
+                check_opcodes(view)
+            return self._load(stream)
         data = stream.read()
         check_opcodes(data)
-        return self._load(data)
+        return self._load(io.BytesIO(data))
 
     def decode_own(self, stream: IO[bytes], size: int | None = None) -> Any:
-        return self._load(stream.read())
+        return self._load(stream)
 
     @staticmethod
-    def _load(data: bytes) -> Any:
+    def _load(stream: IO[bytes]) -> Any:
         try:
-            return _unpickler_class()(io.BytesIO(data), fix_imports=False).load()
+            return _unpickler_class()(stream, fix_imports=False).load()
         except (UnsafeValue, CodecError):
             raise
         except MemoryError:
