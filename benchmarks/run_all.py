@@ -124,8 +124,8 @@ DICT_NOTE = (
     "Metaflow's `pickle.loads` of the same dict does the same work (~0.47 s CPU), so load cannot be "
     "1.5x faster while both build the same Python objects: measured ~1.0-1.1x in CPU time "
     "(`json.loads`, the old codec, was ~0.86 s). A colleague's value (no MAC) adds the Python opcode "
-    "check (~0.35 s). Measured on a quieter machine (benchmarks/results/bench_big_dict.txt): save "
-    "0.24 s vs 0.57 s (2.4x), load 0.56 s vs 0.57 s (1.0x), of which `Unpickler.load` 0.42 s."
+    "check (~0.35 s). Measured on a quiet machine (load 0.8; benchmarks/results/bench_big_dict.txt): "
+    "save 0.15 s vs 0.41 s (2.7x), load 0.40 s vs 0.39 s (1.0x), of which `Unpickler.load` 0.39 s (96 %)."
 )
 CAUSES["dict-save"] = CAUSES["dict-load"] = DICT_NOTE
 SEARCH_NOTE = (
