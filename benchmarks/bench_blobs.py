@@ -16,7 +16,7 @@ very same ones), measured in one run in one temporary directory:
   checkpoint (dedup; SPEC: <= 4 KiB). For reference, the same bytes written and read
   through plain sqlite3 (no runstore code; 4 KiB pages as the store uses, and 64 KiB),
   and one sha256 pass over them (content addressing needs at least that);
-* ``dict``: a 1,000,000-key ``{str: int}`` dict (runstore stores it as JSON): save and
+* ``dict``: a 1,000,000-key ``{str: int}`` dict (runstore stores it as safepickle): save and
   load vs writing/reading the same encoded bytes to/from one file (so the ratio shows
   the cost of encoding, which the raw baseline does not pay);
 * ``small``: 1,000 small artifacts (JSON dicts, 512-byte strings, small arrays, short

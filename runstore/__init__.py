@@ -35,6 +35,7 @@ from .errors import (
     TaggingError,
     TimeoutException,
     UnknownUser,
+    UnsafeValue,
     UntrustedArtifact,
     ValueVanished,
 )
@@ -142,6 +143,7 @@ __all__ = [
     "UnknownUser",
     "CodecError",
     "UntrustedArtifact",
+    "UnsafeValue",
     "FlowDefinitionError",
     "ParameterError",
     "MergeArtifactsError",

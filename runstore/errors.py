@@ -22,6 +22,7 @@ runtime errors, 2 for usage errors) and renders as one line.
     ├── UnknownUser (RunstoreError)       no user name could be determined
     ├── CodecError (TypeError)            a value cannot be encoded / decoded
     ├── UntrustedArtifact (PermissionError)  untrusted pickle, or a value altered after writing
+    │   └── UnsafeValue                   a safepickle value asks for what the safe loader refuses
     ├── FlowDefinitionError (ValueError)  the flow graph or a decorator is invalid
     ├── CodeSnapshotError (ValueError)    the code snapshot is over its cap, or a bad setting
     ├── ParameterError (ValueError)       a bad parameter value
@@ -60,6 +61,7 @@ __all__ = [
     "UnknownUser",
     "CodecError",
     "UntrustedArtifact",
+    "UnsafeValue",
     "FlowDefinitionError",
     "CodeSnapshotError",
     "ParameterError",
@@ -275,6 +277,20 @@ class UntrustedArtifact(RunstoreError, PermissionError):
     """
 
     headline = "Untrusted artifact"
+
+
+class UnsafeValue(UntrustedArtifact):
+    """A stored ``safepickle`` value asks for something the safe loader refuses: a
+    global outside its allow-list, an opcode runstore never writes, or more memory
+    than its size allows. Nothing of it was run (see docs/security.md).
+
+    Example
+    -------
+    >>> issubclass(UnsafeValue, UntrustedArtifact) and issubclass(UnsafeValue, PermissionError)
+    True
+    """
+
+    headline = "Unsafe value"
 
 
 class FlowDefinitionError(RunstoreError, ValueError):

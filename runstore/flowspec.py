@@ -298,54 +298,6 @@ DECORATORS: dict[str, Callable[..., Any]] = {
 }
 
 
-class CaughtException:
-    """An exception recorded by ``@catch``, with the fields of Metaflow's ``MetaflowExceptionWrapper``.
-
-    ``type`` is ``module.Class``, ``exception`` the message (``str()`` of the original
-    exception; also ``message``), ``stacktrace`` the formatted traceback (also
-    ``traceback``); ``str()`` gives the traceback. It holds text only, never the live
-    exception object (which may not pickle, or need its module to load), and it is not
-    an ``Exception`` itself: libraries such as ``tblib`` (installed by Dask) change how
-    every exception pickles, and a stored value must not depend on what the writer had
-    imported (tests/test_executor_dask.py::test_same_rows_as_a_local_run).
-
-    Example
-    -------
-    >>> err = CaughtException("builtins.ValueError", "bad", "Traceback ...")
-    >>> err.type, err.exception, str(err)
-    ('builtins.ValueError', 'bad', 'Traceback ...')
-    >>> str(CaughtException("builtins.ValueError", "bad")).splitlines()
-    ['[no stacktrace]', 'builtins.ValueError: bad']
-    """
-
-    def __init__(self, type: str, message: str, traceback: str = "") -> None:
-        self.type = type
-        self.message = message
-        self.traceback = traceback
-
-    def __repr__(self) -> str:
-        return f"CaughtException({self.type!r}, {self.message!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CaughtException) and (self.type, self.message, self.traceback) == (
-            other.type, other.message, other.traceback)
-
-    @property
-    def exception(self) -> str:
-        """The message of the caught exception (Metaflow: ``MetaflowExceptionWrapper.exception``)."""
-        return self.message
-
-    @property
-    def stacktrace(self) -> str | None:
-        """The formatted traceback, or None when there is none (Metaflow's ``stacktrace``)."""
-        return self.traceback or None
-
-    def __str__(self) -> str:
-        if self.traceback:
-            return self.traceback
-        return f"[no stacktrace]\n{self.type}: {self.message}"
-
-
 # ---------------------------------------------------------------- parameters
 
 
@@ -1145,3 +1097,13 @@ class Inputs:
             return self.__dict__["_by_step"][name]
         except KeyError:
             raise AttributeError(f"no input from step {name!r}") from None
+
+
+def __getattr__(name: str) -> Any:
+    """``CaughtException`` lives in :mod:`runstore.codecs` (the safe loader names it there);
+    it is looked up on first use so that ``import runstore`` does not load the codecs."""
+    if name == "CaughtException":
+        from .codecs import CaughtException
+
+        return CaughtException
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,9 @@
 * ``bytes``: the length and the first 256 bytes.
 * ``npy``: shape, dtype and a summary (min, max, mean) for arrays up to 64 MiB, decoded
   with the npy codec (no pickle); only the header for larger ones.
+* ``safepickle``: decoded (the restricted loader runs no code and checks a stranger's
+  bytes first) when at most 16 MiB, shown with :func:`short_repr` (bounded however
+  deep or shared the value is); no trust needed.
 * ``pickle``: *not trusted* with the ``runstore trust FILE`` hint, unless this user wrote
   or trusted it; a trusted DataFrame shows its head, anything else its ``repr``.
 
@@ -28,20 +31,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import RunstoreError
+from .util import short_repr
 
 if TYPE_CHECKING:
     from .client import DataArtifact
     from .store import Store
 
-__all__ = ["Preview", "preview"]
+__all__ = ["Preview", "preview", "short_repr"]
 
 _JSON_MAX = 1 << 20
 _BYTES_MAX = 1 << 16
 _ARRAY_MAX = 64 << 20
 _PICKLE_MAX = 64 << 20
+_SAFEPICKLE_MAX = 16 << 20
 _TEXT_MAX = 20_000
-
-
 @dataclass
 class Preview:
     """What the task page shows for one artifact.
@@ -92,6 +95,11 @@ def _preview(store: "Store", artifact: "DataArtifact") -> Preview:
         return Preview("bytes", text=repr(head) + (" …" if size > 256 else ""), facts={"length": f"{size:,} bytes"})
     if encoding == "npy":
         return _array(store, artifact)
+    if encoding == "safepickle":
+        if size > _SAFEPICKLE_MAX:
+            return Preview("large", note=f"value of {size:,} bytes: too large to preview")
+        value = store.load_value(artifact.sha, encoding, max_size=_SAFEPICKLE_MAX)
+        return Preview("object", text=short_repr(value))
     if encoding == "pickle":
         if not store.is_trusted(artifact.sha):
             return Preview("untrusted", note=(

@@ -15,13 +15,14 @@ import os
 import re
 import time
 import unicodedata
+from typing import Any
 from pathlib import Path
 
 from .errors import InvalidPathspec, NotAStoreError, UnknownUser
 
 __all__ = ["resolve_username", "now", "config_dir", "hostname", "new_uuid", "cleandoc", "pid_alive", "pause_point",
            "printable", "display_width", "fit_width", "check_uuid", "check_flow_name", "Terminated",
-           "INTERRUPT_EXIT_CODES", "interrupt_exit_code", "terminate_on_sigterm", "signals_held"]
+           "INTERRUPT_EXIT_CODES", "interrupt_exit_code", "terminate_on_sigterm", "signals_held", "short_repr"]
 
 
 def resolve_username() -> str:
@@ -575,3 +576,87 @@ class signals_held:
         saved, self.saved = self.saved, {}
         for sig, handler in saved.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- bounded repr
+
+_REPR_DEPTH = 40
+
+
+class _Full(Exception):
+    """short_repr's budget is spent."""
+
+
+def short_repr(value: Any, limit: int = 5000) -> str:
+    """``repr(value)`` cut at about ``limit`` characters, in bounded time however the value is built.
+
+    Lists, tuples, sets, frozensets and dicts are written item by item while the
+    budget lasts, so a value sharing one list a billion times over ("billion
+    laughs") or nested a million deep costs at most ``limit`` characters of work;
+    deeper than 40 levels shows ``[…]``. Anything else is its own ``repr``, cut (a
+    repr that fails, such as an int beyond Python's digit limit, shows ``<int>``).
+    Equal to ``repr(value)`` when that is short.
+
+    Example
+    -------
+    >>> short_repr({"a": (1, 2), "b": {3}})
+    "{'a': (1, 2), 'b': {3}}"
+    >>> laughs = []
+    >>> for _ in range(200):
+    ...     laughs = [laughs, laughs]
+    >>> len(short_repr(laughs, 100)) <= 101
+    True
+    """
+    out: list[str] = []
+    room = [limit]
+
+    def emit(text: str) -> None:
+        if len(text) >= room[0]:
+            out.append(text[: room[0]] + "…")
+            raise _Full
+        room[0] -= len(text)
+        out.append(text)
+
+    def items(values: Any, depth: int, pairs: bool = False) -> None:
+        for i, item in enumerate(values):
+            if i:
+                emit(", ")
+            if pairs:
+                walk(item[0], depth)
+                emit(": ")
+                walk(item[1], depth)
+            else:
+                walk(item, depth)
+
+    def walk(item: Any, depth: int) -> None:
+        kind = type(item)
+        if kind in (list, tuple, dict, set, frozenset) and depth >= _REPR_DEPTH:
+            emit({list: "[…]", tuple: "(…)", dict: "{…}", set: "{…}", frozenset: "frozenset({…})"}[kind])
+        elif kind is list:
+            emit("[")
+            items(item, depth + 1)
+            emit("]")
+        elif kind is tuple:
+            emit("(")
+            items(item, depth + 1)
+            emit(",)" if len(item) == 1 else ")")
+        elif kind is dict:
+            emit("{")
+            items(item.items(), depth + 1, pairs=True)
+            emit("}")
+        elif (kind is set or kind is frozenset) and item:
+            emit("{" if kind is set else "frozenset({")
+            items(item, depth + 1)
+            emit("}" if kind is set else "})")
+        else:
+            try:
+                text = repr(item)
+            except Exception:  # e.g. an int beyond sys.get_int_max_str_digits()
+                text = f"<{type(item).__name__}>"
+            emit(text)
+
+    try:
+        walk(value, 0)
+    except _Full:
+        pass
+    return "".join(out)

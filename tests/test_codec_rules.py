@@ -4,10 +4,18 @@ test_codecs.py and test_blobs.py."""
 
 from __future__ import annotations
 
+import collections
+import datetime
+import decimal
+import enum
+import fractions
 import hashlib
 import io
 import os
+import pathlib
 import threading
+import uuid
+import zoneinfo
 
 import numpy as np
 import pytest
@@ -16,7 +24,9 @@ from numpy.lib import format as npformat
 
 from runstore import CodecError, Store
 from runstore.codecs import (
+    CaughtException,
     CHUNK_SIZE,
+    CODECS,
     JSON_SQL_LIMIT,
     BytesCodec,
     ChunkSink,
@@ -34,6 +44,14 @@ from runstore.codecs import (
 from runstore.codecs import _SAMPLE, _zstd
 
 
+class _Sub(dict):
+    pass
+
+
+class _Color(enum.IntEnum):
+    RED = 1
+
+
 def _nested(depth: int) -> list:
     value: list = []
     for _ in range(depth - 1):
@@ -43,19 +61,31 @@ def _nested(depth: int) -> list:
 
 @pytest.mark.parametrize("value, codec", [
     (None, "json"), (True, "json"), ("text", "json"), ("café ☕", "json"), (2**63 - 1, "json"), (-(2**63), "json"),
-    (2**63, "pickle"), (-(2**63) - 1, "pickle"), (1.5, "json"), (float("inf"), "pickle"), (float("-inf"), "pickle"),
-    (float("nan"), "pickle"), ("\udcff", "pickle"), ([1, "a", None], "json"), ({"k": {"n": [1.0]}}, "json"),
-    ({1: "int key"}, "pickle"), ({"\udcff": 1}, "pickle"), ({"k": "\udcff"}, "pickle"), ([[1], ["\udcff"]], "pickle"),
-    ((1, 2), "pickle"), ({1}, "pickle"), (b"raw", "bytes"), (bytearray(b"raw"), "pickle"),
-    (np.zeros(3), "npy"), (np.array([None]), "pickle"), (_nested(400), "json"), (_nested(401), "pickle"),
-    ({"a": _nested(399)}, "json"), ({"a": _nested(400)}, "pickle"),
+    (2**63, "safepickle"), (-(2**63) - 1, "safepickle"), (1.5, "json"), (float("inf"), "safepickle"), (float("-inf"), "safepickle"),
+    (float("nan"), "safepickle"), ("\udcff", "safepickle"), ([1, "a", None], "json"), ({"k": {"n": [1.0]}}, "json"),
+    ({1: "int key"}, "safepickle"), ({"\udcff": 1}, "safepickle"), ({"k": "\udcff"}, "safepickle"), ([[1], ["\udcff"]], "safepickle"),
+    ((1, 2), "safepickle"), ({1}, "safepickle"), (b"raw", "bytes"), (bytearray(b"raw"), "safepickle"),
+    (np.zeros(3), "npy"), (np.array([None]), "pickle"), (_nested(400), "json"), (_nested(401), "safepickle"),
+    ({"a": _nested(399)}, "json"), ({"a": _nested(400)}, "safepickle"),
     # a plain item met first never ends the scan: the tuple after it still counts
-    ([(1, 2), None], "pickle"), ([(1, 2), True], "pickle"), ([(1, 2), "s"], "pickle"), ([(1, 2), 7], "pickle"),
-    ([(1, 2), 1.5], "pickle"), ([(1, 2), [1]], "pickle"), ({"b": (1, 2), "a": "s"}, "pickle"),
+    ([(1, 2), None], "safepickle"), ([(1, 2), True], "safepickle"), ([(1, 2), "s"], "safepickle"), ([(1, 2), 7], "safepickle"),
+    ([(1, 2), 1.5], "safepickle"), ([(1, 2), [1]], "safepickle"), ({"b": (1, 2), "a": "s"}, "safepickle"),
     # the bulk checks (item types per container, min/max of its ints, nested containers only walked)
-    ({"a": "s", "b": 2**63}, "pickle"), ([True, "s", -(2**63) - 1], "pickle"), ([True, False, 2**63 - 1], "json"),
-    ({"a": [1, {"b": [2, {"c": (3,)}]}]}, "pickle"), ({"a": [1, {"b": [2, {"c": [float("nan")]}]}]}, "pickle"),
-    ({"a": 1, 2: 1}, "pickle"), ({"a": {"b": {"\udcff": 1}}}, "pickle"), ([[], {}, [[]], {"": {}}], "json"),
+    ({"a": "s", "b": 2**63}, "safepickle"), ([True, "s", -(2**63) - 1], "safepickle"), ([True, False, 2**63 - 1], "json"),
+    ({"a": [1, {"b": [2, {"c": (3,)}]}]}, "safepickle"), ({"a": [1, {"b": [2, {"c": [float("nan")]}]}]}, "safepickle"),
+    ({"a": 1, 2: 1}, "safepickle"), ({"a": {"b": {"\udcff": 1}}}, "safepickle"), ([[], {}, [[]], {"": {}}], "json"),
+    # the safe types, and what is not one of them (subclasses, functions, classes, other objects) anywhere inside
+    (datetime.datetime(2024, 1, 2, tzinfo=datetime.timezone.utc), "safepickle"), (decimal.Decimal("1.1"), "safepickle"),
+    (fractions.Fraction(1, 3), "safepickle"), (uuid.UUID(int=5), "safepickle"), (complex(1, 2), "safepickle"),
+    (collections.OrderedDict(a=1), "safepickle"), (pathlib.PurePosixPath("/x"), "safepickle"), (range(3), "safepickle"),
+    (CaughtException("builtins.ValueError", "bad", "tb"), "safepickle"), ([b"in", b"a list"], "safepickle"),
+    ({"k": len}, "pickle"), ([1, (2, [_Sub()])], "pickle"), ((1, int), "pickle"), (_Sub(), "pickle"),
+    ({"k": _Color.RED}, "pickle"), (np.float64(1.5), "safepickle"), ({"acc": np.float32(0.5)}, "safepickle"),
+    (np.datetime64("2024-01-02"), "pickle"), (np.str_("x"), "pickle"), ([np.zeros(2)], "pickle"),
+    (datetime.datetime(2024, 1, 2, tzinfo=zoneinfo.ZoneInfo("UTC")), "pickle"),
+    (fractions.Fraction(10**5000, 3), "pickle"),  # its text: beyond int's 4,300-digit limit
+    # JSON is kept for what SQL can read (≤ JSON_SQL_LIMIT): larger plain values are safepickle
+    (list(range(20000)), "safepickle"), (["x" * 70000], "safepickle"), ({"k": "x" * (JSON_SQL_LIMIT - 8)}, "json"),
 ])
 def test_the_safest_exact_codec_is_chosen(value: object, codec: str) -> None:
     assert choose_codec(value).name == codec
@@ -63,12 +93,12 @@ def test_the_safest_exact_codec_is_chosen(value: object, codec: str) -> None:
 
 def test_shared_and_cyclic_containers_are_not_json() -> None:
     shared = [1]
-    assert choose_codec([shared, shared]).name == "pickle"
-    assert choose_codec({"a": shared, "b": shared}).name == "pickle"
+    assert choose_codec([shared, shared]).name == "safepickle"  # written with the memo: identity kept
+    assert choose_codec({"a": shared, "b": shared}).name == "safepickle"
     assert choose_codec([[1], [1]]).name == "json"  # equal is not shared
     cyclic: list = []
     cyclic.append(cyclic)
-    assert choose_codec(cyclic).name == "pickle"
+    assert choose_codec(cyclic).name == "safepickle"
 
 
 def test_structured_arrays_with_names_npy_cannot_write_go_to_pickle() -> None:
@@ -78,8 +108,9 @@ def test_structured_arrays_with_names_npy_cannot_write_go_to_pickle() -> None:
 
 
 def test_codec_names_safety_and_lookup() -> None:
-    assert [(c.name, c.safe) for c in (JsonCodec(), BytesCodec(), NpyCodec(), PickleCodec())] == [
-        ("json", True), ("bytes", True), ("npy", True), ("pickle", False)]
+    assert [(c.name, c.safe, c.streams, c.marks_trust) for c in CODECS.values()] == [
+        ("json", True, True, False), ("bytes", True, True, False), ("npy", True, True, False),
+        ("safepickle", True, False, True), ("pickle", False, False, True)]
     assert get_codec("npy").name == "npy"
     with pytest.raises(CodecError) as info:
         get_codec("zz")
@@ -357,3 +388,17 @@ def test_every_structured_array_taken_as_npy_loads_back() -> None:
         encodings.add(ref.encoding)
         assert store.load_value(ref.blob_key, ref.encoding).dtype == array.dtype, n
     assert encodings == {"npy", "pickle"}  # the range crosses the limit
+
+
+@pytest.mark.parametrize("make", [
+    lambda n: ["x" * (n - 4)],                      # ["xxx"]
+    lambda n: {"k": "é" * ((n - 8) // 2)},          # {"k":"ééé"}: 2 UTF-8 bytes a character
+    lambda n: [0] * ((n - 1) // 2),                 # [0,0,...,0]
+    lambda n: {str(i).zfill(6): 0 for i in range((n - 1) // 11)},  # {"000000":0,...}
+])
+def test_json_is_chosen_exactly_up_to_the_sql_limit(make) -> None:
+    # The walk's lower bound of the JSON text never sends a value that fits to safepickle.
+    for n in range(JSON_SQL_LIMIT - 12, JSON_SQL_LIMIT + 12):
+        value = make(n)
+        text = JsonCodec.dumps(value)
+        assert choose_codec(value).name == ("json" if len(text) <= JSON_SQL_LIMIT else "safepickle"), (n, len(text))

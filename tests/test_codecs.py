@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import datetime
 import enum
 import io
 import math
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -192,24 +194,28 @@ NOT_JSON = {
 }
 
 
+#: What neither JSON nor the safe codec's allow-list takes: cloudpickle (trusted loads only).
+NOT_SAFE = {"int_enum", "int_enum_in_list", "str_subclass"}
+
+
 @pytest.mark.parametrize("name", sorted(NOT_JSON))
-def test_values_json_would_change_go_to_pickle_and_come_back_exactly(store: Store, name: str) -> None:
+def test_values_json_would_change_go_to_safepickle_or_pickle_and_come_back_exactly(store: Store, name: str) -> None:
     value = NOT_JSON[name]
     encoding, back = roundtrip(store, value)
-    assert encoding == "pickle"
+    assert encoding == ("pickle" if name in NOT_SAFE else "safepickle")
     assert same(value, back)
 
 
 def test_deep_nesting_stays_json_while_json_can_carry_it(store: Store) -> None:
     assert roundtrip(store, _deep(300)) == ("json", _deep(300))
-    assert choose_codec(_deep(5000)).name == "pickle"  # json would hit the recursion limit
+    assert choose_codec(_deep(5000)).name == "pickle"  # json would hit the recursion limit, so would the safe pickler
 
 
 def test_shared_and_cyclic_containers_keep_their_identity(store: Store) -> None:
     encoding, back = roundtrip(store, _shared())
-    assert encoding == "pickle" and back[0] is back[1] and back == [[1, 2], [1, 2]]
+    assert encoding == "safepickle" and back[0] is back[1] and back == [[1, 2], [1, 2]]
     encoding, back = roundtrip(store, _cyclic())
-    assert encoding == "pickle" and back[1] is back
+    assert encoding == "safepickle" and back[1] is back
 
 
 anything = st.recursive(
@@ -312,10 +318,12 @@ def test_array_edge_cases(store: Store, array: np.ndarray) -> None:
 
 def test_arrays_numpy_cannot_store_without_pickle_go_to_pickle(store: Store) -> None:
     for value in (np.array([None, 1], dtype=object), np.zeros(2, dtype=[("ж", "f8")]),
-                  np.ma.masked_array([1, 2], mask=[0, 1]), np.float64(1.5)):
+                  np.ma.masked_array([1, 2], mask=[0, 1]), np.datetime64("2024-01-02")):
         encoding, back = roundtrip(store, value)
         assert encoding == "pickle", value
         assert type(back) is type(value)
+    encoding, back = roundtrip(store, np.float64(1.5))  # a numpy number scalar: the safe codec
+    assert encoding == "safepickle" and type(back) is np.float64 and back == 1.5
 
 
 def test_npy_payload_is_a_real_npy_file(store: Store) -> None:
@@ -365,7 +373,8 @@ def test_codec_choice_is_safest_first() -> None:
     assert choose_codec({"a": [1]}).name == "json"
     assert choose_codec(b"x").name == "bytes"
     assert choose_codec(np.zeros(2)).name == "npy"
-    assert choose_codec((1,)).name == "pickle"
+    assert choose_codec((1,)).name == "safepickle"
+    assert choose_codec((1, Color.RED)).name == "pickle"
 
 
 # ------------------------------------------------------------------ ChunkSink
@@ -394,3 +403,78 @@ def test_chunk_sink_cuts_any_write_pattern_the_same_way(pieces: list[bytes], siz
 
 def test_chunk_size_is_16_mib() -> None:
     assert CHUNK_SIZE == 16 * 1024 * 1024
+
+
+# ------------------------------------------------------------------ safepickle: every safe type, any store, any reader
+
+def _safe_timezones() -> st.SearchStrategy[Any]:
+    offsets = st.timedeltas(min_value=datetime.timedelta(hours=-23), max_value=datetime.timedelta(hours=23))
+    return st.none() | st.just(datetime.timezone.utc) | st.builds(datetime.timezone, offsets)
+
+
+_safe_scalar = (
+    _any_scalar | st.dates() | st.times(timezones=_safe_timezones()) | st.datetimes(timezones=_safe_timezones())
+    | st.timedeltas() | st.decimals(allow_nan=False) | st.fractions() | st.uuids()
+    | st.complex_numbers(allow_nan=False) | st.binary(max_size=8).map(bytearray)
+)
+_safe_hashable = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary(max_size=8)
+    | st.dates() | st.decimals(allow_nan=False) | st.uuids(),
+    lambda children: st.tuples(children, children) | st.frozensets(children, max_size=3),
+    max_leaves=6,
+)
+all_safe_values = st.recursive(
+    _safe_scalar,
+    lambda children: st.lists(children, max_size=4)
+    | st.lists(children, max_size=3).map(tuple)
+    | st.sets(_safe_hashable, max_size=3)
+    | st.frozensets(_safe_hashable, max_size=3)
+    | st.dictionaries(st.text(max_size=5) | st.integers() | _safe_hashable, children, max_size=4)
+    | st.dictionaries(st.text(max_size=3), children, max_size=3).map(collections.OrderedDict),
+    max_leaves=25,
+)
+
+
+def _same_safe(a: Any, b: Any) -> bool:
+    """:func:`_same_deep` that also tells Decimal('-0') from Decimal('0') and walks OrderedDicts."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, Decimal):
+        return str(a) == str(b)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_safe(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a.keys()) == list(b.keys()) and all(_same_safe(a[k], b[k]) for k in a)
+    return _same_deep(a, b)
+
+
+@pytest.fixture(scope="module", params=["memory", "file"])
+def any_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    store = Store(":memory:" if request.param == "memory" else tmp_path_factory.mktemp("safe") / "runs.db")
+    yield store
+    store.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inner=all_safe_values)
+def test_every_safe_value_round_trips_exactly_without_trust(any_store: Store, inner: Any) -> None:
+    # Saved and loaded through a real store (memory and file), by the writer (its MAC: no opcode
+    # check) and as a stranger would (no MAC: checked first); never cloudpickle, so never trust.
+    for value in (inner, {"k": inner}, [{"k": inner}]):
+        ref = any_store.put_value(value)
+        assert ref.encoding in ("json", "bytes", "safepickle"), (ref.encoding, value)
+        assert _same_safe(value, any_store.load_value(ref.blob_key, ref.encoding))
+        if ref.encoding == "safepickle":
+            codec = get_codec("safepickle")
+            data = any_store.open_blob(ref.blob_key).read()
+            assert _same_safe(value, codec.decode(io.BytesIO(data), len(data)))
+
+
+def test_large_plain_values_are_safepickle_and_small_ones_stay_readable_json(store: Store) -> None:
+    big = {f"key{i}": i for i in range(50_000)}
+    ref = store.put_value(big)
+    assert ref.encoding == "safepickle" and ref.json_value is None
+    assert store.load_value(ref.blob_key, ref.encoding) == big
+    small = {"lr": 0.1, "layers": [64, 32]}
+    ref = store.put_value(small)
+    assert ref.encoding == "json" and ref.json_value == '{"lr":0.1,"layers":[64,32]}'

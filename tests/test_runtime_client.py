@@ -8,6 +8,7 @@ from pathlib import Path
 from helpers import run_flow
 
 from runstore import Flow, FlowSpec, Run, Runner, Store, Task, current, namespace, step, use_store
+from runstore.flowspec import CaughtException
 from runstore.runtime import load_flow
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -74,6 +75,18 @@ def test_retry_attempts_via_client(memory_store: Store) -> None:
     risky = run["risky"].task
     assert risky.finished and not risky.successful
     assert run["end"].task.data.error.type == "builtins.KeyError"
+
+
+def test_a_caught_exception_is_safepickle_and_loads_from_a_strangers_file(memory_store: Store) -> None:
+    # @catch's record is on the safe codec's allow-list: a colleague reads it without `runstore trust`.
+    run = Runner(load_flow(FLOWS / "retry_catch_flow.py"), store=memory_store).run()
+    artifact = run["risky"].task["error"]
+    assert artifact.encoding == "safepickle" and artifact.type == "runstore.codecs.CaughtException"
+    with memory_store.write() as conn:
+        conn.execute("DELETE FROM blob_trust")  # as if someone else wrote the file
+    error = Run(run.pathspec, store=memory_store)["end"].task.data.error
+    assert type(error) is CaughtException and error.type == "builtins.KeyError" and "always fails" in error.message
+    assert "Traceback" in error.traceback
 
 
 def test_current_run_and_task_and_namespace_inside_steps(memory_store: Store) -> None:

@@ -8,6 +8,7 @@ asserted: no marker file from attacker code, a one-line error, bounded memory
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
@@ -92,7 +93,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -
 @pytest.fixture
 def trusted_big_pickle(tmp_path: Path) -> tuple[Path, str, Any]:
     """The reader's own store with a trusted pickle of one uncompressed 6 MiB chunk (not inline)."""
-    value = {"weights": os.urandom(6 << 20)}  # random: stored uncompressed, read with blob I/O
+    # a deque is not on the safe codec's allow-list: cloudpickle; random: stored uncompressed, read with blob I/O
+    value = collections.deque([os.urandom(6 << 20)])
     db = tmp_path / "mine.db"
     store = Store(db)
     add_run(store, model=value)
@@ -140,7 +142,7 @@ def test_chunk_read_twice_returns_other_bytes_but_only_one_read_is_decoded(
 
 
 def test_compressed_chunk_read_twice_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    value = ("abc" * (1 << 20), 1)  # a tuple: pickled; compressible: one zstd chunk, read whole
+    value = collections.deque(["abc" * (1 << 20), 1])  # cloudpickled; compressible: one zstd chunk, read whole
     db = tmp_path / "mine.db"
     store = Store(db)
     add_run(store, model=value)
@@ -504,7 +506,7 @@ def test_a_chunk_list_keyed_pickle_read_twice_is_checked_chunk_by_chunk(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str) -> None:
     # As test_chunk_read_twice_...: but a trusted pickle of two chunks (16 MiB + ~4 MiB), whose
     # key is derived from its chunk keys: the second chunk answers an attacker's pickle on one read.
-    value = {"weights": os.urandom(20 << 20)}
+    value = collections.deque([os.urandom(20 << 20)])  # a deque is never safepickle: a real pickle
     db = tmp_path / "mine.db"
     store = Store(db)
     add_run(store, model=value)

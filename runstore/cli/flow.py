@@ -207,6 +207,8 @@ def make_cli(flow_class: Any) -> click.Group:
         Example:
             python flow.py dump 3/end
         """
+        from ..util import short_repr
+
         store = ctx.obj["store"]()
         for task in _tasks_of(store, name, pathspec):
             click.echo(f"{task.pathspec}:")
@@ -223,7 +225,9 @@ def make_cli(flow_class: Any) -> click.Group:
                     if size > max_value_size:
                         shown = "< artifact too large >"
                     else:
-                        shown = repr(store.load_value(ref.blob_key, ref.encoding, max_size=max_value_size))
+                        value = store.load_value(ref.blob_key, ref.encoding, max_size=max_value_size)
+                        # bounded however deep or shared a (stranger's) value is
+                        shown = short_repr(value, 20_000) if ref.encoding == "safepickle" else repr(value)
                 except RunstoreError as exc:
                     shown = f"< {exc.headline}: {exc} >"
                 click.echo(f"    {art} [size: {size} type: {ref.type}] = {shown}")

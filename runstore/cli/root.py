@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import click
 
+from ..errors import CodecError, UntrustedArtifact
 from ..schema import RUN_STATUSES
 from ..util import display_width, fit_width, printable
 from .common import jsonable, client_object, echo_json, global_namespace, open_store
@@ -398,6 +399,14 @@ def _preview(artifact: Any, limit: int = 60, size: int | None = None) -> str:
     if artifact.encoding == "json" and size <= _PREVIEW_BYTES:
         # ensure_ascii=False: "héllo ✓", not "h\u00e9llo \u2713" (the caller escapes what is unsafe)
         text = json.dumps(store.load_value(artifact.sha, "json", max_size=_PREVIEW_BYTES), ensure_ascii=False)
+        return text if display_width(text) <= limit else fit_width(text, limit)
+    if artifact.encoding == "safepickle" and size <= _PREVIEW_BYTES:  # safe to load: no trust needed
+        from ..util import short_repr
+
+        try:
+            text = short_repr(store.load_value(artifact.sha, "safepickle", max_size=_PREVIEW_BYTES), 4 * limit)
+        except (UntrustedArtifact, CodecError) as exc:  # a refused (hostile) value: say so, show the rest
+            return f"<{artifact.type}, {size} B, refused: {exc.headline.lower()}>"
         return text if display_width(text) <= limit else fit_width(text, limit)
     return f"<{artifact.type}, {size} B>"
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from ..errors import RunstoreError
+from ..util import short_repr
 
 __all__ = ["store_label", "cell", "short", "run_summary", "object_html", "runs_html"]
 
@@ -63,7 +64,7 @@ def short(value: Any, limit: int = 80) -> str:
     >>> short("x" * 100, 10)
     "'xxxxxxxx…"
     """
-    text = repr(value)
+    text = short_repr(value, limit)  # bounded: a stranger's value may be deep or shared (billion laughs)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

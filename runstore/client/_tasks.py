@@ -508,7 +508,7 @@ class DataArtifact(ClientObject):
 
     @property
     def encoding(self) -> str:
-        """How the value is stored: ``json``, ``bytes``, ``npy`` or ``pickle``."""
+        """How the value is stored: ``json``, ``bytes``, ``npy``, ``safepickle`` or ``pickle``."""
         return self._row["encoding"]
 
     @property

@@ -26,7 +26,8 @@ from typing import Any, TextIO
 
 from ..current import TaskContext, task_context
 from ..errors import CodecError, FlowDefinitionError, RunstoreError, StoreError, TimeoutException, ValueVanished
-from ..flowspec import CaughtException, FlowSpec, ForeachFrame, Inputs, TaskState
+from ..codecs import CaughtException
+from ..flowspec import FlowSpec, ForeachFrame, Inputs, TaskState
 from ..util import pause_point
 from .logtap import MAX_LOG_BYTES, InlineLog, LogTap
 

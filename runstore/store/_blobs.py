@@ -451,7 +451,7 @@ def commit_values(conn: sqlite3.Connection, prepared: Iterable[PreparedValue], w
             if item.stored.json_value is not None:  # the same bytes stored before under another encoding
                 conn.execute("UPDATE blobs SET json_value = ? WHERE blob_key = ? AND json_value IS NULL",
                              (item.stored.json_value, key))
-        if not get_codec(item.stored.encoding).safe:
+        if get_codec(item.stored.encoding).marks_trust:  # pickle: may load; safepickle: skip the check
             conn.execute(
                 "INSERT OR IGNORE INTO blob_trust(blob_key, mac) VALUES (?, ?)", (key, trust_mac(key))
             )
@@ -583,13 +583,16 @@ def load_value(db: Database, blob_key: str, encoding: str, *, check_chunks: bool
         raise CodecError(f"stored value {blob_key[:16]}… is {size} bytes, "
                          f"more than the {max_size} asked for")
     try:
-        if codec.safe:
+        if codec.streams:
             stream: IO[bytes] = io.BufferedReader(reader, buffer_size=1 << 20)
             value = codec.decode(stream, size)
             reader.verify_rest()
             return value
+        # safepickle: a value this reader wrote (its MAC) skips the opcode check that a
+        # stranger's bytes get; either way only the verified private copy is decoded.
+        own = codec.marks_trust and (not codec.safe or is_trusted(db, blob_key))
         with _verified_copy(reader, size) as copy:
-            return codec.decode(copy, size)
+            return codec.decode_own(copy, size) if own else codec.decode(copy, size)
     except (CodecError, NotFound, StoreError, UntrustedArtifact):
         raise
     except Exception as exc:
