@@ -267,6 +267,43 @@ def export_cmd(ctx: click.Context, runs: tuple[str, ...], out: str, as_json: boo
 
 
 @cli.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("flows", nargs=-1)
+@click.option("--namespace", "ns", default=None, help="Namespace to export (default: yours, user:<name>).")
+@click.option("--all", "all_namespaces", is_flag=True, help="Runs of every namespace.")
+@click.option("--replace", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.pass_context
+def flatten(ctx: click.Context, out: str, flows: tuple[str, ...], ns: str | None, all_namespaces: bool,
+            replace: bool, as_json: bool) -> None:
+    """Write runs to OUT, a plain SQLite file (runs, tasks, artifacts) for Datasette or pandas.
+
+    One row per run with a column per parameter (param_NAME) and per scalar
+    artifact of the end step (artifact_NAME); tables tasks and artifacts; no
+    runstore needed to read it. Without FLOW, every flow. Nothing is unpickled.
+
+    \b
+    Example:
+        runstore flatten runs-flat.db TrainFlow --all
+        datasette runs-flat.db
+    """
+    from ..flat import flatten as flatten_store
+    from ..namespace import identity
+
+    if ns is not None and all_namespaces:
+        raise click.UsageError("use either --namespace or --all")
+    store = open_store(ctx, readonly=True)
+    chosen = None if all_namespaces else ns if ns is not None else identity()
+    report = flatten_store(store, out, flows=flows, namespace=chosen, replace=replace)
+    if as_json:
+        echo_json(asdict(report))
+        return
+    click.echo(printable(report.summary()))
+    for name, column in report.renamed.items():
+        click.echo(printable(f"  {name} -> column {column}"))
+
+
+@cli.command()
 @click.argument("other", type=click.Path(dir_okay=False, exists=True))
 @click.option("--json", "as_json", is_flag=True, help="The report (with the renumbering) as JSON.")
 @click.option("--include-deleted", is_flag=True,
