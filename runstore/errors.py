@@ -14,7 +14,8 @@ runtime errors, 2 for usage errors) and renders as one line.
     │   ├── StoreReadOnlyError (PermissionError)   read-only file or directory
     │   ├── StoreBusyError (TimeoutError) another process held the lock too long
     │   ├── StoreFullError (OSError)      disk or file-size limit reached
-    │   └── ValueVanished                 a concurrent gc took a chunk a value being saved re-used
+    │   ├── ValueVanished                 a concurrent gc took a chunk a value being saved re-used
+    │   └── OutputExistsError (FileExistsError)  the new file to write exists already
     ├── NotFound (KeyError)               no such flow / run / step / task / artifact
     ├── InvalidPathspec (ValueError)      "HelloFlow/5/start" has the wrong shape
     ├── NamespaceMismatch (LookupError)   object exists but is outside the namespace
@@ -54,6 +55,7 @@ __all__ = [
     "StoreBusyError",
     "StoreFullError",
     "ValueVanished",
+    "OutputExistsError",
     "NotFound",
     "InvalidPathspec",
     "NamespaceMismatch",
@@ -182,6 +184,16 @@ class ValueVanished(StoreError):
     Example
     -------
     >>> issubclass(ValueVanished, StoreError)
+    True
+    """
+
+
+class OutputExistsError(StoreError, FileExistsError):
+    """The new file a command writes (``runstore flatten OUT``) exists already; it is left as it was.
+
+    Example
+    -------
+    >>> issubclass(OutputExistsError, FileExistsError)
     True
     """
 

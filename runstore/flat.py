@@ -43,28 +43,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from .errors import StoreError
+from .errors import OutputExistsError
 
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["FlatExportError", "FlatReport", "flatten", "column_name", "MAX_NAME"]
+__all__ = ["FlatReport", "flatten", "column_name", "MAX_NAME"]
 
 #: Longest part of a column name taken from a stored name (characters, before the prefix).
 MAX_NAME = 100
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SCALARS = (int, float, str, bool, type(None))
-
-
-class FlatExportError(StoreError, FileExistsError):
-    """The flat file cannot be written as asked (it exists already and ``replace`` is off).
-
-    Example
-    -------
-    >>> issubclass(FlatExportError, FileExistsError)
-    True
-    """
 
 
 @dataclass
@@ -191,7 +181,7 @@ def flatten(store: Store, out: str | os.PathLike[str], *, flows: Iterable[str] =
 
     The file is built under a temporary name next to ``out`` and renamed into place only
     when complete (removed on failure), so ``out`` is never half written. An existing
-    ``out`` is refused (:class:`FlatExportError`) unless ``replace``.
+    ``out`` is refused (:class:`OutputExistsError`) unless ``replace``.
 
     Example
     -------
@@ -209,9 +199,9 @@ def flatten(store: Store, out: str | os.PathLike[str], *, flows: Iterable[str] =
 
     target = Path(out)
     if target.exists() and not replace:
-        raise FlatExportError(f"{target} exists already (--replace to overwrite it)")
+        raise OutputExistsError(f"{target} exists already (--replace to overwrite it)")
     if target.is_dir():
-        raise FlatExportError(f"{target} is a directory")
+        raise OutputExistsError(f"{target} is a directory")
     report = FlatReport(str(target))
     where, params = _filter(list(flows), namespace)
     names: list[tuple[str, str, str]] = []
