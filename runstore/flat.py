@@ -43,15 +43,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from .errors import OutputExistsError
+from .errors import OutputExistsError, StoreError
 
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["FlatReport", "flatten", "column_name", "MAX_NAME"]
+__all__ = ["FlatReport", "flatten", "column_name", "MAX_NAME", "MAX_COLUMNS"]
 
 #: Longest part of a column name taken from a stored name (characters, before the prefix).
 MAX_NAME = 100
+#: At most this many ``param_``/``artifact_`` columns (sqlite-utils inserts at most 999 values a row);
+#: names past it are left out of ``runs`` (counted in :attr:`FlatReport.left_out`; their values
+#: stay in ``artifacts``).
+MAX_COLUMNS = 900
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SCALARS = (int, float, str, bool, type(None))
@@ -72,10 +76,13 @@ class FlatReport:
     tasks: int = 0
     artifacts: int = 0
     renamed: dict[str, str] = field(default_factory=dict)
+    left_out: int = 0
 
     def summary(self) -> str:
         """One line for the command line."""
-        return f"wrote {self.runs} run(s), {self.tasks} task(s), {self.artifacts} artifact(s) to {self.target}"
+        left = f" ({self.left_out} name(s) past {MAX_COLUMNS} columns left out of runs)" if self.left_out else ""
+        return (f"wrote {self.runs} run(s), {self.tasks} task(s), {self.artifacts} artifact(s) to {self.target}"
+                f"{left}")
 
 
 def column_name(prefix: str, name: str, taken: set[str]) -> str:
@@ -143,8 +150,14 @@ def _run_rows(store: Store, where: str, params: list[Any], report: FlatReport,
     taken = {c.lower() for c in RUN_COLUMNS}
     columns: dict[tuple[str, str], str] = {}
 
-    def column(kind: str, name: str) -> str:
+    skipped: set[tuple[str, str]] = set()
+
+    def column(kind: str, name: str) -> str | None:
         if (kind, name) not in columns:
+            if len(columns) >= MAX_COLUMNS:
+                skipped.add((kind, name))
+                report.left_out = len(skipped)
+                return None
             columns[kind, name] = col = column_name(f"{kind}_", name, taken)
             names.append((col, kind, name))
             if col != f"{kind}_{name}":
@@ -158,7 +171,9 @@ def _run_rows(store: Store, where: str, params: list[Any], report: FlatReport,
         if run is None:
             continue
         params_of.setdefault(row["run_id"], set()).add(row["name"])
-        run[column("param", row["name"])] = _scalar(row["value"])[1]
+        col = column("param", row["name"])
+        if col is not None:
+            run[col] = _scalar(row["value"])[1]
     for row in _stream(store, "SELECT a.run_id, a.name, a.value_json FROM artifacts_view a"
                               " JOIN runs_view r ON r.run_id = a.run_id AND a.step = r.end_step"
                               f" WHERE a.encoding = 'json' AND a.value_json IS NOT NULL AND a.run_id IN "
@@ -202,6 +217,8 @@ def flatten(store: Store, out: str | os.PathLike[str], *, flows: Iterable[str] =
         raise OutputExistsError(f"{target} exists already (--replace to overwrite it)")
     if target.is_dir():
         raise OutputExistsError(f"{target} is a directory")
+    if not target.parent.is_dir():
+        raise StoreError(f"cannot write {target}: no directory {target.parent}")
     report = FlatReport(str(target))
     where, params = _filter(list(flows), namespace)
     names: list[tuple[str, str, str]] = []

@@ -248,3 +248,32 @@ def test_sqlite_utils_is_loaded_by_flatten_only() -> None:
             "print('sqlite_utils' in sys.modules, 'runstore.flat' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert proc.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_thousands_of_parameter_names_stay_under_the_column_limit(tmp_path: Path) -> None:
+    from runstore.flat import MAX_COLUMNS
+
+    src = tmp_path / "received.db"
+    store = Store(src)
+    record = fill_run(store, "P", user="tester", params={"alpha": 1})
+    store.close()
+    conn = sqlite3.connect(src)
+    with conn:
+        conn.executemany("INSERT INTO run_params(run_id, name, value) VALUES (?, ?, ?)",
+                         [(record.run_id, f"p{i:05d}", str(i)) for i in range(2500)])
+    conn.close()
+    out = tmp_path / "flat.db"
+    proc = subprocess.run([sys.executable, "-m", "runstore", "--db", str(src), "flatten", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"1601 name(s) past {MAX_COLUMNS} columns left out of runs" in proc.stdout
+    cols = columns(out, "runs")
+    assert len([c for c in cols if c.startswith("param_")]) == MAX_COLUMNS
+    assert run_row(out, "P/1")["param_alpha"] == 1 and run_row(out, "P/1")["param_p00898"] == 898  # names in sorted order
+
+
+def test_out_in_a_missing_directory_is_one_line(source: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "runstore", "--db", str(source), "flatten",
+                           str(tmp_path / "nowhere" / "flat.db")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr == f"Error: cannot write {tmp_path / 'nowhere' / 'flat.db'}: no directory {tmp_path / 'nowhere'}\n"
