@@ -220,7 +220,7 @@ def test_the_flow_run_path_loads_neither_sqlite_utils_nor_tabulate():
 
 
 def test_the_store_never_loads_sqlite_utils(tmp_path):
-    """docs/architecture.md, "sqlite-utils in the store": not on the run path, nor in doctor/merge/sql."""
+    """docs/architecture.md, "sqlite-utils: used by `runstore flatten`, kept out of the store and the run path"."""
     code = (
         "import sys\n"
         "from runstore.store import Store\n"

@@ -11,7 +11,7 @@ dead owner, a large WAL, space ``gc`` could reclaim.
 Schema introspection here is a handful of ``PRAGMA`` and ``sqlite_master`` reads;
 sqlite-utils' ``Database.tables``/``.columns`` would replace none of them without
 reading the file through its (possibly altered) schema first, and importing it
-costs 0.5-1.2 s with pandas and numpy (docs/architecture.md, "Why the tables are not
+costs 0.5-1.2 s with pandas and numpy (docs/architecture.md, "Why the printed tables are not
 sqlite-utils'"), so it is not used here.
 
 Example
