@@ -277,3 +277,21 @@ def test_out_in_a_missing_directory_is_one_line(source: Path, tmp_path: Path) ->
                            str(tmp_path / "nowhere" / "flat.db")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr == f"Error: cannot write {tmp_path / 'nowhere' / 'flat.db'}: no directory {tmp_path / 'nowhere'}\n"
+
+
+def test_runs_of_a_real_flow_read_back_with_plain_sqlite(tmp_path: Path) -> None:
+    from helpers import EXAMPLES, run_flow
+
+    db = tmp_path / "runstore.db"
+    for args in ((), ("--learning-rate", "0.3", "--model-version", "v2")):
+        proc = run_flow(EXAMPLES / "param_flow.py", db, "run", *args, quiet=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "flat.db"
+    result = invoke_cli("flatten", str(out), "ParamFlow", db=db)
+    assert result.exit_code == 0, result.output
+    got = rows(out, "SELECT pathspec, status, param_model_version, param_learning_rate, param_epochs, param_config,"
+                    " artifact_score FROM runs ORDER BY run_number")
+    assert got == [("ParamFlow/1", "succeeded", "v1", 0.1, 3, '{"layers": [64, 32]}', 0.9667),
+                   ("ParamFlow/2", "succeeded", "v2", 0.3, 3, '{"layers": [64, 32]}', 0.9)]
+    assert rows(out, "SELECT step FROM tasks WHERE run_pathspec = 'ParamFlow/2' ORDER BY task_id") == [
+        ("_parameters",), ("start",), ("end",)]
