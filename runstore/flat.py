@@ -149,7 +149,6 @@ def _run_rows(store: Store, where: str, params: list[Any], report: FlatReport,
         runs[row.pop("run_id")] = row
     taken = {c.lower() for c in RUN_COLUMNS}
     columns: dict[tuple[str, str], str] = {}
-
     skipped: set[tuple[str, str]] = set()
 
     def column(kind: str, name: str) -> str | None:
