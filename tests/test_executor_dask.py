@@ -163,7 +163,7 @@ def test_steps_pinned_local_run_here_the_others_on_workers(tmp_path: Path, clust
 
 def test_a_step_pinned_through_a_config_runs_here(tmp_path: Path, cluster: Any, address: str) -> None:
     """@executor(config_expr("cfg.where")): the value the run resolves is the pinning that runs."""
-    source = PINNED.replace("import FlowSpec, executor, step", "import Config, FlowSpec, config_expr, executor, step") \
+    source = PINNED.replace("import FlowSpec,", "import Config, FlowSpec, config_expr,") \
         .replace("class PinnedFlow(FlowSpec):\n", "class PinnedFlow(FlowSpec):\n"
                  "    cfg = Config(\"cfg\", default_value={\"where\": \"local\"})\n\n") \
         .replace('@executor("local")', '@executor(config_expr("cfg.where"))')

@@ -649,15 +649,18 @@ def test_executor_from_a_config_and_bad_card_or_executor_values_are_one_line(tmp
     script = write_flow(tmp_path, CARD_EXECUTOR_FLOW, "card_conf_flow.py")
     db = tmp_path / "runstore.db"
     cases = [
-        (dict(CARD_CFG, where="mars"), "step 'start', @executor: @executor(...) takes one of 'local', not 'mars'"),
-        (dict(CARD_CFG, card_type="fancy"), "step 'start', @card: @card(type=...) must be one of default, blank"),
+        (dict(CARD_CFG, where="mars"),
+         "step 'start', @executor: @executor(...) takes one of 'local', not 'mars'"),
+        (dict(CARD_CFG, card_type="fancy"),
+         "step 'start', @card: @card(type=...) must be one of default, blank"),
         (dict(CARD_CFG, card_id="no spaces"), "@card(id=...) takes letters, digits and underscores"),
         (dict(CARD_CFG, card_id="slow"), "has two @card with id 'slow'"),
         (dict(CARD_CFG, t=0), "@card(timeout=...) takes a positive number of seconds, not 0"),
         ({k: v for k, v in CARD_CFG.items() if k != "where"}, "config_expr(\"cfg.where\"): no key 'where'"),
     ]
     for cfg, message in cases:
-        assert message in one_error_line(flow_cli(script, db, "run", "--config-value", "cfg", json.dumps(cfg))), cfg
+        refused = flow_cli(script, db, "run", "--config-value", "cfg", json.dumps(cfg))
+        assert message in one_error_line(refused), cfg
     assert run_count(db, "CardConfFlow") == 0
 
     ran = flow_cli(script, db, "run", "--config-value", "cfg", json.dumps(CARD_CFG))
@@ -674,9 +677,10 @@ def test_card_and_executor_config_values_leave_the_class_untouched(tmp_path: Pat
 
     script = write_flow(tmp_path, CARD_EXECUTOR_FLOW, "card_conf_flow.py")
     flow_class = Runner(script, store=tmp_path / "runstore.db").flow_class
-    given = prepare(flow_class, LaunchOptions(config_values={"cfg": json.dumps(dict(CARD_CFG, card_id="a", t=2))}),
-                    username="anne")
+    values = {"cfg": json.dumps(dict(CARD_CFG, card_id="a", t=2))}
+    given = prepare(flow_class, LaunchOptions(config_values=values), username="anne")
     default = prepare(flow_class, LaunchOptions(), username="bob")
-    ids = [sorted(d["attributes"]["id"] for d in p.decorators["start"] if d["name"] == "card") for p in (given, default)]
+    ids = [sorted(d["attributes"]["id"] for d in p.decorators["start"] if d["name"] == "card")
+           for p in (given, default)]
     assert ids == [["a", "slow"], ["report", "slow"]]
     assert [d["attributes"] for d in flow_class.start._runstore_decorators] == [{}, {}, {}]

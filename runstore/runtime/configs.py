@@ -241,8 +241,8 @@ def resolve_decorators(flow_class: type, configs: Mapping[str, Any]) -> dict[str
                 factory(*evaluate(list(args), names), **evaluate(kwargs, names))(probe)
             except (FlowDefinitionError, TypeError) as exc:
                 raise FlowDefinitionError(f"step {node.name!r}, @{deco}: {exc}") from None
-            records[index] = dict(records[index],
-                                  attributes=probe._runstore_decorators[-1]["attributes"])  # type: ignore[attr-defined]
+            resolved = probe._runstore_decorators[-1]["attributes"]  # type: ignore[attr-defined]
+            records[index] = dict(records[index], attributes=resolved)
     return result
 
 
