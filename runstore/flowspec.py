@@ -81,32 +81,60 @@ def _add_decorator(func: Callable[..., Any], name: str, attributes: dict[str, An
     return func
 
 
-#: Where a step keeps the arguments of its decorators that wait for config values.
+#: Where a step keeps the arguments of its decorators that wait for config values:
+#: ``{index of the record in _runstore_decorators: (factory, args, kwargs)}``.
 DEFERRED_ATTR = "_runstore_deferred"
 
 
 def _config_aware(factory: Callable[..., Any]) -> Callable[..., Any]:
-    """Let a step decorator take config expressions (``@retry(times=config_expr("cfg.n"))``).
+    """Let a step decorator take config expressions (``@retry(times=config_expr("cfg.n"))``,
+    ``@executor(config_expr("cfg.where"))``, ``@card(type=cfg.card_type)``).
 
-    With an expression among its arguments the decorator is recorded now, with its
-    arguments kept aside; ``runtime.configs.resolve_decorators`` checks and fills them
-    in once the run's config values are known, before anything runs.
+    With an expression among its arguments the decorator is recorded now (empty
+    attributes), with its arguments kept aside; ``runtime.configs.resolve_decorators``
+    checks and fills them in once the run's config values are known, before anything runs.
     """
     import functools
 
     @functools.wraps(factory)
-    def decorator(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
-        if not is_lazy(kwargs):
-            return factory(func, **kwargs)
+    def decorator(*args: Any, **kwargs: Any) -> Any:
+        if not is_lazy(args) and not is_lazy(kwargs):
+            return factory(*args, **kwargs)
+        func = None
+        if args and callable(args[0]) and not is_lazy(args[0]):  # retry(f, times=...): the step first
+            func, args = args[0], args[1:]
+        name = factory.__name__
 
         def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-            _add_decorator(f, factory.__name__, {})
-            setattr(f, DEFERRED_ATTR, {**getattr(f, DEFERRED_ATTR, {}), factory.__name__: kwargs})
+            if name == "card":  # several cards per step: their ids are checked once resolved
+                if not hasattr(f, "_runstore_decorators"):
+                    f._runstore_decorators = []  # type: ignore[attr-defined]
+                f._runstore_decorators.append(  # type: ignore[attr-defined]
+                    {"name": name, "attributes": {}, "statically_defined": True})
+            else:
+                _add_decorator(f, name, {})
+            index = len(f._runstore_decorators) - 1  # type: ignore[attr-defined]
+            setattr(f, DEFERRED_ATTR, {**getattr(f, DEFERRED_ATTR, {}), index: (factory, args, kwargs)})
             return f
 
         return wrap(func) if func is not None else wrap
 
     return decorator
+
+
+def deferred_decorators(func: Callable[..., Any]) -> dict[int, tuple[Callable[..., Any], tuple[Any, ...],
+                                                                     dict[str, Any]]]:
+    """The decorators of a step waiting for config values, by index in its decorator records.
+
+    >>> from runstore import config_expr
+    >>> @retry(times=config_expr("cfg.n"))
+    ... @step
+    ... def start(self):
+    ...     self.next(self.end)
+    >>> [(i, factory.__name__) for i, (factory, _, _) in deferred_decorators(start).items()]
+    [(0, 'retry')]
+    """
+    return dict(getattr(func, DEFERRED_ATTR, None) or {})
 
 
 @_config_aware
@@ -141,6 +169,7 @@ def retry(func: Callable[..., Any] | None = None, *, times: int = 3,
 PINNABLE_EXECUTORS = ("local",)
 
 
+@_config_aware
 def executor(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Pin a step to an executor, whatever the run's executor is (``"local"``: this machine).
 
@@ -156,6 +185,8 @@ def executor(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     ...     self.next(self.end)
     >>> start._runstore_decorators[-1]["attributes"]["name"]
     'local'
+
+    The name can come from a config: ``@executor(config_expr("cfg.where"))``.
     """
     if name not in PINNABLE_EXECUTORS:
         raise _definition_error(f"@executor(...) takes one of {', '.join(map(repr, PINNABLE_EXECUTORS))},"

@@ -161,6 +161,22 @@ def test_steps_pinned_local_run_here_the_others_on_workers(tmp_path: Path, clust
     assert set(run["join"].task.data.pids) <= workers
 
 
+def test_a_step_pinned_through_a_config_runs_here(tmp_path: Path, cluster: Any, address: str) -> None:
+    """@executor(config_expr("cfg.where")): the value the run resolves is the pinning that runs."""
+    source = PINNED.replace("import FlowSpec,", "import Config, FlowSpec, config_expr,") \
+        .replace("class PinnedFlow(FlowSpec):\n", "class PinnedFlow(FlowSpec):\n"
+                 "    cfg = Config(\"cfg\", default_value={\"where\": \"local\"})\n\n") \
+        .replace('@executor("local")', '@executor(config_expr("cfg.where"))')
+    assert source.count("config_expr(") == 2
+    (tmp_path / "pinned_flow.py").write_text(source)
+    store = Store(tmp_path / "runstore.db")
+    run = Runner(tmp_path / "pinned_flow.py", store=store, executor="dask", dask_address=address,
+                 config_value={"cfg": {"where": "local"}}).run()
+    workers = set(cluster.test_client.run(os.getpid).values())
+    assert run.data.start_pid == run.data.end_pid == os.getpid()
+    assert set(run["join"].task.data.pids) <= workers
+
+
 def test_a_100_mib_value_for_10_tasks_is_sent_once(tmp_path: Path, cluster: Any, address: str) -> None:
     store = Store(tmp_path / "runstore.db")
     flow = load_flow(FLOWS / "big_value_flow.py")

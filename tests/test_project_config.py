@@ -567,3 +567,120 @@ def test_show_lists_configs_and_project_and_check_evaluates_them(tmp_path: Path)
     refused = run_flow(script, db, "--config-value", "cfg", '{"project": "p"}', "check")
     assert "no key" in one_error_line(refused)
     assert not db.exists()  # neither opened the store
+
+
+# ------------------------------------------------------------ @card and @executor from configs
+
+CARD_EXECUTOR_FLOW = '''
+import time
+
+from runstore import Config, FlowSpec, card, config_expr, current, executor, step
+from runstore.cards import Markdown
+
+
+class Slow:
+    def render(self):
+        time.sleep(3)
+        return "<p>slow part done</p>"
+
+
+class CardConfFlow(FlowSpec):
+    cfg = Config("cfg", default_value={"card_type": "blank", "card_id": "report", "t": 30, "where": "local"})
+
+    @executor(config_expr("cfg.where"))
+    @card(type=config_expr("cfg.card_type"), id=config_expr("cfg.card_id"))
+    @card(timeout=cfg.t, id="slow", type="blank")
+    @step
+    def start(self):
+        self.secret_artifact = "only-in-default-cards"
+        current.card[self.cfg.card_id].append(Markdown("# configured card"))
+        current.card["slow"].append(Slow())
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    CardConfFlow()
+'''
+
+CARD_CFG = {"card_type": "blank", "card_id": "report", "t": 30, "where": "local"}
+
+
+def test_card_arguments_from_configs_give_the_configured_card(tmp_path: Path) -> None:
+    """@card(type=config_expr(...), id=config_expr(...)) and @card(timeout=cfg.t): each run renders
+    the card its config asks for (the type, the id, the render timeout), and stores those values."""
+    from runstore.cards import get_cards
+
+    script = write_flow(tmp_path, CARD_EXECUTOR_FLOW, "card_conf_flow.py")
+    db = tmp_path / "runstore.db"
+    first = flow_cli(script, db, "run")  # the default_value: blank card "report", 30 s to render
+    assert first.returncode == 0, first.stderr
+    second = flow_cli(script, db, "run", "--config-value", "cfg",
+                      json.dumps(dict(CARD_CFG, card_type="default", card_id="summary", t=0.5)))
+    assert second.returncode == 0, second.stderr
+    one, two = (Run(f"CardConfFlow/{n}", store=Store(db))["start"].task for n in (1, 2))
+
+    (report,) = get_cards(one, id="report")
+    assert report.type == "blank" and report.status == "done"
+    assert "configured card" in report.get() and "only-in-default-cards" not in report.get()
+    (slow,) = get_cards(one, id="slow")
+    assert slow.status == "done" and "slow part done" in slow.get()  # timeout=30: rendered
+    assert not get_cards(one, id="summary")
+
+    (summary,) = get_cards(two, id="summary")
+    assert summary.type == "default" and "configured card" in summary.get()
+    assert "only-in-default-cards" in summary.get()  # a default card lists the artifacts
+    assert not get_cards(two, id="report")
+    (slow,) = get_cards(two, id="slow")  # timeout=0.5 from the config: the 3 s component is cut off
+    assert slow.status == "error" and "timeout=0.5" in (slow.error or "")
+
+    graph = Run("CardConfFlow/2", store=Store(db))["_parameters"].task["_graph_info"].data
+    cards = [d["attributes"] for d in graph["steps"]["start"]["decorators"] if d["name"] == "card"]
+    assert sorted((c["id"], c["type"], c["timeout"]) for c in cards) == [
+        ("slow", "blank", 0.5), ("summary", "default", 45)]
+
+
+def test_executor_from_a_config_and_bad_card_or_executor_values_are_one_line(tmp_path: Path) -> None:
+    """@executor(config_expr("cfg.where")) runs with "local"; a value @executor or @card refuses is
+    one line naming the step and the decorator, and nothing is stored."""
+    script = write_flow(tmp_path, CARD_EXECUTOR_FLOW, "card_conf_flow.py")
+    db = tmp_path / "runstore.db"
+    cases = [
+        (dict(CARD_CFG, where="mars"),
+         "step 'start', @executor: @executor(...) takes one of 'local', not 'mars'"),
+        (dict(CARD_CFG, card_type="fancy"),
+         "step 'start', @card: @card(type=...) must be one of default, blank"),
+        (dict(CARD_CFG, card_id="no spaces"), "@card(id=...) takes letters, digits and underscores"),
+        (dict(CARD_CFG, card_id="slow"), "has two @card with id 'slow'"),
+        (dict(CARD_CFG, t=0), "@card(timeout=...) takes a positive number of seconds, not 0"),
+        ({k: v for k, v in CARD_CFG.items() if k != "where"}, "config_expr(\"cfg.where\"): no key 'where'"),
+    ]
+    for cfg, message in cases:
+        refused = flow_cli(script, db, "run", "--config-value", "cfg", json.dumps(cfg))
+        assert message in one_error_line(refused), cfg
+    assert run_count(db, "CardConfFlow") == 0
+
+    ran = flow_cli(script, db, "run", "--config-value", "cfg", json.dumps(CARD_CFG))
+    assert ran.returncode == 0, ran.stderr
+    graph = Run("CardConfFlow/1", store=Store(db))["_parameters"].task["_graph_info"].data
+    assert {"name": "local"} in [d["attributes"] for d in graph["steps"]["start"]["decorators"]
+                                 if d["name"] == "executor"]
+
+
+def test_card_and_executor_config_values_leave_the_class_untouched(tmp_path: Path) -> None:
+    """Two launches of one class resolve their own @card/@executor values; the class keeps the
+    placeholders (so a thread or a Runner launching it again sees no earlier run's values)."""
+    from runstore.runtime.configs import LaunchOptions, prepare
+
+    script = write_flow(tmp_path, CARD_EXECUTOR_FLOW, "card_conf_flow.py")
+    flow_class = Runner(script, store=tmp_path / "runstore.db").flow_class
+    values = {"cfg": json.dumps(dict(CARD_CFG, card_id="a", t=2))}
+    given = prepare(flow_class, LaunchOptions(config_values=values), username="anne")
+    default = prepare(flow_class, LaunchOptions(), username="bob")
+    ids = [sorted(d["attributes"]["id"] for d in p.decorators["start"] if d["name"] == "card")
+           for p in (given, default)]
+    assert ids == [["a", "slow"], ["report", "slow"]]
+    assert [d["attributes"] for d in flow_class.start._runstore_decorators] == [{}, {}, {}]

@@ -36,6 +36,7 @@ import traceback
 from typing import Any, Callable, Iterable
 
 from ..errors import FlowDefinitionError
+from ..flowspec import _config_aware
 
 __all__ = ["card", "CardComponentCollector", "finish_cards", "CARD_TYPES"]
 
@@ -44,6 +45,7 @@ CARD_TYPES = ("default", "blank")
 _ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 
 
+@_config_aware
 def card(func: Callable[..., Any] | None = None, *, type: str = "default", id: str | None = None,
          options: dict[str, Any] | None = None, timeout: float = 45, save_errors: bool = True,
          refresh_interval: float = 5) -> Any:
@@ -72,6 +74,9 @@ def card(func: Callable[..., Any] | None = None, *, type: str = "default", id: s
     ...     self.next(self.end)
     >>> [d["attributes"]["type"] for d in train._runstore_decorators]
     ['blank']
+
+    Any argument can come from a config (``@card(type=config_expr("cfg.card_type"))``,
+    ``@card(timeout=cfg.t)``): each run fills it in and checks it before anything runs.
     """
     if type not in CARD_TYPES:
         raise FlowDefinitionError(f"@card(type=...) must be one of {', '.join(CARD_TYPES)}, not {type!r}")
@@ -86,7 +91,7 @@ def card(func: Callable[..., Any] | None = None, *, type: str = "default", id: s
         if decorators is None:
             decorators = f._runstore_decorators = []  # type: ignore[attr-defined]
         for other in decorators:
-            if other["name"] == "card" and other["attributes"]["id"] == id:
+            if other["name"] == "card" and other["attributes"] and other["attributes"]["id"] == id:
                 what = f"id {id!r}" if id else "no id"
                 raise FlowDefinitionError(f"step {f.__name__!r} has two @card with {what}; give each its own id")
         decorators.append({"name": "card", "statically_defined": True, "attributes": {

@@ -221,31 +221,28 @@ def resolve_decorators(flow_class: type, configs: Mapping[str, Any]) -> dict[str
     so two launches of one flow class with different configs (threads, ``Runner``) do not
     see each other's values.
     """
-    from ..flowspec import DECORATORS, DEFERRED_ATTR
+    from ..flowspec import deferred_decorators
 
     names = _by_expr_name(flow_class, configs)
     result: dict[str, list[dict[str, Any]]] = {}
     for node in flow_class._graph():  # type: ignore[attr-defined]
         records = result[node.name] = [dict(record) for record in node.decorators]
-        deferred = getattr(node.func, DEFERRED_ATTR, None)
-        if not deferred:
-            continue
-        for deco, kwargs in deferred.items():
+        for index, (factory, args, kwargs) in sorted(deferred_decorators(node.func).items()):
+            deco = factory.__name__
+
+            def probe(self: Any) -> None:
+                pass
+
+            probe.__name__ = node.name
+            # the step's other decorators, as resolved so far: @card checks its id against them
+            probe._runstore_decorators = [  # type: ignore[attr-defined]
+                dict(r) for i, r in enumerate(records) if i != index and r["attributes"]]
             try:
-                resolved = evaluate(kwargs, names)
-
-                def probe(self: Any) -> None:
-                    pass
-
-                DECORATORS[deco](**resolved)(probe)
-            except FlowDefinitionError as exc:
+                factory(*evaluate(list(args), names), **evaluate(kwargs, names))(probe)
+            except (FlowDefinitionError, TypeError) as exc:
                 raise FlowDefinitionError(f"step {node.name!r}, @{deco}: {exc}") from None
-            except TypeError as exc:
-                raise FlowDefinitionError(f"step {node.name!r}, @{deco}: {exc}") from None
-            attributes = probe._runstore_decorators[-1]["attributes"]  # type: ignore[attr-defined]
-            for record in records:
-                if record["name"] == deco:
-                    record["attributes"] = attributes
+            resolved = probe._runstore_decorators[-1]["attributes"]  # type: ignore[attr-defined]
+            records[index] = dict(records[index], attributes=resolved)
     return result
 
 
