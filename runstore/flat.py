@@ -189,6 +189,20 @@ def _run_rows(store: Store, where: str, params: list[Any], report: FlatReport,
     return list(runs.values())
 
 
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete ``.OUT.PID.flat.tmp`` files left next to ``target`` by a writer that died (``kill -9``).
+
+    A temporary file whose process still runs belongs to a flatten in progress and is kept.
+    """
+    from .util import pid_alive
+
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d{{1,10}})\.flat\.tmp")
+    for path in target.parent.glob(f".{target.name}.*.flat.tmp"):
+        found = pattern.fullmatch(path.name)
+        if found and int(found.group(1)) != os.getpid() and not pid_alive(int(found.group(1))):
+            path.unlink(missing_ok=True)
+
+
 def flatten(store: Store, out: str | os.PathLike[str], *, flows: Iterable[str] = (),
             namespace: str | None = None, replace: bool = False) -> FlatReport:
     """Write the runs of ``store`` (of ``flows``, in ``namespace``; all when None) to a new plain file ``out``.
@@ -222,6 +236,7 @@ def flatten(store: Store, out: str | os.PathLike[str], *, flows: Iterable[str] =
     where, params = _filter(list(flows), namespace)
     names: list[tuple[str, str, str]] = []
     rows = _run_rows(store, where, params, report, names)
+    _remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.flat.tmp")
     tmp.unlink(missing_ok=True)
     try:

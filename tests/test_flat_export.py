@@ -295,3 +295,39 @@ def test_runs_of_a_real_flow_read_back_with_plain_sqlite(tmp_path: Path) -> None
                    ("ParamFlow/2", "succeeded", "v2", 0.3, 3, '{"layers": [64, 32]}', 0.9)]
     assert rows(out, "SELECT step FROM tasks WHERE run_pathspec = 'ParamFlow/2' ORDER BY task_id") == [
         ("_parameters",), ("start",), ("end",)]
+
+
+def test_a_temporary_file_of_a_killed_flatten_is_removed_by_the_next_one(source: Path, tmp_path: Path) -> None:
+    # A real child, stopped mid-write by SIGKILL: its `.OUT.PID.flat.tmp` stays behind; the
+    # next flatten to the same OUT removes it, but keeps the temporary file of a live writer.
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "flat.db"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, runstore.flat as flat\n"
+        "from runstore import Store\n"
+        "real = flat._stream\n"
+        "def slow(store, query, params):\n"
+        "    if 'tasks_view' in query:  # runs are written: the file exists, half done\n"
+        "        time.sleep(600)\n"
+        "    return real(store, query, params)\n"
+        "flat._stream = slow\n"
+        f"flat.flatten(Store({str(source)!r}, readonly=True), {str(out)!r}, namespace=None)\n")])
+    stale = tmp_path / f".flat.db.{child.pid}.flat.tmp"
+    deadline = time.monotonic() + 60
+    while not stale.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stale.exists(), "the child never started writing"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        in_progress = tmp_path / f".flat.db.{live.pid}.flat.tmp"
+        in_progress.write_bytes(b"")
+        flatten(Store(source, readonly=True), out, namespace=None)
+        assert not stale.exists() and in_progress.exists() and out.exists()
+    finally:
+        live.kill()
+        live.wait()
